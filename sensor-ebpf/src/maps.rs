@@ -1,0 +1,120 @@
+//! Every map the probes use. Names are part of the contract with the collector
+//! (`sensor-user/src/probes.rs` looks them up by these names).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use sensor_ebpf::{
+    DeviceUseKey, ExtKey, FileId, FileMmapEvent, FileOpenEvent, InodeMark, IoctlKey,
+    LIB_PREFIX_MAX, ProcessExecEvent, TAIL_MAX, WatchedDevice, stat,
+};
+
+/// Records to the collector. The size is set by the collector at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Per-CPU counters, see `sensor_ebpf::stat`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Model file extensions (lower case, no dot).
+#[map]
+pub static EXTENSIONS: HashMap<ExtKey, u8> = HashMap::with_max_entries(128, 0);
+
+/// Inference-runtime library name prefixes, matched against the file name of `PROT_EXEC`
+/// mappings.
+#[map]
+pub static RUNTIME_LIBS: LpmTrie<[u8; LIB_PREFIX_MAX], u8> = LpmTrie::with_max_entries(128, 0);
+
+/// Configured model directories by (device, inode).
+#[map]
+pub static MODEL_DIRS: HashMap<FileId, u8> = HashMap::with_max_entries(256, 0);
+
+/// Cache: does this directory lie under a model directory? 1 yes, 0 no. Filled by the probes,
+/// cleared by the collector when the model directory set changes.
+#[map]
+pub static DIR_VERDICT: LruHashMap<FileId, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Inodes the collector identified by content.
+#[map]
+pub static INODE_MARKS: LruHashMap<FileId, InodeMark> = LruHashMap::with_max_entries(65536, 0);
+
+/// Accelerator devices by `i_rdev` (kernel encoding).
+#[map]
+pub static WATCHED_DEVICES: HashMap<u32, WatchedDevice> = HashMap::with_max_entries(1024, 0);
+
+/// ioctl counts per (tgid, device, command); the collector drains them on an interval.
+#[map]
+pub static IOCTL_COUNTS: PerCpuHashMap<IoctlKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// (tgid, device) pairs that already produced their first-ioctl event.
+#[map]
+pub static DEVICE_SEEN: LruHashMap<DeviceUseKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Arguments of an open in flight, by pid_tgid, from sys_enter to sys_exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingOpen {
+    pub filename: u64,
+    pub flags: u32,
+    pub syscall: u32,
+}
+
+#[map]
+pub static PENDING_OPENS: LruHashMap<u64, PendingOpen> = LruHashMap::with_max_entries(16384, 0);
+
+/// A reportable mmap in flight, by pid_tgid.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingMmap {
+    pub file: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub len: u64,
+    pub offset: u64,
+    pub dev: u32,
+    pub prot: u32,
+    pub flags: u32,
+    pub fd: i32,
+    pub reasons: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static PENDING_MMAPS: LruHashMap<u64, PendingMmap> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per-CPU assembly areas: a record is built here, then copied into the ring buffer with its
+/// real length (ring-buffer reservations must have a constant size).
+#[repr(C)]
+pub struct OpenRecord {
+    pub ev: FileOpenEvent,
+    pub tail: [u8; TAIL_MAX],
+}
+
+#[repr(C)]
+pub struct MmapRecord {
+    pub ev: FileMmapEvent,
+    pub tail: [u8; TAIL_MAX],
+}
+
+#[repr(C)]
+pub struct ExecRecord {
+    pub ev: ProcessExecEvent,
+    pub tail: [u8; TAIL_MAX],
+}
+
+#[map]
+pub static OPEN_SCRATCH: PerCpuArray<OpenRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static MMAP_SCRATCH: PerCpuArray<MmapRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Adds `n` to a per-CPU counter.
+#[inline(always)]
+pub fn count(slot: u32, n: u64) {
+    if let Some(p) = STATS.get_ptr_mut(slot) {
+        unsafe { *p += n };
+    }
+}

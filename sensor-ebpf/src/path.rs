@@ -1,0 +1,76 @@
+//! Absolute path reconstruction in the kernel: a bounded dentry walk that crosses mounts.
+//! `bpf_d_path` would be simpler but is not allowed for tracepoint programs.
+//!
+//! Components are written leaf first, each NUL-terminated, into a per-CPU tail buffer; the
+//! collector reverses them. Offsets into the buffer are masked so the verifier can bound every
+//! write.
+
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
+use sensor_ebpf::{
+    COMPONENT_MAX, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, TAIL_OFFSET_MASK, path_flag,
+};
+
+use crate::kernel::{ReadError, off, read_ptr};
+
+pub struct Walked {
+    pub len: u32,
+    pub flags: u32,
+}
+
+/// Walks from `path` (a `struct path *`) to the namespace root, writing components into
+/// `tail[start..]`. `tail` must have room for `TAIL_OFFSET_MASK + 1 + COMPONENT_MAX` bytes.
+#[inline(always)]
+pub fn walk(path: *const u8, tail: *mut u8, start: usize) -> Walked {
+    match try_walk(path, tail, start) {
+        Ok(w) => w,
+        Err(_) => Walked { len: 0, flags: path_flag::TRUNCATED },
+    }
+}
+
+#[inline(always)]
+fn try_walk(path: *const u8, tail: *mut u8, start: usize) -> Result<Walked, ReadError> {
+    let mut vfsmnt = read_ptr(path, off!(path_mnt))?;
+    let mut dentry = read_ptr(path, off!(path_dentry))?;
+    let mount_mnt = off!(mount_mnt);
+    let mut mount = vfsmnt.wrapping_sub(mount_mnt);
+    let mut len: usize = 0;
+    let mut flags: u32 = 0;
+    let mut i = 0;
+    while i < PATH_MAX_COMPONENTS {
+        i += 1;
+        let mnt_root = read_ptr(vfsmnt, off!(vfsmount_mnt_root))?;
+        let parent = read_ptr(dentry, off!(dentry_d_parent))?;
+        if dentry == mnt_root || dentry == parent {
+            if dentry != mnt_root {
+                flags |= path_flag::DISCONNECTED;
+                break;
+            }
+            let mnt_parent = read_ptr(mount, off!(mount_mnt_parent))?;
+            if mnt_parent == mount {
+                flags |= path_flag::COMPLETE;
+                break;
+            }
+            dentry = read_ptr(mount, off!(mount_mnt_mountpoint))?;
+            mount = mnt_parent;
+            vfsmnt = mount.wrapping_add(mount_mnt);
+            continue;
+        }
+        if len >= PATH_MAX_BYTES {
+            break;
+        }
+        let name: *const u8 = read_ptr(dentry, off!(dentry_d_name) + off!(qstr_name))?;
+        let at = (start + len) & TAIL_OFFSET_MASK;
+        let n = unsafe {
+            bpf_probe_read_kernel_str(tail.add(at).cast(), COMPONENT_MAX as u32, name.cast())
+        };
+        if n <= 0 {
+            break;
+        }
+        len += (n as usize) & (COMPONENT_MAX * 2 - 1);
+        dentry = parent;
+    }
+    if flags & (path_flag::COMPLETE | path_flag::DISCONNECTED) == 0 {
+        flags |= path_flag::TRUNCATED;
+    }
+    Ok(Walked { len: len as u32, flags })
+}

@@ -1,0 +1,125 @@
+//! open(2), openat(2), openat2(2), creat(2): the arguments are stashed at sys_enter, the new
+//! fd is resolved to its `struct file` at sys_exit.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
+use sensor_ebpf::syscall;
+
+use super::{syscall_arg, syscall_ret};
+use crate::{
+    file::{emit_open, inspect, open_reasons},
+    kernel::{current_task, file_from_fd, self_tgid},
+    maps::{OPEN_SCRATCH, PENDING_OPENS, PendingOpen, count},
+};
+
+const O_CREAT: u32 = 0o100;
+const O_WRONLY: u32 = 0o1;
+const O_TRUNC: u32 = 0o1000;
+
+#[inline(always)]
+fn stash(filename: u64, flags: u32, which: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 == self_tgid() {
+        return;
+    }
+    let p = PendingOpen { filename, flags, syscall: which };
+    if PENDING_OPENS.insert(pid_tgid, p, 0).is_err() {
+        count(sensor_ebpf::stat::PENDING_FULL, 1);
+    }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    stash(syscall_arg(&ctx, 1), syscall_arg(&ctx, 2) as u32, syscall::OPENAT);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    // openat2(dfd, filename, struct open_how *how, size): flags are how->flags (u64, first).
+    let how = syscall_arg(&ctx, 2) as *const u64;
+    let flags = unsafe { aya_ebpf::helpers::bpf_probe_read_user(how) }.unwrap_or(0);
+    stash(syscall_arg(&ctx, 1), flags as u32, syscall::OPENAT2);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_open")]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    stash(syscall_arg(&ctx, 0), syscall_arg(&ctx, 1) as u32, syscall::OPEN);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_creat")]
+pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
+    stash(syscall_arg(&ctx, 0), O_CREAT | O_WRONLY | O_TRUNC, syscall::CREAT);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_open")]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_creat")]
+pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_exit(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(p) = PENDING_OPENS.get_ptr(pid_tgid) else {
+        return;
+    };
+    let pending = unsafe { *p };
+    let _ = PENDING_OPENS.remove(pid_tgid);
+    let fd = syscall_ret(ctx);
+    if fd < 0 {
+        return;
+    }
+    let Ok(file) = file_from_fd(current_task(), fd) else {
+        count(sensor_ebpf::stat::READ_FAILED, 1);
+        return;
+    };
+    let Ok(facts) = inspect(file) else {
+        count(sensor_ebpf::stat::READ_FAILED, 1);
+        return;
+    };
+    let Some(rec) = OPEN_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let tail = unsafe { (*rec).tail.as_mut_ptr() };
+    let mut name_len = 0usize;
+    let mut path_flags = 0u32;
+    let reasons =
+        open_reasons(file, &facts, pending.filename, tail, &mut name_len, &mut path_flags);
+    if reasons == 0 {
+        return;
+    }
+    emit_open(
+        rec,
+        file,
+        &facts,
+        fd,
+        pending.flags,
+        pending.syscall,
+        reasons,
+        name_len,
+        path_flags,
+    );
+}

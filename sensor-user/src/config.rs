@@ -1,0 +1,393 @@
+//! The sensor's configuration: a TOML file whose every key has a documented built-in default,
+//! so an absent file means "defaults" and `modelwatch config --default` prints them all.
+//!
+//! Everything here is validated before any probe is loaded; a bad value is an error that names
+//! its key (exit code 2 at the binary edge).
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_PATH: &str = "/etc/modelwatch/modelwatch.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: key `{key}`: {message}")]
+    Invalid { path: PathBuf, key: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub files: FilesConfig,
+    pub devices: DevicesConfig,
+    pub sensor: SensorConfig,
+    pub output: OutputConfig,
+}
+
+/// Which files are model files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// File name extensions of model weights and serialised models (case-insensitive).
+    pub extensions: Vec<String>,
+    /// Regular files at least this large are reported whatever their name. Bytes, or a string
+    /// such as "32MiB".
+    pub size_threshold: ByteSize,
+    /// Directories whose files are models whatever their name or size. A leading `~/` is
+    /// expanded for every local user's home directory. Directories that do not exist yet are
+    /// picked up when they appear.
+    pub model_dirs: Vec<String>,
+    /// File-name prefixes of inference-runtime libraries; an executable mapping of one is
+    /// reported.
+    pub runtime_libraries: Vec<String>,
+}
+
+/// Accelerator devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Extra device nodes to watch as accelerators (besides the discovered ones).
+    pub extra: Vec<PathBuf>,
+    /// How often the kernel's ioctl counters are drained, in milliseconds.
+    pub drain_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorConfig {
+    /// Kernel ring buffer size in KiB (a power of two, at least 64).
+    pub ring_buffer_kib: u32,
+    /// How long an exited process stays resolvable for late events, in milliseconds.
+    pub exit_grace_ms: u64,
+    /// How often configured model directories that do not exist yet are looked for, in ms.
+    pub model_dir_rescan_ms: u64,
+    /// Where state that survives restarts is kept.
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// `compact` (one readable line per event) or `json` (one JSON object per line).
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Compact,
+    Json,
+}
+
+/// A size in bytes that also accepts "32MiB", "1GiB", "512KiB", "4096".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (unit, mult) in UNITS {
+            if self.0 >= mult && self.0 % mult == 0 {
+                return s.serialize_str(&format!("{}{unit}", self.0 / mult));
+            }
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 33554432, \"32MiB\")"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        Self {
+            extensions: s(&[
+                ".gguf", ".ggml", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pkl",
+                ".pickle", ".joblib", ".onnx", ".tflite", ".pb", ".h5", ".keras", ".npz",
+                ".mlmodel", ".llamafile", ".mar", ".nemo", ".engine", ".plan",
+            ]),
+            size_threshold: ByteSize(32 << 20),
+            model_dirs: s(&[
+                "~/.ollama/models",
+                "/usr/share/ollama/.ollama/models",
+                "/var/lib/ollama/models",
+                "~/.cache/huggingface/hub",
+                "~/.lmstudio/models",
+                "~/.cache/lm-studio/models",
+                "~/.cache/llama.cpp",
+                "~/.cache/torch/hub",
+            ]),
+            runtime_libraries: s(&[
+                "libllama", "libggml", "libcudart", "libcublas", "libcudnn", "libtorch_cuda",
+                "libtorch_cpu", "libonnxruntime", "libnvinfer", "libopenvino", "libMIOpen",
+                "libamdhip64", "libze_loader", "libvulkan", "libmlx", "libtensorflow",
+                "libctranslate2",
+            ]),
+        }
+    }
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self { extra: Vec::new(), drain_interval_ms: 1000 }
+    }
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            ring_buffer_kib: 16 * 1024,
+            exit_grace_ms: 5000,
+            model_dir_rescan_ms: 10_000,
+            state_dir: PathBuf::from("/var/lib/modelwatch"),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { format: OutputFormat::Compact }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            files: FilesConfig::default(),
+            devices: DevicesConfig::default(),
+            sensor: SensorConfig::default(),
+            output: OutputConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`. When `path` is the default location and does not exist, the built-in
+    /// defaults apply; an explicitly named file must exist.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+        };
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// The built-in defaults as TOML.
+    pub fn default_toml() -> String {
+        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        for (i, ext) in self.files.extensions.iter().enumerate() {
+            if sensor_ebpf::ext_key(ext).is_none() {
+                return Err(bad(
+                    format!("files.extensions[{i}]"),
+                    format!(
+                        "`{ext}` must be a single ASCII extension of 1 to {} characters, such as \".gguf\"",
+                        sensor_ebpf::EXT_MAX - 1
+                    ),
+                ));
+            }
+        }
+        if self.files.size_threshold.0 == 0 {
+            return Err(bad("files.size_threshold".into(), "must be greater than 0".into()));
+        }
+        for (i, dir) in self.files.model_dirs.iter().enumerate() {
+            if !(dir.starts_with('/') || dir.starts_with("~/")) {
+                return Err(bad(
+                    format!("files.model_dirs[{i}]"),
+                    format!("`{dir}` must be absolute or start with ~/"),
+                ));
+            }
+        }
+        for (i, lib) in self.files.runtime_libraries.iter().enumerate() {
+            if lib.is_empty() || lib.len() > sensor_ebpf::LIB_PREFIX_MAX || lib.contains('/') {
+                return Err(bad(
+                    format!("files.runtime_libraries[{i}]"),
+                    format!(
+                        "`{lib}` must be a file-name prefix of 1 to {} bytes without '/'",
+                        sensor_ebpf::LIB_PREFIX_MAX
+                    ),
+                ));
+            }
+        }
+        for (i, dev) in self.devices.extra.iter().enumerate() {
+            if !dev.is_absolute() {
+                return Err(bad(
+                    format!("devices.extra[{i}]"),
+                    format!("`{}` must be an absolute path", dev.display()),
+                ));
+            }
+        }
+        if !(10..=3_600_000).contains(&self.devices.drain_interval_ms) {
+            return Err(bad(
+                "devices.drain_interval_ms".into(),
+                "must be between 10 and 3600000".into(),
+            ));
+        }
+        let rb = self.sensor.ring_buffer_kib;
+        if !rb.is_power_of_two() || !(64..=1 << 20).contains(&rb) {
+            return Err(bad(
+                "sensor.ring_buffer_kib".into(),
+                format!("{rb} must be a power of two between 64 and 1048576"),
+            ));
+        }
+        if self.sensor.model_dir_rescan_ms < 100 {
+            return Err(bad("sensor.model_dir_rescan_ms".into(), "must be at least 100".into()));
+        }
+        Ok(())
+    }
+
+    pub fn drain_interval(&self) -> Duration {
+        Duration::from_millis(self.devices.drain_interval_ms)
+    }
+
+    pub fn exit_grace(&self) -> Duration {
+        Duration::from_millis(self.sensor.exit_grace_ms)
+    }
+}
+
+/// Expands `~/` in a configured directory to every local home directory (from /etc/passwd,
+/// plus /root); other paths are returned as they are.
+pub fn expand_home(dir: &str, passwd: &str) -> Vec<PathBuf> {
+    let Some(rest) = dir.strip_prefix("~/") else {
+        return vec![PathBuf::from(dir)];
+    };
+    let mut homes: Vec<PathBuf> = passwd
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let home = *fields.get(5)?;
+            let shell = fields.get(6).copied().unwrap_or("");
+            // Service accounts with no login shell rarely run models; root and people do.
+            let login = !shell.ends_with("nologin") && !shell.ends_with("/false");
+            (home.starts_with('/') && home != "/" && login).then(|| PathBuf::from(home))
+        })
+        .collect();
+    homes.push(PathBuf::from("/root"));
+    homes.sort();
+    homes.dedup();
+    homes.into_iter().map(|h| h.join(rest)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_defaults_and_defaults_round_trip() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        let text = Config::default_toml();
+        assert_eq!(parse(&text).unwrap(), Config::default(), "{text}");
+        assert!(text.contains("size_threshold = \"32MiB\""), "{text}");
+    }
+
+    #[test]
+    fn sizes_parse_in_both_forms() {
+        let c = parse("[files]\nsize_threshold = \"1GiB\"").unwrap();
+        assert_eq!(c.files.size_threshold.0, 1 << 30);
+        let c = parse("[files]\nsize_threshold = 4096").unwrap();
+        assert_eq!(c.files.size_threshold.0, 4096);
+        let e = parse("[files]\nsize_threshold = \"12 parsecs\"").unwrap_err();
+        assert!(e.to_string().contains("size unit"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[files]\nextensions = [\".gguf\", \"tar.gz\"]", "files.extensions[1]"),
+            ("[files]\nmodel_dirs = [\"relative/dir\"]", "files.model_dirs[0]"),
+            ("[files]\nsize_threshold = 0", "files.size_threshold"),
+            ("[sensor]\nring_buffer_kib = 1000", "sensor.ring_buffer_kib"),
+            ("[devices]\nextra = [\"dev/null\"]", "devices.extra[0]"),
+            ("[devices]\ndrain_interval_ms = 1", "devices.drain_interval_ms"),
+            ("[files]\nruntime_libraries = [\"a/b\"]", "files.runtime_libraries[0]"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?} gave {e}");
+        }
+        let e = parse("[files]\nbogus = 1").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse("[files\n").unwrap_err().to_string();
+        assert!(e.contains("test.toml"), "{e}");
+    }
+
+    #[test]
+    fn missing_default_file_is_defaults_but_missing_explicit_file_is_an_error() {
+        let p = Path::new("/nonexistent/modelwatch.toml");
+        assert_eq!(Config::load(p, false).unwrap(), Config::default());
+        assert!(matches!(Config::load(p, true), Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn home_expansion_covers_login_users_and_root() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+                      alice:x:1000:1000::/home/alice:/bin/zsh\n\
+                      broken-line\n";
+        let dirs = expand_home("~/.ollama/models", passwd);
+        assert_eq!(
+            dirs,
+            vec![PathBuf::from("/home/alice/.ollama/models"), PathBuf::from("/root/.ollama/models")]
+        );
+        assert_eq!(expand_home("/srv/models", passwd), vec![PathBuf::from("/srv/models")]);
+    }
+}

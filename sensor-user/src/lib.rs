@@ -1,0 +1,4 @@
+//! modelwatch collector library.
+pub mod config;
+pub mod offsets;
+pub mod probes;

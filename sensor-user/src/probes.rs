@@ -1,0 +1,421 @@
+//! Loading and attaching the BPF programs, and the collector's handles on their maps.
+//!
+//! This module owns the preconditions (privileges, tracefs, BTF offsets), the list of attach
+//! points, and every userspace read or write of a kernel map. It knows nothing about what the
+//! events mean.
+
+use std::{
+    ffi::CString,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key},
+    programs::{ProgramError, RawTracePoint, TracePoint},
+};
+use sensor_ebpf::{
+    ABI_VERSION, DeviceUseKey, ExtKey, FileId, InodeMark, IoctlKey, KernelOffsets,
+    LIB_PREFIX_MAX, ProbeConfig, WatchedDevice, stat,
+};
+
+use crate::offsets::{self, OffsetError};
+
+static PROBES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-probes"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "modelwatch must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE) to load its kernel probes; it runs as uid {0}"
+    )]
+    NotPrivileged(u32),
+    #[error(
+        "tracefs is not mounted and mounting it failed ({0}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
+    )]
+    Tracefs(std::io::Error),
+    #[error(transparent)]
+    Offsets(#[from] OffsetError),
+    #[error("cannot load the probe object: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel refused probe {program}: {detail}")]
+    Verify { program: &'static str, detail: String },
+    #[error("cannot attach probe {program} to {target}: {detail}")]
+    Attach { program: &'static str, target: String, detail: String },
+    #[error("probe object lacks map or program {0}")]
+    Missing(&'static str),
+    #[error("kernel map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// Where a program attaches.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    TracePoint { category: &'static str },
+    RawTracePoint,
+}
+
+struct Spec {
+    /// Program name in the object, and the tracepoint's name.
+    name: &'static str,
+    target: Target,
+    /// Optional programs are skipped (and reported) when their tracepoint does not exist, e.g.
+    /// `open`/`creat`, which arm64 does not have.
+    required: bool,
+}
+
+const fn tp(name: &'static str, category: &'static str, required: bool) -> Spec {
+    Spec { name, target: Target::TracePoint { category }, required }
+}
+
+const SPECS: &[Spec] = &[
+    tp("sys_enter_openat", "syscalls", true),
+    tp("sys_exit_openat", "syscalls", true),
+    tp("sys_enter_openat2", "syscalls", false),
+    tp("sys_exit_openat2", "syscalls", false),
+    tp("sys_enter_open", "syscalls", false),
+    tp("sys_exit_open", "syscalls", false),
+    tp("sys_enter_creat", "syscalls", false),
+    tp("sys_exit_creat", "syscalls", false),
+    tp("sys_enter_mmap", "syscalls", true),
+    tp("sys_exit_mmap", "syscalls", true),
+    tp("sys_enter_ioctl", "syscalls", true),
+    tp("sched_process_exec", "sched", true),
+    tp("sched_process_exit", "sched", true),
+    Spec { name: "sched_process_fork", target: Target::RawTracePoint, required: true },
+];
+
+/// What the collector asks of the probes.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    pub size_threshold: u64,
+    pub ring_buffer_bytes: u32,
+    pub self_tgid: u32,
+    pub btf_path: PathBuf,
+}
+
+/// Loaded and attached probes. Dropping this detaches everything.
+pub struct Probes {
+    _ebpf: Ebpf,
+    /// `category/name` of every attached program.
+    pub attached: Vec<String>,
+    /// Optional programs whose tracepoint this kernel lacks.
+    pub skipped: Vec<String>,
+    pub offsets: KernelOffsets,
+}
+
+/// The collector's handles on the kernel maps.
+pub struct KernelMaps {
+    extensions: HashMap<MapData, ExtKey, u8>,
+    runtime_libs: LpmTrie<MapData, [u8; LIB_PREFIX_MAX], u8>,
+    model_dirs: HashMap<MapData, FileId, u8>,
+    dir_verdict: HashMap<MapData, FileId, u8>,
+    inode_marks: HashMap<MapData, FileId, InodeMark>,
+    watched: HashMap<MapData, u32, WatchedDevice>,
+    ioctl_counts: PerCpuHashMap<MapData, IoctlKey, u64>,
+    device_seen: HashMap<MapData, DeviceUseKey, u8>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+/// Checks privileges, mounts tracefs if needed, resolves offsets, loads and attaches.
+/// Returns the probes, the map handles and the event ring buffer.
+pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<MapData>), ProbeError> {
+    check_privileges()?;
+    ensure_tracefs()?;
+    raise_memlock();
+    let offsets = offsets::resolve(&settings.btf_path)?;
+    let config = ProbeConfig {
+        abi_version: ABI_VERSION,
+        self_tgid: settings.self_tgid,
+        size_threshold: settings.size_threshold,
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global("KERNEL_OFFSETS", &offsets, true)
+        .override_global("PROBE_CONFIG", &config, true)
+        .map_max_entries("EVENTS", settings.ring_buffer_bytes)
+        .load(PROBES_OBJECT)
+        .map_err(ProbeError::Load)?;
+
+    let mut attached = Vec::new();
+    let mut skipped = Vec::new();
+    for spec in SPECS {
+        let target = match spec.target {
+            Target::TracePoint { category } => format!("{category}/{}", spec.name),
+            Target::RawTracePoint => format!("raw_tracepoint/{}", spec.name),
+        };
+        if let Target::TracePoint { category } = spec.target
+            && !tracepoint_exists(category, spec.name)
+        {
+            if spec.required {
+                return Err(ProbeError::Attach {
+                    program: spec.name,
+                    target,
+                    detail: "this kernel has no such tracepoint".into(),
+                });
+            }
+            tracing::warn!(tracepoint = %target, "tracepoint missing on this kernel; probe skipped");
+            skipped.push(target);
+            continue;
+        }
+        let program = ebpf.program_mut(spec.name).ok_or(ProbeError::Missing(spec.name))?;
+        let attach_err = |e: ProgramError| ProbeError::Attach {
+            program: spec.name,
+            target: target.clone(),
+            detail: e.to_string(),
+        };
+        match spec.target {
+            Target::TracePoint { category } => {
+                let p: &mut TracePoint =
+                    program.try_into().map_err(|_| ProbeError::Missing(spec.name))?;
+                p.load().map_err(|e| verify_err(spec.name, e))?;
+                p.attach(category, spec.name).map_err(attach_err)?;
+            }
+            Target::RawTracePoint => {
+                let p: &mut RawTracePoint =
+                    program.try_into().map_err(|_| ProbeError::Missing(spec.name))?;
+                p.load().map_err(|e| verify_err(spec.name, e))?;
+                p.attach(spec.name).map_err(attach_err)?;
+            }
+        }
+        attached.push(target);
+    }
+
+    let maps = KernelMaps::take(&mut ebpf)?;
+    let events = take(&mut ebpf, "EVENTS", |m| RingBuf::try_from(m))?;
+    Ok((Probes { _ebpf: ebpf, attached, skipped, offsets }, maps, events))
+}
+
+fn verify_err(program: &'static str, e: ProgramError) -> ProbeError {
+    let detail = match &e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            // The last lines of the verifier log say why; the rest is a trace.
+            let tail: Vec<&str> = log.lines().rev().take(12).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            if io_error.raw_os_error() == Some(libc::EPERM) {
+                format!("{io_error} (program type not permitted here)\n{}", tail.join("\n"))
+            } else {
+                format!("{io_error}\n{}", tail.join("\n"))
+            }
+        }
+        other => other.to_string(),
+    };
+    ProbeError::Verify { program, detail }
+}
+
+fn take<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+) -> Result<T, ProbeError> {
+    let map = ebpf.take_map(name).ok_or(ProbeError::Missing(name))?;
+    convert(map).map_err(|source| ProbeError::Map { map: name, source })
+}
+
+fn check_privileges() -> Result<(), ProbeError> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return Ok(());
+    }
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    if caps & (1 << CAP_BPF) != 0 && caps & (1 << CAP_PERFMON) != 0 {
+        Ok(())
+    } else {
+        Err(ProbeError::NotPrivileged(euid))
+    }
+}
+
+const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+fn tracefs_root() -> Option<&'static Path> {
+    TRACEFS.iter().map(Path::new).find(|p| p.join("events").is_dir())
+}
+
+fn tracepoint_exists(category: &str, name: &str) -> bool {
+    tracefs_root().is_some_and(|root| root.join("events").join(category).join(name).is_dir())
+}
+
+fn ensure_tracefs() -> Result<(), ProbeError> {
+    if tracefs_root().is_some() {
+        return Ok(());
+    }
+    let c = |s: &str| CString::new(s).expect("static string");
+    let (src, target, fstype) = (c("tracefs"), c(TRACEFS[0]), c("tracefs"));
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(ProbeError::Tracefs(std::io::Error::last_os_error()));
+    }
+    tracing::info!("mounted tracefs at {}", TRACEFS[0]);
+    Ok(())
+}
+
+fn raise_memlock() {
+    // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: rlim is a valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub produced: [u64; stat::KIND_SLOTS as usize],
+    pub dropped: [u64; stat::KIND_SLOTS as usize],
+    pub pending_full: u64,
+    pub ioctl_counts_full: u64,
+    pub path_truncated: u64,
+    pub read_failed: u64,
+    pub ioctls_counted: u64,
+}
+
+impl KernelStats {
+    pub fn produced_total(&self) -> u64 {
+        self.produced.iter().sum()
+    }
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+impl KernelMaps {
+    fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+        Ok(Self {
+            extensions: take(ebpf, "EXTENSIONS", HashMap::try_from)?,
+            runtime_libs: take(ebpf, "RUNTIME_LIBS", LpmTrie::try_from)?,
+            model_dirs: take(ebpf, "MODEL_DIRS", HashMap::try_from)?,
+            dir_verdict: take(ebpf, "DIR_VERDICT", HashMap::try_from)?,
+            inode_marks: take(ebpf, "INODE_MARKS", HashMap::try_from)?,
+            watched: take(ebpf, "WATCHED_DEVICES", HashMap::try_from)?,
+            ioctl_counts: take(ebpf, "IOCTL_COUNTS", PerCpuHashMap::try_from)?,
+            device_seen: take(ebpf, "DEVICE_SEEN", HashMap::try_from)?,
+            stats: take(ebpf, "STATS", PerCpuArray::try_from)?,
+        })
+    }
+
+    pub fn set_extensions<'a>(&mut self, exts: impl IntoIterator<Item = &'a str>) -> Result<(), ProbeError> {
+        for ext in exts {
+            if let Some(key) = sensor_ebpf::ext_key(ext) {
+                self.extensions
+                    .insert(key, 1, 0)
+                    .map_err(|source| ProbeError::Map { map: "EXTENSIONS", source })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set_runtime_libraries<'a>(
+        &mut self,
+        prefixes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ProbeError> {
+        for prefix in prefixes {
+            let bytes = prefix.as_bytes();
+            let n = bytes.len().min(LIB_PREFIX_MAX);
+            let mut data = [0u8; LIB_PREFIX_MAX];
+            data[..n].copy_from_slice(&bytes[..n]);
+            let key = Key::new((n * 8) as u32, data);
+            self.runtime_libs
+                .insert(&key, 1, 0)
+                .map_err(|source| ProbeError::Map { map: "RUNTIME_LIBS", source })?;
+        }
+        Ok(())
+    }
+
+    /// Adds model directories and forgets cached per-directory verdicts, which may now be
+    /// wrong.
+    pub fn add_model_dirs(&mut self, dirs: &[FileId]) -> Result<(), ProbeError> {
+        for id in dirs {
+            self.model_dirs
+                .insert(*id, 1, 0)
+                .map_err(|source| ProbeError::Map { map: "MODEL_DIRS", source })?;
+        }
+        let keys: Vec<FileId> = self.dir_verdict.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            // Entries may vanish under us (LRU); that is the outcome we want anyway.
+            let _ = self.dir_verdict.remove(&k);
+        }
+        Ok(())
+    }
+
+    pub fn mark_inode(&mut self, id: FileId, mark: InodeMark) -> Result<(), ProbeError> {
+        self.inode_marks
+            .insert(id, mark, 0)
+            .map_err(|source| ProbeError::Map { map: "INODE_MARKS", source })
+    }
+
+    pub fn inode_mark(&self, id: &FileId) -> Option<InodeMark> {
+        self.inode_marks.get(id, 0).ok()
+    }
+
+    pub fn watch_device(&mut self, rdev: u32, class: u32) -> Result<(), ProbeError> {
+        self.watched
+            .insert(rdev, WatchedDevice { class, _pad0: 0 }, 0)
+            .map_err(|source| ProbeError::Map { map: "WATCHED_DEVICES", source })
+    }
+
+    pub fn unwatch_device(&mut self, rdev: u32) {
+        let _ = self.watched.remove(&rdev);
+    }
+
+    pub fn watched_devices(&self) -> Vec<u32> {
+        self.watched.keys().filter_map(Result::ok).collect()
+    }
+
+    /// Current cumulative ioctl counts, summed over CPUs.
+    pub fn ioctl_counts(&self) -> Vec<(IoctlKey, u64)> {
+        self.ioctl_counts
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, per_cpu)| (k, per_cpu.iter().sum()))
+            .collect()
+    }
+
+    /// Forgets a process that exited: its counters and first-use flags. Pids get reused.
+    pub fn forget_process(&mut self, tgid: u32) {
+        let keys: Vec<IoctlKey> =
+            self.ioctl_counts.keys().filter_map(Result::ok).filter(|k| k.tgid == tgid).collect();
+        for k in keys {
+            let _ = self.ioctl_counts.remove(&k);
+        }
+        let keys: Vec<DeviceUseKey> =
+            self.device_seen.keys().filter_map(Result::ok).filter(|k| k.tgid == tgid).collect();
+        for k in keys {
+            let _ = self.device_seen.remove(&k);
+        }
+    }
+
+    pub fn stats(&self) -> KernelStats {
+        let slot = |i: u32| -> u64 {
+            self.stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        };
+        let mut s = KernelStats::default();
+        for i in 0..stat::KIND_SLOTS {
+            s.produced[i as usize] = slot(stat::PRODUCED + i);
+            s.dropped[i as usize] = slot(stat::DROPPED + i);
+        }
+        s.pending_full = slot(stat::PENDING_FULL);
+        s.ioctl_counts_full = slot(stat::IOCTL_COUNTS_FULL);
+        s.path_truncated = slot(stat::PATH_TRUNCATED);
+        s.read_failed = slot(stat::READ_FAILED);
+        s.ioctls_counted = slot(stat::IOCTLS_COUNTED);
+        s
+    }
+}
