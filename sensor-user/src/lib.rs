@@ -1,4 +1,5 @@
 //! modelwatch collector library.
+pub mod accel;
 pub mod config;
 pub mod offsets;
 pub mod probes;

@@ -1,0 +1,2 @@
+//! Accelerators: device discovery and ioctl decoding.
+pub mod ioctls;
