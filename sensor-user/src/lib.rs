@@ -1,5 +1,20 @@
-//! modelwatch collector library.
+//! modelwatch collector: the library behind the `modelwatch` binary.
+//!
+//! Data flows one way: `probes` (kernel) → `decode` → `enrich` (+ `process` table) → `bus`
+//! (sequence numbers, fan-out) → `sink`s and the API. `sensor` owns the loop that wires these.
 pub mod accel;
+pub mod bus;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod decode;
+pub mod enrich;
+pub mod filter;
+pub mod host;
 pub mod offsets;
+pub mod output;
 pub mod probes;
+pub mod process;
+pub mod proto;
+pub mod sensor;
+pub mod sink;

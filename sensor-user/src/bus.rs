@@ -1,0 +1,304 @@
+//! The event bus: the one place events get their sequence number and id, and the fan-out to
+//! sinks and API subscribers.
+//!
+//! Every subscriber has its own bounded queue and filter. Publishing never waits: when a
+//! subscriber's queue is full the event is dropped *for that subscriber only*, counted, and the
+//! subscriber receives an `EventsLost` event with the count as soon as its queue has room. A
+//! slow consumer therefore never slows the sensor or any other consumer.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    filter::Filter,
+    host::timestamp,
+    proto::{
+        SCHEMA_VERSION,
+        v1::{Event, EventsLost, LossSource, Severity, event::Payload},
+    },
+};
+
+/// What subscribers receive.
+pub type SharedEvent = Arc<Event>;
+
+#[derive(Clone, Default)]
+pub struct Bus {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    seq: u64,
+    next_id: u64,
+    subscribers: Vec<Subscriber>,
+    by_kind: BTreeMap<&'static str, u64>,
+    /// Statistics of subscribers that went away, kept for status.
+    closed: Vec<SubscriberStats>,
+}
+
+struct Subscriber {
+    stats: SubscriberStats,
+    tx: mpsc::Sender<SharedEvent>,
+    filter: Filter,
+    /// Dropped since the last EventsLost this subscriber received.
+    pending_loss: u64,
+    internal: bool,
+}
+
+/// Counters of one subscriber.
+#[derive(Debug, Clone)]
+pub struct SubscriberStats {
+    pub id: u64,
+    pub name: String,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub since: SystemTime,
+}
+
+/// A subscription: events arrive on `rx`; dropping it unsubscribes.
+pub struct Subscription {
+    pub id: u64,
+    pub rx: mpsc::Receiver<SharedEvent>,
+}
+
+/// Name of an event's payload, as in the proto `oneof` (also the filter's kind names).
+pub fn kind_name(ev: &Event) -> &'static str {
+    match &ev.payload {
+        Some(p) => payload_name(p),
+        None => "none",
+    }
+}
+
+pub fn payload_name(p: &Payload) -> &'static str {
+    match p {
+        Payload::ProcessExec(_) => "process_exec",
+        Payload::ProcessFork(_) => "process_fork",
+        Payload::ProcessExit(_) => "process_exit",
+        Payload::ModelFileOpened(_) => "model_file_opened",
+        Payload::ModelMapped(_) => "model_mapped",
+        Payload::ArtifactIdentified(_) => "artifact_identified",
+        Payload::PolicyFinding(_) => "policy_finding",
+        Payload::AcceleratorOpened(_) => "accelerator_opened",
+        Payload::AcceleratorActivity(_) => "accelerator_activity",
+        Payload::SessionStarted(_) => "session_started",
+        Payload::SessionUpdated(_) => "session_updated",
+        Payload::SessionEnded(_) => "session_ended",
+        Payload::SensorHealth(_) => "sensor_health",
+        Payload::EventsLost(_) => "events_lost",
+    }
+}
+
+/// Every payload name, for validating filters.
+pub const PAYLOAD_NAMES: [&str; 14] = [
+    "process_exec",
+    "process_fork",
+    "process_exit",
+    "model_file_opened",
+    "model_mapped",
+    "artifact_identified",
+    "policy_finding",
+    "accelerator_opened",
+    "accelerator_activity",
+    "session_started",
+    "session_updated",
+    "session_ended",
+    "sensor_health",
+    "events_lost",
+];
+
+impl Bus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Subscribes with a filter and a queue of `capacity` events. `internal` subscribers (sinks)
+    /// are listed separately from API clients in status.
+    pub fn subscribe(&self, name: &str, filter: Filter, capacity: usize, internal: bool) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.subscribers.push(Subscriber {
+            stats: SubscriberStats {
+                id,
+                name: name.to_owned(),
+                delivered: 0,
+                dropped: 0,
+                since: SystemTime::now(),
+            },
+            tx,
+            filter,
+            pending_loss: 0,
+            internal,
+        });
+        Subscription { id, rx }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the counters inconsistent in a way that
+        // matters more than losing the stream, so recover the guard.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Numbers, stamps and delivers an event. Returns it as delivered.
+    pub fn publish(&self, mut ev: Event) -> SharedEvent {
+        let mut inner = self.lock();
+        inner.seq += 1;
+        ev.seq = inner.seq;
+        ev.schema_version = SCHEMA_VERSION;
+        ev.event_id = uuid::Uuid::now_v7().to_string();
+        ev.observed_time = Some(timestamp(SystemTime::now()));
+        if ev.severity == Severity::Unspecified as i32 {
+            ev.severity = Severity::Info as i32;
+        }
+        let ev = Arc::new(ev);
+        *inner.by_kind.entry(kind_name(&ev)).or_default() += 1;
+        let Inner { subscribers, closed, .. } = &mut *inner;
+        subscribers.retain_mut(|s| {
+            if !s.filter.matches(&ev) {
+                return !s.tx.is_closed();
+            }
+            if s.pending_loss > 0 {
+                let lost = lost_event(&ev, s.pending_loss);
+                match s.tx.try_send(Arc::new(lost)) {
+                    Ok(()) => s.pending_loss = 0,
+                    Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        closed.push(s.stats.clone());
+                        return false;
+                    }
+                }
+            }
+            match s.tx.try_send(ev.clone()) {
+                Ok(()) => {
+                    s.stats.delivered += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.stats.dropped += 1;
+                    s.pending_loss += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    closed.push(s.stats.clone());
+                    false
+                }
+            }
+        });
+        if closed.len() > 64 {
+            closed.drain(..closed.len() - 64);
+        }
+        ev
+    }
+
+    /// Disconnects every subscriber: their receivers end once drained (shutdown).
+    pub fn close(&self) {
+        self.lock().subscribers.clear();
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.lock().seq
+    }
+
+    pub fn counts_by_kind(&self) -> BTreeMap<&'static str, u64> {
+        self.lock().by_kind.clone()
+    }
+
+    /// Stats of connected subscribers: (API clients, internal sinks).
+    pub fn subscriber_stats(&self) -> (Vec<SubscriberStats>, Vec<SubscriberStats>) {
+        let inner = self.lock();
+        let (internal, api): (Vec<&Subscriber>, Vec<&Subscriber>) =
+            inner.subscribers.iter().filter(|s| !s.tx.is_closed()).partition(|s| s.internal);
+        (
+            api.into_iter().map(|s| s.stats.clone()).collect(),
+            internal.into_iter().map(|s| s.stats.clone()).collect(),
+        )
+    }
+}
+
+/// The EventsLost event a subscriber gets after it missed `count` events. It carries the
+/// sequence number of the event that follows the gap's end, so the consumer can line it up.
+fn lost_event(next: &Event, count: u64) -> Event {
+    Event {
+        schema_version: SCHEMA_VERSION,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        seq: next.seq,
+        event_time: next.observed_time,
+        observed_time: next.observed_time,
+        host: next.host.clone(),
+        process: None,
+        severity: Severity::Medium as i32,
+        payload: Some(Payload::EventsLost(EventsLost {
+            count,
+            source: LossSource::Subscriber as i32,
+            detail: "this subscriber read too slowly; its queue overflowed".into(),
+            by_kind: Default::default(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::ProcessExit;
+
+    fn exit_event() -> Event {
+        Event { payload: Some(Payload::ProcessExit(ProcessExit::default())), ..Default::default() }
+    }
+
+    #[test]
+    fn sequence_numbers_are_dense_and_stamped() {
+        let bus = Bus::new();
+        let mut sub = bus.subscribe("t", Filter::default(), 16, false);
+        for _ in 0..3 {
+            bus.publish(exit_event());
+        }
+        let seqs: Vec<u64> = (0..3).map(|_| sub.rx.try_recv().unwrap().seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(bus.last_seq(), 3);
+        assert_eq!(bus.counts_by_kind()["process_exit"], 3);
+    }
+
+    #[test]
+    fn a_stalled_subscriber_loses_events_but_not_the_others_and_is_told() {
+        let bus = Bus::new();
+        let mut slow = bus.subscribe("slow", Filter::default(), 2, false);
+        let mut fast = bus.subscribe("fast", Filter::default(), 1000, false);
+        for _ in 0..10 {
+            bus.publish(exit_event());
+        }
+        // The fast one got everything.
+        let mut n = 0;
+        while fast.rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 10);
+        // The slow one got the first two, then nothing until it reads.
+        assert_eq!(slow.rx.try_recv().unwrap().seq, 1);
+        assert_eq!(slow.rx.try_recv().unwrap().seq, 2);
+        assert!(slow.rx.try_recv().is_err());
+        bus.publish(exit_event());
+        let lost = slow.rx.try_recv().unwrap();
+        let Some(Payload::EventsLost(l)) = &lost.payload else { panic!("{lost:?}") };
+        assert_eq!(l.count, 8);
+        assert_eq!(slow.rx.try_recv().unwrap().seq, 11);
+        let (api, _) = bus.subscriber_stats();
+        let s = api.iter().find(|s| s.name == "slow").unwrap();
+        assert_eq!((s.delivered, s.dropped), (3, 8));
+    }
+
+    #[test]
+    fn closed_subscribers_are_removed() {
+        let bus = Bus::new();
+        let sub = bus.subscribe("gone", Filter::default(), 4, false);
+        drop(sub);
+        bus.publish(exit_event());
+        let (api, internal) = bus.subscriber_stats();
+        assert!(api.is_empty() && internal.is_empty());
+    }
+}

@@ -1,0 +1,49 @@
+//! The subcommands. Each returns the process exit code; errors become one line on stderr.
+
+mod config_cmd;
+mod run;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code for bad configuration or usage.
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn dispatch(cli: Cli) -> ExitCode {
+    init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Config(args) => config_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("modelwatch: {e:#}");
+            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Loads the sensor configuration: the named file, or the default path (built-in defaults
+/// when it does not exist).
+pub fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, crate::config::ConfigError> {
+    match path {
+        Some(p) => crate::config::Config::load(p, true),
+        None => crate::config::Config::load(std::path::Path::new(crate::config::DEFAULT_PATH), false),
+    }
+}

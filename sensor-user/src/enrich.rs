@@ -1,0 +1,207 @@
+//! Enrichment: turns decoded kernel records plus process-table entries into schema events.
+//! Pure functions of their inputs; the sensor loop decides what to emit.
+
+use sensor_ebpf::{reason, syscall, user_dev_from_kernel};
+
+use crate::{
+    accel::{
+        discovery::DeviceInfo,
+        ioctls::{self, IoctlCategory as Cat},
+    },
+    decode::{FileMmap, FileOpen, KernelPath},
+    host::BootClock,
+    process::ProcessInfo,
+    proto::v1::{
+        Event, FileRef, Host, IoctlCategory, IoctlCount, MatchReason, ModelFileOpened,
+        ModelMapped, Process, ProcessExit, event::Payload,
+    },
+};
+
+/// Builds envelopes: host block, process block and times.
+#[derive(Debug, Clone)]
+pub struct Enricher {
+    pub clock: BootClock,
+    pub host: Host,
+}
+
+impl Enricher {
+    pub fn new(host: Host) -> Self {
+        Self { clock: BootClock::new(), host }
+    }
+
+    /// An event at kernel time `ktime_ns` about `process` (thread `tid`).
+    pub fn event(&self, ktime_ns: u64, process: Option<(&ProcessInfo, u32)>, payload: Payload) -> Event {
+        Event {
+            event_time: Some(self.clock.to_timestamp(ktime_ns)),
+            host: Some(self.host.clone()),
+            process: process.map(|(p, tid)| self.process(p, tid)),
+            payload: Some(payload),
+            ..Default::default()
+        }
+    }
+
+    pub fn process(&self, p: &ProcessInfo, tid: u32) -> Process {
+        Process {
+            entity_id: p.entity_id.clone(),
+            pid: p.pid,
+            ppid: p.ppid,
+            uid: p.uid,
+            user: p.user.clone(),
+            exe: p.exe.clone(),
+            cmdline: p.cmdline.clone(),
+            cgroup_id: p.cgroup_id,
+            container_id: p.container_id.clone(),
+            start_time: Some(self.clock.to_timestamp(p.start_boottime_ns)),
+            parent_entity_id: p.parent_entity_id.clone(),
+            comm: p.comm.clone(),
+            tid: if tid != p.pid { tid } else { 0 },
+            gid: p.gid,
+            cmdline_truncated: p.cmdline_truncated,
+        }
+    }
+}
+
+pub fn match_reasons(bits: u32) -> Vec<i32> {
+    const MAP: [(u32, MatchReason); 7] = [
+        (reason::EXTENSION, MatchReason::Extension),
+        (reason::REQUESTED_EXTENSION, MatchReason::RequestedExtension),
+        (reason::SIZE, MatchReason::Size),
+        (reason::MODEL_DIR, MatchReason::ModelDir),
+        (reason::MARKED_MODEL, MatchReason::KnownModel),
+        (reason::MAPPING_LEN, MatchReason::MappingLength),
+        (reason::RUNTIME_LIBRARY, MatchReason::RuntimeLibrary),
+    ];
+    MAP.iter().filter(|(b, _)| bits & b != 0).map(|(_, r)| *r as i32).collect()
+}
+
+/// "read", "write" or "read_write" from open flags.
+pub fn access(flags: u32) -> &'static str {
+    match flags & 0o3 {
+        0 => "read",
+        1 => "write",
+        _ => "read_write",
+    }
+}
+
+fn syscall_name(s: u32) -> &'static str {
+    match s {
+        syscall::OPENAT => "openat",
+        syscall::OPENAT2 => "openat2",
+        syscall::OPEN => "open",
+        syscall::CREAT => "creat",
+        _ => "unknown",
+    }
+}
+
+pub fn file_ref(path: &KernelPath, requested: &str, ino: u64, dev: u32, size: u64, mode: u32) -> FileRef {
+    FileRef {
+        path: path.path.clone(),
+        path_truncated: path.truncated,
+        requested_path: if requested == path.path { String::new() } else { requested.to_owned() },
+        inode: ino,
+        device: user_dev_from_kernel(dev),
+        size,
+        mode,
+    }
+}
+
+pub fn open_payload(o: &FileOpen) -> ModelFileOpened {
+    ModelFileOpened {
+        file: Some(file_ref(&o.path, &o.requested, o.ino, o.dev, o.size, o.mode)),
+        flags: o.flags,
+        access: access(o.flags).into(),
+        reasons: match_reasons(o.reasons),
+        fd: o.fd,
+        syscall: syscall_name(o.syscall).into(),
+        artifact: None,
+    }
+}
+
+pub fn mmap_payload(m: &FileMmap) -> ModelMapped {
+    let runtime_library = if m.reasons & reason::RUNTIME_LIBRARY != 0 {
+        m.path.path.rsplit('/').next().unwrap_or("").to_owned()
+    } else {
+        String::new()
+    };
+    ModelMapped {
+        file: Some(file_ref(&m.path, "", m.ino, m.dev, m.size, 0)),
+        length: m.len,
+        offset: m.offset,
+        address: m.addr,
+        prot: m.prot,
+        flags: m.flags,
+        reasons: match_reasons(m.reasons),
+        runtime_library,
+        artifact: None,
+    }
+}
+
+/// Decodes a `wait(2)` status.
+pub fn exit_payload(raw: u32, duration_ns: u64) -> ProcessExit {
+    let signal = (raw & 0x7f) as i32;
+    ProcessExit {
+        exit_code: if signal == 0 { ((raw >> 8) & 0xff) as i32 } else { 0 },
+        signal,
+        core_dumped: signal != 0 && raw & 0x80 != 0,
+        raw_status: raw,
+        duration_ns,
+    }
+}
+
+pub fn category(c: Cat) -> IoctlCategory {
+    match c {
+        Cat::Setup => IoctlCategory::Setup,
+        Cat::Memory => IoctlCategory::Memory,
+        Cat::Submit => IoctlCategory::Submit,
+        Cat::Sync => IoctlCategory::Sync,
+        Cat::Query => IoctlCategory::Query,
+        Cat::Other => IoctlCategory::Other,
+        Cat::Unknown => IoctlCategory::Unknown,
+    }
+}
+
+/// A decoded count of `cmd` on `device`.
+pub fn ioctl_count(device: Option<&DeviceInfo>, cmd: u32, count: u64) -> IoctlCount {
+    let info = device.and_then(|d| ioctls::decode(d.driver, cmd));
+    IoctlCount {
+        cmd,
+        name: info.map(|i| i.name.to_owned()).unwrap_or_default(),
+        category: category(info.map(|i| i.category).unwrap_or(Cat::Unknown)) as i32,
+        count,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_decoding() {
+        let x = exit_payload(3 << 8, 5);
+        assert_eq!((x.exit_code, x.signal, x.core_dumped), (3, 0, false));
+        let x = exit_payload(9, 0);
+        assert_eq!((x.exit_code, x.signal, x.core_dumped), (0, 9, false));
+        let x = exit_payload(11 | 0x80, 0);
+        assert_eq!((x.signal, x.core_dumped), (11, true));
+    }
+
+    #[test]
+    fn reasons_and_access() {
+        assert_eq!(
+            match_reasons(reason::EXTENSION | reason::SIZE),
+            vec![MatchReason::Extension as i32, MatchReason::Size as i32]
+        );
+        assert_eq!(access(0), "read");
+        assert_eq!(access(0o1 | 0o100), "write");
+        assert_eq!(access(0o2), "read_write");
+    }
+
+    #[test]
+    fn file_ref_omits_identical_requested_path_and_converts_dev() {
+        let p = KernelPath { path: "/m/x.gguf".into(), complete: true, ..Default::default() };
+        let f = file_ref(&p, "/m/x.gguf", 1, 0x80_0001, 2, 0o100644);
+        assert_eq!(f.requested_path, "");
+        assert_eq!(f.device, 0x801);
+        assert_eq!(file_ref(&p, "x.gguf", 1, 0, 2, 0).requested_path, "x.gguf");
+    }
+}

@@ -1,0 +1,223 @@
+//! Event filters, shared by the API's `Tail` (server side), `modelwatch tail --from FILE` and
+//! tests. Empty lists match everything; filters combine with AND, values within a list with OR.
+
+use crate::{
+    bus::{PAYLOAD_NAMES, kind_name},
+    proto::v1::{ArtifactSummary, Event, FileRef, TailRequest, event::Payload},
+};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    kinds: Vec<String>,
+    pids: Vec<u32>,
+    process_names: Vec<String>,
+    models: Vec<String>,
+    min_severity: i32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FilterError {
+    #[error("unknown event kind `{0}` (known: {known})", known = PAYLOAD_NAMES.join(", "))]
+    UnknownKind(String),
+    #[error("empty {0} filter value")]
+    Empty(&'static str),
+}
+
+impl Filter {
+    pub fn from_request(req: &TailRequest) -> Result<Self, FilterError> {
+        for k in &req.kinds {
+            if !PAYLOAD_NAMES.contains(&k.as_str()) {
+                return Err(FilterError::UnknownKind(k.clone()));
+            }
+        }
+        if req.process_names.iter().any(String::is_empty) {
+            return Err(FilterError::Empty("process name"));
+        }
+        if req.models.iter().any(String::is_empty) {
+            return Err(FilterError::Empty("model"));
+        }
+        Ok(Self {
+            kinds: req.kinds.clone(),
+            pids: req.pids.clone(),
+            process_names: req.process_names.clone(),
+            models: req.models.iter().map(|m| m.to_lowercase()).collect(),
+            min_severity: req.min_severity,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn matches(&self, ev: &Event) -> bool {
+        if ev.severity < self.min_severity {
+            return false;
+        }
+        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == kind_name(ev)) {
+            return false;
+        }
+        if !self.pids.is_empty() && !ev.process.as_ref().is_some_and(|p| self.pids.contains(&p.pid)) {
+            return false;
+        }
+        if !self.process_names.is_empty() {
+            let Some(p) = &ev.process else { return false };
+            let exe_name = p.exe.rsplit('/').next().unwrap_or("");
+            if !self.process_names.iter().any(|n| *n == p.comm || (!exe_name.is_empty() && n == exe_name)) {
+                return false;
+            }
+        }
+        if !self.models.is_empty() && !self.models.iter().any(|m| model_matches(ev, m)) {
+            return false;
+        }
+        true
+    }
+}
+
+/// `needle` is lower-case: a SHA-256 prefix (hex, at least 8 digits) or a substring of a model
+/// name or path.
+fn model_matches(ev: &Event, needle: &str) -> bool {
+    let hex = needle.len() >= 8 && needle.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut refs = ModelRefs::default();
+    refs.collect(ev);
+    refs.digests.iter().any(|d| hex && d.to_lowercase().starts_with(needle))
+        || refs.names.iter().any(|n| n.to_lowercase().contains(needle))
+}
+
+#[derive(Default)]
+struct ModelRefs<'a> {
+    digests: Vec<&'a str>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> ModelRefs<'a> {
+    fn file(&mut self, f: &'a Option<FileRef>) {
+        if let Some(f) = f {
+            self.names.push(&f.path);
+            if !f.requested_path.is_empty() {
+                self.names.push(&f.requested_path);
+            }
+        }
+    }
+
+    fn artifact(&mut self, a: &'a Option<ArtifactSummary>) {
+        if let Some(a) = a {
+            if !a.sha256.is_empty() {
+                self.digests.push(&a.sha256);
+            }
+            if !a.name.is_empty() {
+                self.names.push(&a.name);
+            }
+        }
+    }
+
+    fn collect(&mut self, ev: &'a Event) {
+        match &ev.payload {
+            Some(Payload::ModelFileOpened(o)) => {
+                self.file(&o.file);
+                self.artifact(&o.artifact);
+            }
+            Some(Payload::ModelMapped(m)) => {
+                self.file(&m.file);
+                self.artifact(&m.artifact);
+            }
+            Some(Payload::ArtifactIdentified(a)) => {
+                self.file(&a.file);
+                self.artifact(&a.artifact);
+                if let Some(m) = &a.metadata {
+                    self.names.push(&m.name);
+                }
+            }
+            Some(Payload::PolicyFinding(p)) => {
+                self.file(&p.file);
+                self.artifact(&p.artifact);
+            }
+            Some(Payload::SessionStarted(s)) => {
+                for m in &s.models {
+                    self.file(&m.file);
+                    self.artifact(&m.artifact);
+                }
+            }
+            Some(Payload::SessionUpdated(s)) => {
+                for m in &s.models {
+                    self.file(&m.file);
+                    self.artifact(&m.artifact);
+                }
+            }
+            Some(Payload::SessionEnded(s)) => {
+                for m in &s.models {
+                    self.file(&m.file);
+                    self.artifact(&m.artifact);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::{ModelFileOpened, Process, ProcessExit, Severity};
+
+    fn opened(pid: u32, comm: &str, path: &str, sha: &str) -> Event {
+        Event {
+            process: Some(Process { pid, comm: comm.into(), exe: format!("/usr/bin/{comm}"), ..Default::default() }),
+            severity: Severity::Info as i32,
+            payload: Some(Payload::ModelFileOpened(ModelFileOpened {
+                file: Some(FileRef { path: path.into(), ..Default::default() }),
+                artifact: Some(ArtifactSummary { sha256: sha.into(), name: "Llama-3-8B".into(), ..Default::default() }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn filter(req: TailRequest) -> Filter {
+        Filter::from_request(&req).unwrap()
+    }
+
+    #[test]
+    fn empty_filter_matches_everything() {
+        assert!(Filter::default().matches(&opened(1, "a", "/m.gguf", "")));
+        assert!(Filter::default().is_empty());
+    }
+
+    #[test]
+    fn each_dimension_filters() {
+        let ev = opened(42, "ollama", "/models/blobs/sha256-ab", "abcdef0123456789");
+        let yes = [
+            TailRequest { kinds: vec!["model_file_opened".into()], ..Default::default() },
+            TailRequest { pids: vec![7, 42], ..Default::default() },
+            TailRequest { process_names: vec!["ollama".into()], ..Default::default() },
+            TailRequest { models: vec!["ABCDEF01".into()], ..Default::default() },
+            TailRequest { models: vec!["llama-3".into()], ..Default::default() },
+            TailRequest { models: vec!["blobs/sha256".into()], ..Default::default() },
+            TailRequest { min_severity: Severity::Info as i32, ..Default::default() },
+        ];
+        for r in yes {
+            assert!(filter(r.clone()).matches(&ev), "{r:?}");
+        }
+        let no = [
+            TailRequest { kinds: vec!["process_exit".into()], ..Default::default() },
+            TailRequest { pids: vec![7], ..Default::default() },
+            TailRequest { process_names: vec!["python3".into()], ..Default::default() },
+            TailRequest { models: vec!["ffffffff".into()], ..Default::default() },
+            TailRequest { min_severity: Severity::High as i32, ..Default::default() },
+            TailRequest { pids: vec![42], process_names: vec!["python3".into()], ..Default::default() },
+        ];
+        for r in no {
+            assert!(!filter(r.clone()).matches(&ev), "{r:?}");
+        }
+        // Events without a process never match a pid or name filter.
+        let exit = Event { payload: Some(Payload::ProcessExit(ProcessExit::default())), ..Default::default() };
+        assert!(!filter(TailRequest { pids: vec![1], ..Default::default() }).matches(&exit));
+    }
+
+    #[test]
+    fn invalid_requests_are_rejected() {
+        let e = Filter::from_request(&TailRequest { kinds: vec!["bogus".into()], ..Default::default() });
+        assert_eq!(e, Err(FilterError::UnknownKind("bogus".into())));
+        let e = Filter::from_request(&TailRequest { models: vec![String::new()], ..Default::default() });
+        assert!(e.is_err());
+    }
+}

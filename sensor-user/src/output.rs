@@ -1,0 +1,335 @@
+//! Rendering events for people and machines: one JSON object per line (the proto3 JSON
+//! mapping, proto field names) or one compact, optionally coloured, line per event.
+//!
+//! Strings in events come from files and processes an attacker may control, so the compact
+//! form escapes control characters: a file name must not be able to rewrite the analyst's
+//! terminal.
+
+use std::fmt::Write as _;
+
+use crate::proto::v1::{
+    AcceleratorKind, ApprovalVerdict, ArtifactFormat, DigestState, Event, HealthState,
+    IoctlCategory, LossSource, MatchReason, PickleVerdict, SessionEndReason, SessionEngine,
+    Severity, event::Payload,
+};
+
+/// Output format of the CLI and of stdout/file sinks.
+pub use crate::config::OutputFormat;
+
+/// One JSON line (no trailing newline).
+pub fn json_line(ev: &Event) -> String {
+    // Serialising generated types into a String cannot fail: no maps with non-string keys and
+    // no I/O. Fall back to an error object rather than panicking, in case that ever changes.
+    serde_json::to_string(ev).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Renders `ev` in `format` (no trailing newline).
+pub fn render(ev: &Event, format: OutputFormat, color: bool) -> String {
+    match format {
+        OutputFormat::Json => json_line(ev),
+        OutputFormat::Compact => compact_line(ev, color),
+    }
+}
+
+/// Escapes control characters and DEL.
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn short(s: &str, max: usize) -> String {
+    let s = sanitize(s);
+    if s.chars().count() <= max {
+        s
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+fn hms(ts: &Option<pbjson_types::Timestamp>) -> String {
+    let Some(ts) = ts else { return "--:--:--.---".into() };
+    let secs = ts.seconds.rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        ts.nanos.max(0) / 1_000_000
+    )
+}
+
+/// Short enum names for the compact form: the proto name without its prefix, lower case.
+fn enum_name(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix).unwrap_or(full).to_ascii_lowercase()
+}
+
+macro_rules! enum_str {
+    ($t:ty, $v:expr, $prefix:literal) => {
+        <$t>::try_from($v).map(|e| enum_name(e.as_str_name(), $prefix)).unwrap_or_else(|_| $v.to_string())
+    };
+}
+
+pub fn format_name(v: i32) -> String {
+    enum_str!(ArtifactFormat, v, "ARTIFACT_FORMAT_")
+}
+
+fn reasons(rs: &[i32]) -> String {
+    rs.iter().map(|r| enum_str!(MatchReason, *r, "MATCH_REASON_")).collect::<Vec<_>>().join(",")
+}
+
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.on { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
+    }
+}
+
+/// The compact line: `time kind pid/comm facts`.
+pub fn compact_line(ev: &Event, color: bool) -> String {
+    let st = Style { on: color };
+    let (label, code, facts) = facts(ev);
+    let who = match &ev.process {
+        Some(p) => format!("{}/{}", p.pid, short(&p.comm, 16)),
+        None => "-".into(),
+    };
+    let sev = if ev.severity >= Severity::Medium as i32 {
+        format!(" {}", st.paint("1;31", &enum_str!(Severity, ev.severity, "SEVERITY_").to_uppercase()))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {:<10} {:<22} {}{}",
+        st.paint("2", &hms(&ev.event_time)),
+        st.paint(code, label),
+        who,
+        facts,
+        sev
+    )
+}
+
+fn facts(ev: &Event) -> (&'static str, &'static str, String) {
+    let Some(payload) = &ev.payload else { return ("?", "0", String::new()) };
+    match payload {
+        Payload::ProcessExec(e) => {
+            let p = ev.process.clone().unwrap_or_default();
+            let args = short(&p.cmdline.join(" "), 100);
+            let exe = if p.exe.is_empty() { &e.filename } else { &p.exe };
+            ("exec", "36", format!("{} [{}] user={}", short(exe, 80), args, short(&p.user, 32)))
+        }
+        Payload::ProcessFork(f) => ("fork", "36", format!("child={}", f.child_pid)),
+        Payload::ProcessExit(x) => {
+            let how = if x.signal != 0 {
+                format!("signal={}{}", x.signal, if x.core_dumped { " (core)" } else { "" })
+            } else {
+                format!("code={}", x.exit_code)
+            };
+            ("exit", "36", format!("{how} after {:.3}s", x.duration_ns as f64 / 1e9))
+        }
+        Payload::ModelFileOpened(o) => {
+            let f = o.file.clone().unwrap_or_default();
+            let mut s = format!("{} {} {}", short(&f.path, 120), human_bytes(f.size), o.access);
+            if !f.requested_path.is_empty() && f.requested_path != f.path {
+                let _ = write!(s, " via {}", short(&f.requested_path, 80));
+            }
+            if let Some(a) = &o.artifact {
+                let _ = write!(s, " [{}{}]", format_name(a.format), if a.name.is_empty() { String::new() } else { format!(" {}", short(&a.name, 40)) });
+            }
+            let _ = write!(s, " ({})", reasons(&o.reasons));
+            ("open", "32", s)
+        }
+        Payload::ModelMapped(m) => {
+            let f = m.file.clone().unwrap_or_default();
+            let prot = format!(
+                "{}{}{}",
+                if m.prot & 1 != 0 { "r" } else { "-" },
+                if m.prot & 2 != 0 { "w" } else { "-" },
+                if m.prot & 4 != 0 { "x" } else { "-" }
+            );
+            let mut s = format!("{} len={} {prot}", short(&f.path, 120), human_bytes(m.length));
+            if !m.runtime_library.is_empty() {
+                let _ = write!(s, " runtime={}", short(&m.runtime_library, 40));
+            }
+            let _ = write!(s, " ({})", reasons(&m.reasons));
+            ("mmap", "32", s)
+        }
+        Payload::ArtifactIdentified(a) => {
+            let f = a.file.clone().unwrap_or_default();
+            let art = a.artifact.clone().unwrap_or_default();
+            let md = a.metadata.clone().unwrap_or_default();
+            let mut s = format!("{} {}", short(&f.path, 100), format_name(art.format));
+            if !md.name.is_empty() {
+                let _ = write!(s, " \"{}\"", short(&md.name, 60));
+            }
+            if !md.quantization.is_empty() {
+                let _ = write!(s, " {}", short(&md.quantization, 16));
+            }
+            if !art.sha256.is_empty() {
+                let _ = write!(s, " sha256={}…({})", &art.sha256[..art.sha256.len().min(12)], enum_str!(DigestState, art.digest_state, "DIGEST_STATE_"));
+            }
+            let _ = write!(s, " approval={}", enum_str!(ApprovalVerdict, art.approval, "APPROVAL_VERDICT_"));
+            if art.pickle != 0 {
+                let _ = write!(s, " pickle={}", enum_str!(PickleVerdict, art.pickle, "PICKLE_VERDICT_"));
+            }
+            if !art.license.is_empty() {
+                let _ = write!(s, " license={}", short(&art.license, 32));
+            }
+            ("artifact", "35", s)
+        }
+        Payload::PolicyFinding(p) => {
+            let f = p.file.clone().unwrap_or_default();
+            let fd = p.finding.clone().unwrap_or_default();
+            ("FINDING", "1;31", format!("{} {}: {}", short(&f.path, 100), fd.code, short(&fd.message, 160)))
+        }
+        Payload::AcceleratorOpened(o) => {
+            let d = o.device.clone().unwrap_or_default();
+            ("accel-open", "33", format!("{} {} {}", d.path, d.driver, enum_str!(AcceleratorKind, d.kind, "ACCELERATOR_KIND_")))
+        }
+        Payload::AcceleratorActivity(a) => {
+            let d = a.device.clone().unwrap_or_default();
+            if a.first_use {
+                let c = a.first_command.clone().unwrap_or_default();
+                let name = if c.name.is_empty() { format!("{:#x}", c.cmd) } else { c.name };
+                return ("accel", "33", format!("{} first use: {name} ({})", d.path, enum_str!(IoctlCategory, c.category, "IOCTL_CATEGORY_")));
+            }
+            let cats: Vec<String> = a
+                .categories
+                .iter()
+                .map(|c| format!("{}={}", enum_str!(IoctlCategory, c.category, "IOCTL_CATEGORY_"), c.count))
+                .collect();
+            ("accel", "33", format!("{} ioctls={} {}", d.path, a.total, cats.join(" ")))
+        }
+        Payload::SessionStarted(s) => {
+            let models: Vec<String> = s
+                .models
+                .iter()
+                .map(|m| {
+                    let name = m.artifact.as_ref().map(|a| a.name.clone()).filter(|n| !n.is_empty());
+                    name.unwrap_or_else(|| m.file.as_ref().map(|f| f.path.clone()).unwrap_or_default())
+                })
+                .map(|n| short(&n, 60))
+                .collect();
+            let devs: Vec<String> = s.accelerators.iter().map(|a| a.path.clone()).collect();
+            (
+                "session+",
+                "1;32",
+                format!(
+                    "{} {} on {} models=[{}] confidence={:.2}{}",
+                    &s.session_id[..s.session_id.len().min(8)],
+                    enum_str!(SessionEngine, s.engine, "SESSION_ENGINE_"),
+                    if devs.is_empty() { "cpu".into() } else { devs.join(",") },
+                    models.join(", "),
+                    s.confidence,
+                    if s.runtime.is_empty() { String::new() } else { format!(" runtime={}", s.runtime) }
+                ),
+            )
+        }
+        Payload::SessionUpdated(s) => {
+            let u = s.interval.clone().unwrap_or_default();
+            (
+                "session~",
+                "32",
+                format!(
+                    "{} sm={:.0}% gpumem={} cpu={:.0}% ioctl/s={:.0} mapped={}",
+                    &s.session_id[..s.session_id.len().min(8)],
+                    u.gpu_sm_percent_avg,
+                    human_bytes(u.gpu_memory_bytes),
+                    u.cpu_percent,
+                    u.ioctl_rate,
+                    human_bytes(u.model_bytes_mapped)
+                ),
+            )
+        }
+        Payload::SessionEnded(s) => {
+            let t = s.total.clone().unwrap_or_default();
+            (
+                "session-",
+                "1;32",
+                format!(
+                    "{} {} after {:.1}s sm_avg={:.0}% gpumem_peak={} cpu={:.2}s",
+                    &s.session_id[..s.session_id.len().min(8)],
+                    enum_str!(SessionEndReason, s.reason, "SESSION_END_REASON_"),
+                    s.duration_ns as f64 / 1e9,
+                    t.gpu_sm_percent_avg,
+                    human_bytes(t.gpu_memory_peak_bytes),
+                    t.cpu_time_ns as f64 / 1e9
+                ),
+            )
+        }
+        Payload::SensorHealth(h) => {
+            let k = h.kernel.clone().unwrap_or_default();
+            (
+                "health",
+                "34",
+                format!(
+                    "{} probes={} kernel produced={} dropped={} nvml={}{}",
+                    enum_str!(HealthState, h.state, "HEALTH_STATE_"),
+                    h.probes_attached.len(),
+                    k.produced,
+                    k.dropped,
+                    short(&h.nvml, 60),
+                    if h.message.is_empty() { String::new() } else { format!(" ({})", short(&h.message, 120)) }
+                ),
+            )
+        }
+        Payload::EventsLost(l) => (
+            "LOST",
+            "1;31",
+            format!("{} events lost ({}) {}", l.count, enum_str!(LossSource, l.source, "LOSS_SOURCE_"), short(&l.detail, 120)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::{FileRef, ModelFileOpened, Process};
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(sanitize("a\x1b[2Jb\n"), "a\\x1b[2Jb\\x0a");
+        let ev = Event {
+            process: Some(Process { pid: 1, comm: "x\x07".into(), ..Default::default() }),
+            payload: Some(Payload::ModelFileOpened(ModelFileOpened {
+                file: Some(FileRef { path: "/tmp/\x1b]0;pwned\x07.gguf".into(), size: 5 << 20, ..Default::default() }),
+                access: "read".into(),
+                reasons: vec![MatchReason::Extension as i32],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let line = compact_line(&ev, false);
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(line.contains("5.0 MiB") && line.contains("(extension)"), "{line}");
+        let colored = compact_line(&ev, true);
+        assert!(colored.contains("\x1b[32mopen"), "{colored:?}");
+    }
+
+    #[test]
+    fn byte_sizes_are_human() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(6_549_825_126), "6.1 GiB");
+    }
+}

@@ -1,0 +1,415 @@
+//! The running sensor: probes → decode → enrich → bus. One task owns all mutable state (process
+//! table, kernel map handles, counters) and reacts to ring-buffer records and timers, so there
+//! is no locking on the hot path.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use sensor_ebpf::{EventKind, FileId, IoctlKey, kernel_dev_from_user, reason};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use crate::{
+    accel::discovery::{self, DeviceInfo, Roots},
+    bus::Bus,
+    config::{self, Config},
+    decode::{self, KernelEvent},
+    enrich::{self, Enricher},
+    host,
+    probes::{self, KernelMaps, KernelStats, ProbeSettings, Probes},
+    process::ProcessTable,
+    proto::v1::{
+        AcceleratorActivity, AcceleratorOpened, CategoryCount, Event, EventsLost, HealthState,
+        KernelCounters, LossSource, ProcessExec, ProcessFork, SensorHealth, Severity,
+        event::Payload,
+    },
+};
+
+/// Shared, read-mostly view of the sensor for the API's Status call.
+#[derive(Debug, Clone, Default)]
+pub struct StatusView {
+    pub started_at: Option<SystemTime>,
+    pub probes_attached: Vec<String>,
+    pub probes_skipped: Vec<String>,
+    pub kernel: KernelStats,
+    pub decode_errors: u64,
+    pub devices_watched: Vec<String>,
+    pub nvml: String,
+}
+
+pub type SharedStatus = Arc<Mutex<StatusView>>;
+
+/// Kernel counters as the schema reports them.
+pub fn kernel_counters(s: &KernelStats) -> KernelCounters {
+    let by_kind = |v: &[u64]| {
+        EventKind::ALL
+            .iter()
+            .map(|k| (k.name().to_owned(), v[k.index() as usize]))
+            .collect()
+    };
+    KernelCounters {
+        produced: s.produced_total(),
+        dropped: s.dropped_total(),
+        produced_by_kind: by_kind(&s.produced),
+        dropped_by_kind: by_kind(&s.dropped),
+        pending_full: s.pending_full,
+        ioctl_counts_full: s.ioctl_counts_full,
+        paths_truncated: s.path_truncated,
+        read_failures: s.read_failed,
+        ioctls_counted: s.ioctls_counted,
+    }
+}
+
+pub struct Sensor {
+    cfg: Config,
+    maps: KernelMaps,
+    probes: Probes,
+    table: ProcessTable,
+    enricher: Enricher,
+    bus: Bus,
+    status: SharedStatus,
+    devices: HashMap<u32, DeviceInfo>,
+    model_dirs: Vec<(PathBuf, FileId)>,
+    ioctl_seen: HashMap<IoctlKey, u64>,
+    last_drain: Instant,
+    forget: Vec<u32>,
+    reported_drops: KernelStats,
+    decode_errors: u64,
+    reported_decode_errors: u64,
+}
+
+impl Sensor {
+    /// Loads the probes and prepares every kernel map from the configuration.
+    pub fn start(cfg: Config, bus: Bus) -> anyhow::Result<(Self, RingBuf<MapData>)> {
+        let settings = ProbeSettings {
+            size_threshold: cfg.files.size_threshold.0,
+            ring_buffer_bytes: cfg.sensor.ring_buffer_kib.saturating_mul(1024),
+            self_tgid: std::process::id(),
+            btf_path: PathBuf::from(crate::offsets::VMLINUX_BTF),
+        };
+        let (probes, mut maps, ring) = probes::load(&settings)?;
+        maps.set_extensions(cfg.files.extensions.iter().map(String::as_str))?;
+        maps.set_runtime_libraries(cfg.files.runtime_libraries.iter().map(String::as_str))?;
+        let host_info = host::host_info();
+        let mut table = ProcessTable::new(host_info.boot_id.clone(), PathBuf::from("/proc"), cfg.exit_grace());
+        let seeded = table.seed();
+        tracing::debug!(processes = seeded, "process table seeded from /proc");
+        let status = Arc::new(Mutex::new(StatusView {
+            started_at: Some(SystemTime::now()),
+            probes_attached: probes.attached.clone(),
+            probes_skipped: probes.skipped.clone(),
+            nvml: "not sampled".into(),
+            ..Default::default()
+        }));
+        let mut sensor = Self {
+            cfg,
+            maps,
+            probes,
+            table,
+            enricher: Enricher::new(host_info),
+            bus,
+            status,
+            devices: HashMap::new(),
+            model_dirs: Vec::new(),
+            ioctl_seen: HashMap::new(),
+            last_drain: Instant::now(),
+            forget: Vec::new(),
+            reported_drops: KernelStats::default(),
+            decode_errors: 0,
+            reported_decode_errors: 0,
+        };
+        sensor.rescan()?;
+        Ok((sensor, ring))
+    }
+
+    pub fn status(&self) -> SharedStatus {
+        self.status.clone()
+    }
+
+    /// Looks for model directories and accelerator devices that appeared since the last scan.
+    fn rescan(&mut self) -> anyhow::Result<()> {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let mut new_dirs = Vec::new();
+        for spec in &self.cfg.files.model_dirs {
+            for dir in config::expand_home(spec, &passwd) {
+                let Ok(md) = std::fs::metadata(&dir) else { continue };
+                if !md.is_dir() {
+                    continue;
+                }
+                use std::os::unix::fs::MetadataExt;
+                let id = FileId { dev: kernel_dev_from_user(md.dev()), _pad0: 0, ino: md.ino() };
+                if !self.model_dirs.iter().any(|(_, known)| *known == id) {
+                    tracing::info!(dir = %dir.display(), "watching model directory");
+                    self.model_dirs.push((dir, id));
+                    new_dirs.push(id);
+                }
+            }
+        }
+        if !new_dirs.is_empty() {
+            self.maps.add_model_dirs(&new_dirs)?;
+        }
+        for dev in discovery::discover(&Roots::default(), &self.cfg.devices.extra) {
+            if self.devices.contains_key(&dev.rdev) {
+                continue;
+            }
+            self.maps.watch_device(dev.rdev, dev.accel.kind as u32)?;
+            tracing::info!(device = %dev.accel.path, driver = %dev.accel.driver, "watching accelerator");
+            self.devices.insert(dev.rdev, dev);
+        }
+        if let Ok(mut s) = self.status.lock() {
+            let mut devs: Vec<String> = self.devices.values().map(|d| d.accel.path.clone()).collect();
+            devs.sort();
+            s.devices_watched = devs;
+        }
+        Ok(())
+    }
+
+    fn publish(&self, ev: Event) {
+        self.bus.publish(ev);
+    }
+
+    /// Handles one ring-buffer record.
+    pub fn on_record(&mut self, bytes: &[u8]) {
+        match decode::decode(bytes) {
+            Ok(ev) => self.on_event(ev),
+            Err(e) => {
+                self.decode_errors += 1;
+                tracing::debug!("undecodable record: {e}");
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: KernelEvent) {
+        let h = ev.header().clone();
+        let payload = match &ev {
+            KernelEvent::Exec(e) => {
+                let p = self.table.on_exec(e);
+                let payload = Payload::ProcessExec(ProcessExec { filename: e.filename.clone(), old_pid: e.old_pid });
+                self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
+                return;
+            }
+            KernelEvent::Fork(f) => {
+                let child = self.table.on_fork(f);
+                let parent = self.table.resolve(&h);
+                let payload = Payload::ProcessFork(ProcessFork { child_entity_id: child.entity_id.clone(), child_pid: child.pid });
+                self.publish(self.enricher.event(h.ktime_ns, Some((&parent, h.pid)), payload));
+                return;
+            }
+            KernelEvent::Exit(x) => {
+                let p = self.table.on_exit(&h, Instant::now());
+                self.forget.push(h.tgid);
+                let duration = h.ktime_ns.saturating_sub(p.start_boottime_ns);
+                Payload::ProcessExit(enrich::exit_payload(x.exit_code, duration))
+            }
+            KernelEvent::Open(o) if o.reasons & reason::DEVICE != 0 => {
+                let Some(dev) = self.devices.get(&o.rdev) else { return };
+                Payload::AcceleratorOpened(AcceleratorOpened { device: Some(dev.accel.clone()), flags: o.flags, fd: o.fd })
+            }
+            KernelEvent::Open(o) => Payload::ModelFileOpened(enrich::open_payload(o)),
+            KernelEvent::Mmap(m) => Payload::ModelMapped(enrich::mmap_payload(m)),
+            KernelEvent::DeviceIoctl(d) => {
+                let dev = self.devices.get(&d.rdev);
+                Payload::AcceleratorActivity(AcceleratorActivity {
+                    device: dev.map(|d| d.accel.clone()),
+                    first_use: true,
+                    first_command: Some(enrich::ioctl_count(dev, d.cmd, 1)),
+                    ..Default::default()
+                })
+            }
+        };
+        let p = self.table.resolve(&h);
+        self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
+    }
+
+    /// Reports ioctl counts that changed since the last drain, then forgets exited processes.
+    pub fn drain_ioctls(&mut self) {
+        let now = Instant::now();
+        let interval_ns = now.duration_since(self.last_drain).as_nanos() as u64;
+        self.last_drain = now;
+        let mut per: BTreeMap<(u32, u32), Vec<(u32, u64)>> = BTreeMap::new();
+        for (key, total) in self.maps.ioctl_counts() {
+            let prev = self.ioctl_seen.insert(key, total).unwrap_or(0);
+            if total > prev {
+                per.entry((key.tgid, key.rdev)).or_default().push((key.cmd, total - prev));
+            }
+        }
+        let ktime = host::boottime_ns();
+        for ((tgid, rdev), cmds) in per {
+            let dev = self.devices.get(&rdev);
+            let ioctls: Vec<_> = cmds.iter().map(|(cmd, n)| enrich::ioctl_count(dev, *cmd, *n)).collect();
+            let mut cats: BTreeMap<i32, u64> = BTreeMap::new();
+            for c in &ioctls {
+                *cats.entry(c.category).or_default() += c.count;
+            }
+            let total = ioctls.iter().map(|c| c.count).sum();
+            let payload = Payload::AcceleratorActivity(AcceleratorActivity {
+                device: dev.map(|d| d.accel.clone()),
+                first_use: false,
+                ioctls,
+                categories: cats.into_iter().map(|(category, count)| CategoryCount { category, count }).collect(),
+                interval_ns,
+                total,
+                first_command: None,
+            });
+            let process = self.table.get(tgid);
+            self.publish(self.enricher.event(ktime, process.as_deref().map(|p| (p, tgid)), payload));
+        }
+        for tgid in std::mem::take(&mut self.forget) {
+            self.maps.forget_process(tgid);
+            self.ioctl_seen.retain(|k, _| k.tgid != tgid);
+        }
+    }
+
+    /// Publishes EventsLost for kernel drops and undecodable records since the last check.
+    pub fn report_losses(&mut self) {
+        let stats = self.maps.stats();
+        let mut by_kind = HashMap::new();
+        let mut lost = 0;
+        for kind in EventKind::ALL {
+            let i = kind.index() as usize;
+            let d = stats.dropped[i].saturating_sub(self.reported_drops.dropped[i]);
+            if d > 0 {
+                by_kind.insert(kind.name().to_owned(), d);
+                lost += d;
+            }
+        }
+        if lost > 0 {
+            self.publish(self.sensor_event(
+                Severity::High,
+                Payload::EventsLost(EventsLost {
+                    count: lost,
+                    source: LossSource::Kernel as i32,
+                    detail: "the kernel ring buffer was full".into(),
+                    by_kind,
+                }),
+            ));
+        }
+        let d = self.decode_errors - self.reported_decode_errors;
+        if d > 0 {
+            self.reported_decode_errors = self.decode_errors;
+            self.publish(self.sensor_event(
+                Severity::Medium,
+                Payload::EventsLost(EventsLost {
+                    count: d,
+                    source: LossSource::Decode as i32,
+                    detail: "records the collector could not decode".into(),
+                    by_kind: HashMap::new(),
+                }),
+            ));
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.kernel = stats.clone();
+            s.decode_errors = self.decode_errors;
+        }
+        self.reported_drops = stats;
+    }
+
+    fn sensor_event(&self, severity: Severity, payload: Payload) -> Event {
+        Event {
+            event_time: Some(host::timestamp(SystemTime::now())),
+            host: Some(self.enricher.host.clone()),
+            severity: severity as i32,
+            payload: Some(payload),
+            ..Default::default()
+        }
+    }
+
+    pub fn health(&self, state: HealthState) -> Event {
+        let stats = self.maps.stats();
+        let degraded = !self.probes.skipped.is_empty() || stats.dropped_total() > 0;
+        let state = if state == HealthState::Ok && degraded { HealthState::Degraded } else { state };
+        let mut notes = Vec::new();
+        if !self.probes.skipped.is_empty() {
+            notes.push(format!("probes skipped: {}", self.probes.skipped.join(", ")));
+        }
+        if stats.dropped_total() > 0 {
+            notes.push(format!("{} kernel records dropped", stats.dropped_total()));
+        }
+        let nvml = self.status.lock().map(|s| s.nvml.clone()).unwrap_or_default();
+        self.sensor_event(
+            Severity::Info,
+            Payload::SensorHealth(SensorHealth {
+                state: state as i32,
+                message: notes.join("; "),
+                backend: "tracepoint".into(),
+                probes_attached: self.probes.attached.clone(),
+                probes_skipped: self.probes.skipped.clone(),
+                kernel: Some(kernel_counters(&stats)),
+                nvml,
+                decode_errors: self.decode_errors,
+                rss_bytes: rss_bytes(),
+                devices_watched: self.devices.len() as u32,
+                artifacts_queued: 0,
+            }),
+        )
+    }
+
+    /// Runs until `shutdown` resolves, then drains what the kernel still holds.
+    pub async fn run(
+        mut self,
+        ring: RingBuf<MapData>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
+        let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .context("registering the ring buffer with the event loop")?;
+        self.publish(self.health(HealthState::Ok));
+        let mut drain = tokio::time::interval(self.cfg.drain_interval());
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(self.cfg.sensor.model_dir_rescan_ms));
+        let mut health = tokio::time::interval(Duration::from_secs(60));
+        for t in [&mut drain, &mut housekeeping, &mut health] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t.reset();
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.context("waiting on the ring buffer")?;
+                    let rb = guard.get_inner_mut();
+                    while let Some(item) = rb.next() {
+                        self.on_record(&item);
+                    }
+                    guard.clear_ready();
+                }
+                _ = drain.tick() => {
+                    self.drain_ioctls();
+                    self.report_losses();
+                }
+                _ = housekeeping.tick() => {
+                    for pid in self.table.evict(Instant::now()) {
+                        tracing::trace!(pid, "evicted exited process");
+                    }
+                    if let Err(e) = self.rescan() {
+                        tracing::warn!("rescan failed: {e:#}");
+                    }
+                }
+                _ = health.tick() => self.publish(self.health(HealthState::Ok)),
+                _ = &mut shutdown => break,
+            }
+        }
+        // Whatever the kernel produced before we stopped is still delivered.
+        let rb = ring.get_mut();
+        while let Some(item) = rb.next() {
+            self.on_record(&item);
+        }
+        self.drain_ioctls();
+        self.report_losses();
+        self.publish(self.health(HealthState::Stopping));
+        Ok(())
+    }
+}
+
+/// Resident set size of this process.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pages * page
+}
