@@ -60,7 +60,9 @@ enum Target {
 }
 
 struct Spec {
-    /// Program name in the object, and the tracepoint's name.
+    /// Program name in the object.
+    program: &'static str,
+    /// Tracepoint name (for raw tracepoints, the raw tracepoint name).
     name: &'static str,
     target: Target,
     /// Optional programs are skipped (and reported) when their tracepoint does not exist, e.g.
@@ -68,25 +70,35 @@ struct Spec {
     required: bool,
 }
 
-const fn tp(name: &'static str, category: &'static str, required: bool) -> Spec {
-    Spec { name, target: Target::TracePoint { category }, required }
+const fn tp(program: &'static str, name: &'static str, required: bool) -> Spec {
+    Spec { program, name, target: Target::TracePoint { category: "syscalls" }, required }
 }
 
+const fn sched(name: &'static str) -> Spec {
+    Spec { program: name, name, target: Target::TracePoint { category: "sched" }, required: true }
+}
+
+/// Attach points, in load order. A program listed twice is loaded once and attached to both.
 const SPECS: &[Spec] = &[
-    tp("sys_enter_openat", "syscalls", true),
-    tp("sys_exit_openat", "syscalls", true),
-    tp("sys_enter_openat2", "syscalls", false),
-    tp("sys_exit_openat2", "syscalls", false),
-    tp("sys_enter_open", "syscalls", false),
-    tp("sys_exit_open", "syscalls", false),
-    tp("sys_enter_creat", "syscalls", false),
-    tp("sys_exit_creat", "syscalls", false),
-    tp("sys_enter_mmap", "syscalls", true),
-    tp("sys_exit_mmap", "syscalls", true),
-    tp("sys_enter_ioctl", "syscalls", true),
-    tp("sched_process_exec", "sched", true),
-    tp("sched_process_exit", "sched", true),
-    Spec { name: "sched_process_fork", target: Target::RawTracePoint, required: true },
+    tp("sys_enter_openat", "sys_enter_openat", true),
+    tp("sys_exit_open_any", "sys_exit_openat", true),
+    tp("sys_enter_openat2", "sys_enter_openat2", false),
+    tp("sys_exit_open_any", "sys_exit_openat2", false),
+    tp("sys_enter_open", "sys_enter_open", false),
+    tp("sys_exit_open_any", "sys_exit_open", false),
+    tp("sys_enter_creat", "sys_enter_creat", false),
+    tp("sys_exit_open_any", "sys_exit_creat", false),
+    tp("sys_enter_mmap", "sys_enter_mmap", true),
+    tp("sys_exit_mmap", "sys_exit_mmap", true),
+    tp("sys_enter_ioctl", "sys_enter_ioctl", true),
+    sched("sched_process_exec"),
+    sched("sched_process_exit"),
+    Spec {
+        program: "sched_process_fork",
+        name: "sched_process_fork",
+        target: Target::RawTracePoint,
+        required: true,
+    },
 ];
 
 /// What the collector asks of the probes.
@@ -142,6 +154,7 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
 
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
+    let started = std::time::Instant::now();
     for spec in SPECS {
         let target = match spec.target {
             Target::TracePoint { category } => format!("{category}/{}", spec.name),
@@ -152,7 +165,7 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
         {
             if spec.required {
                 return Err(ProbeError::Attach {
-                    program: spec.name,
+                    program: spec.program,
                     target,
                     detail: "this kernel has no such tracepoint".into(),
                 });
@@ -161,26 +174,31 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
             skipped.push(target);
             continue;
         }
-        let program = ebpf.program_mut(spec.name).ok_or(ProbeError::Missing(spec.name))?;
+        let program = ebpf.program_mut(spec.program).ok_or(ProbeError::Missing(spec.program))?;
         let attach_err = |e: ProgramError| ProbeError::Attach {
-            program: spec.name,
+            program: spec.program,
             target: target.clone(),
             detail: e.to_string(),
         };
         match spec.target {
             Target::TracePoint { category } => {
                 let p: &mut TracePoint =
-                    program.try_into().map_err(|_| ProbeError::Missing(spec.name))?;
-                p.load().map_err(|e| verify_err(spec.name, e))?;
+                    program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
+                if p.fd().is_err() {
+                    p.load().map_err(|e| verify_err(spec.program, e))?;
+                }
                 p.attach(category, spec.name).map_err(attach_err)?;
             }
             Target::RawTracePoint => {
                 let p: &mut RawTracePoint =
-                    program.try_into().map_err(|_| ProbeError::Missing(spec.name))?;
-                p.load().map_err(|e| verify_err(spec.name, e))?;
+                    program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
+                if p.fd().is_err() {
+                    p.load().map_err(|e| verify_err(spec.program, e))?;
+                }
                 p.attach(spec.name).map_err(attach_err)?;
             }
         }
+        tracing::debug!(program = spec.program, tracepoint = spec.name, elapsed_ms = started.elapsed().as_millis() as u64, "attached");
         attached.push(target);
     }
 

@@ -1,1 +1,246 @@
+//! Harness for the root integration tests: runs the real `modelwatch` binary with a test
+//! configuration, collects its JSON event stream, and lets tests wait for exact events.
+//!
+//! Tests trigger the syscalls themselves and then look for the events they caused, filtering
+//! by their own pid and their own temporary paths: other tests (and the machine) run at the
+//! same time and produce events too.
 
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long a test waits for an event it caused before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The `modelwatch` binary of this build (`cargo xtask test` builds it before the tests).
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MODELWATCH_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary> → target/<profile>/modelwatch
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("modelwatch");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo xtask test` does), or set MODELWATCH_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Fails the test with a clear reason when not root: these tests load BPF programs.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "the integration tests load kernel probes and must run as root (CI does)");
+}
+
+/// A running sensor whose stdout (JSON lines) is collected in the background.
+pub struct Sensor {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sensor {
+    /// Starts `modelwatch run --format json` with `config` (TOML) and waits until it reports
+    /// healthy. Extra arguments follow `run`.
+    pub fn start(config: &str) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &str, extra_args: &[&str]) -> Self {
+        require_root();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("modelwatch.toml");
+        let state_dir = dir.path().join("state");
+        let config = format!("{config}\n");
+        let config = if config.contains("[sensor]") {
+            config
+        } else {
+            format!("{config}\n[sensor]\nstate_dir = \"{}\"\n", state_dir.display())
+        };
+        std::fs::write(&cfg_path, config).expect("write config");
+        let mut child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&cfg_path)
+            .args(["--format", "json"])
+            .args(extra_args)
+            .env("MODELWATCH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn modelwatch");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = events.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("sensor printed a non-JSON line ({e}): {line}"));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let err_sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = err_pipe.read_to_string(&mut buf);
+            err_sink.lock().unwrap().push_str(&buf);
+        });
+        let mut sensor = Sensor { child, events, stderr, _dir: dir, reader: Some(reader) };
+        sensor.wait_for("sensor health OK", Duration::from_secs(60), |e| {
+            e["sensor_health"]["state"].as_str().is_some_and(|s| s == "HEALTH_STATE_OK" || s == "HEALTH_STATE_DEGRADED")
+        });
+        sensor
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A snapshot of every event received so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.events.lock().unwrap().iter().filter(|e| pred(e)).cloned().collect()
+    }
+
+    /// Waits for the first event matching `pred`; panics with context on timeout or when the
+    /// sensor dies.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events.lock().unwrap().iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sensor exited ({status}) while waiting for {what}; stderr:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; {} events received; stderr:\n{}",
+                self.events.lock().unwrap().len(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `pred` holds over the events received so far.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, pred: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.events.lock().unwrap()) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sensor exited ({status}) while waiting for {what}; stderr:\n{}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; stderr:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Stops the sensor with SIGTERM and returns every event it emitted.
+    pub fn stop(mut self) -> Vec<Value> {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(status.success(), "sensor exited with {status}; stderr:\n{}", self.stderr());
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = self.child.kill();
+                    panic!("sensor did not stop on SIGTERM; stderr:\n{}", self.stderr());
+                }
+            }
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.events()
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The payload name of an event (the one key that is not an envelope field).
+pub fn kind(e: &Value) -> &str {
+    const ENVELOPE: [&str; 8] =
+        ["schema_version", "event_id", "seq", "event_time", "observed_time", "host", "process", "severity"];
+    e.as_object()
+        .and_then(|o| o.keys().find(|k| !ENVELOPE.contains(&k.as_str())))
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+/// The process pid of an event, if it has a process block.
+pub fn pid(e: &Value) -> Option<u32> {
+    e["process"]["pid"].as_u64().map(|p| p as u32)
+}
+
+/// A proto3-JSON uint64 (a string) or a plain number, as u64.
+pub fn u64_of(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not a number: {s}")),
+        Value::Number(n) => n.as_u64().unwrap_or_else(|| panic!("not a u64: {n}")),
+        Value::Null => 0,
+        other => panic!("not a number: {other}"),
+    }
+}
+
+/// Creates a file of `len` bytes with `content` at the start (sparse beyond).
+pub fn make_file(path: &Path, content: &[u8], len: u64) {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(path, content).expect("write");
+    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open");
+    f.set_len(len.max(content.len() as u64)).expect("set_len");
+}
+
+/// open(2)s `path` read-only from this thread and closes it. Returns the fd number it got.
+pub fn open_close(path: &Path) -> i32 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: c is a valid NUL-terminated path.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open {}: {}", path.display(), std::io::Error::last_os_error());
+    // SAFETY: fd was just opened by us.
+    unsafe { libc::close(fd) };
+    fd
+}
+
+/// Canonical path as the kernel reports it (tempdirs may sit behind symlinks).
+pub fn real(path: &Path) -> String {
+    std::fs::canonicalize(path).expect("canonicalize").to_string_lossy().into_owned()
+}

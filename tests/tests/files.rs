@@ -1,0 +1,176 @@
+//! Model-file opens and mappings, end to end: real probes, real syscalls, exact events.
+
+use std::{os::unix::fs::MetadataExt as _, path::Path, time::Duration};
+
+use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, make_file, open_close, pid, real, u64_of};
+use serde_json::Value;
+
+const CONFIG: &str = "[files]\nsize_threshold = \"32MiB\"\n";
+
+fn opened_path(e: &Value) -> &str {
+    e["model_file_opened"]["file"]["path"].as_str().unwrap_or("")
+}
+
+fn reasons(e: &Value, payload: &str) -> Vec<String> {
+    e[payload]["reasons"].as_array().map(|a| a.iter().map(|r| r.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn model_file_opens_are_reported_with_absolute_path_pid_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("x.gguf");
+    make_file(&gguf, b"GGUF\x03\x00\x00\x00", 8192);
+    let gguf_real = real(&gguf);
+    let small = dir.path().join("notes.txt");
+    make_file(&small, b"just text", 9);
+    let sparse = dir.path().join("blob-without-extension");
+    make_file(&sparse, b"", 64 << 20);
+    let marker = dir.path().join("marker.onnx");
+    make_file(&marker, b"", 1);
+
+    let mut sensor = Sensor::start(CONFIG);
+    let me = std::process::id();
+
+    // By absolute path.
+    open_close(&gguf);
+    let abs = sensor.wait_for("open of x.gguf by absolute path", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_file_opened" && pid(e) == Some(me) && opened_path(e) == gguf_real
+    });
+    let file = &abs["model_file_opened"]["file"];
+    assert_eq!(u64_of(&file["size"]), 8192);
+    assert_eq!(u64_of(&file["inode"]), std::fs::metadata(&gguf).unwrap().ino());
+    assert_eq!(u64_of(&file["device"]), std::fs::metadata(&gguf).unwrap().dev());
+    assert_eq!(abs["model_file_opened"]["access"], "read");
+    assert_eq!(abs["model_file_opened"]["syscall"], "openat");
+    assert!(reasons(&abs, "model_file_opened").contains(&"MATCH_REASON_EXTENSION".to_owned()), "{abs}");
+    assert_eq!(abs["process"]["exe"].as_str().unwrap(), real(&std::env::current_exe().unwrap()));
+    assert!(abs["process"]["entity_id"].as_str().unwrap().len() == 32);
+
+    // By a name relative to a directory fd: the event still carries the absolute path, and
+    // the name as passed.
+    let dirc = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+    let dfd = unsafe { libc::open(dirc.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    assert!(dfd >= 0);
+    let name = std::ffi::CString::new("x.gguf").unwrap();
+    let fd = unsafe { libc::openat(dfd, name.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0);
+    unsafe {
+        libc::close(fd);
+        libc::close(dfd);
+    }
+    let rel = sensor.wait_for("open of x.gguf by relative path", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_file_opened" && pid(e) == Some(me) && e["model_file_opened"]["file"]["requested_path"] == "x.gguf"
+    });
+    assert_eq!(opened_path(&rel), gguf_real);
+    assert_eq!(u64_of(&rel["model_file_opened"]["fd"]), fd as u64);
+
+    // Extensionless, sparse, above the threshold.
+    open_close(&sparse);
+    let big = sensor.wait_for("open of a large extensionless file", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_file_opened" && pid(e) == Some(me) && opened_path(e) == real(&sparse)
+    });
+    assert_eq!(u64_of(&big["model_file_opened"]["file"]["size"]), 64 << 20);
+    assert_eq!(reasons(&big, "model_file_opened"), ["MATCH_REASON_SIZE"]);
+
+    // A small non-model file, then a marker: once the marker arrives, anything about the
+    // small file would have arrived before it (the ring buffer is ordered).
+    open_close(&small);
+    open_close(&marker);
+    sensor.wait_for("marker open", EVENT_TIMEOUT, |e| kind(e) == "model_file_opened" && opened_path(e) == real(&marker));
+    let events = sensor.stop();
+    assert!(events.iter().all(|e| opened_path(e) != real(&small)), "small text file was reported");
+    // Exactly one event per open of x.gguf (two opens).
+    let n = events.iter().filter(|e| kind(e) == "model_file_opened" && opened_path(e) == gguf_real).count();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn symlinked_content_addressed_store_reports_both_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = dir.path().join("hub/models--acme--tiny");
+    let digest = "4f1d2c3b".repeat(8);
+    let blob = hub.join("blobs").join(&digest);
+    make_file(&blob, b"{\"__metadata__\":{}}", 4096);
+    let snap = hub.join("snapshots/abc123");
+    std::fs::create_dir_all(&snap).unwrap();
+    let link = snap.join("model.safetensors");
+    std::os::unix::fs::symlink(format!("../../blobs/{digest}"), &link).unwrap();
+
+    let mut sensor = Sensor::start(CONFIG);
+    open_close(&link);
+    let e = sensor.wait_for("open through the snapshot symlink", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_file_opened" && opened_path(e) == real(&blob)
+    });
+    assert_eq!(e["model_file_opened"]["file"]["requested_path"].as_str().unwrap(), link.to_str().unwrap());
+    assert_eq!(reasons(&e, "model_file_opened"), ["MATCH_REASON_REQUESTED_EXTENSION"]);
+    sensor.stop();
+}
+
+fn mmap_file(path: &Path, len: usize, prot: i32, flags: i32) -> usize {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0);
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+    assert_ne!(addr, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+    unsafe {
+        libc::munmap(addr, len);
+        libc::close(fd);
+    }
+    addr as usize
+}
+
+#[test]
+fn large_mappings_are_reported_small_and_anonymous_ones_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.bin.part");
+    make_file(&weights, b"", 1 << 30);
+    let small = dir.path().join("small.dat");
+    make_file(&small, b"x", 4096);
+    let marker = dir.path().join("marker.pt");
+    make_file(&marker, b"", 1);
+
+    let mut sensor = Sensor::start(CONFIG);
+    let me = std::process::id();
+    let addr = mmap_file(&weights, 1 << 30, libc::PROT_READ, libc::MAP_PRIVATE);
+    let e = sensor.wait_for("mmap of a 1 GiB file", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_mapped" && pid(e) == Some(me) && e["model_mapped"]["file"]["path"] == real(&weights).as_str()
+    });
+    let m = &e["model_mapped"];
+    assert_eq!(u64_of(&m["length"]), 1 << 30);
+    assert_eq!(u64_of(&m["address"]), addr as u64);
+    assert_eq!(u64_of(&m["prot"]), libc::PROT_READ as u64);
+    assert_eq!(u64_of(&m["flags"]), libc::MAP_PRIVATE as u64);
+    assert_eq!(u64_of(&m["offset"]), 0);
+    assert_eq!(reasons(&e, "model_mapped"), ["MATCH_REASON_SIZE", "MATCH_REASON_MAPPING_LENGTH"]);
+
+    // Small file mapping and an anonymous mapping: nothing.
+    mmap_file(&small, 4096, libc::PROT_READ, libc::MAP_SHARED);
+    let anon = unsafe {
+        libc::mmap(std::ptr::null_mut(), 64 << 20, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    assert_ne!(anon, libc::MAP_FAILED);
+    unsafe { libc::munmap(anon, 64 << 20) };
+    open_close(&marker);
+    sensor.wait_for("marker", EVENT_TIMEOUT, |e| opened_path(e) == real(&marker));
+    let events = sensor.stop();
+    let mine: Vec<&Value> = events.iter().filter(|e| kind(e) == "model_mapped" && pid(e) == Some(me)).collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let _ = Duration::ZERO;
+}
+
+#[test]
+fn the_sensor_never_reports_itself() {
+    let mut sensor = Sensor::start(CONFIG);
+    let sensor_pid = sensor.pid();
+    // Give it time to do its own work (seeding /proc, draining, rescans).
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("m.gguf");
+    make_file(&marker, b"", 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    open_close(&marker);
+    sensor.wait_for("marker", EVENT_TIMEOUT, |e| opened_path(e) == real(&marker));
+    let events = sensor.stop();
+    assert!(!events.is_empty());
+    let own: Vec<&Value> = events.iter().filter(|e| pid(e) == Some(sensor_pid)).collect();
+    assert!(own.is_empty(), "the sensor reported its own activity: {own:#?}");
+}

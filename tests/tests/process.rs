@@ -1,0 +1,51 @@
+//! Process lifecycle: exec, fork and exit of real children.
+
+use std::process::Command;
+
+use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, pid, u64_of};
+
+#[test]
+fn exec_fork_and_exit_of_a_child_are_exact() {
+    let mut sensor = Sensor::start("");
+    let me = std::process::id();
+    let status = Command::new("/bin/sh").args(["-c", "exit 7"]).spawn().unwrap();
+    let child = status.id();
+    let out = Command::new("/bin/sh").args(["-c", "kill -9 $$"]).spawn().unwrap();
+    let killed = out.id();
+    let mut a = status;
+    let mut b = out;
+    assert_eq!(a.wait().unwrap().code(), Some(7));
+    assert!(b.wait().unwrap().code().is_none());
+
+    let exit = sensor.wait_for("exit of sh -c 'exit 7'", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(child));
+    assert_eq!(exit["process_exit"]["exit_code"], 7);
+    assert!(exit["process_exit"]["signal"].is_null(), "{exit}");
+    let exec = sensor.wait_for("exec of /bin/sh", EVENT_TIMEOUT, |e| kind(e) == "process_exec" && pid(e) == Some(child));
+    let p = &exec["process"];
+    assert_eq!(p["exe"].as_str().unwrap(), std::fs::canonicalize("/bin/sh").unwrap().to_str().unwrap());
+    assert_eq!(p["cmdline"], serde_json::json!(["/bin/sh", "-c", "exit 7"]));
+    assert_eq!(p["ppid"], me);
+    assert_eq!(exec["process_exec"]["filename"], "/bin/sh");
+    let fork = sensor.wait_for("fork of the child", EVENT_TIMEOUT, |e| {
+        kind(e) == "process_fork" && e["process_fork"]["child_pid"] == child
+    });
+    assert_eq!(pid(&fork), Some(me));
+    // The child's entity id is the same in the fork, exec and exit events, and its parent is us.
+    let child_entity = fork["process_fork"]["child_entity_id"].as_str().unwrap();
+    assert_eq!(p["entity_id"], child_entity);
+    assert_eq!(exit["process"]["entity_id"], child_entity);
+    assert_eq!(p["parent_entity_id"], fork["process"]["entity_id"]);
+    assert!(u64_of(&exit["process_exit"]["duration_ns"]) > 0);
+
+    let killed_exit = sensor.wait_for("exit by SIGKILL", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(killed));
+    assert_eq!(killed_exit["process_exit"]["signal"], 9);
+    assert!(killed_exit["process_exit"]["exit_code"].is_null());
+    let events = sensor.stop();
+    // One exec and one exit per child, no more.
+    for c in [child, killed] {
+        for k in ["process_exec", "process_exit"] {
+            let n = events.iter().filter(|e| kind(e) == k && pid(e) == Some(c)).count();
+            assert_eq!(n, 1, "{k} events for {c}");
+        }
+    }
+}
