@@ -23,7 +23,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, key: String, message: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub files: FilesConfig,
@@ -95,7 +95,7 @@ impl Serialize for ByteSize {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (unit, mult) in UNITS {
-            if self.0 >= mult && self.0 % mult == 0 {
+            if self.0 >= mult && self.0.is_multiple_of(mult) {
                 return s.serialize_str(&format!("{}{unit}", self.0 / mult));
             }
         }
@@ -183,17 +183,6 @@ impl Default for SensorConfig {
 impl Default for OutputConfig {
     fn default() -> Self {
         Self { format: OutputFormat::Compact }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            files: FilesConfig::default(),
-            devices: DevicesConfig::default(),
-            sensor: SensorConfig::default(),
-            output: OutputConfig::default(),
-        }
     }
 }
 

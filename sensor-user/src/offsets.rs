@@ -60,7 +60,7 @@ impl KernelBtf {
             total_bits += bits;
             ty = member_ty;
         }
-        if total_bits % 8 != 0 {
+        if !total_bits.is_multiple_of(8) {
             return Err(OffsetError::Unsupported(format!("{strukt}.{}", members.join("."))));
         }
         u32::try_from(total_bits / 8)

@@ -203,7 +203,7 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
     }
 
     let maps = KernelMaps::take(&mut ebpf)?;
-    let events = take(&mut ebpf, "EVENTS", |m| RingBuf::try_from(m))?;
+    let events = take(&mut ebpf, "EVENTS", RingBuf::try_from)?;
     Ok((Probes { _ebpf: ebpf, attached, skipped, offsets }, maps, events))
 }
 

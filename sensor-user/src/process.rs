@@ -160,11 +160,11 @@ impl ProcessTable {
         if let Some(info) = self.read_proc(h.tgid).filter(|i| i.start_ticks == key.1) {
             return self.insert(info);
         }
-        let info = self.from_header(h, 0);
+        let info = self.info_from_header(h, 0);
         self.insert(info)
     }
 
-    fn from_header(&mut self, h: &Header, ppid: u32) -> ProcessInfo {
+    fn info_from_header(&mut self, h: &Header, ppid: u32) -> ProcessInfo {
         let start_ticks = self.ticks(h.start_boottime_ns);
         ProcessInfo {
             entity_id: entity_id(&self.boot_id, h.tgid, start_ticks),
@@ -191,7 +191,7 @@ impl ProcessTable {
         let key = (h.tgid, self.ticks(h.start_boottime_ns));
         let mut info = match self.procs.get(&key) {
             Some(p) => (**p).clone(),
-            None => self.from_header(h, e.ppid),
+            None => self.info_from_header(h, e.ppid),
         };
         info.ppid = e.ppid;
         if info.parent_entity_id.is_empty() {

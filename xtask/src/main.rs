@@ -1,1 +1,189 @@
-fn main() {}
+//! `cargo xtask`: the project's entry points.
+//!
+//! - `setup`  installs what the build needs (nightly rust-src, bpf-linker, buf), idempotently;
+//! - `build`  builds the sensor;
+//! - `run`    builds and runs the sensor as root with the built-in defaults;
+//! - `test`   runs every test: unit, root integration, schema lint and breaking-change checks;
+//! - `bench`  measures overhead, throughput and memory (see BENCHMARKS.md);
+//! - `fuzz`   runs the parsers' fuzz targets for a while each;
+//! - `proto-docs` regenerates docs/proto.md from the schema.
+
+mod proto_docs;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install missing build prerequisites (idempotent).
+    Setup,
+    /// Build the sensor.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build and run the sensor (root) with the built-in default configuration.
+    Run {
+        /// Arguments for `modelwatch run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run each fuzz target for a while.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Regenerate docs/proto.md from proto/ (the test suite fails when it is stale).
+    ProtoDocs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).context("entering the workspace root")?;
+    match cli.cmd {
+        Cmd::Setup => setup::setup(&root),
+        Cmd::Build { release } => build(release),
+        Cmd::Run { args } => {
+            setup::setup(&root)?;
+            build(true)?;
+            require_root("cargo xtask run")?;
+            let bin = root.join("target/release/modelwatch");
+            let mut cmd = Command::new(&bin);
+            cmd.arg("run").args(&args);
+            // Replace this process so Ctrl-C and SIGTERM reach the sensor directly.
+            use std::os::unix::process::CommandExt as _;
+            Err(cmd.exec()).with_context(|| format!("running {}", bin.display()))
+        }
+        Cmd::Test { args } => test(&root, &args),
+        Cmd::Fuzz { seconds } => fuzz(&root, seconds),
+        Cmd::ProtoDocs => {
+            let md = proto_docs::render(&root)?;
+            std::fs::write(root.join(proto_docs::DOC_PATH), md).context("writing docs/proto.md")?;
+            println!("wrote {}", proto_docs::DOC_PATH);
+            Ok(())
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Runs a command, failing with its name when it fails.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build(release: bool) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "sensor-user", "--bin", "modelwatch"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} loads kernel probes and must run as root (try `sudo -E cargo xtask ...`)");
+    }
+    Ok(())
+}
+
+fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    setup::setup(root)?;
+    require_root("cargo xtask test (the integration tests)")?;
+    // The integration tests run the real binary.
+    build(false)?;
+    run(cargo().args(["test", "--workspace"]).args(args))?;
+    proto_checks(root)?;
+    println!("all tests passed");
+    Ok(())
+}
+
+/// buf lint, buf breaking against the previous schema, and the reference docs drift check.
+fn proto_checks(root: &Path) -> anyhow::Result<()> {
+    let buf = setup::buf_path(root);
+    run(Command::new(&buf).arg("lint").current_dir(root.join("proto")))?;
+    // Uncommitted schema changes are compared with HEAD, a clean tree with the commit before.
+    let dirty = !Command::new("git")
+        .args(["diff", "--quiet", "HEAD", "--", "proto"])
+        .status()
+        .context("running git")?
+        .success();
+    let against = if dirty { "HEAD" } else { "HEAD~1" };
+    let has_previous = Command::new("git")
+        .args(["cat-file", "-e", &format!("{against}:proto/buf.yaml")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_previous {
+        run(Command::new(&buf).args([
+            "breaking",
+            "proto",
+            "--against",
+            &format!(".git#ref={against},subdir=proto"),
+        ]))?;
+        println!("buf breaking: no breaking change against {against}");
+    } else {
+        println!("buf breaking: {against} has no schema (first schema commit or shallow clone); nothing to compare");
+    }
+    let expected = proto_docs::render(root)?;
+    let actual = std::fs::read_to_string(root.join(proto_docs::DOC_PATH)).unwrap_or_default();
+    if expected != actual {
+        bail!("{} is stale: run `cargo xtask proto-docs` and commit it", proto_docs::DOC_PATH);
+    }
+    Ok(())
+}
+
+fn fuzz(root: &Path, seconds: u64) -> anyhow::Result<()> {
+    let fuzz_dir = root.join("sensor-user/fuzz");
+    if !fuzz_dir.join("Cargo.toml").exists() {
+        bail!("no fuzz crate at {}", fuzz_dir.display());
+    }
+    setup::ensure_cargo_fuzz()?;
+    let out = Command::new("cargo")
+        .args(["+nightly", "fuzz", "list"])
+        .current_dir(root.join("sensor-user"))
+        .output()
+        .context("cargo fuzz list")?;
+    let targets = String::from_utf8_lossy(&out.stdout).to_string();
+    for target in targets.lines().map(str::trim).filter(|t| !t.is_empty()) {
+        println!("fuzzing {target} for {seconds}s");
+        run(Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}")])
+            .current_dir(root.join("sensor-user")))?;
+    }
+    Ok(())
+}

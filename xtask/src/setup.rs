@@ -1,0 +1,82 @@
+//! Installs what building and testing need, idempotently: each step checks first and does
+//! nothing when the tool is already there.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::run;
+
+/// bpf-linker 0.10.4 links with rustc's own LLVM; 0.11+ needs a system LLVM that is not here.
+const BPF_LINKER_VERSION: &str = "0.10.4";
+const BUF_VERSION: &str = "1.75.0";
+
+pub fn setup(root: &Path) -> anyhow::Result<()> {
+    ensure_nightly_rust_src()?;
+    ensure_bpf_linker()?;
+    ensure_buf(root)?;
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ensure_nightly_rust_src() -> anyhow::Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to build the BPF programs (nightly toolchain)")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        println!("setup: installing the nightly toolchain");
+        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
+        .unwrap_or_default();
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        println!("setup: adding rust-src to nightly");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    Ok(())
+}
+
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    println!("setup: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
+    run(crate::cargo().args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--force"]))
+}
+
+/// Where `buf` is installed (inside target/, so a clean clone installs it once).
+pub fn buf_path(root: &Path) -> PathBuf {
+    root.join("target/tools/node_modules/.bin/buf")
+}
+
+fn ensure_buf(root: &Path) -> anyhow::Result<()> {
+    let buf = buf_path(root);
+    if output(Command::new(&buf).arg("--version")).is_some_and(|v| v.trim() == BUF_VERSION) {
+        return Ok(());
+    }
+    if output(Command::new("npm").arg("--version")).is_none() {
+        bail!("npm is needed to install buf (the schema linter); install Node.js and npm");
+    }
+    println!("setup: installing buf {BUF_VERSION} into target/tools");
+    let prefix = root.join("target/tools");
+    std::fs::create_dir_all(&prefix).context("creating target/tools")?;
+    run(Command::new("npm")
+        .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&prefix)
+        .arg(format!("@bufbuild/buf@{BUF_VERSION}")))
+}
+
+pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    if output(Command::new("cargo").args(["fuzz", "--version"])).is_some() {
+        return Ok(());
+    }
+    println!("setup: installing cargo-fuzz");
+    run(crate::cargo().args(["install", "cargo-fuzz", "--locked"]))
+}
