@@ -40,6 +40,8 @@ fn build_proto() -> anyhow::Result<()> {
     let mut config = prost_build::Config::new();
     config.compile_well_known_types();
     config.extern_path(".google.protobuf", "::pbjson_types");
+    // Ordered maps: the same event always serialises to the same bytes (golden files, diffs).
+    config.btree_map(["."]);
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
@@ -47,6 +49,10 @@ fn build_proto() -> anyhow::Result<()> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
         .preserve_proto_field_names()
+        // Captures from newer sensors stay readable: unknown fields are skipped, as the
+        // schema's additive-only rule intends.
+        .ignore_unknown_fields()
+        .btree_map(["."])
         .build(&[".modelwatch"])?;
     Ok(())
 }

@@ -20,8 +20,65 @@ pub struct Cli {
 pub enum Command {
     /// Run the sensor (root): load the probes and stream events to the configured sinks.
     Run(RunArgs),
+    /// Follow the sensor's live event stream (or replay a JSON-lines capture with --from).
+    Tail(TailArgs),
+    /// Show the sensor's state and counters.
+    Status(StatusArgs),
     /// Configuration helpers.
     Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The sensor's API socket.
+    #[arg(long, default_value = crate::config::DEFAULT_SOCKET, env = "MODELWATCH_SOCKET")]
+    pub socket: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "compact")]
+    pub format: OutputFormat,
+    /// Only these event kinds (payload names, e.g. model_file_opened); repeatable.
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kinds: Vec<String>,
+    /// Only events of these process ids; repeatable.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Only events of processes with this name (comm or executable file name); repeatable.
+    #[arg(long = "process", value_name = "NAME")]
+    pub processes: Vec<String>,
+    /// Only events about this model: a SHA-256 prefix, or part of its name or path; repeatable.
+    #[arg(long = "model", value_name = "MODEL")]
+    pub models: Vec<String>,
+    /// Lowest severity shown.
+    #[arg(long, value_enum, default_value = "info")]
+    pub min_severity: SeverityArg,
+    /// Keep following across sensor restarts.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Read recorded JSON lines from FILE ("-" for stdin) instead of the live socket.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Colour: auto (when stdout is a terminal), always or never.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeverityArg {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sensor's API socket.
+    #[arg(long, default_value = crate::config::DEFAULT_SOCKET, env = "MODELWATCH_SOCKET")]
+    pub socket: PathBuf,
+    /// `text` or `json`.
+    #[arg(long, short, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,7 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub sensor: SensorConfig,
     pub output: OutputConfig,
+    pub api: ApiConfig,
 }
 
 /// Which files are model files.
@@ -76,9 +77,54 @@ pub struct SensorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
-    /// `compact` (one readable line per event) or `json` (one JSON object per line).
+    /// Write events to standard output.
+    pub stdout: bool,
+    /// Format on standard output: `compact` (one readable line per event) or `json` (one JSON
+    /// object per line, proto3 JSON mapping).
     pub format: OutputFormat,
+    /// A JSON-lines file sink with size-based rotation; unset means none.
+    pub jsonl: Option<JsonlConfig>,
 }
+
+/// A JSON-lines file, rotated by size: `events.jsonl` → `events.jsonl.1` → … .
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    pub path: PathBuf,
+    /// Rotate when the file would exceed this size.
+    #[serde(default = "default_jsonl_max")]
+    pub max_size: ByteSize,
+    /// Rotated files kept.
+    #[serde(default = "default_jsonl_keep")]
+    pub keep: u32,
+}
+
+fn default_jsonl_max() -> ByteSize {
+    ByteSize(100 << 20)
+}
+
+fn default_jsonl_keep() -> u32 {
+    5
+}
+
+/// The local gRPC API (Unix socket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    /// Socket path; created mode 0660, owned by root and the `modelwatch` group when it exists.
+    pub socket: PathBuf,
+    /// Events queued per `Tail` subscriber before it starts losing events.
+    pub subscriber_queue: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { enabled: true, socket: PathBuf::from(DEFAULT_SOCKET), subscriber_queue: 4096 }
+    }
+}
+
+pub const DEFAULT_SOCKET: &str = "/run/modelwatch/modelwatch.sock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -182,7 +228,7 @@ impl Default for SensorConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { format: OutputFormat::Compact }
+        Self { stdout: true, format: OutputFormat::Compact, jsonl: None }
     }
 }
 
@@ -274,6 +320,20 @@ impl Config {
                 format!("{rb} must be a power of two between 64 and 1048576"),
             ));
         }
+        if let Some(j) = &self.output.jsonl {
+            if !j.path.is_absolute() {
+                return Err(bad("output.jsonl.path".into(), format!("`{}` must be an absolute path", j.path.display())));
+            }
+            if j.max_size.0 < 4096 {
+                return Err(bad("output.jsonl.max_size".into(), "must be at least 4KiB".into()));
+            }
+        }
+        if !self.api.socket.is_absolute() {
+            return Err(bad("api.socket".into(), format!("`{}` must be an absolute path", self.api.socket.display())));
+        }
+        if !(16..=1 << 20).contains(&self.api.subscriber_queue) {
+            return Err(bad("api.subscriber_queue".into(), "must be between 16 and 1048576".into()));
+        }
         if self.sensor.model_dir_rescan_ms < 100 {
             return Err(bad("sensor.model_dir_rescan_ms".into(), "must be at least 100".into()));
         }
@@ -348,6 +408,9 @@ mod tests {
             ("[devices]\nextra = [\"dev/null\"]", "devices.extra[0]"),
             ("[devices]\ndrain_interval_ms = 1", "devices.drain_interval_ms"),
             ("[files]\nruntime_libraries = [\"a/b\"]", "files.runtime_libraries[0]"),
+            ("[output.jsonl]\npath = \"rel.jsonl\"", "output.jsonl.path"),
+            ("[api]\nsocket = \"x.sock\"", "api.socket"),
+            ("[api]\nsubscriber_queue = 1", "api.subscriber_queue"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err().to_string();

@@ -3,7 +3,7 @@
 
 use crate::{
     bus::{PAYLOAD_NAMES, kind_name},
-    proto::v1::{ArtifactSummary, Event, FileRef, TailRequest, event::Payload},
+    proto::v1::{ArtifactSummary, Event, FileRef, Severity, TailRequest, event::Payload},
 };
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,7 +50,8 @@ impl Filter {
     }
 
     pub fn matches(&self, ev: &Event) -> bool {
-        if ev.severity < self.min_severity {
+        // Events without a severity (older captures) count as INFO.
+        if ev.severity.max(Severity::Info as i32) < self.min_severity {
             return false;
         }
         if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == kind_name(ev)) {
@@ -157,7 +158,7 @@ impl<'a> ModelRefs<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::v1::{ModelFileOpened, Process, ProcessExit, Severity};
+    use crate::proto::v1::{ModelFileOpened, Process, ProcessExit};
 
     fn opened(pid: u32, comm: &str, path: &str, sha: &str) -> Event {
         Event {

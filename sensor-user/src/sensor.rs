@@ -90,7 +90,10 @@ impl Sensor {
             size_threshold: cfg.files.size_threshold.0,
             ring_buffer_bytes: cfg.sensor.ring_buffer_kib.saturating_mul(1024),
             self_tgid: std::process::id(),
-            btf_path: PathBuf::from(crate::offsets::VMLINUX_BTF),
+            // Overridable for kernels that keep BTF elsewhere (and to test the error path).
+            btf_path: std::env::var_os("MODELWATCH_BTF")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(crate::offsets::VMLINUX_BTF)),
         };
         let (probes, mut maps, ring) = probes::load(&settings)?;
         maps.set_extensions(cfg.files.extensions.iter().map(String::as_str))?;
@@ -129,6 +132,10 @@ impl Sensor {
 
     pub fn status(&self) -> SharedStatus {
         self.status.clone()
+    }
+
+    pub fn host(&self) -> crate::proto::v1::Host {
+        self.enricher.host.clone()
     }
 
     /// Looks for model directories and accelerator devices that appeared since the last scan.
@@ -268,7 +275,7 @@ impl Sensor {
     /// Publishes EventsLost for kernel drops and undecodable records since the last check.
     pub fn report_losses(&mut self) {
         let stats = self.maps.stats();
-        let mut by_kind = HashMap::new();
+        let mut by_kind = BTreeMap::new();
         let mut lost = 0;
         for kind in EventKind::ALL {
             let i = kind.index() as usize;
@@ -298,7 +305,7 @@ impl Sensor {
                     count: d,
                     source: LossSource::Decode as i32,
                     detail: "records the collector could not decode".into(),
-                    by_kind: HashMap::new(),
+                    by_kind: BTreeMap::new(),
                 }),
             ));
         }

@@ -2,6 +2,8 @@
 
 mod config_cmd;
 mod run;
+mod status;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -14,6 +16,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     init_logging(&cli.log);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Tail(args) => tail::run(args),
+        Command::Status(args) => status::run(args),
         Command::Config(args) => config_cmd::run(args),
     };
     match result {
@@ -27,6 +31,22 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// Whether to colour output: `auto` colours terminals unless NO_COLOR is set.
+pub fn use_color(choice: &str) -> bool {
+    use std::io::IsTerminal as _;
+    match choice {
+        "always" => true,
+        "never" => false,
+        _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// A small runtime for the client commands.
+pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
 
 fn init_logging(filter: &str) {

@@ -1,14 +1,19 @@
-//! `modelwatch run`: the sensor.
+//! `modelwatch run`: the sensor, its sinks and its API.
 
-use std::{io::IsTerminal as _, process::ExitCode};
+use std::{
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 
 use crate::{
+    api::{self, Service},
     bus::Bus,
     cli::RunArgs,
     sensor::Sensor,
-    sink::{self, StdoutSink},
+    sink::{self, JsonlFileSink, StdoutSink},
 };
 
 /// Queue of each sink, in events: deep enough to ride out bursts without loss.
@@ -17,11 +22,7 @@ const SINK_QUEUE: usize = 1 << 16;
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(args.config.as_deref())?;
     let format = args.format.unwrap_or(cfg.output.format);
-    let color = match args.color.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
+    let color = super::use_color(&args.color);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -29,12 +30,41 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let bus = Bus::new();
-        let stdout = sink::spawn(&bus, Box::new(StdoutSink::new(format, color)), SINK_QUEUE);
-        let (sensor, ring) = Sensor::start(cfg, bus.clone())?;
+        let mut sinks = Vec::new();
+        if cfg.output.stdout {
+            sinks.push(sink::spawn(&bus, Box::new(StdoutSink::new(format, color)), SINK_QUEUE));
+        }
+        if let Some(j) = &cfg.output.jsonl {
+            let file = JsonlFileSink::open(&j.path, j.max_size.0, j.keep)?;
+            sinks.push(sink::spawn(&bus, Box::new(file), SINK_QUEUE));
+        }
+        let sink_stats: api::SharedSinks = Arc::new(Mutex::new(sinks.iter().map(|s| s.stats.clone()).collect()));
+        let (sensor, ring) = Sensor::start(cfg.clone(), bus.clone())?;
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = if cfg.api.enabled {
+            let service = Service::new(bus.clone(), sensor.status(), sink_stats, sensor.host(), cfg.api.subscriber_queue);
+            let handle = api::serve(&cfg.api.socket, service, async {
+                let _ = api_stopped.await;
+            })
+            .await?;
+            tracing::info!(socket = %cfg.api.socket.display(), "API listening");
+            Some(handle)
+        } else {
+            None
+        };
         tracing::info!("modelwatch running; stop with Ctrl-C or SIGTERM");
         let result = sensor.run(ring, shutdown_signal()).await;
+        // Closing the bus ends every Tail stream, so the server can stop promptly.
         bus.close();
-        stdout.join();
+        let _ = stop_api.send(());
+        if let Some(handle) = server
+            && tokio::time::timeout(Duration::from_secs(5), handle).await.is_err()
+        {
+            tracing::warn!("API server did not stop within 5 s");
+        }
+        for s in sinks {
+            s.join();
+        }
         result.map(|()| ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,204 @@
+//! The local API: a tonic gRPC server on a Unix socket (`ModelwatchService`: `Tail`, `Status`),
+//! and the client side used by `modelwatch tail` and `modelwatch status`.
+//!
+//! Socket clients are untrusted: filters are validated, every subscriber gets a bounded queue
+//! on the bus (a stalled client loses events and is told, the sensor never waits), and the
+//! socket is mode 0660, group `modelwatch` when that group exists.
+
+use std::{
+    ffi::CString,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::{StreamExt as _, wrappers::UnixListenerStream};
+use tonic::{Request, Response, Status, transport::Server};
+
+use crate::{
+    bus::Bus,
+    filter::Filter,
+    host::timestamp,
+    proto::v1::{
+        Event, Host, SensorStatus, SinkStatus, StatusRequest, SubscriberStatus, TailRequest,
+        modelwatch_service_client::ModelwatchServiceClient,
+        modelwatch_service_server::{ModelwatchService, ModelwatchServiceServer},
+    },
+    sensor::{SharedStatus, kernel_counters},
+    sink::SinkStats,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot create the socket directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("another sensor is already serving {0}")]
+    InUse(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Bind { path: PathBuf, source: std::io::Error },
+    #[error("cannot connect to {path}: {reason}")]
+    Connect { path: PathBuf, reason: String },
+}
+
+/// Counters of the sinks, for Status.
+pub type SharedSinks = Arc<Mutex<Vec<Arc<Mutex<SinkStats>>>>>;
+
+pub struct Service {
+    bus: Bus,
+    status: SharedStatus,
+    sinks: SharedSinks,
+    host: Host,
+    queue: usize,
+}
+
+impl Service {
+    pub fn new(bus: Bus, status: SharedStatus, sinks: SharedSinks, host: Host, queue: usize) -> Self {
+        Self { bus, status, sinks, host, queue }
+    }
+
+    pub fn sensor_status(&self) -> SensorStatus {
+        let view = self.status.lock().map(|v| v.clone()).unwrap_or_default();
+        let started = view.started_at.unwrap_or_else(SystemTime::now);
+        let (api, _internal) = self.bus.subscriber_stats();
+        let sinks = self
+            .sinks
+            .lock()
+            .map(|s| s.iter().filter_map(|x| x.lock().ok().map(|x| x.clone())).collect::<Vec<_>>())
+            .unwrap_or_default();
+        SensorStatus {
+            host: Some(self.host.clone()),
+            backend: "tracepoint".into(),
+            probes_attached: view.probes_attached,
+            probes_skipped: view.probes_skipped,
+            started_at: Some(timestamp(started)),
+            uptime_seconds: started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+            events_by_kind: self.bus.counts_by_kind().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            last_seq: self.bus.last_seq(),
+            kernel: Some(kernel_counters(&view.kernel)),
+            subscribers: api
+                .into_iter()
+                .map(|s| SubscriberStatus {
+                    id: s.id,
+                    delivered: s.delivered,
+                    dropped: s.dropped,
+                    since: Some(timestamp(s.since)),
+                })
+                .collect(),
+            nvml: view.nvml,
+            sinks: sinks
+                .into_iter()
+                .map(|s| SinkStatus { name: s.name, written: s.written, failed: s.failed, last_error: s.last_error })
+                .collect(),
+            decode_errors: view.decode_errors,
+            devices_watched: view.devices_watched,
+            rss_bytes: crate::sensor::rss_bytes(),
+        }
+    }
+}
+
+type TailStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ModelwatchService for Service {
+    type TailStream = TailStream;
+
+    async fn tail(&self, request: Request<TailRequest>) -> Result<Response<Self::TailStream>, Status> {
+        let filter = Filter::from_request(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let sub = self.bus.subscribe("api", filter, self.queue, false);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(sub.rx).map(|ev| Ok((*ev).clone()));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<SensorStatus>, Status> {
+        Ok(Response::new(self.sensor_status()))
+    }
+}
+
+/// Binds the socket (replacing a stale one), sets its mode and group, and serves until
+/// `shutdown` resolves.
+pub async fn serve(
+    socket: &Path,
+    service: Service,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, ApiError> {
+    let listener = bind(socket).await?;
+    let path = socket.to_owned();
+    let incoming = UnixListenerStream::new(listener);
+    Ok(tokio::spawn(async move {
+        let result = Server::builder()
+            .add_service(ModelwatchServiceServer::new(service))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!("API server on {} stopped: {e}", path.display());
+        }
+        let _ = std::fs::remove_file(&path);
+    }))
+}
+
+async fn bind(socket: &Path) -> Result<UnixListener, ApiError> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| ApiError::Dir { path: dir.to_owned(), source })?;
+    }
+    if socket.exists() {
+        // A socket file left by a crashed sensor is replaced; a live one is not stolen.
+        if UnixStream::connect(socket).await.is_ok() {
+            return Err(ApiError::InUse(socket.to_owned()));
+        }
+        let _ = std::fs::remove_file(socket);
+    }
+    let listener =
+        UnixListener::bind(socket).map_err(|source| ApiError::Bind { path: socket.to_owned(), source })?;
+    let perms = std::fs::Permissions::from_mode(0o660);
+    std::fs::set_permissions(socket, perms).map_err(|source| ApiError::Bind { path: socket.to_owned(), source })?;
+    if let Some(gid) = group_id("modelwatch") {
+        let c = CString::new(socket.as_os_str().as_encoded_bytes()).map_err(|e| ApiError::Bind {
+            path: socket.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
+        // SAFETY: c is a valid path; uid -1 leaves the owner unchanged.
+        if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
+            tracing::warn!("cannot give {} to group modelwatch: {}", socket.display(), std::io::Error::last_os_error());
+        }
+    }
+    Ok(listener)
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    // /etc/group rather than getgrnam: no NSS plugins inside the sensor.
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+/// Connects to the sensor's socket.
+pub async fn connect(socket: &Path) -> Result<ModelwatchServiceClient<tonic::transport::Channel>, ApiError> {
+    let path = socket.to_owned();
+    // Fail early with a precise reason: tonic's error for a missing socket is generic.
+    if let Err(e) = std::os::unix::net::UnixStream::connect(&path) {
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                format!("{e} (is the sensor running? start it with `modelwatch run`)")
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{e} (are you root or in the modelwatch group?)")
+            }
+            _ => e.to_string(),
+        };
+        return Err(ApiError::Connect { path, reason });
+    }
+    let connector_path = path.clone();
+    // The URI is required by tonic but unused: the connector always dials the socket.
+    let channel = tonic::transport::Endpoint::from_static("http://modelwatch.local")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let p = connector_path.clone();
+            async move { UnixStream::connect(p).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
+        .map_err(|e| ApiError::Connect { path, reason: e.to_string() })?;
+    Ok(ModelwatchServiceClient::new(channel).max_decoding_message_size(16 << 20))
+}

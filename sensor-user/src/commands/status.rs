@@ -1,0 +1,78 @@
+//! `modelwatch status`: a readable summary of the sensor's Status().
+
+use std::{fmt::Write as _, process::ExitCode};
+
+use anyhow::Context as _;
+
+use crate::{api, cli::StatusArgs, output::human_bytes, proto::v1::SensorStatus};
+
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let rt = super::client_runtime()?;
+    let status = rt.block_on(async {
+        let mut client = api::connect(&args.socket).await?;
+        let reply = client.status(crate::proto::v1::StatusRequest {}).await.context("Status")?;
+        anyhow::Ok(reply.into_inner())
+    })?;
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&status).context("encoding status")?);
+    } else {
+        print!("{}", text(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable form.
+pub fn text(s: &SensorStatus) -> String {
+    let mut o = String::new();
+    let host = s.host.clone().unwrap_or_default();
+    let up = s.uptime_seconds;
+    let _ = writeln!(
+        o,
+        "modelwatch {} on {} (kernel {}), up {}h{:02}m{:02}s",
+        host.agent_version,
+        host.hostname,
+        host.kernel,
+        up / 3600,
+        (up / 60) % 60,
+        up % 60
+    );
+    let _ = writeln!(o, "backend:  {}, {} probes attached, {} skipped", s.backend, s.probes_attached.len(), s.probes_skipped.len());
+    for p in &s.probes_skipped {
+        let _ = writeln!(o, "  skipped {p}");
+    }
+    let total: u64 = s.events_by_kind.values().sum();
+    let _ = writeln!(o, "events:   {total} (last seq {})", s.last_seq);
+    let mut kinds: Vec<_> = s.events_by_kind.iter().collect();
+    kinds.sort();
+    for (k, v) in kinds {
+        let _ = writeln!(o, "  {k:<22} {v}");
+    }
+    let k = s.kernel.clone().unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "kernel:   produced {}, dropped {}, ioctls counted {}, paths truncated {}, read failures {}",
+        k.produced, k.dropped, k.ioctls_counted, k.paths_truncated, k.read_failures
+    );
+    if s.decode_errors > 0 {
+        let _ = writeln!(o, "decode errors: {}", s.decode_errors);
+    }
+    let _ = writeln!(o, "devices:  {}", if s.devices_watched.is_empty() { "none".into() } else { s.devices_watched.join(", ") });
+    let _ = writeln!(o, "nvml:     {}", if s.nvml.is_empty() { "-" } else { &s.nvml });
+    let _ = writeln!(o, "clients:  {}", s.subscribers.len());
+    for c in &s.subscribers {
+        let _ = writeln!(o, "  #{} delivered {} dropped {}", c.id, c.delivered, c.dropped);
+    }
+    let _ = writeln!(o, "sinks:");
+    for k in &s.sinks {
+        let _ = writeln!(
+            o,
+            "  {} written {} failed {}{}",
+            k.name,
+            k.written,
+            k.failed,
+            if k.last_error.is_empty() { String::new() } else { format!(" ({})", k.last_error) }
+        );
+    }
+    let _ = writeln!(o, "memory:   {} RSS", human_bytes(s.rss_bytes));
+    o
+}

@@ -1,0 +1,82 @@
+//! The binary's edges: clear one-line errors and the right exit codes.
+
+use std::{os::unix::process::CommandExt as _, process::Command};
+
+use modelwatch_tests::{binary, require_root};
+
+fn run(args: &[&str], envs: &[(&str, &str)], uid: Option<u32>) -> (i32, String, String) {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env("MODELWATCH_LOG", "error");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().expect("run modelwatch");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[files]\nsize_threshold = \"lots\"\n").unwrap();
+    let (code, _, err) = run(&["run", "--config", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("size_threshold") && err.lines().count() == 1, "{err}");
+    std::fs::write(&cfg, "[sensor]\nring_buffer_kib = 100\n").unwrap();
+    let (code, _, err) = run(&["config", "--check", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("sensor.ring_buffer_kib"), "{err}");
+    let (code, _, err) = run(&["run", "--config", "/nonexistent/modelwatch.toml"], &[], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/modelwatch.toml"), "{err}");
+}
+
+#[test]
+fn default_config_prints_and_validates() {
+    let (code, out, _) = run(&["config", "--default"], &[], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("size_threshold = \"32MiB\"") && out.contains("[api]"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("default.toml");
+    std::fs::write(&cfg, out).unwrap();
+    let (code, out, err) = run(&["config", "--check", cfg.to_str().unwrap()], &[], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with(": ok\n"));
+}
+
+#[test]
+fn missing_privileges_and_btf_are_one_line_errors() {
+    require_root();
+    // An unprivileged user.
+    let (code, _, err) = run(&["run"], &[], Some(65534));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("must run as root") && err.contains("uid 65534"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // No BTF where the kernel's should be.
+    let (code, _, err) = run(&["run"], &[("MODELWATCH_BTF", "/nonexistent/vmlinux")], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("kernel BTF not found at /nonexistent/vmlinux"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+#[test]
+fn clients_explain_a_missing_or_forbidden_socket() {
+    require_root();
+    let (code, _, err) = run(&["status", "--socket", "/nonexistent/modelwatch.sock"], &[], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("is the sensor running?"), "{err}");
+    // A socket the user may not open.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (code, _, err) = run(&["tail", "--socket", sock.to_str().unwrap()], &[], Some(65534));
+    assert_eq!(code, 1);
+    assert!(err.contains("modelwatch group"), "{err}");
+}
