@@ -1,0 +1,283 @@
+//! Bounded, positioned reading of hostile files.
+//!
+//! Every format parser reads through [`Reader`], which knows the source's length, so a length
+//! field that points past the end is an error before anything is allocated, and which buffers
+//! itself so that skipping over tensor data is a cheap seek rather than a read. Parsers take a
+//! `&mut dyn ReadSeek` so the same code runs on files and, in fuzzing, on byte slices.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+/// Anything that can be read and seeked: a `File`, a `Cursor<&[u8]>`.
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek + ?Sized> ReadSeek for T {}
+
+/// Why a structured parse stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("read error: {0}")]
+    Io(#[from] io::Error),
+    #[error("truncated: {0}")]
+    Truncated(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what} exceeds the limit of {limit}")]
+    Limit { what: String, limit: u64 },
+}
+
+impl ParseError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ParseError::Invalid(msg.into())
+    }
+    pub fn limit(what: impl Into<String>, limit: u64) -> Self {
+        ParseError::Limit { what: what.into(), limit }
+    }
+    pub fn is_limit(&self) -> bool {
+        matches!(self, ParseError::Limit { .. })
+    }
+}
+
+pub type PResult<T> = Result<T, ParseError>;
+
+const BUF: usize = 64 * 1024;
+
+/// A buffered reader over a source of known length that tracks its position.
+pub struct Reader<'a> {
+    inner: &'a mut dyn ReadSeek,
+    len: u64,
+    /// File offset of `buf[0]`.
+    buf_start: u64,
+    buf: Vec<u8>,
+    /// Index into `buf` of the current position.
+    cur: usize,
+    pub big_endian: bool,
+}
+
+impl<'a> Reader<'a> {
+    /// `len` is the source's length; `inner` is rewound to offset 0.
+    pub fn new(inner: &'a mut dyn ReadSeek, len: u64) -> PResult<Self> {
+        inner.seek(SeekFrom::Start(0))?;
+        Ok(Self { inner, len, buf_start: 0, buf: Vec::new(), cur: 0, big_endian: false })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn pos(&self) -> u64 {
+        self.buf_start + self.cur as u64
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.len.saturating_sub(self.pos())
+    }
+
+    /// Moves to `off` (which may equal the length: the end).
+    pub fn seek_to(&mut self, off: u64) -> PResult<()> {
+        if off > self.len {
+            return Err(ParseError::Truncated(format!("offset {off} is past the end ({})", self.len)));
+        }
+        let end = self.buf_start + self.buf.len() as u64;
+        if off >= self.buf_start && off <= end {
+            self.cur = (off - self.buf_start) as usize;
+            return Ok(());
+        }
+        self.inner.seek(SeekFrom::Start(off))?;
+        self.buf.clear();
+        self.buf_start = off;
+        self.cur = 0;
+        Ok(())
+    }
+
+    pub fn skip(&mut self, n: u64) -> PResult<()> {
+        let to = self.pos().checked_add(n).ok_or_else(|| ParseError::invalid("offset overflow"))?;
+        self.seek_to(to)
+    }
+
+    /// Refills so that at least one byte is buffered, unless at the end.
+    fn fill(&mut self) -> PResult<()> {
+        if self.cur < self.buf.len() {
+            return Ok(());
+        }
+        let pos = self.pos();
+        if self.buf.len() as u64 + self.buf_start != pos {
+            self.inner.seek(SeekFrom::Start(pos))?;
+        }
+        let want = (self.len - pos.min(self.len)).min(BUF as u64) as usize;
+        self.buf.resize(want, 0);
+        let mut got = 0;
+        while got < want {
+            match self.inner.read(&mut self.buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.buf.truncate(got);
+        self.buf_start = pos;
+        self.cur = 0;
+        Ok(())
+    }
+
+    /// Reads exactly `out.len()` bytes.
+    pub fn read_into(&mut self, out: &mut [u8]) -> PResult<()> {
+        if (out.len() as u64) > self.remaining() {
+            return Err(ParseError::Truncated(format!(
+                "need {} bytes at offset {}, {} left",
+                out.len(),
+                self.pos(),
+                self.remaining()
+            )));
+        }
+        let mut done = 0;
+        while done < out.len() {
+            self.fill()?;
+            let avail = &self.buf[self.cur..];
+            if avail.is_empty() {
+                return Err(ParseError::Truncated(format!("source ended at offset {}", self.pos())));
+            }
+            let n = avail.len().min(out.len() - done);
+            out[done..done + n].copy_from_slice(&avail[..n]);
+            self.cur += n;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads `n` bytes into a new vector; `n` must not exceed `max` (named `what` in errors)
+    /// nor what is left of the source.
+    pub fn read_vec(&mut self, n: u64, max: u64, what: &str) -> PResult<Vec<u8>> {
+        if n > max {
+            return Err(ParseError::limit(format!("{what} of {n} bytes"), max));
+        }
+        if n > self.remaining() {
+            return Err(ParseError::Truncated(format!("{what} of {n} bytes at offset {}", self.pos())));
+        }
+        let mut v = vec![0u8; n as usize];
+        self.read_into(&mut v)?;
+        Ok(v)
+    }
+
+    pub fn array<const N: usize>(&mut self) -> PResult<[u8; N]> {
+        let mut a = [0u8; N];
+        self.read_into(&mut a)?;
+        Ok(a)
+    }
+
+    pub fn u8(&mut self) -> PResult<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+    pub fn u16(&mut self) -> PResult<u16> {
+        let a = self.array()?;
+        Ok(if self.big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
+    }
+    pub fn u32(&mut self) -> PResult<u32> {
+        let a = self.array()?;
+        Ok(if self.big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+    }
+    pub fn u64(&mut self) -> PResult<u64> {
+        let a = self.array()?;
+        Ok(if self.big_endian { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) })
+    }
+
+    /// Reads up to `n` bytes from the current position without failing at the end.
+    pub fn peek_upto(&mut self, n: usize) -> PResult<Vec<u8>> {
+        let start = self.pos();
+        let take = (n as u64).min(self.remaining()) as usize;
+        let mut v = vec![0u8; take];
+        self.read_into(&mut v)?;
+        self.seek_to(start)?;
+        Ok(v)
+    }
+}
+
+impl Read for Reader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.fill().map_err(|e| match e {
+            ParseError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+        let avail = &self.buf[self.cur..];
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.cur += n;
+        Ok(n)
+    }
+}
+
+impl Seek for Reader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.pos().checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        // Seeking past the end is allowed by `Seek`; reads there simply return nothing.
+        let clamped = target.min(self.len);
+        self.seek_to(clamped).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(target)
+    }
+}
+
+/// Reads all of `r` but at most `max` bytes; more is a limit error.
+pub fn read_bounded(r: &mut dyn Read, max: u64, what: &str) -> PResult<Vec<u8>> {
+    let mut out = Vec::new();
+    r.take(max.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(ParseError::limit(what.to_owned(), max));
+    }
+    Ok(out)
+}
+
+/// Lossy, length-bounded text for reporting strings that came from a file.
+pub fn clean_text(bytes: &[u8], max_chars: usize) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let mut out: String =
+        s.chars().filter(|c| !c.is_control() || *c == ' ').take(max_chars).collect();
+    if s.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Whether `s` is 64 hex digits (a SHA-256).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn reader_bounds_and_skips() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+        let mut c = Cursor::new(&data[..]);
+        let mut r = Reader::new(&mut c, data.len() as u64).expect("reader");
+        assert_eq!(r.u8().expect("u8"), 0);
+        r.skip(99_999).expect("skip");
+        assert_eq!(r.pos(), 100_000);
+        assert_eq!(r.u8().expect("u8"), (100_000 % 256) as u8);
+        assert!(matches!(r.read_vec(200_000, u64::MAX, "x"), Err(ParseError::Truncated(_))));
+        assert!(matches!(r.read_vec(10, 5, "x"), Err(ParseError::Limit { .. })));
+        assert!(r.seek_to(200_001).is_err());
+        r.seek_to(3).expect("seek back");
+        assert_eq!(r.u16().expect("u16"), u16::from_le_bytes([3, 4]));
+        assert_eq!(r.peek_upto(3).expect("peek"), vec![5, 6, 7]);
+        assert_eq!(r.pos(), 5);
+        assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
+    }
+}

@@ -1,0 +1,425 @@
+//! `modelwatch scan PATH…`: offline analysis of files and directory trees.
+//!
+//! Named files are always reported. In walked directories (bounded depth, symbolic links not
+//! followed, so loops are impossible) a file is reported when its content is a model, when its
+//! name has a model extension (so a `.gguf` that is really text says so), or with `--all`;
+//! identification runs first and only reported files are hashed. Shards of one safetensors
+//! model are also summarised as one model. Exit code: 0 clean, 1 findings at or above
+//! `--fail-on`, 2 when a path could not be analysed.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::artifact::{
+    AnalyzeOptions, ArtifactConfig, ArtifactReport, DigestState, PolicyVerdict, Severity, apply_digest,
+    codes, digest, evaluate, identify_open, open_artifact,
+    report::Finding,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScanArgs {
+    /// Files or directories to analyse (directories are walked).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+    pub format: ScanFormat,
+    /// Approved-model manifest (TOML or JSON); overrides `artifact.manifest`.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Do not compute SHA-256 digests (policy verdicts become `unknown`).
+    #[arg(long)]
+    pub no_digest: bool,
+    /// The lowest finding severity that makes the exit code 1.
+    #[arg(long, value_enum, default_value_t = Severity::Low, value_name = "SEVERITY")]
+    pub fail_on: Severity,
+    /// In walked directories, also report files that are not models.
+    #[arg(long)]
+    pub all: bool,
+    /// How many directory levels are walked below each PATH.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_depth: usize,
+}
+
+impl ScanArgs {
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Self { paths, format: ScanFormat::Text, manifest: None, no_digest: false, fail_on: Severity::Low, all: false, max_depth: 16 }
+    }
+}
+
+/// File-name extensions of model formats: a walked file with one is reported even when its
+/// content is not a model.
+const MODEL_EXTENSIONS: &[&str] = &[
+    "gguf", "ggml", "safetensors", "pt", "pth", "bin", "ckpt", "pkl", "pickle", "joblib", "npy", "npz", "onnx",
+    "tflite", "pb", "keras", "h5", "hdf5", "mlmodel",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanError {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// All shards of one sharded safetensors model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardedModel {
+    pub group: String,
+    pub shards_expected: u32,
+    pub shards_found: Vec<u32>,
+    pub parameter_count: u64,
+    pub tensor_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_file: Option<String>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanSummary {
+    pub files: usize,
+    pub models: usize,
+    pub with_findings: usize,
+    pub errors: usize,
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanOutput {
+    pub artifacts: Vec<ArtifactReport>,
+    pub sharded_models: Vec<ShardedModel>,
+    pub errors: Vec<ScanError>,
+    pub summary: ScanSummary,
+}
+
+struct Target {
+    path: PathBuf,
+    explicit: bool,
+}
+
+fn has_model_extension(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| MODEL_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn collect(args: &ScanArgs, errors: &mut Vec<ScanError>) -> Vec<Target> {
+    let mut out = Vec::new();
+    for root in &args.paths {
+        let meta = match std::fs::metadata(root) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(ScanError { path: root.clone(), error: e.to_string() });
+                continue;
+            }
+        };
+        if !meta.is_dir() {
+            out.push(Target { path: root.clone(), explicit: true });
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(root).follow_links(false).max_depth(args.max_depth).sort_by_file_name();
+        for entry in walker {
+            match entry {
+                Ok(e) if e.file_type().is_file() => out.push(Target { path: e.into_path(), explicit: false }),
+                Ok(_) => {}
+                Err(e) => errors.push(ScanError {
+                    path: e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone()),
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// Analyses one target; `None` when a walked file is not worth reporting.
+fn analyze(t: &Target, opts: &AnalyzeOptions, all: bool) -> Result<Option<ArtifactReport>, String> {
+    let (mut file, meta) = open_artifact(&t.path).map_err(|e| e.to_string())?;
+    let mut report = identify_open(&t.path, &mut file, meta.len(), opts);
+    if !(t.explicit || all || report.format.is_model() || has_model_extension(&t.path)) {
+        return Ok(None);
+    }
+    if opts.digest {
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
+        let (hex, _) = digest::sha256_reader(&mut file).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
+        apply_digest(&mut report, &hex);
+    }
+    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    Ok(Some(report))
+}
+
+fn shard_groups(reports: &[ArtifactReport]) -> Vec<ShardedModel> {
+    let mut groups: BTreeMap<String, ShardedModel> = BTreeMap::new();
+    for r in reports {
+        let Some(s) = &r.metadata.shard else { continue };
+        let g = groups.entry(s.group.clone()).or_insert_with(|| ShardedModel {
+            group: s.group.clone(),
+            shards_expected: s.count,
+            shards_found: Vec::new(),
+            parameter_count: 0,
+            tensor_count: 0,
+            index_file: s.index_file.clone(),
+            findings: Vec::new(),
+        });
+        g.shards_found.push(s.index);
+        g.parameter_count = g.parameter_count.saturating_add(r.metadata.parameter_count.unwrap_or(0));
+        g.tensor_count = g.tensor_count.saturating_add(r.metadata.tensor_count.unwrap_or(0));
+        g.shards_expected = g.shards_expected.max(s.count);
+    }
+    let mut out: Vec<ShardedModel> = groups.into_values().collect();
+    for g in &mut out {
+        g.shards_found.sort_unstable();
+        g.shards_found.dedup();
+        let missing: Vec<String> =
+            (1..=g.shards_expected).filter(|i| !g.shards_found.contains(i)).map(|i| i.to_string()).collect();
+        if !missing.is_empty() && missing.len() < g.shards_expected as usize {
+            g.findings.push(Finding::new(
+                Severity::Low,
+                codes::SHARD_INCOMPLETE,
+                format!("{} of {} shards found; missing {}", g.shards_found.len(), g.shards_expected, missing.join(", ")),
+            ));
+        }
+    }
+    out
+}
+
+/// Runs the scan and prints the result to stdout. Returns the exit code (0 clean, 1 findings,
+/// 2 a path could not be analysed); `Err` (exit 2) only when the scan cannot start, e.g. the
+/// manifest is invalid.
+pub fn run(args: &ScanArgs, cfg: &ArtifactConfig) -> anyhow::Result<i32> {
+    let out = execute(args, cfg)?;
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    match args.format {
+        ScanFormat::Json => {
+            serde_json::to_writer_pretty(&mut w, &out).context("writing JSON")?;
+            writeln!(w)?;
+        }
+        ScanFormat::Text => write_text(&mut w, &out)?,
+    }
+    w.flush()?;
+    Ok(out.summary.exit_code)
+}
+
+/// The scan without printing.
+pub fn execute(args: &ScanArgs, cfg: &ArtifactConfig) -> anyhow::Result<ScanOutput> {
+    let mut cfg = cfg.clone();
+    if let Some(m) = &args.manifest {
+        cfg.manifest = Some(m.clone());
+    }
+    let mut opts = AnalyzeOptions::from_config(&cfg).context("artifact configuration")?;
+    opts.digest = !args.no_digest;
+    let mut errors = Vec::new();
+    let targets = collect(args, &mut errors);
+
+    let results: Mutex<Vec<(usize, Result<Option<ArtifactReport>, String>)>> = Mutex::new(Vec::new());
+    let next = AtomicUsize::new(0);
+    let workers = cfg.hash_workers.clamp(1, 64).min(targets.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(t) = targets.get(i) else { break };
+                    let r = analyze(t, &opts, args.all);
+                    if let Ok(mut v) = results.lock() {
+                        v.push((i, r));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    let mut artifacts = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(Some(rep)) => artifacts.push(rep),
+            Ok(None) => {}
+            Err(error) => {
+                let path = targets.get(i).map(|t| t.path.clone()).unwrap_or_default();
+                errors.push(ScanError { path, error });
+            }
+        }
+    }
+    let sharded_models = shard_groups(&artifacts);
+    let failing = |f: &Finding| f.severity >= args.fail_on;
+    let with_findings = artifacts.iter().filter(|a| a.findings.iter().any(failing)).count();
+    let group_findings = sharded_models.iter().any(|g| g.findings.iter().any(failing));
+    let exit_code = if !errors.is_empty() {
+        2
+    } else if with_findings > 0 || group_findings {
+        1
+    } else {
+        0
+    };
+    let summary = ScanSummary {
+        files: artifacts.len(),
+        models: artifacts.iter().filter(|a| a.format.is_model()).count(),
+        with_findings,
+        errors: errors.len(),
+        exit_code,
+    };
+    Ok(ScanOutput { artifacts, sharded_models, errors, summary })
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.2} {}", UNITS[u]) }
+}
+
+fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn write_report(w: &mut dyn Write, a: &ArtifactReport) -> std::io::Result<()> {
+    writeln!(w, "{}", a.path.display())?;
+    let m = &a.metadata;
+    let mut fmt = a.format.to_string();
+    if let Some(v) = &a.variant {
+        fmt.push_str(&format!(" ({v})"));
+    }
+    if let Some(v) = m.format_version {
+        fmt.push_str(&format!(" v{v}"));
+    }
+    writeln!(w, "  format    {fmt}, {}", human_bytes(a.size))?;
+    let mut facts = Vec::new();
+    if let Some(n) = &m.name {
+        facts.push(n.clone());
+    }
+    if let Some(x) = &m.architecture {
+        facts.push(format!("arch {x}"));
+    }
+    if let Some(q) = &m.quantization {
+        facts.push(q.clone());
+    }
+    if let Some(p) = m.parameter_count {
+        facts.push(format!("{} params", human_count(p)));
+    }
+    if let Some(c) = m.context_length {
+        facts.push(format!("ctx {c}"));
+    }
+    if let Some(t) = m.tensor_count {
+        facts.push(format!("{t} tensors"));
+    }
+    if !m.dtypes.is_empty() {
+        facts.push(m.dtypes.join("/"));
+    }
+    if m.chat_template == Some(true) {
+        facts.push("chat template".into());
+    }
+    if let Some(ir) = m.ir_version {
+        facts.push(format!("ir {ir}"));
+    }
+    if let Some(p) = &m.producer {
+        facts.push(format!("by {p} {}", m.producer_version.clone().unwrap_or_default()).trim_end().to_owned());
+    }
+    if !m.opsets.is_empty() {
+        let o: Vec<String> = m.opsets.iter().map(|o| format!("{}:{}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version)).collect();
+        facts.push(format!("opsets {}", o.join(",")));
+    }
+    if let Some(g) = &m.graph_name {
+        facts.push(format!("graph {g}"));
+    }
+    if let Some(n) = m.node_count {
+        facts.push(format!("{n} nodes"));
+    }
+    if !m.tags.is_empty() {
+        facts.push(format!("tags {}", m.tags.join(",")));
+    }
+    if let Some(s) = &m.shard {
+        facts.push(format!("shard {}/{}", s.index, s.count));
+    }
+    if !facts.is_empty() {
+        writeln!(w, "  model     {}", facts.join(" · "))?;
+    }
+    if let Some(d) = &a.digest {
+        let extra = match (d.state, &d.claimed_sha256_hex) {
+            (DigestState::Mismatch, Some(c)) => format!(" (MISMATCH: store claims {c})"),
+            (s, _) => format!(" ({})", s.as_str()),
+        };
+        writeln!(w, "  sha256    {}{extra}", d.sha256_hex)?;
+    }
+    match (&m.license, &a.license_finding) {
+        (Some(l), _) => writeln!(w, "  licence   {l}")?,
+        (None, Some(_)) => writeln!(w, "  licence   (none declared)")?,
+        _ => {}
+    }
+    if let Some(p) = &a.pickle {
+        let mut line = p.verdict.as_str().to_owned();
+        if !p.offending.is_empty() {
+            line.push_str(&format!(": {}", p.offending.join(", ")));
+        }
+        writeln!(w, "  pickle    {line}")?;
+        if !p.globals.is_empty() {
+            writeln!(w, "  globals   {}", p.globals.join(", "))?;
+        }
+    }
+    if a.policy != PolicyVerdict::NoManifest {
+        let name = a.manifest_entry.as_ref().and_then(|e| e.name.clone()).map(|n| format!(" ({n})")).unwrap_or_default();
+        writeln!(w, "  policy    {}{name}", a.policy.as_str())?;
+    }
+    for f in &a.findings {
+        writeln!(w, "  {:<9} {}: {}", f.severity.as_str().to_uppercase(), f.code, f.message)?;
+    }
+    Ok(())
+}
+
+fn write_text(w: &mut dyn Write, out: &ScanOutput) -> std::io::Result<()> {
+    for a in &out.artifacts {
+        write_report(w, a)?;
+        writeln!(w)?;
+    }
+    for g in &out.sharded_models {
+        writeln!(
+            w,
+            "sharded model {}: {}/{} shards, {} params, {} tensors",
+            g.group,
+            g.shards_found.len(),
+            g.shards_expected,
+            human_count(g.parameter_count),
+            g.tensor_count
+        )?;
+        for f in &g.findings {
+            writeln!(w, "  {:<9} {}: {}", f.severity.as_str().to_uppercase(), f.code, f.message)?;
+        }
+    }
+    for e in &out.errors {
+        writeln!(w, "error: {}: {}", e.path.display(), e.error)?;
+    }
+    let s = &out.summary;
+    writeln!(w, "{} files, {} models, {} with findings, {} errors", s.files, s.models, s.with_findings, s.errors)?;
+    Ok(())
+}
+
+/// Text rendering of one report (used by tests and by anyone printing a single result).
+pub fn render_text(a: &ArtifactReport) -> String {
+    let mut v = Vec::new();
+    let _ = write_report(&mut v, a);
+    String::from_utf8_lossy(&v).into_owned()
+}

@@ -1,0 +1,541 @@
+//! Identification and metadata of every supported format, from generated samples, and the
+//! behaviour on truncated and corrupted variants of each.
+
+#[path = "artifact_gen.rs"]
+mod generated;
+
+use std::{collections::BTreeMap, path::PathBuf, process::Command};
+
+use generated::*;
+use modelwatch::artifact::{
+    AnalyzeOptions, ArtifactReport, DigestState, Format, Opset, Safety, analyze_bytes, analyze_path, codes,
+    report::ModelMetadata,
+};
+
+struct Sample {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn write(name: &str, bytes: &[u8]) -> Sample {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write sample");
+    Sample { _dir: dir, path }
+}
+
+fn analyze(name: &str, bytes: &[u8]) -> ArtifactReport {
+    let s = write(name, bytes);
+    analyze_path(&s.path, &AnalyzeOptions::default()).expect("analyze")
+}
+
+fn codes_of(r: &ArtifactReport) -> Vec<&str> {
+    r.findings.iter().map(|f| f.code.as_str()).collect()
+}
+
+fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn gguf_llama_metadata() {
+    let r = analyze("model.bin", &llama_gguf());
+    assert_eq!(r.format, Format::Gguf);
+    assert_eq!(r.variant.as_deref(), Some("little_endian"));
+    let m = &r.metadata;
+    assert_eq!(m.format_version, Some(3));
+    assert_eq!(m.architecture.as_deref(), Some("llama"));
+    assert_eq!(m.name.as_deref(), Some("Llama-3.1-8B-Instruct"));
+    assert_eq!(m.license.as_deref(), Some("llama3.1"));
+    assert_eq!(m.quantization.as_deref(), Some("Q4_K_M"));
+    assert_eq!(m.context_length, Some(131072));
+    assert_eq!(m.tensor_count, Some(2));
+    assert_eq!(m.parameter_count, Some(32 + 64));
+    assert_eq!(m.dtypes, ["F32", "Q8_0"]);
+    assert_eq!(m.chat_template, Some(true));
+    assert_eq!(m.properties.get("general.size_label").map(String::as_str), Some("8B"));
+    assert_eq!(m.properties.get("general.quantization_version").map(String::as_str), Some("2"));
+    assert!(r.pickle.is_none());
+    // llama3.1 is not in the default allowed list.
+    assert_eq!(codes_of(&r), [codes::LICENSE_NOT_ALLOWED]);
+}
+
+#[test]
+fn gguf_v2_big_endian_and_without_template() {
+    let mut v2 = gguf(2, &[("general.architecture", GVal::Str("phi3")), ("phi3.context_length", GVal::U32(4096))], &[("w", &[8], 0)]);
+    let r = analyze("x", &v2);
+    assert_eq!((r.format, r.metadata.format_version, r.metadata.context_length), (Format::Gguf, Some(2), Some(4096)));
+    assert_eq!(r.metadata.chat_template, Some(false));
+    // Byte-swap the version field only: a big-endian header with nothing else is still GGUF.
+    let be = b"GGUF\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+    let r = analyze("x", be);
+    assert_eq!((r.format, r.variant.as_deref(), r.metadata.format_version), (Format::Gguf, Some("big_endian"), Some(3)));
+    assert!(r.findings.iter().all(|f| f.code != codes::MALFORMED), "{:?}", r.findings);
+    // Unsupported version: still GGUF, flagged malformed.
+    v2[4] = 9;
+    let r = analyze("x", &v2);
+    assert_eq!(r.format, Format::Gguf);
+    assert!(codes_of(&r).contains(&codes::MALFORMED));
+}
+
+#[test]
+fn gguf_hostile_counts_and_lengths() {
+    // Claims 2^40 metadata entries.
+    let mut h = b"GGUF\x03\x00\x00\x00".to_vec();
+    h.extend_from_slice(&0u64.to_le_bytes());
+    h.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    let r = analyze_bytes(&h, &AnalyzeOptions::default());
+    assert_eq!(r.format, Format::Gguf);
+    assert!(r.findings.iter().any(|f| f.code == codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+    // A key claiming 2^62 bytes.
+    let mut h = b"GGUF\x03\x00\x00\x00".to_vec();
+    h.extend_from_slice(&0u64.to_le_bytes());
+    h.extend_from_slice(&1u64.to_le_bytes());
+    h.extend_from_slice(&(1u64 << 62).to_le_bytes());
+    let r = analyze_bytes(&h, &AnalyzeOptions::default());
+    assert!(r.findings.iter().any(|f| f.code == codes::MALFORMED || f.code == codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+    // Nested arrays beyond the bound.
+    let mut h = b"GGUF\x03\x00\x00\x00".to_vec();
+    h.extend_from_slice(&0u64.to_le_bytes());
+    h.extend_from_slice(&1u64.to_le_bytes());
+    h.extend_from_slice(&1u64.to_le_bytes());
+    h.push(b'k');
+    h.extend_from_slice(&9u32.to_le_bytes());
+    for _ in 0..10 {
+        h.extend_from_slice(&9u32.to_le_bytes());
+        h.extend_from_slice(&1u64.to_le_bytes());
+    }
+    h.extend_from_slice(&[0u8; 64]);
+    let r = analyze_bytes(&h, &AnalyzeOptions::default());
+    assert!(r.findings.iter().any(|f| f.code == codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+    // Tensor data missing: the header is fine but the file is cut after it.
+    let g = llama_gguf();
+    let cut = &g[..g.len() - 64];
+    let r = analyze_bytes(cut, &AnalyzeOptions::default());
+    assert_eq!(r.format, Format::Gguf);
+    assert_eq!(r.metadata.parameter_count, Some(96));
+    assert!(r.findings.iter().any(|f| f.code == codes::MALFORMED && f.message.contains("truncated")), "{:?}", r.findings);
+}
+
+#[test]
+fn gguf_named_file_that_is_text_is_not_a_model() {
+    let r = analyze("llama.gguf", b"<!DOCTYPE html><html><body>Not found</body></html>\n");
+    assert_eq!((r.format, r.variant.as_deref()), (Format::NotAModel, Some("html")));
+    assert_eq!(codes_of(&r), [codes::NOT_A_MODEL]);
+    let r = analyze("llama.gguf", b"version https://git-lfs.github.com/spec/v1\noid sha256:4d2c0f6e1ab0b0aa2c8e1b8d6e3f7b8c9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d\nsize 4920734016\n");
+    assert_eq!((r.format, r.variant.as_deref()), (Format::NotAModel, Some("git_lfs_pointer")));
+    assert!(r.findings[0].message.contains("4d2c0f6e"));
+    let r = analyze("empty.gguf", b"");
+    assert_eq!((r.format, r.variant.as_deref()), (Format::NotAModel, Some("empty")));
+}
+
+#[test]
+fn unknown_binary_is_unknown_whatever_the_name() {
+    let noise: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for name in ["model.gguf", "model.safetensors", "model.onnx", "weights.pt"] {
+        let r = analyze(name, &noise);
+        assert_eq!(r.format, Format::Unknown, "{name}");
+        assert!(r.pickle.is_none());
+    }
+}
+
+#[test]
+fn safetensors_metadata_and_validation() {
+    let r = analyze("m.safetensors", &tiny_safetensors(Some("apache-2.0")));
+    assert_eq!(r.format, Format::Safetensors);
+    assert_eq!(r.variant.as_deref(), Some("pt"));
+    let m = &r.metadata;
+    assert_eq!((m.tensor_count, m.parameter_count), (Some(2), Some(9)));
+    assert_eq!(m.dtypes, ["F16", "F32"]);
+    assert_eq!(m.license.as_deref(), Some("apache-2.0"));
+    assert_eq!(m.properties, props(&[("format", "pt"), ("license", "apache-2.0")]));
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    // Offsets past the data, a size that does not match the shape, an unknown dtype.
+    let bad = safetensors(r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,64]}}"#, 16);
+    let r = analyze_bytes(&bad, &AnalyzeOptions::default());
+    assert_eq!(r.format, Format::Safetensors);
+    assert!(r.findings.iter().any(|f| f.code == codes::MALFORMED && f.message.contains("outside")), "{:?}", r.findings);
+    let bad = safetensors(r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,8]}}"#, 16);
+    let r = analyze_bytes(&bad, &AnalyzeOptions::default());
+    assert!(r.findings.iter().any(|f| f.message.contains("need 16")), "{:?}", r.findings);
+    let bad = safetensors(r#"{"a":{"dtype":"Q9","shape":[4],"data_offsets":[0,8]}}"#, 16);
+    let r = analyze_bytes(&bad, &AnalyzeOptions::default());
+    assert!(r.findings.iter().any(|f| f.message.contains("unknown dtype")), "{:?}", r.findings);
+    // Not JSON, deeply nested JSON, missing fields.
+    for h in ["{not json}", &format!("{}{}", "{\"a\":".repeat(300), "1"), r#"{"a":{"shape":[1],"data_offsets":[0,4]}}"#] {
+        let r = analyze_bytes(&safetensors(h, 8), &AnalyzeOptions::default());
+        assert_eq!(r.format, Format::Safetensors, "{h}");
+        assert!(codes_of_identified(&r).contains(&codes::MALFORMED), "{h}: {:?}", r.findings);
+    }
+}
+
+fn codes_of_identified(r: &modelwatch::artifact::formats::Identified) -> Vec<&str> {
+    r.findings.iter().map(|f| f.code.as_str()).collect()
+}
+
+#[test]
+fn safetensors_shards_are_grouped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 1..=2 {
+        std::fs::write(dir.path().join(format!("model-0000{i}-of-00003.safetensors")), tiny_safetensors(None)).expect("write");
+    }
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        r#"{"metadata": {"total_size": 72}, "weight_map": {"a.weight": "model-00001-of-00003.safetensors"}}"#,
+    )
+    .expect("write index");
+    let r = analyze_path(&dir.path().join("model-00002-of-00003.safetensors"), &AnalyzeOptions::default()).expect("analyze");
+    let s = r.metadata.shard.expect("shard info");
+    assert_eq!((s.index, s.count, s.total_size), (2, 3, Some(72)));
+    assert_eq!(s.group, dir.path().join("model").to_string_lossy());
+    assert_eq!(s.index_file, Some(dir.path().join("model.safetensors.index.json").to_string_lossy().into_owned()));
+
+    let args = modelwatch::artifact::scan::ScanArgs::new(vec![dir.path().to_path_buf()]);
+    let out = modelwatch::artifact::scan::execute(&args, &Default::default()).expect("scan");
+    assert_eq!(out.sharded_models.len(), 1);
+    let g = &out.sharded_models[0];
+    assert_eq!((g.shards_expected, g.shards_found.as_slice(), g.parameter_count, g.tensor_count), (3, &[1u32, 2][..], 18, 4));
+    assert_eq!(g.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), [codes::SHARD_INCOMPLETE]);
+    // The index JSON itself is walked past: not a model, no model extension.
+    assert_eq!(out.artifacts.len(), 2);
+}
+
+#[test]
+fn pytorch_zip_torchscript_and_legacy_containers() {
+    let r = analyze("model.pt", &torch_zip(&torch_state_dict_pickle()));
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Pytorch, Some("zip")));
+    assert_eq!((r.metadata.tensor_count, r.metadata.entries), (Some(1), Some(4)));
+    assert_eq!(r.metadata.properties.get("storage_bytes").map(String::as_str), Some("16"));
+    let p = r.pickle.as_ref().expect("pickle verdict");
+    assert_eq!(p.verdict, Safety::Safe);
+    assert_eq!(p.globals, ["collections.OrderedDict", "torch.FloatStorage", "torch._utils._rebuild_tensor_v2"]);
+    assert_eq!(p.streams, ["archive/data.pkl"]);
+    assert!(p.complete && p.offending.is_empty());
+    assert_eq!(codes_of(&r), [codes::LICENSE_MISSING]);
+
+    let script = stored_zip(&[
+        ("m/data.pkl", &torch_state_dict_pickle()),
+        ("m/constants.pkl", b"\x80\x02).".as_slice()),
+        ("m/code/__torch__.py", b"class M(Module):\n  pass\n".as_slice()),
+    ]);
+    let r = analyze("m.pt", &script);
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Pytorch, Some("torchscript")));
+    assert_eq!(r.pickle.as_ref().map(|p| p.streams.clone()), Some(vec!["m/data.pkl".to_string(), "m/constants.pkl".into()]));
+
+    let r = analyze("old.pt", &torch_legacy_stream(&torch_state_dict_pickle()));
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Pytorch, Some("legacy")));
+    assert_eq!(r.pickle.as_ref().map(|p| p.verdict), Some(Safety::Safe));
+    assert_eq!(r.metadata.format_version, Some(2));
+
+    let r = analyze("older.pt", &torch_legacy_tar(&torch_state_dict_pickle()));
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Pytorch, Some("legacy_tar")));
+    let p = r.pickle.as_ref().expect("pickle");
+    assert_eq!((p.verdict, p.streams.len()), (Safety::Safe, 4));
+
+    let r = analyze("evil.pt", &torch_legacy_tar(&os_system_pickle()));
+    let p = r.pickle.as_ref().expect("pickle");
+    assert_eq!((p.verdict, p.offending.as_slice()), (Safety::Malicious, &["os.system".to_string()][..]));
+
+    // A tar that is not a torch checkpoint.
+    let r = analyze("x.tar", &tar(&[("README", b"hello")]));
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Unknown, Some("tar")));
+}
+
+#[test]
+fn plain_pickle_and_joblib() {
+    // {"a": [1, 2]} in protocol 4 with a frame.
+    let body = cat(&[b"}\x94", &ustr("a"), b"\x94]\x94(K\x01K\x02es."]);
+    let mut p4 = vec![0x80, 4, 0x95];
+    p4.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    p4.extend_from_slice(&body);
+    let r = analyze("x.pkl", &p4);
+    assert_eq!((r.format, r.variant.as_deref(), r.metadata.format_version), (Format::Pickle, None, Some(4)));
+    let p = r.pickle.as_ref().expect("pickle");
+    assert_eq!((p.verdict, p.globals.len(), p.complete), (Safety::Safe, 0, true));
+
+    // joblib inlines array bytes into the pickle stream: the walk cannot follow them.
+    let joblib = cat(&[
+        b"\x80\x04",
+        &ustr("joblib.numpy_pickle"),
+        &ustr("NumpyArrayWrapper"),
+        b"\x93)\x81}\x94b",
+        &[0xffu8; 32],
+        b".",
+    ]);
+    let r = analyze("m.joblib", &joblib);
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Pickle, Some("joblib")));
+    let p = r.pickle.as_ref().expect("pickle");
+    assert_eq!((p.verdict, p.complete), (Safety::Suspicious, false));
+    assert!(p.offending.is_empty());
+    assert!(codes_of(&r).contains(&codes::PICKLE_INCOMPLETE));
+
+    // Protocol 0 without PROTO is found by walking.
+    let r = analyze("p0", b"(lp0\nI1\naI2\na.");
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Pickle, Some("protocol_0")));
+    assert_eq!(r.pickle.as_ref().map(|p| p.verdict), Some(Safety::Safe));
+}
+
+#[test]
+fn numpy_npy_and_npz() {
+    let r = analyze("a.npy", &npy("<f4", "(3, 4)", &[0u8; 48]));
+    assert_eq!((r.format, r.variant.as_deref(), r.metadata.format_version), (Format::Numpy, Some("npy"), Some(1)));
+    assert_eq!((r.metadata.shape.as_slice(), r.metadata.parameter_count), (&[3u64, 4][..], Some(12)));
+    assert_eq!(r.metadata.dtypes, ["<f4"]);
+    assert!(r.pickle.is_none());
+
+    let obj = npy("|O", "(1,)", &os_system_pickle());
+    let r = analyze("obj.npy", &obj);
+    let p = r.pickle.as_ref().expect("object arrays are pickles");
+    assert_eq!((p.verdict, p.streams.as_slice()), (Safety::Malicious, &["<object array data>".to_string()][..]));
+
+    let npz = deflated_zip(&[("x.npy", &npy("<i8", "(2,)", &[0u8; 16])), ("y.npy", &npy("<f2", "(5,)", &[0u8; 10]))]);
+    let r = analyze("d.npz", &npz);
+    assert_eq!((r.format, r.variant.as_deref()), (Format::Numpy, Some("npz")));
+    assert_eq!((r.metadata.tensor_count, r.metadata.parameter_count), (Some(2), Some(7)));
+    assert_eq!(r.metadata.dtypes, ["<f2", "<i8"]);
+    assert!(r.pickle.is_none());
+
+    let evil = stored_zip(&[("x.npy", &npy("<f4", "(1,)", &[0u8; 4])), ("y.npy", &obj)]);
+    let r = analyze("e.npz", &evil);
+    assert_eq!(r.pickle.as_ref().map(|p| (p.verdict, p.streams.clone())), Some((Safety::Malicious, vec!["y.npy (object array)".to_string()])));
+
+    // Hostile header: Python code in the dict literal, absurd length.
+    let r = analyze_bytes(&npy("<f4', 'x': __import__('os').system('id'), '", "(1,)", &[]), &AnalyzeOptions::default());
+    assert_eq!(r.format, Format::Numpy);
+    assert!(codes_of_identified(&r).contains(&codes::MALFORMED));
+    let r = analyze_bytes(b"\x93NUMPY\x02\x00\xff\xff\xff\x7f{", &AnalyzeOptions::default());
+    assert!(codes_of_identified(&r).contains(&codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+}
+
+#[test]
+fn onnx_header_custom_ops_and_external_data() {
+    let r = analyze("m.onnx", &onnx_model());
+    assert_eq!(r.format, Format::Onnx);
+    let m = &r.metadata;
+    assert_eq!(m.ir_version, Some(9));
+    assert_eq!((m.producer.as_deref(), m.producer_version.as_deref()), (Some("pytorch"), Some("2.3.0")));
+    assert_eq!(
+        m.opsets,
+        [Opset { domain: String::new(), version: 17 }, Opset { domain: "com.example.custom".into(), version: 1 }]
+    );
+    assert_eq!(m.graph_name.as_deref(), Some("main_graph"));
+    assert_eq!((m.node_count, m.tensor_count, m.parameter_count), (Some(2), Some(2), Some(40)));
+    assert_eq!(m.dtypes, ["float", "float16"]);
+    assert_eq!(m.custom_ops, ["com.example.custom::EvilOp"]);
+    assert_eq!(m.external_data, ["../../etc/passwd"]);
+    assert_eq!(m.license.as_deref(), Some("MIT"));
+    assert_eq!(codes_of(&r), [codes::EXTERNAL_DATA, codes::CUSTOM_OPS]);
+
+    let r = analyze("c.onnx", &onnx_clean());
+    assert_eq!((r.format, r.metadata.node_count, r.metadata.graph_name.as_deref()), (Format::Onnx, Some(1), Some("g")));
+    assert_eq!(codes_of(&r), [codes::LICENSE_MISSING]);
+}
+
+#[test]
+fn tflite_header() {
+    let r = analyze("m.tflite", &tflite());
+    assert_eq!(r.format, Format::Tflite);
+    let m = &r.metadata;
+    assert_eq!((m.format_version, m.node_count, m.tensor_count), (Some(3), Some(2), Some(3)));
+    assert_eq!(m.custom_ops, ["FlexReadFile"]);
+    assert_eq!(m.unsafe_ops, ["FlexReadFile"]);
+    assert_eq!(
+        m.properties,
+        props(&[
+            ("description", "TOCO Converted."),
+            ("metadata", "min_runtime_version"),
+            ("operator_codes", "2"),
+            ("subgraphs", "1")
+        ])
+    );
+    assert_eq!(codes_of(&r), [codes::UNSAFE_OPS, codes::LICENSE_MISSING]);
+}
+
+#[test]
+fn savedmodel_and_coreml() {
+    let r = analyze("saved_model.pb", &savedmodel());
+    assert_eq!(r.format, Format::TfSavedmodel);
+    let m = &r.metadata;
+    assert_eq!((m.format_version, m.node_count), (Some(1), Some(3)));
+    assert_eq!(m.tags, ["serve"]);
+    assert_eq!((m.producer.as_deref(), m.producer_version.as_deref()), (Some("tensorflow"), Some("2.15.0")));
+    assert_eq!(m.unsafe_ops, ["ReadFile", "WriteFile"]);
+    assert!(codes_of(&r).contains(&codes::UNSAFE_OPS));
+
+    let r = analyze("m.mlmodel", &coreml());
+    assert_eq!(r.format, Format::Coreml);
+    let m = &r.metadata;
+    assert_eq!((m.format_version, m.architecture.as_deref(), m.node_count), (Some(4), Some("neuralNetwork"), Some(2)));
+    assert_eq!(m.license.as_deref(), Some("MIT"));
+    assert_eq!(m.custom_ops, ["custom layer cust"]);
+    assert_eq!(
+        m.properties,
+        props(&[
+            ("author", "ACME"),
+            ("com.github.apple.coremltools.version", "7.1"),
+            ("short_description", "tiny classifier"),
+            ("version", "1.0")
+        ])
+    );
+    assert_eq!(codes_of(&r), [codes::CUSTOM_OPS]);
+}
+
+#[test]
+fn keras_zip_and_h5() {
+    let r = analyze("m.keras", &keras_zip(&keras_config("")));
+    assert_eq!(r.format, Format::Keras);
+    let m = &r.metadata;
+    assert_eq!((m.architecture.as_deref(), m.name.as_deref(), m.node_count), (Some("Sequential"), Some("sequential"), Some(2)));
+    assert!(m.lambda_layers.is_empty());
+    assert_eq!(m.properties.get("keras_version").map(String::as_str), Some("3.3.3"));
+
+    let r = analyze("l.keras", &keras_zip(&keras_config(KERAS_LAMBDA_LAYER)));
+    assert_eq!(r.metadata.lambda_layers, ["evil_lambda"]);
+    assert!(codes_of(&r).contains(&codes::KERAS_LAMBDA));
+
+    let r = analyze("o.keras", &keras_zip(&keras_config(KERAS_OS_SYSTEM_LAYER)));
+    assert_eq!(r.metadata.custom_ops, ["os.system"]);
+    assert_eq!(r.findings[0].code, codes::CUSTOM_OPS);
+    assert_eq!(r.findings[0].severity, modelwatch::artifact::Severity::Critical);
+
+    let r = analyze("m.h5", &keras_h5(&keras_h5_lambda_config()));
+    assert_eq!((r.format, r.variant.as_deref()), (Format::KerasH5, Some("model")));
+    assert_eq!((r.metadata.architecture.as_deref(), r.metadata.node_count), (Some("Sequential"), Some(2)));
+    assert_eq!(r.metadata.lambda_layers, ["lambda"]);
+    assert!(codes_of(&r).contains(&codes::KERAS_LAMBDA));
+
+    // Behind a 512-byte user block.
+    let mut ub = vec![0u8; 512];
+    ub.extend_from_slice(&keras_h5(&keras_h5_lambda_config()));
+    assert_eq!(analyze("u.h5", &ub).metadata.lambda_layers, ["lambda"]);
+
+    let r = analyze("w.h5", &keras_h5_weights());
+    assert_eq!((r.format, r.variant.as_deref()), (Format::KerasH5, Some("weights")));
+    let r = analyze("d.h5", &plain_hdf5());
+    assert_eq!((r.format, r.findings.len()), (Format::Hdf5, 0));
+    // Unterminated configuration.
+    let r = analyze_bytes(&keras_h5("{\"class_name\": \"Sequential\", \"config\": {"), &AnalyzeOptions::default());
+    assert_eq!(r.format, Format::KerasH5);
+    assert!(codes_of_identified(&r).iter().any(|c| *c == codes::MALFORMED || *c == codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+}
+
+#[test]
+fn digest_matches_coreutils_sha256sum() {
+    let bytes = llama_gguf();
+    let s = write("m.gguf", &bytes);
+    let r = analyze_path(&s.path, &AnalyzeOptions::default()).expect("analyze");
+    let out = Command::new("sha256sum").arg(&s.path).output().expect("run sha256sum");
+    let expected = String::from_utf8(out.stdout).expect("utf8");
+    let expected = expected.split_whitespace().next().expect("digest");
+    let d = r.digest.expect("digest");
+    assert_eq!((d.sha256_hex.as_str(), d.state, d.claimed_sha256_hex), (expected, DigestState::Verified, None));
+    // And no digest when not asked for.
+    let opts = AnalyzeOptions { digest: false, ..Default::default() };
+    assert_eq!(analyze_path(&s.path, &opts).expect("analyze").digest, None);
+}
+
+/// Every valid sample, for the truncation and corruption sweeps.
+fn all_samples() -> Vec<(&'static str, Format, Vec<u8>)> {
+    vec![
+        ("gguf", Format::Gguf, llama_gguf()),
+        ("safetensors", Format::Safetensors, tiny_safetensors(Some("MIT"))),
+        ("pytorch_zip", Format::Pytorch, torch_zip(&torch_state_dict_pickle())),
+        ("pytorch_legacy", Format::Pytorch, torch_legacy_stream(&torch_state_dict_pickle())),
+        ("pytorch_tar", Format::Pytorch, torch_legacy_tar(&torch_state_dict_pickle())),
+        ("pickle", Format::Pickle, os_system_pickle()),
+        ("npy", Format::Numpy, npy("<f4", "(3, 4)", &[0u8; 48])),
+        ("npz", Format::Numpy, deflated_zip(&[("x.npy", &npy("<i8", "(2,)", &[0u8; 16]))])),
+        ("onnx", Format::Onnx, onnx_model()),
+        ("tflite", Format::Tflite, tflite()),
+        ("savedmodel", Format::TfSavedmodel, savedmodel()),
+        ("coreml", Format::Coreml, coreml()),
+        ("keras", Format::Keras, keras_zip(&keras_config(KERAS_LAMBDA_LAYER))),
+        ("keras_h5", Format::KerasH5, keras_h5(&keras_h5_lambda_config())),
+    ]
+}
+
+#[test]
+fn truncated_variants_keep_their_format_and_say_malformed() {
+    let opts = AnalyzeOptions::default();
+    for (name, format, bytes) in all_samples() {
+        // Every cut point for small samples; a spread for larger ones.
+        let step = (bytes.len() / 400).max(1);
+        for cut in (0..bytes.len()).step_by(step) {
+            let r = analyze_bytes(&bytes[..cut], &opts);
+            // Past the signature the format must stay identified (zip: once the first local
+            // header names the contents) and the damage must be reported.
+            let signature = match name {
+                "onnx" | "savedmodel" | "coreml" => usize::MAX, // no signature; structure decides
+                "pytorch_zip" | "npz" | "keras" => 60,
+                "pytorch_legacy" => 16,
+                "pytorch_tar" => 1024,
+                "safetensors" => 9,
+                "keras_h5" => 200,
+                "pickle" => 2,
+                _ => 8,
+            };
+            // Bytes at the end whose loss no reader can notice: GGUF alignment padding after
+            // the last tensor, legacy torch raw storage bytes, the TFLite string terminator and
+            // padding, HDF5 free space after the configuration.
+            let tail = match name {
+                "gguf" => 28,
+                "pytorch_legacy" => 24,
+                "tflite" => 4,
+                "keras_h5" => 300,
+                _ => 0,
+            };
+            if cut > signature && cut < bytes.len() - tail {
+                assert_eq!(r.format, format, "{name} cut at {cut}/{}: {:?}", bytes.len(), r.findings);
+                let damaged = r.findings.iter().any(|f| {
+                    [codes::MALFORMED, codes::LIMIT_EXCEEDED, codes::PICKLE_INCOMPLETE].contains(&f.code.as_str())
+                }) || r.pickle.as_ref().is_some_and(|p| !p.complete);
+                assert!(damaged, "{name} cut at {cut}/{}: no damage reported: {:?}", bytes.len(), r.findings);
+            }
+        }
+    }
+}
+
+#[test]
+fn protobuf_formats_cut_inside_the_graph_keep_their_format() {
+    let opts = AnalyzeOptions::default();
+    for (format, bytes) in [(Format::Onnx, onnx_model()), (Format::TfSavedmodel, savedmodel()), (Format::Coreml, coreml())] {
+        let cut = &bytes[..bytes.len() - 3];
+        let r = analyze_bytes(cut, &opts);
+        assert_eq!(r.format, format);
+        assert!(r.findings.iter().any(|f| f.code == codes::MALFORMED), "{format}: {:?}", r.findings);
+    }
+    // The metadata read before the cut survives.
+    let onnx = onnx_model();
+    let r = analyze_bytes(&onnx[..onnx.len() - 20], &opts);
+    assert_eq!(r.metadata.producer.as_deref(), Some("pytorch"));
+}
+
+#[test]
+fn corrupted_variants_never_panic() {
+    let opts = AnalyzeOptions::default();
+    for (name, _, bytes) in all_samples() {
+        let step = (bytes.len() / 300).max(1);
+        for pos in (0..bytes.len()).step_by(step) {
+            for v in [0x00u8, 0xff, 0x7f, 0x80] {
+                let mut b = bytes.clone();
+                b[pos] = v;
+                let r = analyze_bytes(&b, &opts);
+                // Whatever the damage, the answer is one of the formats and judgements stay
+                // consistent with the findings.
+                if let Some(p) = &r.pickle {
+                    if p.verdict == Safety::Malicious {
+                        assert!(r.findings.iter().any(|f| f.code == codes::PICKLE_MALICIOUS), "{name}@{pos}");
+                    }
+                }
+                assert!(Format::ALL.contains(&r.format));
+            }
+        }
+    }
+}
+
+#[test]
+fn metadata_default_is_empty() {
+    // The report of plain unknown content carries no metadata at all.
+    let r = analyze_bytes(&[0xAAu8; 5000], &AnalyzeOptions::default());
+    assert_eq!((r.format, r.metadata), (Format::Unknown, ModelMetadata::default()));
+}
