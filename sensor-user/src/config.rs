@@ -31,6 +31,70 @@ pub struct Config {
     pub sensor: SensorConfig,
     pub output: OutputConfig,
     pub api: ApiConfig,
+    pub sessions: SessionsConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// Inference-session detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// How often a running session reports its usage, in milliseconds.
+    pub update_interval_ms: u64,
+    /// A session without activity for this long ends, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// CPU use (percent of one core) that counts as busy for CPU inference.
+    pub cpu_busy_percent: f64,
+    /// Executables (or interpreter scripts/modules) that are inference runtimes.
+    pub runtime_executables: Vec<String>,
+    /// Executables that touch model files but never run inference (copying, hashing,
+    /// downloading): their accesses are reported as file accesses, never as sessions.
+    pub non_inference_executables: Vec<String>,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        Self {
+            update_interval_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            cpu_busy_percent: 50.0,
+            runtime_executables: s(&[
+                "ollama", "llama-server", "llama-cli", "llama-run", "llama-bench", "llamafile",
+                "lms", "LM Studio", "lm-studio", "vllm", "text-generation-launcher",
+                "text-generation-server", "text-generation-webui", "ComfyUI", "koboldcpp",
+                "local-ai", "localai", "gpt4all", "jan", "mlc_llm", "sglang", "tabby",
+                "whisper-cli", "whisper-server", "sd", "trtllm-serve", "tritonserver",
+            ]),
+            non_inference_executables: s(&[
+                "cp", "mv", "rsync", "scp", "sftp", "dd", "cat", "pv", "tar", "gzip", "gunzip",
+                "zstd", "xz", "bzip2", "zip", "unzip", "7z", "sha256sum", "sha1sum", "sha512sum",
+                "md5sum", "b2sum", "b3sum", "cksum", "curl", "wget", "aria2c", "git", "git-lfs",
+                "rclone", "aws", "gsutil", "azcopy", "file", "strings", "xxd", "od", "hexdump",
+                "updatedb", "locate", "find", "du", "ls", "stat", "clamscan", "restic", "borg",
+            ]),
+        }
+    }
+}
+
+/// GPU and accelerator utilisation sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Sample NVIDIA GPUs through NVML (libnvidia-ml.so.1, when present).
+    pub nvml: bool,
+    /// Sample DRM fdinfo of processes that hold accelerator fds.
+    pub drm_fdinfo: bool,
+    /// Replay recorded samples from this JSON-lines file (tests, demos).
+    pub replay: Option<PathBuf>,
+    /// Sampling interval, in milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { nvml: true, drm_fdinfo: true, replay: None, interval_ms: 1000 }
+    }
 }
 
 /// Which files are model files.
@@ -55,10 +119,37 @@ pub struct FilesConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DevicesConfig {
-    /// Extra device nodes to watch as accelerators (besides the discovered ones).
-    pub extra: Vec<PathBuf>,
+    /// Extra device nodes to watch as accelerators (besides the discovered ones): a path, or
+    /// `{ path = "...", driver = "amdgpu" }` to decode its ioctls with a driver's table.
+    pub extra: Vec<ExtraDevice>,
     /// How often the kernel's ioctl counters are drained, in milliseconds.
     pub drain_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExtraDevice {
+    Path(PathBuf),
+    Spec {
+        path: PathBuf,
+        #[serde(default)]
+        driver: Option<String>,
+    },
+}
+
+impl ExtraDevice {
+    pub fn path(&self) -> &Path {
+        match self {
+            ExtraDevice::Path(p) | ExtraDevice::Spec { path: p, .. } => p,
+        }
+    }
+
+    pub fn driver(&self) -> Option<&str> {
+        match self {
+            ExtraDevice::Path(_) => None,
+            ExtraDevice::Spec { driver, .. } => driver.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -300,12 +391,31 @@ impl Config {
             }
         }
         for (i, dev) in self.devices.extra.iter().enumerate() {
-            if !dev.is_absolute() {
+            if !dev.path().is_absolute() {
                 return Err(bad(
                     format!("devices.extra[{i}]"),
-                    format!("`{}` must be an absolute path", dev.display()),
+                    format!("`{}` must be an absolute path", dev.path().display()),
                 ));
             }
+            if let Some(d) = dev.driver()
+                && !crate::accel::ioctls::Driver::ALL.iter().any(|k| k.as_str() == d)
+            {
+                let known: Vec<&str> = crate::accel::ioctls::Driver::ALL.iter().map(|k| k.as_str()).collect();
+                return Err(bad(format!("devices.extra[{i}].driver"), format!("unknown driver `{d}` (known: {})", known.join(", "))));
+            }
+        }
+        let s = &self.sessions;
+        if s.update_interval_ms < 100 {
+            return Err(bad("sessions.update_interval_ms".into(), "must be at least 100".into()));
+        }
+        if s.idle_timeout_ms < 1000 {
+            return Err(bad("sessions.idle_timeout_ms".into(), "must be at least 1000".into()));
+        }
+        if !(s.cpu_busy_percent > 0.0 && s.cpu_busy_percent <= 10_000.0) {
+            return Err(bad("sessions.cpu_busy_percent".into(), "must be in (0, 10000]".into()));
+        }
+        if !(50..=3_600_000).contains(&self.telemetry.interval_ms) {
+            return Err(bad("telemetry.interval_ms".into(), "must be between 50 and 3600000".into()));
         }
         if !(10..=3_600_000).contains(&self.devices.drain_interval_ms) {
             return Err(bad(
@@ -411,6 +521,9 @@ mod tests {
             ("[output.jsonl]\npath = \"rel.jsonl\"", "output.jsonl.path"),
             ("[api]\nsocket = \"x.sock\"", "api.socket"),
             ("[api]\nsubscriber_queue = 1", "api.subscriber_queue"),
+            ("[devices]\nextra = [{ path = \"/dev/null\", driver = \"voodoo\" }]", "devices.extra[0].driver"),
+            ("[sessions]\ncpu_busy_percent = -1.0", "sessions.cpu_busy_percent"),
+            ("[telemetry]\ninterval_ms = 1", "telemetry.interval_ms"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err().to_string();

@@ -4,7 +4,6 @@
 //! (sequence numbers, fan-out) → `sink`s and the API. `sensor` owns the loop that wires these.
 pub mod accel;
 pub mod api;
-pub mod artifact;
 pub mod bus;
 pub mod cli;
 pub mod commands;
@@ -19,4 +18,6 @@ pub mod probes;
 pub mod process;
 pub mod proto;
 pub mod sensor;
+pub mod session;
 pub mod sink;
+pub mod telemetry;

@@ -14,15 +14,22 @@ use aya::maps::{MapData, RingBuf};
 use sensor_ebpf::{EventKind, FileId, IoctlKey, kernel_dev_from_user, reason};
 use tokio::io::{Interest, unix::AsyncFd};
 
+use tokio::time::Instant as TInstant;
+
 use crate::{
-    accel::discovery::{self, DeviceInfo, Roots},
+    accel::{
+        discovery::{self, DeviceInfo, Roots},
+        ioctls,
+    },
+    session::{Observation, SessionConfig, SessionEvent, Subject, Tracker},
+    telemetry::{GpuTelemetry, Telemetry, fdinfo::FdinfoTelemetry, nvml::NvmlTelemetry, replay::ReplayTelemetry},
     bus::Bus,
     config::{self, Config},
     decode::{self, KernelEvent},
     enrich::{self, Enricher},
     host,
     probes::{self, KernelMaps, KernelStats, ProbeSettings, Probes},
-    process::ProcessTable,
+    process::{ProcessInfo, ProcessTable},
     proto::v1::{
         AcceleratorActivity, AcceleratorOpened, CategoryCount, Event, EventsLost, HealthState,
         KernelCounters, LossSource, ProcessExec, ProcessFork, SensorHealth, Severity,
@@ -81,6 +88,60 @@ pub struct Sensor {
     reported_drops: KernelStats,
     decode_errors: u64,
     reported_decode_errors: u64,
+    tracker: Tracker,
+    telemetry: Telemetry,
+    ns_per_tick: u64,
+}
+
+/// ioctl counts of one drain, per decoded category.
+fn category_mix(dev: &DeviceInfo, cmds: &[(u32, u64)]) -> Vec<(ioctls::IoctlCategory, u64)> {
+    let mut mix: BTreeMap<ioctls::IoctlCategory, u64> = BTreeMap::new();
+    for (cmd, n) in cmds {
+        *mix.entry(ioctls::category_of(dev.driver, *cmd)).or_default() += n;
+    }
+    mix.into_iter().collect()
+}
+
+/// Shared objects are code, never weights, however large (libcudnn, libtorch_cuda).
+fn is_shared_object(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.ends_with(".so") || name.contains(".so.")
+}
+
+/// utime + stime of a process, in ns, from /proc/<pid>/stat.
+fn cpu_time_ns(pid: u32, ns_per_tick: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3; utime and stime are fields 14 and 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime).saturating_mul(ns_per_tick))
+}
+
+fn telemetry_sources(cfg: &Config) -> Telemetry {
+    let mut sources: Vec<Box<dyn GpuTelemetry>> = Vec::new();
+    if cfg.telemetry.nvml {
+        sources.push(Box::new(NvmlTelemetry::new()));
+    }
+    if cfg.telemetry.drm_fdinfo {
+        sources.push(Box::new(FdinfoTelemetry::new(PathBuf::from("/proc"))));
+    }
+    if let Some(path) = &cfg.telemetry.replay {
+        sources.push(Box::new(ReplayTelemetry::new(path.clone())));
+    }
+    Telemetry::new(sources)
+}
+
+fn session_config(cfg: &Config) -> SessionConfig {
+    SessionConfig {
+        update_interval: Duration::from_millis(cfg.sessions.update_interval_ms),
+        idle_timeout: Duration::from_millis(cfg.sessions.idle_timeout_ms),
+        cpu_busy_percent: cfg.sessions.cpu_busy_percent,
+        large_model_bytes: cfg.files.size_threshold.0,
+        runtime_executables: cfg.sessions.runtime_executables.clone(),
+        non_inference_executables: cfg.sessions.non_inference_executables.clone(),
+    }
 }
 
 impl Sensor {
@@ -109,6 +170,7 @@ impl Sensor {
             nvml: "not sampled".into(),
             ..Default::default()
         }));
+        let cfg_for_sessions = cfg.clone();
         let mut sensor = Self {
             cfg,
             maps,
@@ -125,7 +187,13 @@ impl Sensor {
             reported_drops: KernelStats::default(),
             decode_errors: 0,
             reported_decode_errors: 0,
+            tracker: Tracker::new(session_config(&cfg_for_sessions)),
+            telemetry: telemetry_sources(&cfg_for_sessions),
+            ns_per_tick: 1_000_000_000 / host::clock_ticks(),
         };
+        if let Ok(mut st) = sensor.status.lock() {
+            st.nvml = sensor.telemetry.nvml_state();
+        }
         sensor.rescan()?;
         Ok((sensor, ring))
     }
@@ -193,44 +261,127 @@ impl Sensor {
 
     fn on_event(&mut self, ev: KernelEvent) {
         let h = ev.header().clone();
-        let payload = match &ev {
+        let (p, payload) = match &ev {
             KernelEvent::Exec(e) => {
                 let p = self.table.on_exec(e);
-                let payload = Payload::ProcessExec(ProcessExec { filename: e.filename.clone(), old_pid: e.old_pid });
-                self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
-                return;
+                self.observe(&p, Observation::Exec);
+                (p, Payload::ProcessExec(ProcessExec { filename: e.filename.clone(), old_pid: e.old_pid }))
             }
             KernelEvent::Fork(f) => {
                 let child = self.table.on_fork(f);
                 let parent = self.table.resolve(&h);
                 let payload = Payload::ProcessFork(ProcessFork { child_entity_id: child.entity_id.clone(), child_pid: child.pid });
-                self.publish(self.enricher.event(h.ktime_ns, Some((&parent, h.pid)), payload));
-                return;
+                (parent, payload)
             }
             KernelEvent::Exit(x) => {
                 let p = self.table.on_exit(&h, Instant::now());
                 self.forget.push(h.tgid);
                 let duration = h.ktime_ns.saturating_sub(p.start_boottime_ns);
-                Payload::ProcessExit(enrich::exit_payload(x.exit_code, duration))
+                // The exit event goes out first, then the session's end.
+                let payload = Payload::ProcessExit(enrich::exit_payload(x.exit_code, duration));
+                self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
+                self.observe(&p, Observation::Exit);
+                return;
             }
             KernelEvent::Open(o) if o.reasons & reason::DEVICE != 0 => {
                 let Some(dev) = self.devices.get(&o.rdev) else { return };
-                Payload::AcceleratorOpened(AcceleratorOpened { device: Some(dev.accel.clone()), flags: o.flags, fd: o.fd })
+                let device = dev.accel.clone();
+                let p = self.table.resolve(&h);
+                self.observe(&p, Observation::AcceleratorOpened { device: device.clone() });
+                (p, Payload::AcceleratorOpened(AcceleratorOpened { device: Some(device), flags: o.flags, fd: o.fd }))
             }
-            KernelEvent::Open(o) => Payload::ModelFileOpened(enrich::open_payload(o)),
-            KernelEvent::Mmap(m) => Payload::ModelMapped(enrich::mmap_payload(m)),
+            KernelEvent::Open(o) => {
+                let p = self.table.resolve(&h);
+                let opened = enrich::open_payload(o);
+                if let Some(file) = &opened.file {
+                    self.observe(&p, Observation::ModelOpened { file: file.clone(), artifact: opened.artifact.clone() });
+                }
+                (p, Payload::ModelFileOpened(opened))
+            }
+            KernelEvent::Mmap(m) => {
+                let p = self.table.resolve(&h);
+                let mapped = enrich::mmap_payload(m);
+                if !mapped.runtime_library.is_empty() {
+                    self.observe(&p, Observation::RuntimeLibrary { name: mapped.runtime_library.clone() });
+                } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
+                    self.observe(&p, Observation::ModelMapped { file: file.clone(), length: m.len, artifact: mapped.artifact.clone() });
+                }
+                (p, Payload::ModelMapped(mapped))
+            }
             KernelEvent::DeviceIoctl(d) => {
                 let dev = self.devices.get(&d.rdev);
-                Payload::AcceleratorActivity(AcceleratorActivity {
+                let payload = Payload::AcceleratorActivity(AcceleratorActivity {
                     device: dev.map(|d| d.accel.clone()),
                     first_use: true,
                     first_command: Some(enrich::ioctl_count(dev, d.cmd, 1)),
                     ..Default::default()
-                })
+                });
+                (self.table.resolve(&h), payload)
             }
         };
-        let p = self.table.resolve(&h);
         self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
+    }
+
+    /// Feeds the session tracker and publishes what it concludes.
+    fn observe(&mut self, p: &ProcessInfo, obs: Observation) {
+        let subject = Subject {
+            entity_id: p.entity_id.clone(),
+            pid: p.pid,
+            parent_entity_id: p.parent_entity_id.clone(),
+            exe: p.exe.clone(),
+            cmdline: p.cmdline.clone(),
+        };
+        let out = self.tracker.observe(TInstant::now(), SystemTime::now(), &subject, obs);
+        self.publish_sessions(out);
+    }
+
+    fn publish_sessions(&mut self, events: Vec<SessionEvent>) {
+        for ev in events {
+            let (subject, payload) = match ev {
+                SessionEvent::Started(s, p) => (s, Payload::SessionStarted(p)),
+                SessionEvent::Updated(s, p) => (s, Payload::SessionUpdated(p)),
+                SessionEvent::Ended(s, p) => (s, Payload::SessionEnded(p)),
+            };
+            let process = self.table.get(subject.pid).filter(|p| p.entity_id == subject.entity_id);
+            let mut event = self.enricher.event(host::boottime_ns(), process.as_deref().map(|p| (p, p.pid)), payload);
+            if event.process.is_none() {
+                // Gone from the table already: keep the identity the session was opened with.
+                event.process = Some(crate::proto::v1::Process {
+                    entity_id: subject.entity_id,
+                    pid: subject.pid,
+                    parent_entity_id: subject.parent_entity_id,
+                    exe: subject.exe,
+                    cmdline: subject.cmdline,
+                    ..Default::default()
+                });
+            }
+            self.publish(event);
+        }
+    }
+
+    /// Samples CPU time of session candidates and GPU utilisation, then lets the tracker
+    /// update and expire sessions.
+    pub fn sample_usage(&mut self) {
+        for pid in self.tracker.candidates() {
+            let Some(p) = self.table.get(pid) else { continue };
+            if let Some(cpu_time_ns) = cpu_time_ns(pid, self.ns_per_tick) {
+                self.observe(&p, Observation::Cpu { cpu_time_ns });
+            }
+        }
+        let snapshot = self.telemetry.sample(&self.tracker.accelerator_users());
+        for s in snapshot.processes {
+            let Some(p) = self.table.get(s.pid) else { continue };
+            self.observe(
+                &p,
+                Observation::Gpu { device: s.device, sm_percent: s.sm_percent, memory_bytes: s.memory_bytes, engine_busy_ns: s.engine_busy_ns },
+            );
+        }
+        let out = self.tracker.tick(TInstant::now());
+        self.publish_sessions(out);
+        let nvml = self.telemetry.nvml_state();
+        if let Ok(mut st) = self.status.lock() {
+            st.nvml = nvml;
+        }
     }
 
     /// Reports ioctl counts that changed since the last drain, then forgets exited processes.
@@ -265,6 +416,15 @@ impl Sensor {
             });
             let process = self.table.get(tgid);
             self.publish(self.enricher.event(ktime, process.as_deref().map(|p| (p, tgid)), payload));
+            if let (Some(p), Some(dev)) = (process, dev) {
+                let categories = category_mix(dev, &cmds);
+                let obs = Observation::Ioctls {
+                    device: dev.accel.clone(),
+                    compute_only_driver: dev.driver.is_compute_only(),
+                    categories,
+                };
+                self.observe(&p, obs);
+            }
         }
         for tgid in std::mem::take(&mut self.forget) {
             self.maps.forget_process(tgid);
@@ -369,7 +529,8 @@ impl Sensor {
         let mut drain = tokio::time::interval(self.cfg.drain_interval());
         let mut housekeeping = tokio::time::interval(Duration::from_millis(self.cfg.sensor.model_dir_rescan_ms));
         let mut health = tokio::time::interval(Duration::from_secs(60));
-        for t in [&mut drain, &mut housekeeping, &mut health] {
+        let mut usage = tokio::time::interval(Duration::from_millis(self.cfg.telemetry.interval_ms));
+        for t in [&mut drain, &mut housekeeping, &mut health, &mut usage] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t.reset();
         }
@@ -397,6 +558,7 @@ impl Sensor {
                     }
                 }
                 _ = health.tick() => self.publish(self.health(HealthState::Ok)),
+                _ = usage.tick() => self.sample_usage(),
                 _ = &mut shutdown => break,
             }
         }
@@ -407,6 +569,8 @@ impl Sensor {
         }
         self.drain_ioctls();
         self.report_losses();
+        let ends = self.tracker.shutdown(TInstant::now());
+        self.publish_sessions(ends);
         self.publish(self.health(HealthState::Stopping));
         Ok(())
     }

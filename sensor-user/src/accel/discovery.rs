@@ -14,7 +14,10 @@ use std::{
 };
 
 use super::ioctls::Driver;
-use crate::proto::v1::{Accelerator, AcceleratorKind};
+use crate::{
+    config::ExtraDevice,
+    proto::v1::{Accelerator, AcceleratorKind},
+};
 
 /// One watched device node.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +44,7 @@ impl Default for Roots {
 }
 
 /// Finds every accelerator node, plus `extra` nodes from the configuration.
-pub fn discover(roots: &Roots, extra: &[PathBuf]) -> Vec<DeviceInfo> {
+pub fn discover(roots: &Roots, extra: &[ExtraDevice]) -> Vec<DeviceInfo> {
     let mut found = Vec::new();
     let nvidia_pci = nvidia_minor_to_pci(&roots.proc);
     let mut candidates: Vec<PathBuf> = Vec::new();
@@ -71,10 +74,14 @@ pub fn discover(roots: &Roots, extra: &[PathBuf]) -> Vec<DeviceInfo> {
         let driver = driver_table(&info);
         found.push(DeviceInfo { accel: info, rdev, driver });
     }
-    for path in extra {
+    for dev in extra {
+        let path = dev.path();
         if found.iter().any(|d| Path::new(&d.accel.path) == path) {
             continue;
         }
+        // A configured driver name selects the ioctl table (tests use this to drive the
+        // session logic through an ordinary device).
+        let driver = dev.driver().and_then(|d| Driver::ALL.into_iter().find(|k| k.as_str() == d)).unwrap_or(Driver::Unknown);
         let Some((rdev, major, minor)) = char_device(path) else {
             tracing::warn!(device = %path.display(), "configured device is not a character device; not watched");
             continue;
@@ -85,14 +92,14 @@ pub fn discover(roots: &Roots, extra: &[PathBuf]) -> Vec<DeviceInfo> {
                 major,
                 minor,
                 vendor: String::new(),
-                driver: "configured".into(),
+                driver: dev.driver().unwrap_or("configured").into(),
                 kind: AcceleratorKind::Configured as i32,
                 pci_slot: String::new(),
                 model: String::new(),
                 index: -1,
             },
             rdev,
-            driver: Driver::Unknown,
+            driver,
         });
     }
     found
@@ -285,11 +292,20 @@ mod tests {
     #[test]
     fn extra_devices_are_watched_with_kernel_encoding() {
         let roots = Roots { dev: "/nonexistent".into(), sys: "/sys".into(), proc: "/proc".into() };
-        let found = discover(&roots, &[PathBuf::from("/dev/null"), PathBuf::from("/etc/hostname")]);
-        assert_eq!(found.len(), 1, "{found:?}");
+        let found = discover(
+            &roots,
+            &[
+                ExtraDevice::Path(PathBuf::from("/dev/null")),
+                ExtraDevice::Path(PathBuf::from("/etc/hostname")),
+                ExtraDevice::Spec { path: PathBuf::from("/dev/zero"), driver: Some("amdgpu".into()) },
+            ],
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].rdev, 0x10_0003);
         assert_eq!((found[0].accel.major, found[0].accel.minor), (1, 3));
         assert_eq!(found[0].accel.kind, AcceleratorKind::Configured as i32);
+        assert_eq!(found[0].driver, Driver::Unknown);
+        assert_eq!((found[1].driver, found[1].accel.driver.as_str()), (Driver::Amdgpu, "amdgpu"));
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! A stand-in for an inference process, driven by the session integration test: it maps a
+//! model file, then issues ioctls on a device when told to, and exits when told to.
+//!
+//! Usage: mw-worker MODEL DEVICE CMD_HEX... ; then on stdin: `ioctl N` issues N of each command,
+//! `exit` exits. Answers each line with `ok` on stdout.
+
+use std::io::{BufRead as _, Write as _};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    assert!(args.len() >= 4, "usage: mw-worker MODEL DEVICE CMD_HEX...");
+    let cmds: Vec<u64> = args[3..].iter().map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).expect("hex cmd")).collect();
+    let model = std::ffi::CString::new(args[1].as_str()).unwrap();
+    let device = std::ffi::CString::new(args[2].as_str()).unwrap();
+    // SAFETY: plain syscalls on paths and fds this process owns.
+    let (model_fd, dev_fd) = unsafe { (libc::open(model.as_ptr(), libc::O_RDONLY), libc::open(device.as_ptr(), libc::O_RDWR)) };
+    assert!(model_fd >= 0 && dev_fd >= 0, "open: {}", std::io::Error::last_os_error());
+    let len = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(libc::fstat(model_fd, &mut st), 0);
+        st.st_size as usize
+    };
+    let map = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, model_fd, 0) };
+    assert_ne!(map, libc::MAP_FAILED);
+    let stdout = std::io::stdout();
+    println!("ready");
+    stdout.lock().flush().unwrap();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap();
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("ioctl") => {
+                let n: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(1);
+                for _ in 0..n {
+                    for cmd in &cmds {
+                        // /dev/null answers ENOTTY; the kernel counted the call all the same.
+                        unsafe { libc::ioctl(dev_fd, *cmd as libc::c_ulong, 0) };
+                    }
+                }
+            }
+            Some("exit") => {
+                println!("ok");
+                stdout.lock().flush().unwrap();
+                std::process::exit(0);
+            }
+            _ => {}
+        }
+        println!("ok");
+        stdout.lock().flush().unwrap();
+    }
+}
