@@ -227,23 +227,27 @@ impl Analyzer {
         if !start.no_sighup && inner.manifest_path.is_some() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    let h = handle.clone();
-                    rt.spawn(async move {
-                        let mut sig = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot watch SIGHUP; the manifest reloads on change only");
-                                return;
-                            }
-                        };
-                        while sig.recv().await.is_some() {
-                            if h.inner.stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            tracing::info!("SIGHUP: reloading the model manifest");
-                            h.reload_manifest();
+                    // Register now, not in the task, so that a SIGHUP right after start is
+                    // neither missed nor fatal (the default action terminates the process).
+                    let registered = {
+                        let _enter = rt.enter();
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    };
+                    match registered {
+                        Ok(mut sig) => {
+                            let h = handle.clone();
+                            rt.spawn(async move {
+                                while sig.recv().await.is_some() {
+                                    if h.inner.stop.load(Ordering::Relaxed) {
+                                        break;
+                                    }
+                                    tracing::info!("SIGHUP: reloading the model manifest");
+                                    h.reload_manifest();
+                                }
+                            });
                         }
-                    });
+                        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; the manifest reloads on change only"),
+                    }
                 }
                 Err(_) => tracing::debug!("no Tokio runtime: the manifest reloads on change only"),
             }

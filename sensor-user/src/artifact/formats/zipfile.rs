@@ -267,6 +267,8 @@ fn archive<R: Read + Seek>(src: R, prefix: &str, depth: u32, ctx: &mut Ctx<'_>) 
                     codes::LIMIT_EXCEEDED,
                     format!("zip {where_} is nested deeper than {} levels and was not opened", limits.max_nesting),
                 );
+                // What it holds is unseen: the pickle verdict cannot be `safe`.
+                ctx.pickle_unreadable(&where_, "nested too deep");
                 continue;
             }
             let mut chained = head.chain(&mut g);
