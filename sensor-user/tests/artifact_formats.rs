@@ -522,10 +522,10 @@ fn corrupted_variants_never_panic() {
                 let r = analyze_bytes(&b, &opts);
                 // Whatever the damage, the answer is one of the formats and judgements stay
                 // consistent with the findings.
-                if let Some(p) = &r.pickle {
-                    if p.verdict == Safety::Malicious {
-                        assert!(r.findings.iter().any(|f| f.code == codes::PICKLE_MALICIOUS), "{name}@{pos}");
-                    }
+                if let Some(p) = &r.pickle
+                    && p.verdict == Safety::Malicious
+                {
+                    assert!(r.findings.iter().any(|f| f.code == codes::PICKLE_MALICIOUS), "{name}@{pos}");
                 }
                 assert!(Format::ALL.contains(&r.format));
             }

@@ -458,6 +458,12 @@ pub enum Slot {
     Ref,
 }
 
+impl Default for Fb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Fb {
     pub fn new() -> Self {
         let mut buf = vec![0u8; 4];
@@ -466,7 +472,7 @@ impl Fb {
     }
 
     fn align(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }

@@ -185,7 +185,7 @@ impl DigestCache {
         let mut entries = parsed.entries;
         entries.retain(|e| is_sha256_hex(&e.sha256));
         // Keep the most recently seen when the file holds more than the bound.
-        entries.sort_by(|a, b| b.seen.cmp(&a.seen));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.seen));
         entries.truncate(c.max);
         for e in entries {
             let k = Key { dev: e.dev, ino: e.ino, size: e.size, mtime_ns: e.mtime_ns };

@@ -63,6 +63,10 @@ impl<'a> Reader<'a> {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn pos(&self) -> u64 {
         self.buf_start + self.cur as u64
     }

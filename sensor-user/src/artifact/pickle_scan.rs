@@ -578,7 +578,7 @@ fn walk_one(src: &mut Src<'_>, m: &mut Machine, out: &mut Walk) -> Result<V, Sto
                 m.pop()?;
                 m.top()?;
             }
-            0x85 | 0x86 | 0x87 => {
+            0x85..=0x87 => {
                 for _ in 0..(op - 0x84) {
                     m.pop()?;
                 }
@@ -645,7 +645,7 @@ fn walk_one(src: &mut Src<'_>, m: &mut Machine, out: &mut Walk) -> Result<V, Sto
                 }
                 m.push(V::Global)?;
             }
-            0x82 | 0x83 | 0x84 => {
+            0x82..=0x84 => {
                 let (code, opname) = match op {
                     0x82 => (src.exact::<1>()?[0] as i64, "EXT1"),
                     0x83 => (u16::from_le_bytes(src.exact()?) as i64, "EXT2"),

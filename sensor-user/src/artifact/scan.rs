@@ -226,7 +226,8 @@ pub fn execute(args: &ScanArgs, cfg: &ArtifactConfig) -> anyhow::Result<ScanOutp
     let mut errors = Vec::new();
     let targets = collect(args, &mut errors);
 
-    let results: Mutex<Vec<(usize, Result<Option<ArtifactReport>, String>)>> = Mutex::new(Vec::new());
+    type Outcome = (usize, Result<Option<ArtifactReport>, String>);
+    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let workers = cfg.hash_workers.clamp(1, 64).min(targets.len().max(1));
     std::thread::scope(|s| {

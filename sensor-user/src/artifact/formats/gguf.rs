@@ -333,7 +333,7 @@ pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
         params = params.checked_add(elems).ok_or_else(|| ParseError::invalid("parameter count overflows"))?;
         let (name, block) = ggml_type(t);
         let bytes = match block {
-            Some((per, size)) if elems % per == 0 => (elems / per).checked_mul(size),
+            Some((per, size)) if elems.is_multiple_of(per) => (elems / per).checked_mul(size),
             _ => Some(0),
         };
         let end = bytes.and_then(|b| offset.checked_add(b)).ok_or_else(|| ParseError::invalid("tensor extent overflows"))?;

@@ -225,7 +225,7 @@ fn dispatch(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Parsed {
         None
     };
     if let Some((format, parse)) = candidate {
-        return match r.seek_to(0).map_err(ParseError::from).and_then(|_| parse(r, ctx)) {
+        return match r.seek_to(0).and_then(|_| parse(r, ctx)) {
             Ok(p) => p,
             Err(e) => {
                 malformed(ctx, format, &e);
@@ -234,10 +234,10 @@ fn dispatch(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Parsed {
         };
     }
     // Protobuf-based formats have no magic; their structure decides.
-    if head.first() == Some(&0x08) {
-        if let Some(p) = protobuf::classify_and_parse(r, ctx) {
-            return p;
-        }
+    if head.first() == Some(&0x08)
+        && let Some(p) = protobuf::classify_and_parse(r, ctx)
+    {
+        return p;
     }
     let text = text_kind(&head);
     if text == Some("git_lfs_pointer") {

@@ -116,10 +116,14 @@ impl<'r, 'a> Pb<'r, 'a> {
     }
 }
 
+/// (field number, wire kind) of each top-level field, the value of field 1 when it is a
+/// varint, and the error that stopped the walk early.
+type TopFields = (Vec<(u32, u8)>, Option<u64>, Option<ParseError>);
+
 /// Top-level field numbers and wire kinds (0 varint, 1 i64, 2 len, 5 i32), in order, and the
 /// error that stopped the walk early, if any. A field whose tag was read but whose payload runs
 /// past the end is included, so that a truncated file still shows its shape.
-fn top_fields(r: &mut Reader<'_>) -> PResult<(Vec<(u32, u8)>, Option<u64>, Option<ParseError>)> {
+fn top_fields(r: &mut Reader<'_>) -> PResult<TopFields> {
     r.seek_to(0)?;
     let end = r.len();
     let mut pb = Pb::new(r);

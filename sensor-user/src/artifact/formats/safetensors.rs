@@ -31,7 +31,7 @@ pub fn sniff(head: &[u8], len: u64) -> bool {
     };
     // A length past the end is a truncated file, which the parser reports.
     let _ = len;
-    n >= 2 && n <= MAX_HEADER && head.get(8) == Some(&b'{')
+    (2..=MAX_HEADER).contains(&n) && head.get(8) == Some(&b'{')
 }
 
 /// Bytes per element of each dtype the format defines (None: sub-byte or unknown size).
