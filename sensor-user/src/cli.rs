@@ -24,6 +24,9 @@ pub enum Command {
     Tail(TailArgs),
     /// Show the sensor's state and counters.
     Status(StatusArgs),
+    /// Identify model files by content and judge them (format, digest, pickle safety,
+    /// approval, licence). Exit code: 0 clean, 1 findings, 2 error.
+    Scan(ScanCmd),
     /// Configuration helpers.
     Config(ConfigArgs),
 }
@@ -92,6 +95,15 @@ pub struct RunArgs {
     /// Colour the compact output: auto (when stdout is a terminal), always or never.
     #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub color: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanCmd {
+    /// Configuration file whose [artifact] table applies (licences, manifest, limits).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub args: crate::artifact::scan::ScanArgs,
 }
 
 #[derive(Debug, Args)]

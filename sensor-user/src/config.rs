@@ -33,6 +33,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub sessions: SessionsConfig,
     pub telemetry: TelemetryConfig,
+    /// Model artifact analysis: identification, digests, pickle safety, approval, licences.
+    pub artifact: crate::artifact::ArtifactConfig,
 }
 
 /// Inference-session detection.
@@ -113,6 +115,9 @@ pub struct FilesConfig {
     /// File-name prefixes of inference-runtime libraries; an executable mapping of one is
     /// reported.
     pub runtime_libraries: Vec<String>,
+    /// Once a file's content shows it is not a model (or of no known format), filter its later
+    /// opens and mappings in the kernel, until the file changes. `false` reports every open.
+    pub suppress_known_non_models: bool,
 }
 
 /// Accelerator devices.
@@ -296,6 +301,7 @@ impl Default for FilesConfig {
                 "libamdhip64", "libze_loader", "libvulkan", "libmlx", "libtensorflow",
                 "libctranslate2",
             ]),
+            suppress_known_non_models: true,
         }
     }
 }
@@ -414,6 +420,9 @@ impl Config {
         if !(s.cpu_busy_percent > 0.0 && s.cpu_busy_percent <= 10_000.0) {
             return Err(bad("sessions.cpu_busy_percent".into(), "must be in (0, 10000]".into()));
         }
+        if let Err((key, message)) = self.artifact.validate() {
+            return Err(bad(format!("artifact.{key}"), message));
+        }
         if !(50..=3_600_000).contains(&self.telemetry.interval_ms) {
             return Err(bad("telemetry.interval_ms".into(), "must be between 50 and 3600000".into()));
         }
@@ -524,6 +533,7 @@ mod tests {
             ("[devices]\nextra = [{ path = \"/dev/null\", driver = \"voodoo\" }]", "devices.extra[0].driver"),
             ("[sessions]\ncpu_busy_percent = -1.0", "sessions.cpu_busy_percent"),
             ("[telemetry]\ninterval_ms = 1", "telemetry.interval_ms"),
+            ("[artifact]\nhash_workers = 0", "artifact.hash_workers"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err().to_string();

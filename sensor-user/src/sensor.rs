@@ -17,6 +17,11 @@ use tokio::io::{Interest, unix::AsyncFd};
 use tokio::time::Instant as TInstant;
 
 use crate::{
+    artifact::{
+        FileIdentity, Format,
+        service::{Analyzer, AnalyzerHandle, ArtifactRequest, ArtifactUpdate},
+    },
+    enrich::artifact as art,
     accel::{
         discovery::{self, DeviceInfo, Roots},
         ioctls,
@@ -91,7 +96,16 @@ pub struct Sensor {
     tracker: Tracker,
     telemetry: Telemetry,
     ns_per_tick: u64,
+    analyzer: AnalyzerHandle,
+    artifact_rx: Option<tokio::sync::mpsc::Receiver<ArtifactUpdate>>,
+    /// Which process opened a file version, and the path the kernel reported for it.
+    artifact_files: HashMap<FileIdentity, (Arc<ProcessInfo>, String)>,
+    /// Finding codes already published per file version.
+    reported_findings: HashMap<FileIdentity, std::collections::BTreeSet<String>>,
 }
+
+/// Bound on the per-file bookkeeping above.
+const MAX_ARTIFACT_FILES: usize = 16_384;
 
 /// ioctl counts of one drain, per decoded category.
 fn category_mix(dev: &DeviceInfo, cmds: &[(u32, u64)]) -> Vec<(ioctls::IoctlCategory, u64)> {
@@ -171,6 +185,8 @@ impl Sensor {
             ..Default::default()
         }));
         let cfg_for_sessions = cfg.clone();
+        let (analyzer, artifact_rx) = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir)
+            .map_err(|e| anyhow::anyhow!("artifact analysis: {e}"))?;
         let mut sensor = Self {
             cfg,
             maps,
@@ -190,6 +206,10 @@ impl Sensor {
             tracker: Tracker::new(session_config(&cfg_for_sessions)),
             telemetry: telemetry_sources(&cfg_for_sessions),
             ns_per_tick: 1_000_000_000 / host::clock_ticks(),
+            analyzer,
+            artifact_rx: Some(artifact_rx),
+            artifact_files: HashMap::new(),
+            reported_findings: HashMap::new(),
         };
         if let Ok(mut st) = sensor.status.lock() {
             st.nvml = sensor.telemetry.nvml_state();
@@ -292,7 +312,10 @@ impl Sensor {
             }
             KernelEvent::Open(o) => {
                 let p = self.table.resolve(&h);
-                let opened = enrich::open_payload(o);
+                let mut opened = enrich::open_payload(o);
+                if o.mode & 0o170000 == 0o100000 && !o.path.truncated {
+                    opened.artifact = self.artifact_for(&p, &o.path.path, o.ino, o.dev);
+                }
                 if let Some(file) = &opened.file {
                     self.observe(&p, Observation::ModelOpened { file: file.clone(), artifact: opened.artifact.clone() });
                 }
@@ -300,7 +323,10 @@ impl Sensor {
             }
             KernelEvent::Mmap(m) => {
                 let p = self.table.resolve(&h);
-                let mapped = enrich::mmap_payload(m);
+                let mut mapped = enrich::mmap_payload(m);
+                if mapped.runtime_library.is_empty() && !m.path.truncated {
+                    mapped.artifact = self.artifact_for(&p, &m.path.path, m.ino, m.dev);
+                }
                 if !mapped.runtime_library.is_empty() {
                     self.observe(&p, Observation::RuntimeLibrary { name: mapped.runtime_library.clone() });
                 } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
@@ -320,6 +346,108 @@ impl Sensor {
             }
         };
         self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
+    }
+
+    /// What is known about a file a process opened or mapped; unknown versions are queued for
+    /// analysis. The file is found through the process's root (it may live in another mount
+    /// namespace) and must still be the inode the kernel reported.
+    fn artifact_for(&mut self, p: &Arc<ProcessInfo>, path: &str, ino: u64, kdev: u32) -> Option<crate::proto::v1::ArtifactSummary> {
+        use std::os::unix::fs::MetadataExt as _;
+        let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
+        let (file, md) = candidates
+            .into_iter()
+            .find_map(|c| std::fs::metadata(&c).ok().filter(|m| m.ino() == ino && kernel_dev_from_user(m.dev()) == kdev).map(|m| (c, m)))?;
+        if !md.is_file() {
+            return None;
+        }
+        let identity = FileIdentity::from_metadata(&md);
+        if self.artifact_files.len() >= MAX_ARTIFACT_FILES {
+            self.artifact_files.clear();
+            self.reported_findings.clear();
+        }
+        self.artifact_files.insert(identity, (p.clone(), path.to_owned()));
+        match self.analyzer.lookup(&identity) {
+            Some(report) => Some(art::summary(&report, &identity)),
+            None => {
+                self.analyzer.submit(ArtifactRequest { path: file, identity });
+                None
+            }
+        }
+    }
+
+    /// Publishes what the analyzer learnt, tells the kernel which inodes are models (so their
+    /// mappings are reported) and which are not (so their opens cost nothing), and lets the
+    /// session tracker know.
+    fn on_artifact(&mut self, update: ArtifactUpdate) {
+        let (identity, report) = match update {
+            ArtifactUpdate::Identified { identity, report }
+            | ArtifactUpdate::Digest { identity, report }
+            | ArtifactUpdate::PolicyChanged { identity, report } => (identity, report),
+            ArtifactUpdate::Failed { path, error, .. } => {
+                tracing::debug!(path = %path.display(), "artifact not analysed: {error}");
+                return;
+            }
+            ArtifactUpdate::ManifestReloaded { path, approved, denied } => {
+                tracing::info!(manifest = %path.display(), approved, denied, "model manifest loaded");
+                return;
+            }
+            ArtifactUpdate::ManifestError(message) => {
+                tracing::warn!("model manifest: {message}");
+                let mut health = self.health(HealthState::Degraded);
+                if let Some(Payload::SensorHealth(h)) = &mut health.payload {
+                    h.state = HealthState::Degraded as i32;
+                    h.message = format!("model manifest: {message} (the previous manifest stays in force)");
+                }
+                health.severity = Severity::Medium as i32;
+                self.publish(health);
+                return;
+            }
+        };
+        let (process, kernel_path) = match self.artifact_files.get(&identity) {
+            Some((p, path)) => (Some(p.clone()), path.clone()),
+            None => (None, report.path.to_string_lossy().into_owned()),
+        };
+        let mark = if report.format.is_model() {
+            Some(sensor_ebpf::mark::MODEL)
+        } else if self.cfg.files.suppress_known_non_models && matches!(report.format, Format::NotAModel | Format::Unknown) {
+            Some(sensor_ebpf::mark::NOT_MODEL)
+        } else {
+            None
+        };
+        if let Some(verdict) = mark {
+            let id = FileId { dev: art::kernel_dev(&identity), _pad0: 0, ino: identity.ino };
+            let m = sensor_ebpf::InodeMark { verdict, _pad0: 0, size: identity.size, ctime_sec: identity.ctime_sec };
+            if let Err(e) = self.maps.mark_inode(id, m) {
+                tracing::warn!("cannot mark inode: {e}");
+            }
+        }
+        let summary = art::summary(&report, &identity);
+        self.tracker.artifact_known(&kernel_path, &summary);
+        let mut identified = art::identified(&report, &identity);
+        if let Some(f) = &mut identified.file {
+            f.path = kernel_path.clone();
+        }
+        let severity = report.max_severity().map(art::severity).unwrap_or(Severity::Info);
+        let who = process.as_deref().map(|p| (p, p.pid));
+        let mut ev = self.enricher.event(host::boottime_ns(), who, Payload::ArtifactIdentified(identified));
+        ev.severity = severity.max(Severity::Info) as i32;
+        self.publish(ev);
+        let reported = self.reported_findings.entry(identity).or_default();
+        let fresh: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity > crate::artifact::Severity::Info && reported.insert(f.code.clone()))
+            .cloned()
+            .collect();
+        for f in fresh {
+            let mut finding = art::policy_finding(&report, &identity, &f);
+            if let Some(file) = &mut finding.file {
+                file.path = kernel_path.clone();
+            }
+            let mut ev = self.enricher.event(host::boottime_ns(), who, Payload::PolicyFinding(finding));
+            ev.severity = art::severity(f.severity) as i32;
+            self.publish(ev);
+        }
     }
 
     /// Feeds the session tracker and publishes what it concludes.
@@ -511,7 +639,10 @@ impl Sensor {
                 decode_errors: self.decode_errors,
                 rss_bytes: rss_bytes(),
                 devices_watched: self.devices.len() as u32,
-                artifacts_queued: 0,
+                artifacts_queued: {
+                    let a = self.analyzer.stats();
+                    a.submitted.saturating_sub(a.duplicates + a.dropped + a.identified + a.failed)
+                },
             }),
         )
     }
@@ -535,8 +666,15 @@ impl Sensor {
             t.reset();
         }
         tokio::pin!(shutdown);
+        let mut artifacts = self.artifact_rx.take();
         loop {
             tokio::select! {
+                update = async { match artifacts.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    match update {
+                        Some(u) => self.on_artifact(u),
+                        None => artifacts = None,
+                    }
+                }
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
                     let rb = guard.get_inner_mut();
@@ -571,6 +709,7 @@ impl Sensor {
         self.report_losses();
         let ends = self.tracker.shutdown(TInstant::now());
         self.publish_sessions(ends);
+        self.analyzer.shutdown();
         self.publish(self.health(HealthState::Stopping));
         Ok(())
     }

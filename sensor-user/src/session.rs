@@ -70,8 +70,6 @@ pub enum Observation {
     ModelOpened { file: FileRef, artifact: Option<ArtifactSummary> },
     ModelMapped { file: FileRef, length: u64, artifact: Option<ArtifactSummary> },
     RuntimeLibrary { name: String },
-    /// What the sensor learnt about a model file later (identification by content).
-    ArtifactKnown { path: String, artifact: ArtifactSummary },
     AcceleratorOpened { device: Accelerator },
     Ioctls { device: Accelerator, compute_only_driver: bool, categories: Vec<(Cat, u64)> },
     Gpu { device: String, sm_percent: Option<f64>, memory_bytes: Option<u64>, engine_busy_ns: Option<u64> },
@@ -192,7 +190,11 @@ impl Proc {
     }
 
     fn model_bytes(&self) -> u64 {
-        self.models.values().map(|m| m.bytes_mapped).sum()
+        self.models
+            .values()
+            .filter(|m| !m.artifact.as_ref().is_some_and(|a| a.format == ArtifactFormat::NotAModel as i32))
+            .map(|m| m.bytes_mapped)
+            .sum()
     }
 
     fn mark_active(&mut self, now: Instant) {
@@ -330,11 +332,6 @@ impl Tracker {
                     }
                 }
             }
-            Observation::ArtifactKnown { path, artifact } => {
-                if let Some(m) = p.models.get_mut(&path) {
-                    m.artifact = Some(artifact);
-                }
-            }
             Observation::RuntimeLibrary { name } => {
                 p.note(EvidenceKind::RuntimeLibrary, name.clone(), wall);
                 p.runtime_libs.insert(name);
@@ -420,6 +417,16 @@ impl Tracker {
             out.push(started);
         }
         out
+    }
+
+    /// What the sensor learnt about a model file later (identification by content): every
+    /// process that uses it sees the result.
+    pub fn artifact_known(&mut self, path: &str, artifact: &ArtifactSummary) {
+        for p in self.procs.values_mut() {
+            if let Some(m) = p.models.get_mut(path) {
+                m.artifact = Some(artifact.clone());
+            }
+        }
     }
 
     /// The session id of `parent`, when it has one (and it is not the process itself).

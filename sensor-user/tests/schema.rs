@@ -112,6 +112,8 @@ fn samples() -> Vec<Event> {
                 shard_count: 4,
                 format_version: 0,
                 extra: BTreeMap::from([("format".to_owned(), "pt".to_owned())]),
+                variant: String::new(),
+                node_count: 0,
                 ..Default::default()
             }),
             claimed_sha256: "9f1c00000000000000000000000000000000000000000000000000000000abcd".into(),
@@ -124,6 +126,8 @@ fn samples() -> Vec<Event> {
                 message: "not on the approved model list".into(),
                 severity: Severity::Medium as i32,
             }],
+            pickle_streams: vec![],
+            pickle_complete: false,
         }),
         P::PolicyFinding(PolicyFinding {
             file: Some(FileRef { path: "/tmp/evil.pt".into(), size: 1024, ..Default::default() }),

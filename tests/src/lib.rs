@@ -64,11 +64,14 @@ impl Sensor {
         let cfg_path = dir.path().join("modelwatch.toml");
         let state_dir = dir.path().join("state");
         let config = format!("{config}\n");
-        let config = if config.contains("[sensor]") {
-            config
-        } else {
-            format!("{config}\n[sensor]\nstate_dir = \"{}\"\n", state_dir.display())
-        };
+        // Each sensor gets its own state directory and API socket: tests run side by side.
+        let mut config = config;
+        if !config.contains("[sensor]") {
+            config.push_str(&format!("\n[sensor]\nstate_dir = \"{}\"\n", state_dir.display()));
+        }
+        if !config.contains("[api]") {
+            config.push_str(&format!("\n[api]\nsocket = \"{}\"\n", dir.path().join("api.sock").display()));
+        }
         std::fs::write(&cfg_path, config).expect("write config");
         let mut child = Command::new(binary())
             .args(["run", "--config"])

@@ -60,7 +60,7 @@ fn tail_filters_stalled_subscribers_lose_alone_and_status_counts() {
     let file = dir.path().join("w.mwapi");
     make_file(&file, b"", 8);
     let sensor = Sensor::start(&format!(
-        "[files]\nextensions = [\".mwapi\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\n\
+        "[files]\nextensions = [\".mwapi\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
          [output.jsonl]\npath = \"{}\"\n\
          [api]\nsocket = \"{}\"\nsubscriber_queue = 1024\n",
         jsonl.display(),

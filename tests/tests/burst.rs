@@ -14,7 +14,7 @@ fn burst_of_model_opens_is_delivered_or_counted_exactly() {
     make_file(&file, b"", 16);
     // Only our extension is reportable, and the ring holds only a few hundred records.
     let sensor = Sensor::start(
-        "[files]\nextensions = [\".mwburst\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\n\
+        "[files]\nextensions = [\".mwburst\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
          [sensor]\nring_buffer_kib = 64\nstate_dir = \"/tmp/modelwatch-burst-state\"\n",
     );
     for _ in 0..OPENS {

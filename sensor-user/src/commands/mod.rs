@@ -18,6 +18,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Status(args) => status::run(args),
+        Command::Scan(cmd) => scan(cmd),
         Command::Config(args) => config_cmd::run(args),
     };
     match result {
@@ -29,6 +30,18 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+fn scan(cmd: crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(cmd.config.as_deref())?;
+    match crate::artifact::scan::run(&cmd.args, &cfg.artifact) {
+        Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(EXIT_CONFIG))),
+        Err(e) => {
+            // scan's contract: 2 for every error, configuration or I/O.
+            eprintln!("modelwatch scan: {e:#}");
+            Ok(ExitCode::from(EXIT_CONFIG))
         }
     }
 }

@@ -1,5 +1,8 @@
-//! Enrichment: turns decoded kernel records plus process-table entries into schema events.
+//! Enrichment: turns decoded kernel records plus process-table entries into schema events
+//! ([`artifact`] does the same for artifact reports).
 //! Pure functions of their inputs; the sensor loop decides what to emit.
+
+pub mod artifact;
 
 use sensor_ebpf::{reason, syscall, user_dev_from_kernel};
 

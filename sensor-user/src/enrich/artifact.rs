@@ -1,0 +1,203 @@
+//! Artifact reports (from `crate::artifact`) as schema messages: the summary attached to file
+//! events, `ArtifactIdentified`, and one `PolicyFinding` per finding.
+
+use sensor_ebpf::user_dev_from_kernel;
+
+use crate::{
+    artifact::{self, ArtifactReport, FileIdentity},
+    proto::v1::{
+        ApprovalVerdict, ArtifactFormat, ArtifactIdentified, ArtifactSummary, DigestState, FileRef,
+        Finding, LicenseState, ManifestEntry, ModelMetadata, PickleVerdict, PolicyFinding, Severity,
+    },
+};
+
+/// The schema's format for a report: the schema splits some formats by variant.
+pub fn format(r: &ArtifactReport) -> ArtifactFormat {
+    use artifact::Format as F;
+    let variant = r.variant.as_deref().unwrap_or("");
+    match r.format {
+        F::Unknown => ArtifactFormat::Unknown,
+        F::NotAModel => ArtifactFormat::NotAModel,
+        F::Gguf => ArtifactFormat::Gguf,
+        F::Safetensors => ArtifactFormat::Safetensors,
+        F::Pytorch if variant == "zip" || variant == "torchscript" => ArtifactFormat::PytorchZip,
+        F::Pytorch => ArtifactFormat::PytorchLegacy,
+        F::Pickle if variant == "joblib" => ArtifactFormat::Joblib,
+        F::Pickle => ArtifactFormat::Pickle,
+        F::Numpy if variant == "npz" => ArtifactFormat::NumpyZip,
+        F::Numpy => ArtifactFormat::Numpy,
+        F::Onnx => ArtifactFormat::Onnx,
+        F::Tflite => ArtifactFormat::Tflite,
+        F::TfSavedmodel => ArtifactFormat::TfSavedModel,
+        F::Keras => ArtifactFormat::Keras,
+        F::KerasH5 => ArtifactFormat::KerasH5,
+        F::Hdf5 => ArtifactFormat::Hdf5,
+        F::Coreml => ArtifactFormat::Coreml,
+    }
+}
+
+pub fn severity(s: artifact::Severity) -> Severity {
+    use artifact::Severity as S;
+    match s {
+        S::Info => Severity::Info,
+        S::Low => Severity::Low,
+        S::Medium => Severity::Medium,
+        S::High => Severity::High,
+        S::Critical => Severity::Critical,
+    }
+}
+
+fn approval(p: artifact::PolicyVerdict) -> ApprovalVerdict {
+    use artifact::PolicyVerdict as P;
+    match p {
+        P::Approved => ApprovalVerdict::Approved,
+        P::Unapproved => ApprovalVerdict::Unapproved,
+        P::Denied => ApprovalVerdict::Denied,
+        P::Unknown => ApprovalVerdict::Unknown,
+        P::NoManifest => ApprovalVerdict::NoManifest,
+    }
+}
+
+fn pickle(s: artifact::Safety) -> PickleVerdict {
+    match s {
+        artifact::Safety::Safe => PickleVerdict::Safe,
+        artifact::Safety::Suspicious => PickleVerdict::Suspicious,
+        artifact::Safety::Malicious => PickleVerdict::Malicious,
+    }
+}
+
+/// Stable artifact id: the digest once known, else the file version.
+pub fn artifact_id(r: &ArtifactReport, id: &FileIdentity) -> String {
+    match &r.digest {
+        Some(d) if d.state != artifact::DigestState::Claimed => format!("sha256:{}", d.sha256_hex),
+        _ => format!("file:{}:{}:{}:{}", id.dev, id.ino, id.size, id.mtime_ns),
+    }
+}
+
+pub fn summary(r: &ArtifactReport, id: &FileIdentity) -> ArtifactSummary {
+    let (sha256, digest_state) = match &r.digest {
+        None => (String::new(), DigestState::Pending),
+        Some(d) => (
+            d.sha256_hex.clone(),
+            match d.state {
+                artifact::DigestState::Claimed => DigestState::Claimed,
+                artifact::DigestState::Verified => DigestState::Verified,
+                artifact::DigestState::Mismatch => DigestState::Mismatch,
+            },
+        ),
+    };
+    let name = r
+        .metadata
+        .name
+        .clone()
+        .or_else(|| r.manifest_entry.as_ref().and_then(|m| m.name.clone()))
+        .unwrap_or_default();
+    let license = r
+        .metadata
+        .license
+        .clone()
+        .or_else(|| r.manifest_entry.as_ref().and_then(|m| m.license.clone()))
+        .unwrap_or_default();
+    ArtifactSummary {
+        artifact_id: artifact_id(r, id),
+        format: format(r) as i32,
+        name,
+        sha256,
+        digest_state: digest_state as i32,
+        approval: approval(r.policy) as i32,
+        pickle: r.pickle.as_ref().map(|p| pickle(p.verdict) as i32).unwrap_or(0),
+        license,
+    }
+}
+
+fn metadata(r: &ArtifactReport) -> ModelMetadata {
+    let m = &r.metadata;
+    ModelMetadata {
+        name: m.name.clone().unwrap_or_default(),
+        architecture: m.architecture.clone().unwrap_or_default(),
+        license: m.license.clone().unwrap_or_default(),
+        quantization: m.quantization.clone().unwrap_or_default(),
+        parameter_count: m.parameter_count.unwrap_or(0),
+        context_length: m.context_length.unwrap_or(0),
+        tensor_count: m.tensor_count.unwrap_or(0),
+        dtypes: m.dtypes.clone(),
+        chat_template: m.chat_template.unwrap_or(false),
+        ir_version: m.ir_version.map(|v| v.max(0) as u64).unwrap_or(0),
+        producer: m.producer.clone().unwrap_or_default(),
+        opsets: m.opsets.iter().map(|o| format!("{}:{}", o.domain, o.version)).collect(),
+        graph_name: m.graph_name.clone().unwrap_or_default(),
+        lambda_layers: !m.lambda_layers.is_empty(),
+        shard_count: m.shard.as_ref().map(|s| s.count).unwrap_or(0),
+        format_version: m.format_version.map(|v| v.min(u32::MAX as u64) as u32).unwrap_or(0),
+        extra: m.properties.clone(),
+        variant: r.variant.clone().unwrap_or_default(),
+        producer_version: m.producer_version.clone().unwrap_or_default(),
+        node_count: m.node_count.unwrap_or(0),
+        custom_ops: m.custom_ops.clone(),
+        unsafe_ops: m.unsafe_ops.clone(),
+        external_data: m.external_data.clone(),
+        lambda_layer_names: m.lambda_layers.clone(),
+        tags: m.tags.clone(),
+        shape: m.shape.clone(),
+        zip_entries: m.entries.unwrap_or(0),
+    }
+}
+
+pub fn file_ref(r: &ArtifactReport, id: &FileIdentity) -> FileRef {
+    FileRef {
+        path: r.path.to_string_lossy().into_owned(),
+        path_truncated: false,
+        requested_path: String::new(),
+        inode: id.ino,
+        device: id.dev,
+        size: id.size,
+        mode: 0,
+    }
+}
+
+fn finding(f: &artifact::Finding) -> Finding {
+    Finding { code: f.code.clone(), message: f.message.clone(), severity: severity(f.severity) as i32 }
+}
+
+pub fn identified(r: &ArtifactReport, id: &FileIdentity) -> ArtifactIdentified {
+    let license_state = match &r.license_finding {
+        Some(l) => match l.problem {
+            artifact::LicenseProblem::Missing => LicenseState::Missing,
+            artifact::LicenseProblem::NotAllowed => LicenseState::NotAllowed,
+        },
+        None if r.format.is_model() => LicenseState::Allowed,
+        None => LicenseState::Unspecified,
+    };
+    ArtifactIdentified {
+        file: Some(file_ref(r, id)),
+        artifact: Some(summary(r, id)),
+        metadata: Some(metadata(r)),
+        claimed_sha256: r.digest.as_ref().and_then(|d| d.claimed_sha256_hex.clone()).unwrap_or_default(),
+        pickle_globals: r.pickle.as_ref().map(|p| p.globals.clone()).unwrap_or_default(),
+        pickle_offending: r.pickle.as_ref().map(|p| p.offending.clone()).unwrap_or_default(),
+        manifest_entry: r.manifest_entry.as_ref().map(|m| ManifestEntry {
+            name: m.name.clone().unwrap_or_default(),
+            version: m.version.clone().unwrap_or_default(),
+            license: m.license.clone().unwrap_or_default(),
+            notes: m.notes.clone().unwrap_or_default(),
+        }),
+        license_state: license_state as i32,
+        findings: r.findings.iter().map(finding).collect(),
+        pickle_streams: r.pickle.as_ref().map(|p| p.streams.clone()).unwrap_or_default(),
+        pickle_complete: r.pickle.as_ref().is_some_and(|p| p.complete),
+    }
+}
+
+pub fn policy_finding(r: &ArtifactReport, id: &FileIdentity, f: &artifact::Finding) -> PolicyFinding {
+    PolicyFinding { file: Some(file_ref(r, id)), artifact: Some(summary(r, id)), finding: Some(finding(f)) }
+}
+
+/// Kernel-encoded device of an identity, for the inode-mark map.
+pub fn kernel_dev(id: &FileIdentity) -> u32 {
+    sensor_ebpf::kernel_dev_from_user(id.dev)
+}
+
+/// Inverse of [`kernel_dev`], for identities built from kernel records.
+pub fn user_dev(kdev: u32) -> u64 {
+    user_dev_from_kernel(kdev)
+}

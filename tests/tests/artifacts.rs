@@ -1,0 +1,133 @@
+//! Artifact intelligence in the live sensor: a model opened by this test is identified by
+//! content, fingerprinted, judged, and the result is attached to later events; the kernel is
+//! told which inodes are models (their mappings are reported) and which are not (their opens
+//! are filtered).
+
+use std::{path::Path, time::Duration};
+
+use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, make_file, open_close, pid, real, u64_of};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// A small, valid GGUF v3 file: five metadata keys and one 4x8 F32 tensor.
+fn gguf() -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, v: &str) {
+        out.extend((v.len() as u64).to_le_bytes());
+        out.extend(v.as_bytes());
+    }
+    let mut b = Vec::new();
+    b.extend(b"GGUF");
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(5u64.to_le_bytes()); // metadata keys
+    for (k, v) in [("general.architecture", "llama"), ("general.name", "tiny-test-model"), ("general.license", "apache-2.0")] {
+        s(&mut b, k);
+        b.extend(8u32.to_le_bytes()); // string
+        s(&mut b, v);
+    }
+    for (k, v) in [("general.file_type", 0u32), ("llama.context_length", 2048u32)] {
+        s(&mut b, k);
+        b.extend(4u32.to_le_bytes()); // uint32
+        b.extend(v.to_le_bytes());
+    }
+    s(&mut b, "token_embd.weight");
+    b.extend(2u32.to_le_bytes());
+    b.extend(4u64.to_le_bytes());
+    b.extend(8u64.to_le_bytes());
+    b.extend(0u32.to_le_bytes()); // F32
+    b.extend(0u64.to_le_bytes()); // offset in the data section
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend(std::iter::repeat_n(0u8, 4 * 8 * 4));
+    b
+}
+
+fn about(e: &Value, payload: &str, path: &Path) -> bool {
+    kind(e) == payload && e[payload]["file"]["path"] == real(path).as_str()
+}
+
+fn mmap_small(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0);
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0) };
+    assert_ne!(addr, libc::MAP_FAILED);
+    unsafe {
+        libc::munmap(addr, 4096);
+        libc::close(fd);
+    }
+}
+
+#[test]
+fn live_sensor_identifies_fingerprints_judges_and_attaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    let bytes = gguf();
+    std::fs::write(&model, &bytes).unwrap();
+    let sha = format!("{:x}", Sha256::digest(&bytes));
+    let evil = dir.path().join("evil.pkl");
+    std::fs::write(&evil, b"cos\nsystem\n(S'echo pwned'\ntR.").unwrap();
+    let blob = dir.path().join("blob-zeros");
+    make_file(&blob, b"", 64 << 20);
+    let marker = dir.path().join("marker.onnx");
+    make_file(&marker, b"", 1);
+
+    let mut sensor = Sensor::start("");
+    let me = std::process::id();
+
+    // Identified by content, then fingerprinted.
+    open_close(&model);
+    let verified = sensor.wait_for("the GGUF's verified digest", EVENT_TIMEOUT, |e| {
+        about(e, "artifact_identified", &model) && e["artifact_identified"]["artifact"]["digest_state"] == "DIGEST_STATE_VERIFIED"
+    });
+    let a = &verified["artifact_identified"];
+    assert_eq!(a["artifact"]["format"], "ARTIFACT_FORMAT_GGUF");
+    assert_eq!(a["artifact"]["sha256"], sha.as_str());
+    assert_eq!(a["artifact"]["artifact_id"], format!("sha256:{sha}").as_str());
+    assert_eq!(a["artifact"]["name"], "tiny-test-model");
+    assert_eq!(a["metadata"]["architecture"], "llama");
+    assert_eq!(a["metadata"]["license"], "apache-2.0");
+    assert_eq!(u64_of(&a["metadata"]["context_length"]), 2048);
+    assert_eq!(u64_of(&a["metadata"]["tensor_count"]), 1);
+    assert_eq!(u64_of(&a["metadata"]["parameter_count"]), 32);
+    assert_eq!(a["license_state"], "LICENSE_STATE_ALLOWED");
+    assert_eq!(pid(&verified), Some(me), "the process that opened it is in the envelope");
+
+    // Later events about the file carry the result.
+    open_close(&model);
+    let again = sensor.wait_for("a second open with the artifact attached", EVENT_TIMEOUT, |e| {
+        about(e, "model_file_opened", &model) && e["model_file_opened"]["artifact"]["sha256"] == sha.as_str()
+    });
+    assert_eq!(again["model_file_opened"]["artifact"]["format"], "ARTIFACT_FORMAT_GGUF");
+    // The kernel now knows the inode is a model: even a small mapping of it is reported.
+    mmap_small(&model);
+    let mapped = sensor.wait_for("a mapping of the known model", EVENT_TIMEOUT, |e| about(e, "model_mapped", &model));
+    assert_eq!(mapped["model_mapped"]["reasons"], serde_json::json!(["MATCH_REASON_KNOWN_MODEL"]));
+    assert_eq!(mapped["model_mapped"]["artifact"]["sha256"], sha.as_str());
+
+    // A pickle that runs os.system when loaded.
+    open_close(&evil);
+    let finding = sensor.wait_for("the malicious pickle finding", EVENT_TIMEOUT, |e| {
+        about(e, "policy_finding", &evil) && e["policy_finding"]["finding"]["code"] == "pickle_malicious"
+    });
+    assert_eq!(finding["severity"], "SEVERITY_CRITICAL");
+    assert_eq!(finding["policy_finding"]["artifact"]["pickle"], "PICKLE_VERDICT_MALICIOUS");
+    assert_eq!(pid(&finding), Some(me));
+    let ident = sensor.wait_for("the pickle's identification", EVENT_TIMEOUT, |e| about(e, "artifact_identified", &evil));
+    let offending: Vec<&str> = ident["artifact_identified"]["pickle_offending"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    assert!(offending.iter().any(|g| g.contains("system")), "{offending:?}");
+
+    // A large file of no known format: reported once, then filtered in the kernel.
+    open_close(&blob);
+    sensor.wait_for("the blob's identification", EVENT_TIMEOUT, |e| {
+        about(e, "artifact_identified", &blob) && e["artifact_identified"]["artifact"]["format"] == "ARTIFACT_FORMAT_UNKNOWN"
+    });
+    open_close(&blob);
+    open_close(&marker);
+    sensor.wait_for("marker", EVENT_TIMEOUT, |e| about(e, "model_file_opened", &marker));
+    std::thread::sleep(Duration::from_millis(100));
+    let events = sensor.stop();
+    let blob_opens = events.iter().filter(|e| about(e, "model_file_opened", &blob)).count();
+    assert_eq!(blob_opens, 1, "the second open of a known non-model must be filtered");
+}
