@@ -539,3 +539,40 @@ fn metadata_default_is_empty() {
     let r = analyze_bytes(&[0xAAu8; 5000], &AnalyzeOptions::default());
     assert_eq!((r.format, r.metadata), (Format::Unknown, ModelMetadata::default()));
 }
+
+/// Writes the samples as fuzz seeds when `MW_DUMP_FUZZ_SEEDS=<fuzz corpus dir>` is set
+/// (`sensor-user/fuzz/gen-seeds.sh`).
+#[test]
+fn dump_fuzz_seeds() {
+    let Some(root) = std::env::var_os("MW_DUMP_FUZZ_SEEDS") else {
+        assert!(!all_samples().is_empty());
+        return;
+    };
+    let root = PathBuf::from(root);
+    let mut extra: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("zip", "npz_object", stored_zip(&[("y.npy", &npy("|O", "(1,)", &os_system_pickle()))])),
+        ("zip", "keras_os_system", keras_zip(&keras_config(KERAS_OS_SYSTEM_LAYER))),
+        ("keras_h5", "weights", keras_h5_weights()),
+        ("numpy", "object", npy("|O", "(1,)", &os_system_pickle())),
+        ("onnx", "clean", onnx_clean()),
+        ("manifest", "toml", format!("[[model]]\nsha256 = \"{}\"\nname = \"m\"\n[[deny]]\nsha256 = \"{}\"\n", "a".repeat(64), "b".repeat(64)).into_bytes()),
+        ("manifest", "json", format!("{{\"model\": [{{\"sha256\": \"{}\", \"license\": \"MIT\"}}]}}", "c".repeat(64)).into_bytes()),
+    ];
+    for (name, _, bytes) in all_samples() {
+        let target = match name {
+            "pytorch_zip" | "npz" | "keras" => "zip",
+            "pytorch_legacy" | "pickle" => "pickle",
+            "pytorch_tar" => "torch_tar",
+            "npy" => "numpy",
+            other => other,
+        };
+        extra.push((target, name, bytes.clone()));
+        extra.push(("identify", name, bytes));
+    }
+    for (target, name, bytes) in extra {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("write seed");
+    }
+    assert!(root.join("identify").is_dir());
+}

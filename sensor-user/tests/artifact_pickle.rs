@@ -320,3 +320,22 @@ fn dump_corpus_for_comparison() {
     std::fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&index).expect("json")).expect("write index");
     assert!(dir.join("index.json").exists());
 }
+
+/// Writes the corpus as seeds of the `pickle` fuzz target when `MW_DUMP_FUZZ_SEEDS` is set.
+#[test]
+fn dump_fuzz_seeds() {
+    let Some(root) = std::env::var_os("MW_DUMP_FUZZ_SEEDS") else {
+        assert!(corpus().len() > 20);
+        return;
+    };
+    let dir = std::path::PathBuf::from(root).join("pickle");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for c in corpus() {
+        // The walker target takes raw streams; containers go to the other targets.
+        if c.bytes.starts_with(b"PK") || c.bytes.get(257..262) == Some(b"ustar") || c.bytes.starts_with(b"\x93NUMPY") {
+            continue;
+        }
+        std::fs::write(dir.join(format!("seed-{}", c.name)), &c.bytes).expect("write seed");
+    }
+    assert!(std::fs::read_dir(&dir).expect("ls").count() > 10);
+}

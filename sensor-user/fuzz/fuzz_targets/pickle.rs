@@ -1,0 +1,14 @@
+//! Fuzz target: the static pickle opcode walker and its verdict.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use modelwatch::artifact::pickle_scan::{PicklePolicy, verdict, walk};
+
+fuzz_target!(|data: &[u8]| {
+    let mut r = data;
+    let w = walk(&mut r, 1 << 20);
+    assert!(w.bytes <= data.len() as u64);
+    let (v, offending) = verdict(&PicklePolicy::default(), &w.imports, w.complete());
+    assert!(offending.len() <= w.imports.len());
+    let _ = v;
+});
