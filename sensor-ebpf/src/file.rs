@@ -8,16 +8,17 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
 };
 use sensor_ebpf::{
-    DeviceIoctlEvent, DeviceUseKey, EXT_MAX, EventKind, FileId, IoctlKey, LIB_PREFIX_MAX,
+    DeviceIoctlEvent, DeviceUseKey, EXT_MAX, EventKind, ExtKey, FileId, IoctlKey, LIB_PREFIX_MAX,
     REQUESTED_NAME_MAX, mark, path_flag, reason, stat,
 };
 
 use crate::{
     emit::{fill_header, output},
-    kernel::{ReadError, off, read, read_ptr, size_threshold},
+    kernel::{ReadError, Window, off, read, read_ptr, size_threshold},
     maps::{
-        DEVICE_SEEN, DIR_VERDICT, EXTENSIONS, INODE_MARKS, IOCTL_COUNTS, MODEL_DIRS, MmapRecord,
-        OpenRecord, PendingMmap, RUNTIME_LIBS, WATCHED_DEVICES, count,
+        DEVICE_SEEN, DIR_VERDICT, EXTENSIONS, INODE_MARKS, IOCTL_COUNTS, MODEL_DIRS,
+        MODEL_DIRS_PRESENT, MmapRecord, OpenRecord, PendingMmap, RUNTIME_LIBS, WATCHED_DEVICES,
+        count,
     },
     path::walk,
 };
@@ -29,13 +30,15 @@ const PROT_EXEC: u32 = 4;
 /// Ancestors inspected when looking for a configured model directory.
 const MODEL_DIR_DEPTH: u32 = 16;
 
-/// What the probes need to know about an open file.
+/// What the probes need to know about an open file. Read with two window copies (the start
+/// of `struct file` and of `struct inode`); the superblock's device is read only when needed.
 pub struct FileFacts {
     pub inode: *const u8,
+    pub dentry: *const u8,
+    sb: *const u8,
     pub mode: u32,
     pub ino: u64,
     pub size: u64,
-    pub dev: u32,
     pub rdev: u32,
 }
 
@@ -48,31 +51,66 @@ impl FileFacts {
     pub fn is_char_device(&self) -> bool {
         self.mode & S_IFMT == S_IFCHR
     }
+    /// The superblock's device (kernel encoding).
+    #[inline(always)]
+    pub fn dev(&self) -> u32 {
+        read(self.sb, off!(sb_s_dev)).unwrap_or(0)
+    }
     #[inline(always)]
     fn id(&self) -> FileId {
-        FileId { dev: self.dev, _pad0: 0, ino: self.ino }
+        FileId { dev: self.dev(), _pad0: 0, ino: self.ino }
     }
 }
 
-/// Reads the inode facts of `file`. Only regular files get size/ino/dev; device nodes get rdev.
+/// Bytes of `struct file` copied at once, from f_inode (f_inode and f_path sit within 48
+/// bytes on 6.x).
+const FILE_WINDOW: usize = 48;
+/// Bytes of `struct inode` copied at once (mode, sb, ino, rdev, size).
+const INODE_WINDOW: usize = 88;
+
+/// Reads the facts of `file`.
 #[inline(always)]
 pub fn inspect(file: *const u8) -> Result<FileFacts, ReadError> {
-    let inode = read_ptr(file, off!(file_f_inode))?;
-    let mode: u16 = read(inode, off!(inode_i_mode))?;
-    let mut facts = FileFacts { inode, mode: mode as u32, ino: 0, size: 0, dev: 0, rdev: 0 };
-    if facts.is_char_device() {
-        facts.rdev = read(inode, off!(inode_i_rdev))?;
-        facts.ino = read(inode, off!(inode_i_ino))?;
-        let sb = read_ptr(inode, off!(inode_i_sb))?;
-        facts.dev = read(sb, off!(sb_s_dev))?;
-    } else if facts.is_regular() {
-        facts.ino = read(inode, off!(inode_i_ino))?;
-        let size: i64 = read(inode, off!(inode_i_size))?;
-        facts.size = if size < 0 { 0 } else { size as u64 };
-        let sb = read_ptr(inode, off!(inode_i_sb))?;
-        facts.dev = read(sb, off!(sb_s_dev))?;
+    // Uninitialised on purpose: zeroing it would be a byte-wise memset call in BPF.
+    let mut facts = core::mem::MaybeUninit::<FileFacts>::uninit();
+    if inspect_into(file, facts.as_mut_ptr()) == 0 {
+        // SAFETY: inspect_into wrote every field when it returned 0.
+        Ok(unsafe { facts.assume_init() })
+    } else {
+        Err(ReadError)
     }
-    Ok(facts)
+}
+
+/// Not inlined, so its window copies live in a stack frame of their own; returns 0 on
+/// success (a BPF function may not return a pointer into its stack, hence the out-parameter).
+#[inline(never)]
+fn inspect_into(file: *const u8, out: *mut FileFacts) -> i64 {
+    let Ok(fw) = Window::<FILE_WINDOW>::read_from(file, off!(file_f_inode)) else { return -1 };
+    let (Ok(inode), Ok(dentry)) = (fw.ptr(off!(file_f_inode)), fw.ptr(off!(file_f_path) + off!(path_dentry))) else {
+        return -1;
+    };
+    let Ok(iw) = Window::<INODE_WINDOW>::read(inode) else { return -1 };
+    let (Ok(mode), Ok(size), Ok(sb), Ok(ino), Ok(rdev)) = (
+        iw.get::<u16>(off!(inode_i_mode)),
+        iw.get::<i64>(off!(inode_i_size)),
+        iw.ptr(off!(inode_i_sb)),
+        iw.get::<u64>(off!(inode_i_ino)),
+        iw.get::<u32>(off!(inode_i_rdev)),
+    ) else {
+        return -1;
+    };
+    let facts = FileFacts {
+        inode,
+        dentry,
+        sb,
+        mode: mode as u32,
+        ino,
+        size: if size < 0 { 0 } else { size as u64 },
+        rdev,
+    };
+    // SAFETY: out points to the caller's FileFacts slot.
+    unsafe { out.write(facts) };
+    0
 }
 
 /// The collector's mark for this inode: `Some(true)` model, `Some(false)` vetted non-model whose
@@ -97,90 +135,151 @@ fn marked(facts: &FileFacts) -> Option<bool> {
 /// `*_str` helpers).
 #[inline(always)]
 fn ext_known(buf: &[u8; EXT_MAX + 1], n: i64) -> bool {
-    if n <= 1 {
-        return false;
+    mw_ext_known(buf, n) != 0
+}
+
+/// A global BPF function: the verifier checks it once, on its own, instead of once per path
+/// into every caller (the byte loops would otherwise multiply the caller's states).
+/// Scans backwards from the end, so a typical name costs a few iterations.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn mw_ext_known(buf: *const [u8; EXT_MAX + 1], n: i64) -> u64 {
+    if buf.is_null() || n <= 1 {
+        return 0;
     }
-    let end = (n - 1) as usize;
+    let buf = unsafe { &*buf };
+    let end = ((n - 1) as usize).min(EXT_MAX);
     let mut dot = usize::MAX;
-    let mut i = 0;
-    while i < EXT_MAX {
-        if i < end {
-            let c = buf[i];
-            if c == b'.' {
-                dot = i;
-            } else if c == b'/' {
-                dot = usize::MAX;
-            }
+    let mut i = end;
+    while i > 0 {
+        i -= 1;
+        // SAFETY: i < end <= EXT_MAX < buf.len().
+        let c = unsafe { *buf.get_unchecked(i) };
+        if c == b'.' {
+            dot = i;
+            break;
         }
-        i += 1;
+        if c == b'/' {
+            return 0;
+        }
     }
     if dot == usize::MAX || dot + 1 >= end {
-        return false;
+        return 0;
     }
-    let mut key = [0u8; EXT_MAX];
+    // Zeroed as two words: a `[0u8; 16]` would become a byte-wise memset call.
+    let mut key = [0u64; 2];
+    let k = key.as_mut_ptr().cast::<u8>();
     let mut j = 0;
     while j < EXT_MAX - 1 {
         let idx = dot + 1 + j;
-        if idx < end {
-            let c = buf[idx & (EXT_MAX - 1)];
-            key[j] = if c.is_ascii_uppercase() { c + 32 } else { c };
+        if idx >= end {
+            break;
         }
+        // The barrier keeps the mask on the register the verifier bounds-checks.
+        let idx = core::hint::black_box(idx) & (EXT_MAX - 1);
+        // SAFETY: idx < EXT_MAX < buf.len(); j < EXT_MAX - 1 < 16.
+        let c = unsafe { *buf.get_unchecked(idx) };
+        unsafe { *k.add(j) = if c.is_ascii_uppercase() { c + 32 } else { c } };
         j += 1;
     }
-    EXTENSIONS.get_ptr(key).is_some()
+    let key: ExtKey = unsafe { core::mem::transmute(key) };
+    EXTENSIONS.get_ptr(key).is_some() as u64
 }
 
-/// Does the final dentry name of `file` end in a model extension?
-#[inline(always)]
-fn dentry_ext_known(file: *const u8) -> bool {
-    let Ok(dentry) = read_ptr(file, off!(file_f_path) + off!(path_dentry)) else {
-        return false;
-    };
-    let len: u32 = read(dentry, off!(dentry_d_name) + off!(qstr_len)).unwrap_or(0);
-    let Ok(name) = read_ptr(dentry, off!(dentry_d_name) + off!(qstr_name)) else {
-        return false;
-    };
-    let start = if len as usize > EXT_MAX { len as usize - EXT_MAX } else { 0 };
-    let mut buf = [0u8; EXT_MAX + 1];
-    let n = unsafe {
-        bpf_probe_read_kernel_str(
-            buf.as_mut_ptr().cast(),
-            (EXT_MAX + 1) as u32,
-            name.wrapping_add(start).cast(),
-        )
-    };
-    ext_known(&buf, n)
+/// Bytes of `struct dentry` copied at once (d_parent, d_name, d_inode).
+const DENTRY_WINDOW: usize = 56;
+
+/// The last bytes of a name (at most [`EXT_MAX`]), NUL-terminated: all an extension check
+/// needs. 8-byte aligned so two tails compare with two loads.
+#[repr(C, align(8))]
+struct NameTail {
+    /// Bytes; words so that zeroing is three stores, not a byte-wise memset call.
+    b: [u64; 3],
+    /// Bytes of name in `b` (the NUL sits at `b[len]`).
+    len: usize,
 }
 
-/// Does the caller's name (`n` bytes with its NUL, already measured) end in a model extension?
-/// Re-reads just the last bytes from user memory: cheaper for the verifier than indexing the
-/// captured copy at a variable offset.
-#[inline(always)]
-fn requested_ext_known(requested: u64, n: usize) -> bool {
-    let start = if n > EXT_MAX + 1 { n - (EXT_MAX + 1) } else { 0 };
-    let mut buf = [0u8; EXT_MAX + 1];
-    let got = unsafe {
-        bpf_probe_read_user_str(
-            buf.as_mut_ptr().cast(),
-            (EXT_MAX + 1) as u32,
-            (requested as *const u8).wrapping_add(start).cast(),
-        )
-    };
-    ext_known(&buf, got)
-}
+impl NameTail {
+    #[inline(always)]
+    fn same(&self, other: &NameTail) -> bool {
+        self.len == other.len && self.b[0] == other.b[0] && self.b[1] == other.b[1]
+    }
 
-/// Is the directory holding `file` under a configured model directory? Cached per directory.
-#[inline(always)]
-fn under_model_dir(file: *const u8, dev: u32) -> bool {
-    match try_under_model_dir(file, dev) {
-        Ok(v) => v,
-        Err(_) => false,
+    #[inline(always)]
+    fn ext_known(&self) -> bool {
+        ext_known(unsafe { &*self.b.as_ptr().cast::<[u8; EXT_MAX + 1]>() }, self.len as i64 + 1)
+    }
+
+    #[inline(always)]
+    fn bytes(&mut self) -> *mut u8 {
+        self.b.as_mut_ptr().cast()
     }
 }
 
+/// The tail of the final dentry's name: one fixed 16-byte copy (short names live inline in
+/// the dentry, long ones in an allocation at least as long), no byte-by-byte string read.
 #[inline(always)]
-fn try_under_model_dir(file: *const u8, dev: u32) -> Result<bool, ReadError> {
-    let dentry = read_ptr(file, off!(file_f_path) + off!(path_dentry))?;
+fn dentry_tail(dentry: *const u8) -> Option<NameTail> {
+    let dw = Window::<DENTRY_WINDOW>::read(dentry).ok()?;
+    let len: u32 = dw.get(off!(dentry_d_name) + off!(qstr_len)).ok()?;
+    let name = dw.ptr(off!(dentry_d_name) + off!(qstr_name)).ok()?;
+    let len = len as usize;
+    let k = if len > EXT_MAX { EXT_MAX } else { len };
+    let words: [u64; 2] = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(name.wrapping_add(len - k).cast::<[u64; 2]>()) }.ok()?;
+    let mut t = NameTail { b: [words[0], words[1], 0], len: k };
+    // Bytes past the name (when it is shorter than the copy) are not part of it.
+    let b = t.bytes();
+    let mut i = 0;
+    while i < EXT_MAX {
+        if i >= k {
+            // SAFETY: i < EXT_MAX < 24.
+            unsafe { *b.add(i) = 0 };
+        }
+        i += 1;
+    }
+    Some(t)
+}
+
+/// The tail of the caller's name, captured in `tail[..n]` (`n` counts the NUL).
+#[inline(always)]
+fn captured_tail(tail: *const u8, n: usize) -> NameTail {
+    let len = n.saturating_sub(1);
+    let k = if len > EXT_MAX { EXT_MAX } else { len };
+    // Without the barrier LLVM folds the mask into the subtraction and leaves an offset the
+    // verifier cannot bound.
+    let start = core::hint::black_box(len - k) & (REQUESTED_NAME_MAX - 1);
+    let mut t = NameTail { b: [0; 3], len: k };
+    let b = t.bytes();
+    let mut i = 0;
+    while i < EXT_MAX {
+        if i < k {
+            // SAFETY: i < EXT_MAX < 24; the caller's tail holds at least REQUESTED_NAME_MAX + 16.
+            unsafe { *b.add(i) = *tail.add(start + i) };
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Is the directory holding the file under a configured model directory? Cached per
+/// directory; free when no model directory exists.
+#[inline(always)]
+fn under_model_dir(facts: &FileFacts) -> bool {
+    if MODEL_DIRS_PRESENT.get(0).is_none_or(|n| *n == 0) {
+        return false;
+    }
+    mw_under_model_dir(facts.dentry as u64, facts.dev() as u64) != 0
+}
+
+/// A global BPF function, verified once (see [`mw_ext_known`]).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn mw_under_model_dir(dentry: u64, dev: u64) -> u64 {
+    try_under_model_dir(dentry as *const u8, dev as u32).unwrap_or(false) as u64
+}
+
+#[inline(always)]
+fn try_under_model_dir(dentry: *const u8, dev: u32) -> Result<bool, ReadError> {
     let mut dir = read_ptr(dentry, off!(dentry_d_parent))?;
     let dir_inode = read_ptr(dir, off!(dentry_d_inode))?;
     let dir_id = FileId { dev, _pad0: 0, ino: read(dir_inode, off!(inode_i_ino))? };
@@ -208,11 +307,12 @@ fn try_under_model_dir(file: *const u8, dev: u32) -> Result<bool, ReadError> {
     Ok(verdict == 1)
 }
 
-/// Reasons to report an open of `file`. For regular files the caller's name is captured into
+/// Reasons to report an open. For regular files the caller's name is captured into
 /// `tail[..*name_len]` (it is needed for the decision and, when reporting, for the record).
+/// The common case, a small file with an ordinary name outside model directories, costs no
+/// map update and no lookup beyond the extension map.
 #[inline(always)]
 pub fn open_reasons(
-    file: *const u8,
     facts: &FileFacts,
     requested: u64,
     tail: *mut u8,
@@ -226,15 +326,11 @@ pub fn open_reasons(
         return 0;
     }
     let mut reasons = 0;
-    match marked(facts) {
-        Some(true) => reasons |= reason::MARKED_MODEL,
-        Some(false) => return 0,
-        None => {}
-    }
     if facts.size >= size_threshold() {
         reasons |= reason::SIZE;
     }
-    if dentry_ext_known(file) {
+    let final_tail = dentry_tail(facts.dentry);
+    if final_tail.as_ref().is_some_and(|t| t.ext_known()) {
         reasons |= reason::EXTENSION;
     }
     let n = unsafe {
@@ -245,14 +341,30 @@ pub fn open_reasons(
         *name_len = n;
         if n >= REQUESTED_NAME_MAX {
             *path_flags |= path_flag::NAME_TRUNCATED;
-        } else if requested_ext_known(requested, n) {
-            reasons |= reason::REQUESTED_EXTENSION;
+        } else {
+            let asked = captured_tail(tail, n);
+            // The common case: no symlink at the end, same name, same verdict.
+            let known = match &final_tail {
+                Some(f) if f.same(&asked) => reasons & reason::EXTENSION != 0,
+                _ => asked.ext_known(),
+            };
+            if known {
+                reasons |= reason::REQUESTED_EXTENSION;
+            }
         }
     }
-    if under_model_dir(file, facts.dev) {
+    if under_model_dir(facts) {
         reasons |= reason::MODEL_DIR;
     }
-    reasons
+    if reasons == 0 {
+        return 0;
+    }
+    // Only now the collector's verdict matters: a vetted non-model stays quiet.
+    match marked(facts) {
+        Some(true) => reasons | reason::MARKED_MODEL,
+        Some(false) => 0,
+        None => reasons,
+    }
 }
 
 /// Completes and sends an open record whose tail already holds the caller's name.
@@ -272,7 +384,7 @@ pub fn emit_open(
     fill_header(&mut r.ev.header, EventKind::FileOpen);
     r.ev.ino = facts.ino;
     r.ev.size = facts.size;
-    r.ev.dev = facts.dev;
+    r.ev.dev = facts.dev();
     r.ev.rdev = facts.rdev;
     r.ev.flags = flags;
     r.ev.mode = facts.mode;
@@ -291,12 +403,10 @@ pub fn emit_open(
     output(EventKind::FileOpen, rec.cast(), len, core::mem::size_of::<OpenRecord>());
 }
 
-/// Does the file name of `file` start with a known inference-runtime library prefix?
+/// Does the file name start with a known inference-runtime library prefix?
 #[inline(always)]
-fn runtime_library(file: *const u8) -> bool {
-    let Ok(name) = read_ptr(file, off!(file_f_path) + off!(path_dentry))
-        .and_then(|d| read_ptr(d, off!(dentry_d_name) + off!(qstr_name)))
-    else {
+fn runtime_library(dentry: *const u8) -> bool {
+    let Ok(name) = read_ptr(dentry, off!(dentry_d_name) + off!(qstr_name)) else {
         return false;
     };
     let mut key = Key::new((LIB_PREFIX_MAX * 8) as u32, [0u8; LIB_PREFIX_MAX]);
@@ -312,7 +422,7 @@ fn runtime_library(file: *const u8) -> bool {
 
 /// Reasons to report a mapping of `file`.
 #[inline(always)]
-pub fn mmap_reasons(file: *const u8, facts: &FileFacts, len: u64, prot: u32) -> u32 {
+pub fn mmap_reasons(facts: &FileFacts, len: u64, prot: u32) -> u32 {
     if !facts.is_regular() {
         return 0;
     }
@@ -329,7 +439,7 @@ pub fn mmap_reasons(file: *const u8, facts: &FileFacts, len: u64, prot: u32) -> 
     if len >= threshold {
         reasons |= reason::MAPPING_LEN;
     }
-    if prot & PROT_EXEC != 0 && runtime_library(file) {
+    if prot & PROT_EXEC != 0 && runtime_library(facts.dentry) {
         reasons |= reason::RUNTIME_LIBRARY;
     }
     reasons
@@ -363,7 +473,7 @@ pub fn emit_mmap(rec: *mut MmapRecord, p: &PendingMmap, addr: u64) {
 }
 
 /// Counts an ioctl on `file` when its device is watched; the first one per (process, device)
-/// also produces a record. Unwatched devices cost one map lookup.
+/// also produces a record.
 #[inline(always)]
 pub fn count_ioctl(file: *const u8, fd: i64, cmd: u32, tgid: u32) {
     let Ok(inode) = read_ptr(file, off!(file_f_inode)) else {

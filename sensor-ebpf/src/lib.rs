@@ -19,7 +19,7 @@ extern crate std;
 
 /// Bumped whenever a fixed layout below changes; the collector refuses a probe object with a
 /// different version.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 pub const TASK_COMM_LEN: usize = 16;
 
@@ -386,6 +386,16 @@ pub struct ProbeConfig {
     pub self_tgid: u32,
     /// Regular files at least this large are reported on open and mmap.
     pub size_threshold: u64,
+    /// 1: syscall arguments are read at sys_exit from the task's saved user registers
+    /// (`KernelOffsets::regs_arg`), so no sys_enter program and no per-call map update is
+    /// needed. 0: they are stashed at sys_enter (architectures whose exit clobbers them).
+    pub args_from_regs: u32,
+    /// This architecture's syscall numbers, to tell the open syscalls apart at sys_exit.
+    pub nr_openat: u32,
+    pub nr_openat2: u32,
+    pub nr_open: u32,
+    pub nr_creat: u32,
+    pub _pad0: u32,
 }
 
 /// Member offsets of kernel structures, resolved from BTF at start-up (no CO-RE in Rust BPF).
@@ -429,6 +439,8 @@ pub struct KernelOffsets {
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
     pub dentry_d_inode: u32,
+    /// Offsets in `struct pt_regs` of syscall arguments 0..6 (x86_64: di, si, dx, r10, r8, r9).
+    pub regs_arg: [u32; 6],
 }
 
 /// Kernel `dev_t` encoding (`MKDEV`): 12-bit major above a 20-bit minor. `stat(2)` uses a
@@ -540,8 +552,8 @@ const _: () = {
     assert!(size_of::<InodeMark>() == 24);
     assert!(size_of::<IoctlKey>() == 16);
     assert!(size_of::<DeviceUseKey>() == 8);
-    assert!(size_of::<ProbeConfig>() == 16);
-    assert!(size_of::<KernelOffsets>() == 36 * 4);
+    assert!(size_of::<ProbeConfig>() == 40);
+    assert!(size_of::<KernelOffsets>() == 42 * 4);
 };
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use sensor_ebpf::{
     DeviceUseKey, ExtKey, FileId, FileMmapEvent, FileOpenEvent, InodeMark, IoctlKey,
@@ -30,6 +30,16 @@ pub static RUNTIME_LIBS: LpmTrie<[u8; LIB_PREFIX_MAX], u8> = LpmTrie::with_max_e
 /// Configured model directories by (device, inode).
 #[map]
 pub static MODEL_DIRS: HashMap<FileId, u8> = HashMap::with_max_entries(256, 0);
+
+/// Number of entries in MODEL_DIRS (slot 0): when zero the directory check is skipped.
+#[map]
+pub static MODEL_DIRS_PRESENT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Thread groups that hold a watched device open (or inherited one). ioctls of every other
+/// process leave after this one lookup. Filled on opens and forks in the kernel, seeded from
+/// /proc by the collector for processes older than the sensor.
+#[map]
+pub static PROC_DEVICES: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
 /// Cache: does this directory lie under a model directory? 1 yes, 0 no. Filled by the probes,
 /// cleared by the collector when the model directory set changes.

@@ -7,7 +7,7 @@
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use sensor_ebpf::{
-    COMPONENT_MAX, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, TAIL_OFFSET_MASK, path_flag,
+    COMPONENT_MAX, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, TAIL_MAX, TAIL_OFFSET_MASK, path_flag,
 };
 
 use crate::kernel::{ReadError, off, read_ptr};
@@ -21,9 +21,23 @@ pub struct Walked {
 /// `tail[start..]`. `tail` must have room for `TAIL_OFFSET_MASK + 1 + COMPONENT_MAX` bytes.
 #[inline(always)]
 pub fn walk(path: *const u8, tail: *mut u8, start: usize) -> Walked {
-    match try_walk(path, tail, start) {
-        Ok(w) => w,
-        Err(_) => Walked { len: 0, flags: path_flag::TRUNCATED },
+    let packed = mw_walk_path(path as u64, tail.cast(), start as u64);
+    Walked { len: packed as u32, flags: (packed >> 32) as u32 }
+}
+
+/// A global BPF function: verified once on its own, whatever state its callers are in (the
+/// bounded loop below would otherwise be re-verified for every path that reaches it).
+/// Returns `flags << 32 | len`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn mw_walk_path(path: u64, tail: *mut [u8; TAIL_MAX], start: u64) -> u64 {
+    if tail.is_null() {
+        return (path_flag::TRUNCATED as u64) << 32;
+    }
+    let start = (start as usize) & TAIL_OFFSET_MASK;
+    match try_walk(path as *const u8, tail.cast(), start) {
+        Ok(w) => ((w.flags as u64) << 32) | w.len as u64,
+        Err(_) => (path_flag::TRUNCATED as u64) << 32,
     }
 }
 

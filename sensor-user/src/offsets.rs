@@ -184,7 +184,22 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         mm_arg_start: o("mm_struct", &["arg_start"])?,
         mm_arg_end: o("mm_struct", &["arg_end"])?,
         mm_exe_file: o("mm_struct", &["exe_file"])?,
+        regs_arg: syscall_arg_registers(&b).unwrap_or([0; 6]),
     })
+}
+
+/// Offsets of the registers that hold syscall arguments in `struct pt_regs`, where they are
+/// still intact at syscall exit. Only x86_64 qualifies (arm64 returns in x0, the first
+/// argument); elsewhere `None`, and the probes stash arguments at entry instead.
+pub fn syscall_arg_registers(b: &KernelBtf) -> Option<[u32; 6]> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let mut regs = [0u32; 6];
+    for (slot, name) in regs.iter_mut().zip(["di", "si", "dx", "r10", "r8", "r9"]) {
+        *slot = b.offset_of("pt_regs", &[name]).ok()?;
+    }
+    Some(regs)
 }
 
 #[cfg(test)]
@@ -223,6 +238,9 @@ mod tests {
             }
         }
         assert_eq!(offs.task_pid + 4, offs.task_tgid, "pid and tgid are adjacent pid_t");
+        // x86_64 pt_regs: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di ...
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(offs.regs_arg, [14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8]);
     }
 
     #[test]

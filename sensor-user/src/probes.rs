@@ -24,6 +24,10 @@ use crate::offsets::{self, OffsetError};
 static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-probes"));
 
+/// Empty programs on the same attach points, for measuring the kernel's own cost.
+static EMPTY_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-empty-probes"));
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(
@@ -62,6 +66,8 @@ enum Target {
 struct Spec {
     /// Program name in the object.
     program: &'static str,
+    /// Needed only where syscall arguments must be stashed at entry (not x86_64).
+    stash_only: bool,
     /// Tracepoint name (for raw tracepoints, the raw tracepoint name).
     name: &'static str,
     target: Target,
@@ -71,24 +77,28 @@ struct Spec {
 }
 
 const fn tp(program: &'static str, name: &'static str, required: bool) -> Spec {
-    Spec { program, name, target: Target::TracePoint { category: "syscalls" }, required }
+    Spec { program, name, target: Target::TracePoint { category: "syscalls" }, required, stash_only: false }
+}
+
+const fn enter(program: &'static str, required: bool) -> Spec {
+    Spec { program, name: program, target: Target::TracePoint { category: "syscalls" }, required, stash_only: true }
 }
 
 const fn sched(name: &'static str) -> Spec {
-    Spec { program: name, name, target: Target::TracePoint { category: "sched" }, required: true }
+    Spec { program: name, name, target: Target::TracePoint { category: "sched" }, required: true, stash_only: false }
 }
 
 /// Attach points, in load order. A program listed twice is loaded once and attached to both.
 const SPECS: &[Spec] = &[
-    tp("sys_enter_openat", "sys_enter_openat", true),
+    enter("sys_enter_openat", true),
     tp("sys_exit_open_any", "sys_exit_openat", true),
-    tp("sys_enter_openat2", "sys_enter_openat2", false),
+    enter("sys_enter_openat2", false),
     tp("sys_exit_open_any", "sys_exit_openat2", false),
-    tp("sys_enter_open", "sys_enter_open", false),
+    enter("sys_enter_open", false),
     tp("sys_exit_open_any", "sys_exit_open", false),
-    tp("sys_enter_creat", "sys_enter_creat", false),
+    enter("sys_enter_creat", false),
     tp("sys_exit_open_any", "sys_exit_creat", false),
-    tp("sys_enter_mmap", "sys_enter_mmap", true),
+    enter("sys_enter_mmap", true),
     tp("sys_exit_mmap", "sys_exit_mmap", true),
     tp("sys_enter_ioctl", "sys_enter_ioctl", true),
     sched("sched_process_exec"),
@@ -98,6 +108,7 @@ const SPECS: &[Spec] = &[
         name: "sched_process_fork",
         target: Target::RawTracePoint,
         required: true,
+        stash_only: false,
     },
 ];
 
@@ -131,6 +142,9 @@ pub struct KernelMaps {
     ioctl_counts: PerCpuHashMap<MapData, IoctlKey, u64>,
     device_seen: HashMap<MapData, DeviceUseKey, u8>,
     stats: PerCpuArray<MapData, u64>,
+    proc_devices: HashMap<MapData, u32, u32>,
+    model_dirs_present: aya::maps::Array<MapData, u32>,
+    model_dir_count: u32,
 }
 
 /// Checks privileges, mounts tracefs if needed, resolves offsets, loads and attaches.
@@ -140,10 +154,20 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
     ensure_tracefs()?;
     raise_memlock();
     let offsets = offsets::resolve(&settings.btf_path)?;
+    // MODELWATCH_ARGS=stash forces the entry-stash path (what non-x86_64 kernels get), so it is
+    // exercised on x86_64 too.
+    let forced_stash = std::env::var_os("MODELWATCH_ARGS").is_some_and(|v| v == "stash");
+    let from_regs = offsets.regs_arg != [0; 6] && !forced_stash;
     let config = ProbeConfig {
         abi_version: ABI_VERSION,
         self_tgid: settings.self_tgid,
         size_threshold: settings.size_threshold,
+        args_from_regs: from_regs as u32,
+        nr_openat: syscall_nr(Sys::Openat),
+        nr_openat2: syscall_nr(Sys::Openat2),
+        nr_open: syscall_nr(Sys::Open),
+        nr_creat: syscall_nr(Sys::Creat),
+        _pad0: 0,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("KERNEL_OFFSETS", &offsets, true)
@@ -152,10 +176,20 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
         .load(PROBES_OBJECT)
         .map_err(ProbeError::Load)?;
 
+    let (attached, skipped) = attach_all(&mut ebpf, from_regs)?;
+
+    let maps = KernelMaps::take(&mut ebpf)?;
+    let events = take(&mut ebpf, "EVENTS", RingBuf::try_from)?;
+    Ok((Probes { _ebpf: ebpf, attached, skipped, offsets }, maps, events))
+}
+
+/// Loads and attaches every program of `ebpf` to its attach points. Returns the attached and
+/// the skipped (optional, absent on this kernel) attach points.
+fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<String>), ProbeError> {
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
     let started = std::time::Instant::now();
-    for spec in SPECS {
+    for spec in SPECS.iter().filter(|s| !(from_regs && s.stash_only)) {
         let target = match spec.target {
             Target::TracePoint { category } => format!("{category}/{}", spec.name),
             Target::RawTracePoint => format!("raw_tracepoint/{}", spec.name),
@@ -201,10 +235,41 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
         tracing::debug!(program = spec.program, tracepoint = spec.name, elapsed_ms = started.elapsed().as_millis() as u64, "attached");
         attached.push(target);
     }
+    Ok((attached, skipped))
 
-    let maps = KernelMaps::take(&mut ebpf)?;
-    let events = take(&mut ebpf, "EVENTS", RingBuf::try_from)?;
-    Ok((Probes { _ebpf: ebpf, attached, skipped, offsets }, maps, events))
+}
+
+/// Loads the empty baseline programs on the same attach points (benchmarks only).
+pub fn load_baseline(btf: &Path) -> Result<(Ebpf, Vec<String>), ProbeError> {
+    check_privileges()?;
+    ensure_tracefs()?;
+    raise_memlock();
+    let from_regs = offsets::resolve(btf)?.regs_arg != [0; 6];
+    let mut ebpf = EbpfLoader::new().load(EMPTY_OBJECT).map_err(ProbeError::Load)?;
+    let (attached, _) = attach_all(&mut ebpf, from_regs)?;
+    Ok((ebpf, attached))
+}
+
+enum Sys {
+    Openat,
+    Openat2,
+    Open,
+    Creat,
+}
+
+/// This architecture's number for a syscall (`u32::MAX` where it does not exist).
+fn syscall_nr(s: Sys) -> u32 {
+    let nr: i64 = match s {
+        Sys::Openat => libc::SYS_openat,
+        Sys::Openat2 => libc::SYS_openat2,
+        #[cfg(target_arch = "x86_64")]
+        Sys::Open => libc::SYS_open,
+        #[cfg(target_arch = "x86_64")]
+        Sys::Creat => libc::SYS_creat,
+        #[cfg(not(target_arch = "x86_64"))]
+        Sys::Open | Sys::Creat => return u32::MAX,
+    };
+    nr as u32
 }
 
 fn verify_err(program: &'static str, e: ProgramError) -> ProbeError {
@@ -326,6 +391,9 @@ impl KernelMaps {
             ioctl_counts: take(ebpf, "IOCTL_COUNTS", PerCpuHashMap::try_from)?,
             device_seen: take(ebpf, "DEVICE_SEEN", HashMap::try_from)?,
             stats: take(ebpf, "STATS", PerCpuArray::try_from)?,
+            proc_devices: take(ebpf, "PROC_DEVICES", HashMap::try_from)?,
+            model_dirs_present: take(ebpf, "MODEL_DIRS_PRESENT", aya::maps::Array::try_from)?,
+            model_dir_count: 0,
         })
     }
 
@@ -370,7 +438,18 @@ impl KernelMaps {
             // Entries may vanish under us (LRU); that is the outcome we want anyway.
             let _ = self.dir_verdict.remove(&k);
         }
-        Ok(())
+        self.model_dir_count += dirs.len() as u32;
+        self.model_dirs_present
+            .set(0, self.model_dir_count, 0)
+            .map_err(|source| ProbeError::Map { map: "MODEL_DIRS_PRESENT", source })
+    }
+
+    /// Marks a process as holding a watched device (found in /proc at start): its ioctls are
+    /// counted from now on.
+    pub fn add_device_user(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        self.proc_devices
+            .insert(tgid, 1, 0)
+            .map_err(|source| ProbeError::Map { map: "PROC_DEVICES", source })
     }
 
     pub fn mark_inode(&mut self, id: FileId, mark: InodeMark) -> Result<(), ProbeError> {

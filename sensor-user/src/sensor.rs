@@ -4,6 +4,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    os::unix::fs::FileTypeExt as _,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
@@ -256,12 +257,39 @@ impl Sensor {
             tracing::info!(device = %dev.accel.path, driver = %dev.accel.driver, "watching accelerator");
             self.devices.insert(dev.rdev, dev);
         }
+        if !self.devices.is_empty() {
+            self.seed_device_users();
+        }
         if let Ok(mut s) = self.status.lock() {
             let mut devs: Vec<String> = self.devices.values().map(|d| d.accel.path.clone()).collect();
             devs.sort();
             s.devices_watched = devs;
         }
         Ok(())
+    }
+
+    /// Processes that already hold a watched device (opened before the sensor started, or
+    /// received over a socket) are found in /proc, so their ioctls are counted too.
+    fn seed_device_users(&mut self) {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        let me = std::process::id();
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+            let holds = fds.flatten().any(|fd| {
+                std::fs::metadata(fd.path())
+                    .ok()
+                    .filter(|m| m.file_type().is_char_device())
+                    .is_some_and(|m| self.devices.contains_key(&kernel_dev_from_user(m.rdev())))
+            });
+            if holds && let Err(e) = self.maps.add_device_user(pid) {
+                tracing::debug!(pid, "cannot watch ioctls: {e}");
+            }
+        }
     }
 
     fn publish(&self, ev: Event) {

@@ -140,6 +140,13 @@ struct Model {
     bytes_mapped: u64,
 }
 
+impl Model {
+    /// False once content identification said the file is not a model.
+    fn may_be_model(&self) -> bool {
+        self.artifact.as_ref().is_none_or(|a| a.format != ArtifactFormat::NotAModel as i32)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Proc {
     subject: Subject,
@@ -184,15 +191,13 @@ impl Proc {
     }
 
     fn has_model(&self) -> bool {
-        self.models.values().any(|m| {
-            !m.artifact.as_ref().is_some_and(|a| a.format == ArtifactFormat::NotAModel as i32)
-        })
+        self.models.values().any(Model::may_be_model)
     }
 
     fn model_bytes(&self) -> u64 {
         self.models
             .values()
-            .filter(|m| !m.artifact.as_ref().is_some_and(|a| a.format == ArtifactFormat::NotAModel as i32))
+            .filter(|m| m.may_be_model())
             .map(|m| m.bytes_mapped)
             .sum()
     }
@@ -480,7 +485,7 @@ impl Tracker {
 fn models(p: &Proc) -> Vec<SessionModel> {
     p.models
         .values()
-        .filter(|m| !m.artifact.as_ref().is_some_and(|a| a.format == ArtifactFormat::NotAModel as i32))
+        .filter(|m| m.may_be_model())
         .map(|m| SessionModel { file: Some(m.file.clone()), artifact: m.artifact.clone(), bytes_mapped: m.bytes_mapped })
         .collect()
 }

@@ -59,6 +59,15 @@ impl Sensor {
     }
 
     pub fn start_with(config: &str, extra_args: &[&str]) -> Self {
+        Self::start_full(config, extra_args, &[])
+    }
+
+    /// Starts with extra environment variables for the sensor.
+    pub fn start_env(config: &str, envs: &[(&str, &str)]) -> Self {
+        Self::start_full(config, &[], envs)
+    }
+
+    fn start_full(config: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
         require_root();
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg_path = dir.path().join("modelwatch.toml");
@@ -79,6 +88,7 @@ impl Sensor {
             .args(["--format", "json"])
             .args(extra_args)
             .env("MODELWATCH_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -174,3 +174,32 @@ fn the_sensor_never_reports_itself() {
     let own: Vec<&Value> = events.iter().filter(|e| pid(e) == Some(sensor_pid)).collect();
     assert!(own.is_empty(), "the sensor reported its own activity: {own:#?}");
 }
+
+/// The entry-stash path (what kernels whose syscall exit clobbers the argument registers get)
+/// reports the same opens and mappings.
+#[test]
+fn stashed_arguments_path_reports_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("stash.gguf");
+    make_file(&gguf, b"GGUF", 4096);
+    let weights = dir.path().join("weights.raw");
+    make_file(&weights, b"", 64 << 20);
+    let mut sensor = Sensor::start_env(CONFIG, &[("MODELWATCH_ARGS", "stash")]);
+    let me = std::process::id();
+    let attached = sensor.events().into_iter().find(|e| kind(e) == "sensor_health").unwrap();
+    let probes: Vec<&str> = attached["sensor_health"]["probes_attached"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(probes.contains(&"syscalls/sys_enter_openat"), "stash mode attaches the entry programs: {probes:?}");
+    open_close(&gguf);
+    let e = sensor.wait_for("open in stash mode", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_file_opened" && pid(e) == Some(me) && opened_path(e) == real(&gguf)
+    });
+    assert_eq!(e["model_file_opened"]["syscall"], "openat");
+    assert_eq!(u64_of(&e["model_file_opened"]["file"]["size"]), 4096);
+    mmap_file(&weights, 64 << 20, libc::PROT_READ, libc::MAP_SHARED);
+    let m = sensor.wait_for("mmap in stash mode", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_mapped" && pid(e) == Some(me) && e["model_mapped"]["file"]["path"] == real(&weights).as_str()
+    });
+    assert_eq!(u64_of(&m["model_mapped"]["length"]), 64 << 20);
+    assert_eq!(u64_of(&m["model_mapped"]["flags"]), libc::MAP_SHARED as u64);
+    sensor.stop();
+}

@@ -112,7 +112,7 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
     let mine: Vec<&str> = events
         .iter()
         .filter(|e| ["session_started", "session_updated", "session_ended"].iter().any(|k| session_id(e, k) == id))
-        .map(|e| kind(e))
+        .map(kind)
         .collect();
     assert_eq!(mine.first(), Some(&"session_started"));
     assert_eq!(mine.last(), Some(&"session_ended"));

@@ -1,57 +1,71 @@
-//! mmap(2): file-backed mappings are judged at sys_enter (fd → file), reported at sys_exit with
-//! the returned address.
+//! mmap(2): file-backed mappings of large files, of inodes the collector marked as models, and
+//! executable mappings of inference-runtime libraries are reported at sys_exit with the
+//! returned address. Arguments come from the saved registers (x86_64) or, elsewhere, from a
+//! stash filled at sys_enter.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 
-use super::{syscall_arg, syscall_ret};
+use super::{syscall_arg as tp_arg, syscall_ret};
 use crate::{
     file::{emit_mmap, inspect, mmap_reasons},
-    kernel::{current_task, file_from_fd, self_tgid},
+    kernel::{SyscallArgs, args_from_regs, file_from_fd, self_tgid},
     maps::{MMAP_SCRATCH, PENDING_MMAPS, PendingMmap, count},
 };
 
 const MAP_ANONYMOUS: u64 = 0x20;
 
+struct MmapArgs {
+    len: u64,
+    prot: u64,
+    flags: u64,
+    fd: u64,
+    off: u64,
+}
+
+/// Judges a mapping; `Some` when it is to be reported.
+#[inline(always)]
+fn judge(a: &MmapArgs) -> Option<PendingMmap> {
+    let fd = a.fd as i64 as i32;
+    if a.flags & MAP_ANONYMOUS != 0 || fd < 0 {
+        return None;
+    }
+    let file = file_from_fd(fd as i64).ok()?;
+    let Ok(facts) = inspect(file) else {
+        count(sensor_ebpf::stat::READ_FAILED, 1);
+        return None;
+    };
+    let reasons = mmap_reasons(&facts, a.len, a.prot as u32);
+    if reasons == 0 {
+        return None;
+    }
+    Some(PendingMmap {
+        file: file as u64,
+        ino: facts.ino,
+        size: facts.size,
+        len: a.len,
+        offset: a.off,
+        dev: facts.dev(),
+        prot: a.prot as u32,
+        flags: a.flags as u32,
+        fd,
+        reasons,
+        _pad: 0,
+    })
+}
+
+/// Only attached where arguments cannot be read at exit.
 #[tracepoint(category = "syscalls", name = "sys_enter_mmap")]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
-    let flags = syscall_arg(&ctx, 3);
-    let fd = syscall_arg(&ctx, 4) as i64 as i32;
-    if flags & MAP_ANONYMOUS != 0 || fd < 0 {
-        return 0;
-    }
     let pid_tgid = bpf_get_current_pid_tgid();
     if (pid_tgid >> 32) as u32 == self_tgid() {
         return 0;
     }
-    let Ok(file) = file_from_fd(current_task(), fd as i64) else {
-        return 0;
-    };
-    let Ok(facts) = inspect(file) else {
-        count(sensor_ebpf::stat::READ_FAILED, 1);
-        return 0;
-    };
-    let len = syscall_arg(&ctx, 1);
-    let prot = syscall_arg(&ctx, 2) as u32;
-    let reasons = mmap_reasons(file, &facts, len, prot);
-    if reasons == 0 {
-        return 0;
-    }
-    let p = PendingMmap {
-        file: file as u64,
-        ino: facts.ino,
-        size: facts.size,
-        len,
-        offset: syscall_arg(&ctx, 5),
-        dev: facts.dev,
-        prot,
-        flags: flags as u32,
-        fd,
-        reasons,
-        _pad: 0,
-    };
-    if PENDING_MMAPS.insert(pid_tgid, p, 0).is_err() {
+    let a = MmapArgs { len: tp_arg(&ctx, 1), prot: tp_arg(&ctx, 2), flags: tp_arg(&ctx, 3), fd: tp_arg(&ctx, 4), off: tp_arg(&ctx, 5) };
+    if let Some(p) = judge(&a)
+        && PENDING_MMAPS.insert(pid_tgid, p, 0).is_err()
+    {
         count(sensor_ebpf::stat::PENDING_FULL, 1);
     }
     0
@@ -59,17 +73,32 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_exit_mmap")]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(p) = PENDING_MMAPS.get_ptr(pid_tgid) else {
-        return 0;
-    };
-    let pending = unsafe { *p };
-    let _ = PENDING_MMAPS.remove(pid_tgid);
     let addr = syscall_ret(&ctx);
-    // Errors come back as -4095..-1.
-    if (-4095..0).contains(&addr) {
-        return 0;
-    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let pending = if args_from_regs() {
+        // Errors come back as -4095..-1.
+        if (-4095..0).contains(&addr) || (pid_tgid >> 32) as u32 == self_tgid() {
+            return 0;
+        }
+        let Ok(a) = SyscallArgs::read() else {
+            return 0;
+        };
+        let args = MmapArgs { len: a.get::<1>(), prot: a.get::<2>(), flags: a.get::<3>(), fd: a.get::<4>(), off: a.get::<5>() };
+        match judge(&args) {
+            Some(p) => p,
+            None => return 0,
+        }
+    } else {
+        let Some(p) = PENDING_MMAPS.get_ptr(pid_tgid) else {
+            return 0;
+        };
+        let p = unsafe { *p };
+        let _ = PENDING_MMAPS.remove(pid_tgid);
+        if (-4095..0).contains(&addr) {
+            return 0;
+        }
+        p
+    };
     let Some(rec) = MMAP_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };

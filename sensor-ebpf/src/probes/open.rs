@@ -1,16 +1,17 @@
-//! open(2), openat(2), openat2(2), creat(2): the arguments are stashed at sys_enter, the new
-//! fd is resolved to its `struct file` at sys_exit.
+//! open(2), openat(2), openat2(2), creat(2): at sys_exit the new fd is resolved to its
+//! `struct file`. The arguments come from the task's saved user registers where the
+//! architecture keeps them intact (x86_64); elsewhere the sys_enter programs stash them.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use sensor_ebpf::syscall;
 
-use super::{syscall_arg, syscall_ret};
+use super::{syscall_arg as tp_arg, syscall_nr, syscall_ret};
 use crate::{
     file::{emit_open, inspect, open_reasons},
-    kernel::{current_task, file_from_fd, self_tgid},
-    maps::{OPEN_SCRATCH, PENDING_OPENS, PendingOpen, count},
+    kernel::{SyscallArgs, args_from_regs, config, file_from_fd, self_tgid},
+    maps::{OPEN_SCRATCH, PENDING_OPENS, PROC_DEVICES, PendingOpen, count},
 };
 
 const O_CREAT: u32 = 0o100;
@@ -31,28 +32,28 @@ fn stash(filename: u64, flags: u32, which: u32) {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat")]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
-    stash(syscall_arg(&ctx, 1), syscall_arg(&ctx, 2) as u32, syscall::OPENAT);
+    stash(tp_arg(&ctx, 1), tp_arg(&ctx, 2) as u32, syscall::OPENAT);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
 pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     // openat2(dfd, filename, struct open_how *how, size): flags are how->flags (u64, first).
-    let how = syscall_arg(&ctx, 2) as *const u64;
+    let how = tp_arg(&ctx, 2) as *const u64;
     let flags = unsafe { aya_ebpf::helpers::bpf_probe_read_user(how) }.unwrap_or(0);
-    stash(syscall_arg(&ctx, 1), flags as u32, syscall::OPENAT2);
+    stash(tp_arg(&ctx, 1), flags as u32, syscall::OPENAT2);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
-    stash(syscall_arg(&ctx, 0), syscall_arg(&ctx, 1) as u32, syscall::OPEN);
+    stash(tp_arg(&ctx, 0), tp_arg(&ctx, 1) as u32, syscall::OPEN);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_creat")]
 pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
-    stash(syscall_arg(&ctx, 0), O_CREAT | O_WRONLY | O_TRUNC, syscall::CREAT);
+    stash(tp_arg(&ctx, 0), O_CREAT | O_WRONLY | O_TRUNC, syscall::CREAT);
     0
 }
 
@@ -65,19 +66,46 @@ pub fn sys_exit_open_any(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The arguments of the open that is returning: from the saved registers, or from the stash.
+#[inline(always)]
+fn pending_args(ctx: &TracePointContext, pid_tgid: u64) -> Option<PendingOpen> {
+    if !args_from_regs() {
+        let p = unsafe { *PENDING_OPENS.get_ptr(pid_tgid)? };
+        let _ = PENDING_OPENS.remove(pid_tgid);
+        return Some(p);
+    }
+    let nr = syscall_nr(ctx) as u32;
+    let a = SyscallArgs::read().ok()?;
+    let (filename, flags, which) = if nr == config!(nr_openat) {
+        (a.get::<1>(), a.get::<2>() as u32, syscall::OPENAT)
+    } else if nr == config!(nr_openat2) {
+        let how = a.get::<2>() as *const u64;
+        let flags = unsafe { aya_ebpf::helpers::bpf_probe_read_user(how) }.unwrap_or(0);
+        (a.get::<1>(), flags as u32, syscall::OPENAT2)
+    } else if nr == config!(nr_open) {
+        (a.get::<0>(), a.get::<1>() as u32, syscall::OPEN)
+    } else if nr == config!(nr_creat) {
+        (a.get::<0>(), O_CREAT | O_WRONLY | O_TRUNC, syscall::CREAT)
+    } else {
+        return None;
+    };
+    Some(PendingOpen { filename, flags, syscall: which })
+}
+
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(p) = PENDING_OPENS.get_ptr(pid_tgid) else {
+    let fd = syscall_ret(ctx);
+    if args_from_regs() && (fd < 0 || (pid_tgid >> 32) as u32 == self_tgid()) {
+        return;
+    }
+    let Some(pending) = pending_args(ctx, pid_tgid) else {
         return;
     };
-    let pending = unsafe { *p };
-    let _ = PENDING_OPENS.remove(pid_tgid);
-    let fd = syscall_ret(ctx);
     if fd < 0 {
         return;
     }
-    let Ok(file) = file_from_fd(current_task(), fd) else {
+    let Ok(file) = file_from_fd(fd) else {
         count(sensor_ebpf::stat::READ_FAILED, 1);
         return;
     };
@@ -91,10 +119,13 @@ fn on_exit(ctx: &TracePointContext) {
     let tail = unsafe { (*rec).tail.as_mut_ptr() };
     let mut name_len = 0usize;
     let mut path_flags = 0u32;
-    let reasons =
-        open_reasons(file, &facts, pending.filename, tail, &mut name_len, &mut path_flags);
+    let reasons = open_reasons(&facts, pending.filename, tail, &mut name_len, &mut path_flags);
     if reasons == 0 {
         return;
+    }
+    if reasons & sensor_ebpf::reason::DEVICE != 0 {
+        // From now on this process's ioctls are looked at.
+        let _ = PROC_DEVICES.insert((pid_tgid >> 32) as u32, 1u32, 0);
     }
     emit_open(
         rec,

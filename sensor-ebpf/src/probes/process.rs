@@ -18,7 +18,7 @@ use sensor_ebpf::{
 use crate::{
     emit::{fill_header, output},
     kernel::{current_task, off, parent_tgid, read, read_ptr, self_tgid},
-    maps::{EXEC_SCRATCH, ExecRecord},
+    maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES},
     path::walk,
 };
 
@@ -99,6 +99,11 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     if pid != tgid {
         return 0; // a new thread, not a new process
     }
+    // Device fds are inherited: so is the ioctl watch.
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if PROC_DEVICES.get_ptr(parent).is_some() {
+        let _ = PROC_DEVICES.insert(tgid as u32, 1u32, 0);
+    }
     let mut ev = ProcessForkEvent::default();
     fill_header(&mut ev.header, EventKind::ProcessFork);
     ev.child_tgid = tgid as u32;
@@ -122,6 +127,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     if live != 0 {
         return 0;
     }
+    let _ = PROC_DEVICES.remove((bpf_get_current_pid_tgid() >> 32) as u32);
     let mut ev = ProcessExitEvent::default();
     fill_header(&mut ev.header, EventKind::ProcessExit);
     ev.exit_code = read::<i32>(task, off!(task_exit_code)).unwrap_or(0) as u32;

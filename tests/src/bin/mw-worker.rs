@@ -3,11 +3,23 @@
 //!
 //! Usage: mw-worker MODEL DEVICE CMD_HEX... ; then on stdin: `ioctl N` issues N of each command,
 //! `exit` exits. Answers each line with `ok` on stdout.
+//! Or: mw-worker --ioctl-fd FD CMD_HEX N issues N ioctls on an inherited fd and exits.
 
 use std::io::{BufRead as _, Write as _};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // mw-worker --ioctl-fd FD CMD_HEX N: ioctls on an inherited fd, then exit.
+    if args.get(1).map(String::as_str) == Some("--ioctl-fd") {
+        let fd: i32 = args[2].parse().expect("fd");
+        let cmd = u64::from_str_radix(args[3].trim_start_matches("0x"), 16).expect("hex cmd");
+        let n: u64 = args[4].parse().expect("count");
+        for _ in 0..n {
+            // SAFETY: an fd inherited from the parent.
+            unsafe { libc::ioctl(fd, cmd as libc::c_ulong, 0) };
+        }
+        return;
+    }
     assert!(args.len() >= 4, "usage: mw-worker MODEL DEVICE CMD_HEX...");
     let cmds: Vec<u64> = args[3..].iter().map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).expect("hex cmd")).collect();
     let model = std::ffi::CString::new(args[1].as_str()).unwrap();

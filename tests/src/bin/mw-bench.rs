@@ -1,0 +1,156 @@
+//! The measuring side of `cargo xtask bench`, built in release mode: syscall loops pinned to
+//! one CPU and timed with that thread's CPU clock, an event generator with a target rate, and
+//! the hashing throughput. Prints one JSON object; xtask orchestrates and reports.
+
+use std::{
+    ffi::CString,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: mw-bench loops CPU DIR SCALE | mw-bench generate CPU FILE RATE SECONDS | mw-bench hash FILE"
+    );
+    std::process::exit(2)
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            panic!("sched_setaffinity({cpu}): {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// CPU time of this thread, ns (user + system: syscalls and the probes they run are in it).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is valid.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).expect("path")
+}
+
+fn open_ro(p: &Path) -> i32 {
+    let c = cpath(p);
+    // SAFETY: valid path.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open {}: {}", p.display(), std::io::Error::last_os_error());
+    fd
+}
+
+/// ns of CPU per iteration of `f`.
+fn measure(iters: u64, mut f: impl FnMut()) -> f64 {
+    // Warm up caches and the kernel's paths.
+    for _ in 0..iters / 20 {
+        f();
+    }
+    let t0 = thread_cpu_ns();
+    for _ in 0..iters {
+        f();
+    }
+    (thread_cpu_ns() - t0) as f64 / iters as f64
+}
+
+fn loops(cpu: usize, dir: &Path, scale: f64) -> Value {
+    pin(cpu);
+    let n = |base: f64| (base * scale).max(1000.0) as u64;
+    let small = cpath(&dir.join("small.txt"));
+    let gguf = cpath(&dir.join("model.gguf"));
+    let big = open_ro(&dir.join("sparse-1g.bin"));
+    let null = open_ro(Path::new("/dev/null"));
+    let zero = open_ro(Path::new("/dev/zero"));
+    let open_close = |c: &CString| {
+        // SAFETY: valid path; the fd is closed at once.
+        unsafe {
+            let fd = libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            libc::close(fd);
+        }
+    };
+    let result = json!({
+        // SAFETY (all closures): plain syscalls on fds and paths this process owns.
+        "getppid": measure(n(2_000_000.0), || unsafe { libc::getppid(); }),
+        "open_close_small": measure(n(200_000.0), || open_close(&small)),
+        "open_close_gguf": measure(n(100_000.0), || open_close(&gguf)),
+        "mmap_munmap_1g": measure(n(100_000.0), || unsafe {
+            let a = libc::mmap(std::ptr::null_mut(), 1 << 30, libc::PROT_READ, libc::MAP_PRIVATE, big, 0);
+            libc::munmap(a, 1 << 30);
+        }),
+        "ioctl_watched": measure(n(1_000_000.0), || unsafe { libc::ioctl(null, 0x4d57, 0); }),
+        "ioctl_unwatched": measure(n(1_000_000.0), || unsafe { libc::ioctl(zero, 0x4d57, 0); }),
+    });
+    // SAFETY: closing our own fds.
+    unsafe {
+        libc::close(big);
+        libc::close(null);
+        libc::close(zero);
+    }
+    result
+}
+
+/// Opens FILE at RATE opens per second for SECONDS (0 rate: as fast as possible).
+fn generate(cpu: usize, file: &Path, rate: f64, seconds: f64) -> Value {
+    pin(cpu);
+    let c = cpath(file);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut opens: u64 = 0;
+    // Pace in 1 ms slices: open what the slice is due, then wait for the next.
+    let per_slice = if rate > 0.0 { (rate / 1000.0).max(1.0) } else { f64::INFINITY };
+    let mut due = 0.0f64;
+    let mut next = start;
+    while Instant::now() < end {
+        due += per_slice;
+        let target = if per_slice.is_finite() { due.floor() as u64 } else { opens + 1000 };
+        while opens < target {
+            // SAFETY: valid path; closed at once.
+            unsafe {
+                let fd = libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                libc::close(fd);
+            }
+            opens += 1;
+        }
+        if per_slice.is_finite() {
+            next += Duration::from_millis(1);
+            while Instant::now() < next {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    json!({ "opens": opens, "seconds": secs, "rate": opens as f64 / secs })
+}
+
+fn hash(file: &Path) -> Value {
+    let t = modelwatch::artifact::bench::hash_throughput(file).expect("hash");
+    let m = modelwatch::artifact::bench::hash_throughput_memory(64 << 20, Duration::from_secs(2));
+    json!({
+        "file_bytes": t.bytes, "file_seconds": t.seconds, "file_gb_per_s": t.gb_per_s(),
+        "memory_gb_per_s": m.gb_per_s(), "sha_extensions": modelwatch::artifact::bench::sha_extensions(),
+    })
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let out = match a.get(1).map(String::as_str) {
+        Some("loops") if a.len() == 5 => loops(a[2].parse().unwrap_or_else(|_| usage()), &PathBuf::from(&a[3]), a[4].parse().unwrap_or_else(|_| usage())),
+        Some("generate") if a.len() == 6 => generate(
+            a[2].parse().unwrap_or_else(|_| usage()),
+            Path::new(&a[3]),
+            a[4].parse().unwrap_or_else(|_| usage()),
+            a[5].parse().unwrap_or_else(|_| usage()),
+        ),
+        Some("hash") if a.len() == 3 => hash(Path::new(&a[2])),
+        _ => usage(),
+    };
+    println!("{out}");
+}
