@@ -146,7 +146,6 @@ pub mod codes {
     pub const EXTERNAL_DATA: &str = "external_data";
     pub const ZIP_DUPLICATE_NAMES: &str = "zip_duplicate_names";
     pub const DIGEST_MISMATCH: &str = "digest_mismatch";
-    pub const DIGEST_UNAVAILABLE: &str = "digest_unavailable";
     pub const LICENSE_MISSING: &str = "license_missing";
     pub const LICENSE_NOT_ALLOWED: &str = "license_not_allowed";
     pub const MODEL_UNAPPROVED: &str = "model_unapproved";

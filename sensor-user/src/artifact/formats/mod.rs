@@ -160,12 +160,8 @@ impl<'a> Ctx<'a> {
 
 /// Turns a parse failure of a recognised format into a finding.
 pub fn malformed(ctx: &mut Ctx<'_>, format: Format, e: &ParseError) {
-    let (sev, code) = if e.is_limit() {
-        (Severity::Medium, codes::LIMIT_EXCEEDED)
-    } else {
-        (Severity::Medium, codes::MALFORMED)
-    };
-    ctx.finding(sev, code, format!("{format} content is not valid: {e}"));
+    let code = if e.is_limit() { codes::LIMIT_EXCEEDED } else { codes::MALFORMED };
+    ctx.finding(Severity::Medium, code, format!("{format} content is not valid: {e}"));
 }
 
 const HEAD: usize = 4096;
