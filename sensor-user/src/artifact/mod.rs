@@ -7,7 +7,7 @@
 //! - [`manifest`] and [`licence`] hold the approval and licence policies;
 //! - [`service`] is the live analyzer the sensor feeds with opened files;
 //! - [`scan`] is the offline `modelwatch scan` command;
-//! - [`bench`] measures hashing throughput for `cargo xtask bench`.
+//! - [`bench`](mod@bench) measures hashing throughput for `cargo xtask bench`.
 //!
 //! [`analyze_path`] ties them together for one file. Nothing here executes, imports or
 //! unpickles anything from an artifact.
