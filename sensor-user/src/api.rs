@@ -26,7 +26,7 @@ use crate::{
         modelwatch_service_client::ModelwatchServiceClient,
         modelwatch_service_server::{ModelwatchService, ModelwatchServiceServer},
     },
-    sensor::{SharedStatus, kernel_counters},
+    sensor::{SharedStatus, StatsRequest, kernel_counters},
     sink::SinkStats,
 };
 
@@ -51,17 +51,39 @@ pub struct Service {
     sinks: SharedSinks,
     host: Host,
     queue: usize,
+    stats: Option<tokio::sync::mpsc::Sender<StatsRequest>>,
 }
 
 impl Service {
     pub fn new(bus: Bus, status: SharedStatus, sinks: SharedSinks, host: Host, queue: usize) -> Self {
-        Self { bus, status, sinks, host, queue }
+        Self { bus, status, sinks, host, queue, stats: None }
+    }
+
+    /// Status will read kernel counters live from the sensor loop rather than from its last
+    /// periodic snapshot.
+    pub fn with_live_stats(mut self, stats: tokio::sync::mpsc::Sender<StatsRequest>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    async fn live_kernel_stats(&self) -> Option<crate::probes::KernelStats> {
+        let tx = self.stats.as_ref()?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        tx.send(reply).await.ok()?;
+        tokio::time::timeout(std::time::Duration::from_secs(2), rx).await.ok()?.ok()
     }
 
     pub fn sensor_status(&self) -> SensorStatus {
-        let view = self.status.lock().map(|v| v.clone()).unwrap_or_default();
+        self.status_with(None)
+    }
+
+    fn status_with(&self, live: Option<crate::probes::KernelStats>) -> SensorStatus {
+        let mut view = self.status.lock().map(|v| v.clone()).unwrap_or_default();
+        if let Some(k) = live {
+            view.kernel = k;
+        }
         let started = view.started_at.unwrap_or_else(SystemTime::now);
-        let (api, _internal) = self.bus.subscriber_stats();
+        let (api, internal) = self.bus.subscriber_stats();
         let sinks = self
             .sinks
             .lock()
@@ -89,7 +111,13 @@ impl Service {
             nvml: view.nvml,
             sinks: sinks
                 .into_iter()
-                .map(|s| SinkStatus { name: s.name, written: s.written, failed: s.failed, last_error: s.last_error })
+                .map(|s| SinkStatus {
+                    dropped: internal.iter().filter(|i| i.name == s.name).map(|i| i.dropped).sum(),
+                    name: s.name,
+                    written: s.written,
+                    failed: s.failed,
+                    last_error: s.last_error,
+                })
                 .collect(),
             decode_errors: view.decode_errors,
             devices_watched: view.devices_watched,
@@ -112,7 +140,8 @@ impl ModelwatchService for Service {
     }
 
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<SensorStatus>, Status> {
-        Ok(Response::new(self.sensor_status()))
+        let live = self.live_kernel_stats().await;
+        Ok(Response::new(self.status_with(live)))
     }
 }
 

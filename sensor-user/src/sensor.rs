@@ -27,7 +27,7 @@ use crate::{
         discovery::{self, DeviceInfo, Roots},
         ioctls,
     },
-    session::{Observation, SessionConfig, SessionEvent, Subject, Tracker},
+    session::{Observation, SessionConfig, SessionEvent, Tracker},
     telemetry::{GpuTelemetry, Telemetry, fdinfo::FdinfoTelemetry, nvml::NvmlTelemetry, replay::ReplayTelemetry},
     bus::Bus,
     config::{self, Config},
@@ -56,6 +56,9 @@ pub struct StatusView {
 }
 
 pub type SharedStatus = Arc<Mutex<StatusView>>;
+
+/// Asks the sensor loop for fresh kernel counters (the API's Status reads them live).
+pub type StatsRequest = tokio::sync::oneshot::Sender<KernelStats>;
 
 /// Kernel counters as the schema reports them.
 pub fn kernel_counters(s: &KernelStats) -> KernelCounters {
@@ -103,7 +106,18 @@ pub struct Sensor {
     artifact_files: HashMap<FileIdentity, (Arc<ProcessInfo>, String)>,
     /// Finding codes already published per file version.
     reported_findings: HashMap<FileIdentity, std::collections::BTreeSet<String>>,
+    /// (kernel dev, ino, size) → the file's identity and where it was found, so a model opened
+    /// a thousand times a second is not stat(2)ed a thousand times.
+    identities: HashMap<(u32, u64, u64), (FileIdentity, PathBuf, Instant)>,
+    stats_tx: tokio::sync::mpsc::Sender<StatsRequest>,
+    stats_rx: Option<tokio::sync::mpsc::Receiver<StatsRequest>>,
 }
+
+/// Pause after draining the ring buffer (see the run loop).
+const RING_BATCH_PAUSE: Duration = Duration::from_micros(500);
+
+/// How long a file's stat(2) identity is trusted before it is checked again.
+const IDENTITY_TTL: Duration = Duration::from_secs(2);
 
 /// Bound on the per-file bookkeeping above.
 const MAX_ARTIFACT_FILES: usize = 16_384;
@@ -186,6 +200,7 @@ impl Sensor {
             ..Default::default()
         }));
         let cfg_for_sessions = cfg.clone();
+        let (stats_tx, stats_rx) = tokio::sync::mpsc::channel(16);
         let (analyzer, artifact_rx) = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir)
             .map_err(|e| anyhow::anyhow!("artifact analysis: {e}"))?;
         let mut sensor = Self {
@@ -211,6 +226,9 @@ impl Sensor {
             artifact_rx: Some(artifact_rx),
             artifact_files: HashMap::new(),
             reported_findings: HashMap::new(),
+            identities: HashMap::new(),
+            stats_tx,
+            stats_rx: Some(stats_rx),
         };
         if let Ok(mut st) = sensor.status.lock() {
             st.nvml = sensor.telemetry.nvml_state();
@@ -221,6 +239,11 @@ impl Sensor {
 
     pub fn status(&self) -> SharedStatus {
         self.status.clone()
+    }
+
+    /// Where the API asks for live kernel counters.
+    pub fn stats_requests(&self) -> tokio::sync::mpsc::Sender<StatsRequest> {
+        self.stats_tx.clone()
     }
 
     pub fn host(&self) -> crate::proto::v1::Host {
@@ -342,7 +365,7 @@ impl Sensor {
                 let p = self.table.resolve(&h);
                 let mut opened = enrich::open_payload(o);
                 if o.mode & 0o170000 == 0o100000 && !o.path.truncated {
-                    opened.artifact = self.artifact_for(&p, &o.path.path, o.ino, o.dev);
+                    opened.artifact = self.artifact_for(&p, &o.path.path, o.ino, o.dev, o.size);
                 }
                 if let Some(file) = &opened.file {
                     self.observe(&p, Observation::ModelOpened { file: file.clone(), artifact: opened.artifact.clone() });
@@ -353,7 +376,7 @@ impl Sensor {
                 let p = self.table.resolve(&h);
                 let mut mapped = enrich::mmap_payload(m);
                 if mapped.runtime_library.is_empty() && !m.path.truncated {
-                    mapped.artifact = self.artifact_for(&p, &m.path.path, m.ino, m.dev);
+                    mapped.artifact = self.artifact_for(&p, &m.path.path, m.ino, m.dev, m.size);
                 }
                 if !mapped.runtime_library.is_empty() {
                     self.observe(&p, Observation::RuntimeLibrary { name: mapped.runtime_library.clone() });
@@ -379,16 +402,34 @@ impl Sensor {
     /// What is known about a file a process opened or mapped; unknown versions are queued for
     /// analysis. The file is found through the process's root (it may live in another mount
     /// namespace) and must still be the inode the kernel reported.
-    fn artifact_for(&mut self, p: &Arc<ProcessInfo>, path: &str, ino: u64, kdev: u32) -> Option<crate::proto::v1::ArtifactSummary> {
+    fn artifact_for(
+        &mut self,
+        p: &Arc<ProcessInfo>,
+        path: &str,
+        ino: u64,
+        kdev: u32,
+        size: u64,
+    ) -> Option<crate::proto::v1::ArtifactSummary> {
         use std::os::unix::fs::MetadataExt as _;
-        let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
-        let (file, md) = candidates
-            .into_iter()
-            .find_map(|c| std::fs::metadata(&c).ok().filter(|m| m.ino() == ino && kernel_dev_from_user(m.dev()) == kdev).map(|m| (c, m)))?;
-        if !md.is_file() {
-            return None;
-        }
-        let identity = FileIdentity::from_metadata(&md);
+        let key = (kdev, ino, size);
+        let (identity, file) = match self.identities.get(&key) {
+            Some((id, file, at)) if at.elapsed() < IDENTITY_TTL => (*id, file.clone()),
+            _ => {
+                let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
+                let (file, md) = candidates.into_iter().find_map(|c| {
+                    std::fs::metadata(&c).ok().filter(|m| m.ino() == ino && kernel_dev_from_user(m.dev()) == kdev).map(|m| (c, m))
+                })?;
+                if !md.is_file() {
+                    return None;
+                }
+                let identity = FileIdentity::from_metadata(&md);
+                if self.identities.len() >= MAX_ARTIFACT_FILES {
+                    self.identities.clear();
+                }
+                self.identities.insert(key, (identity, file.clone(), Instant::now()));
+                (identity, file)
+            }
+        };
         if self.artifact_files.len() >= MAX_ARTIFACT_FILES {
             self.artifact_files.clear();
             self.reported_findings.clear();
@@ -479,15 +520,8 @@ impl Sensor {
     }
 
     /// Feeds the session tracker and publishes what it concludes.
-    fn observe(&mut self, p: &ProcessInfo, obs: Observation) {
-        let subject = Subject {
-            entity_id: p.entity_id.clone(),
-            pid: p.pid,
-            parent_entity_id: p.parent_entity_id.clone(),
-            exe: p.exe.clone(),
-            cmdline: p.cmdline.clone(),
-        };
-        let out = self.tracker.observe(TInstant::now(), SystemTime::now(), &subject, obs);
+    fn observe(&mut self, p: &Arc<ProcessInfo>, obs: Observation) {
+        let out = self.tracker.observe(TInstant::now(), SystemTime::now(), p, obs);
         self.publish_sessions(out);
     }
 
@@ -498,19 +532,10 @@ impl Sensor {
                 SessionEvent::Updated(s, p) => (s, Payload::SessionUpdated(p)),
                 SessionEvent::Ended(s, p) => (s, Payload::SessionEnded(p)),
             };
-            let process = self.table.get(subject.pid).filter(|p| p.entity_id == subject.entity_id);
-            let mut event = self.enricher.event(host::boottime_ns(), process.as_deref().map(|p| (p, p.pid)), payload);
-            if event.process.is_none() {
-                // Gone from the table already: keep the identity the session was opened with.
-                event.process = Some(crate::proto::v1::Process {
-                    entity_id: subject.entity_id,
-                    pid: subject.pid,
-                    parent_entity_id: subject.parent_entity_id,
-                    exe: subject.exe,
-                    cmdline: subject.cmdline,
-                    ..Default::default()
-                });
-            }
+            // The table's entry when the process is still there (it may have exec'd since),
+            // else the identity the session was opened with.
+            let process = self.table.get(subject.pid).filter(|p| p.entity_id == subject.entity_id).unwrap_or(subject);
+            let event = self.enricher.event(host::boottime_ns(), Some((&process, process.pid)), payload);
             self.publish(event);
         }
     }
@@ -695,8 +720,17 @@ impl Sensor {
         }
         tokio::pin!(shutdown);
         let mut artifacts = self.artifact_rx.take();
+        let mut stats_requests = self.stats_rx.take();
         loop {
             tokio::select! {
+                request = async { match stats_requests.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    match request {
+                        Some(reply) => {
+                            let _ = reply.send(self.maps.stats());
+                        }
+                        None => stats_requests = None,
+                    }
+                }
                 update = async { match artifacts.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     match update {
                         Some(u) => self.on_artifact(u),
@@ -706,10 +740,17 @@ impl Sensor {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
                     let rb = guard.get_inner_mut();
+                    let mut n = 0usize;
                     while let Some(item) = rb.next() {
                         self.on_record(&item);
+                        n += 1;
                     }
                     guard.clear_ready();
+                    if n > 0 {
+                        // Let records gather before the next wake-up: under load one wake-up
+                        // per half millisecond instead of one per record.
+                        tokio::time::sleep(RING_BATCH_PAUSE).await;
+                    }
                 }
                 _ = drain.tick() => {
                     self.drain_ioctls();

@@ -25,6 +25,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -34,6 +35,7 @@ use crate::{
     accel::ioctls::{self, IoctlCategory as Cat},
     enrich,
     host::timestamp,
+    process::ProcessInfo,
     proto::v1::{
         Accelerator, ArtifactFormat, ArtifactSummary, CategoryCount, EvidenceKind, FileRef,
         InferenceSessionEnded, InferenceSessionStarted, InferenceSessionUpdated, SessionEndReason,
@@ -51,15 +53,9 @@ pub struct SessionConfig {
     pub non_inference_executables: Vec<String>,
 }
 
-/// Who an observation is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject {
-    pub entity_id: String,
-    pub pid: u32,
-    pub parent_entity_id: String,
-    pub exe: String,
-    pub cmdline: Vec<String>,
-}
+/// Who an observation is about: the process-table entry (shared, so an observation costs no
+/// copies).
+pub type Subject = Arc<ProcessInfo>;
 
 /// One fact about a process.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,11 +159,14 @@ struct Proc {
     last_activity: Option<Instant>,
     last_seen: Instant,
     session: Option<Active>,
+    /// The inference runtime the program is, decided once per program image.
+    runtime: Option<String>,
 }
 
 impl Proc {
-    fn new(subject: Subject, now: Instant) -> Self {
+    fn new(subject: Subject, now: Instant, runtime: Option<String>) -> Self {
         Self {
+            runtime,
             subject,
             models: BTreeMap::new(),
             runtime_libs: BTreeSet::new(),
@@ -291,16 +290,19 @@ impl Tracker {
                 return out;
             }
             self.make_room();
-            self.procs.insert(subject.entity_id.clone(), Proc::new(subject.clone(), now));
+            let runtime = self.runtime_of(subject);
+            self.procs.insert(subject.entity_id.clone(), Proc::new(subject.clone(), now, runtime));
         }
-        let runtime = self.runtime_of(subject);
         let large = self.cfg.large_model_bytes;
         let cpu_busy = self.cfg.cpu_busy_percent;
+        let new_runtime = matches!(obs, Observation::Exec).then(|| self.runtime_of(subject));
         let Some(p) = self.procs.get_mut(&subject.entity_id) else { return out };
-        p.subject = subject.clone();
+        if !Arc::ptr_eq(&p.subject, subject) {
+            p.subject = subject.clone();
+        }
         p.last_seen = now;
-        if let Some(r) = &runtime {
-            p.note(EvidenceKind::RuntimeExecutable, r.clone(), wall);
+        if let Some(r) = p.runtime.clone() {
+            p.note(EvidenceKind::RuntimeExecutable, r, wall);
         }
         match obs {
             Observation::Exit => {
@@ -315,7 +317,7 @@ impl Tracker {
                     out.push(ended);
                 }
                 // A new program: earlier mappings and evidence are gone with the old image.
-                *p = Proc::new(subject.clone(), now);
+                *p = Proc::new(subject.clone(), now, new_runtime.flatten());
                 return out;
             }
             Observation::ModelOpened { file, artifact } => {
@@ -411,15 +413,16 @@ impl Tracker {
                 p.last_cpu = Some((now, cpu_time_ns));
             }
         }
-        let decoy = self.is_decoy(subject);
+        if self.procs.get(&subject.entity_id).is_none_or(|p| p.session.is_some()) || self.is_decoy(subject) {
+            return out;
+        }
         let parent_session = self.session_of(&subject.entity_id, &subject.parent_entity_id);
         let idle = self.cfg.idle_timeout;
-        if let Some(p) = self.procs.get_mut(&subject.entity_id)
-            && p.session.is_none()
-            && !decoy
-            && let Some(started) = try_start(p, now, wall, idle, large, cpu_busy, parent_session, runtime)
-        {
-            out.push(started);
+        if let Some(p) = self.procs.get_mut(&subject.entity_id) {
+            let runtime = p.runtime.clone();
+            if let Some(started) = try_start(p, now, wall, idle, large, cpu_busy, parent_session, runtime) {
+                out.push(started);
+            }
         }
         out
     }
@@ -629,13 +632,23 @@ mod tests {
     }
 
     fn subject(pid: u32, exe: &str, parent: &str) -> Subject {
-        Subject {
+        Arc::new(ProcessInfo {
             entity_id: format!("e{pid}"),
             pid,
+            ppid: 0,
             parent_entity_id: parent.into(),
+            uid: 1000,
+            gid: 1000,
+            user: "alice".into(),
             exe: exe.into(),
             cmdline: vec![exe.rsplit('/').next().unwrap().into()],
-        }
+            cmdline_truncated: false,
+            comm: String::new(),
+            cgroup_id: 0,
+            container_id: String::new(),
+            start_ticks: 0,
+            start_boottime_ns: 0,
+        })
     }
 
     fn model(path: &str) -> FileRef {

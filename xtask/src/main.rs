@@ -8,6 +8,7 @@
 //! - `fuzz`   runs the parsers' fuzz targets for a while each;
 //! - `proto-docs` regenerates docs/proto.md from the schema.
 
+mod bench;
 mod proto_docs;
 mod setup;
 
@@ -47,6 +48,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmarks (not part of the test suite): overhead, throughput, memory, hashing.
+    Bench(bench::BenchArgs),
     /// Run each fuzz target for a while.
     Fuzz {
         /// Seconds per target.
@@ -76,6 +79,10 @@ fn main() -> anyhow::Result<()> {
             Err(cmd.exec()).with_context(|| format!("running {}", bin.display()))
         }
         Cmd::Test { args } => test(&root, &args),
+        Cmd::Bench(args) => {
+            setup::setup(&root)?;
+            bench::run_bench(&root, args)
+        }
         Cmd::Fuzz { seconds } => fuzz(&root, seconds),
         Cmd::ProtoDocs => {
             let md = proto_docs::render(&root)?;

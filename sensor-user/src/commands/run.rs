@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Queue of each sink, in events: deep enough to ride out bursts without loss.
-const SINK_QUEUE: usize = 1 << 16;
+const SINK_QUEUE: usize = 1 << 14;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(args.config.as_deref())?;
@@ -42,7 +42,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (sensor, ring) = Sensor::start(cfg.clone(), bus.clone())?;
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = if cfg.api.enabled {
-            let service = Service::new(bus.clone(), sensor.status(), sink_stats, sensor.host(), cfg.api.subscriber_queue);
+            let service = Service::new(bus.clone(), sensor.status(), sink_stats, sensor.host(), cfg.api.subscriber_queue)
+                .with_live_stats(sensor.stats_requests());
             let handle = api::serve(&cfg.api.socket, service, async {
                 let _ = api_stopped.await;
             })

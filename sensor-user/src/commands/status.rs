@@ -66,9 +66,10 @@ pub fn text(s: &SensorStatus) -> String {
     for k in &s.sinks {
         let _ = writeln!(
             o,
-            "  {} written {} failed {}{}",
+            "  {} written {} dropped {} failed {}{}",
             k.name,
             k.written,
+            k.dropped,
             k.failed,
             if k.last_error.is_empty() { String::new() } else { format!(" ({})", k.last_error) }
         );

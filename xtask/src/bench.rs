@@ -1,0 +1,517 @@
+//! `cargo xtask bench`: what the sensor costs, measured on this machine, next to doing nothing,
+//! next to the kernel's own price for the tracepoints (empty programs on the same attach
+//! points), and next to a peer (bpftrace counting per process on the same tracepoints).
+//!
+//! 1. Syscall overhead: loops pinned to CPU 1 (`mw-bench loops`), the sensor pinned to CPU 0,
+//!    configurations alternated round by round, CPU time per call from the loop thread's CPU
+//!    clock. Minimum and median over the rounds.
+//! 2. Throughput without loss: `mw-bench generate` opens a reportable file at stepped rates;
+//!    the kernel's produced/dropped counters and the collector's published count must
+//!    reconcile exactly; collector CPU per event from /proc.
+//! 3. Memory: collector RSS and peak RSS at idle and after the highest loss-free rate; BPF map
+//!    memory from the sensor's fdinfo.
+//! 4. Artifact hashing throughput on a page-cached 1 GiB file.
+//!
+//! Writes BENCHMARKS.md and a JSON file with the raw figures (`--compare OLD.json` prints the
+//! differences against an earlier run).
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::{cargo, run};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Compare with the raw figures of an earlier run (its JSON file).
+    #[arg(long, value_name = "OLD.json")]
+    compare: Option<PathBuf>,
+    /// Rounds per configuration (at least 7 for the report).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Scale of the loop iteration counts.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Short steps and fewer rounds: a smoke run, not for BENCHMARKS.md.
+    #[arg(long)]
+    quick: bool,
+    /// Where the raw figures go.
+    #[arg(long, default_value = "docs/bench/latest.json")]
+    json: PathBuf,
+    /// Where the report goes.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    markdown: PathBuf,
+}
+
+const LOOPS: [&str; 6] = ["getppid", "open_close_small", "open_close_gguf", "mmap_munmap_1g", "ioctl_watched", "ioctl_unwatched"];
+const CONFIGS: [&str; 4] = ["off", "empty", "modelwatch", "bpftrace"];
+
+pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
+    crate::require_root("cargo xtask bench")?;
+    let started = Instant::now();
+    ensure_bpftrace()?;
+    println!("bench: building release binaries");
+    run(cargo().args(["build", "--release", "-p", "sensor-user", "--bin", "modelwatch", "-p", "modelwatch-tests", "--bin", "mw-bench"]))?;
+    let bin = root.join("target/release/modelwatch");
+    let driver = root.join("target/release/mw-bench");
+    let dir = tempdir()?;
+    fixtures(&dir)?;
+    let rounds = if args.quick { 2 } else { args.rounds.max(1) };
+    let scale = if args.quick { args.scale * 0.2 } else { args.scale };
+
+    let overhead = syscall_overhead(&bin, &driver, &dir, rounds, scale)?;
+    let throughput = throughput(&bin, &driver, &dir, args.quick)?;
+    println!("bench: hashing");
+    let hashing = json_out(Command::new(&driver).arg("hash").arg(dir.join("random-1g.bin")))?;
+    let results = json!({
+        "date": now_utc(),
+        "machine": machine(),
+        "rounds": rounds,
+        "scale": scale,
+        "quick": args.quick,
+        "overhead": overhead,
+        "throughput": throughput,
+        "hashing": hashing,
+        "wall_seconds": started.elapsed().as_secs(),
+    });
+    if let Some(parent) = args.json.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?).with_context(|| format!("writing {}", args.json.display()))?;
+    std::fs::write(&args.markdown, markdown(&results)).with_context(|| format!("writing {}", args.markdown.display()))?;
+    println!("bench: wrote {} and {} in {:.0?}", args.markdown.display(), args.json.display(), started.elapsed());
+    if let Some(old) = &args.compare {
+        let old: Value = serde_json::from_str(&std::fs::read_to_string(old).with_context(|| format!("reading {}", old.display()))?)?;
+        print!("{}", compare(&old, &results));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn ensure_bpftrace() -> anyhow::Result<()> {
+    if Command::new("bpftrace").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    println!("bench: installing bpftrace (the peer) from Debian");
+    run(Command::new("apt-get").args(["install", "-y", "-q", "bpftrace"]).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mw-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("creating the bench directory")?;
+    Ok(dir)
+}
+
+fn fixtures(dir: &Path) -> anyhow::Result<()> {
+    std::fs::write(dir.join("small.txt"), b"not a model\n")?;
+    std::fs::write(dir.join("model.gguf"), b"GGUF\x03\x00\x00\x00")?;
+    std::fs::write(dir.join("burst.mwbench"), b"x")?;
+    let f = std::fs::File::create(dir.join("sparse-1g.bin"))?;
+    f.set_len(1 << 30)?;
+    // Real bytes for hashing (a sparse file would hash holes, not the page cache).
+    let random = dir.join("random-1g.bin");
+    if !random.exists() {
+        run(Command::new("dd").args(["if=/dev/urandom", "bs=1M", "count=1024", "status=none"]).arg(format!("of={}", random.display())))?;
+    }
+    let common = format!("[api]\nsocket = \"{d}/api.sock\"\n[sensor]\nstate_dir = \"{d}/state\"\n", d = dir.display());
+    std::fs::write(
+        dir.join("overhead.toml"),
+        format!("[devices]\nextra = [\"/dev/null\"]\n[files]\nsuppress_known_non_models = false\n{common}"),
+    )?;
+    std::fs::write(
+        dir.join("throughput.toml"),
+        format!(
+            "[files]\nextensions = [\".mwbench\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n{common}"
+        ),
+    )?;
+    Ok(())
+}
+
+fn json_out(cmd: &mut Command) -> anyhow::Result<Value> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("running {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{shown} printed no JSON"))
+}
+
+/// A tracer or sensor running for one configuration.
+struct Running {
+    child: Child,
+}
+
+impl Running {
+    fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// How to tell that a started tracer is attached.
+enum Ready<'a> {
+    /// It prints a line containing this.
+    Line(&'a str),
+    /// Its API answers `status` on this socket (its stdout goes to /dev/null, so a slow reader
+    /// here can never hold the sensor back).
+    Socket(&'a Path, &'a Path),
+}
+
+/// Starts a child pinned to CPU 0 and waits until it is attached.
+fn start_pinned(program: &Path, args: &[&str], ready: Ready<'_>) -> anyhow::Result<Running> {
+    let mut cmd = Command::new("taskset");
+    cmd.arg("-c").arg("0").arg(program).args(args).stderr(Stdio::null());
+    match ready {
+        Ready::Line(_) => cmd.stdout(Stdio::piped()),
+        Ready::Socket(..) => cmd.stdout(Stdio::null()),
+    };
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;
+    match ready {
+        Ready::Line(text) => {
+            let stdout = child.stdout.take().context("stdout")?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            let text = text.to_owned();
+            std::thread::spawn(move || {
+                let mut seen = false;
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if !seen && line.contains(&text) {
+                        seen = true;
+                        let _ = tx.send(());
+                    }
+                }
+            });
+            rx.recv_timeout(Duration::from_secs(60)).context("waiting for the tracer to attach")?;
+        }
+        Ready::Socket(bin, sock) => {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let ok = Command::new(bin).args(["status", "--socket"]).arg(sock).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                if ok.is_ok_and(|s| s.success()) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    bail!("the sensor did not come up");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Ok(Running { child })
+}
+
+fn start_config(config: &str, bin: &Path, dir: &Path, tracepoints: &[String]) -> anyhow::Result<Option<Running>> {
+    Ok(match config {
+        "off" => None,
+        "empty" => Some(start_pinned(bin, &["baseline-probes"], Ready::Line("attached"))?),
+        "modelwatch" => {
+            let cfg = dir.join("overhead.toml");
+            let sock = dir.join("api.sock");
+            Some(start_pinned(bin, &["run", "--format", "json", "--config", cfg.to_str().context("path")?], Ready::Socket(bin, &sock))?)
+        }
+        "bpftrace" => {
+            let script = format!("{} {{ @[pid] = count(); }}", tracepoints.join(", "));
+            Some(start_pinned(Path::new("bpftrace"), &["-e", &script], Ready::Line("Attaching"))?)
+        }
+        other => bail!("unknown configuration {other}"),
+    })
+}
+
+/// The attach points modelwatch uses on this kernel, in bpftrace's syntax (bpftrace 0.17 has
+/// no raw tracepoints: sched_process_fork is taken as a regular tracepoint).
+fn attach_points(bin: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let sensor = start_config("modelwatch", bin, dir, &[])?.context("sensor")?;
+    let status = json_out(Command::new(bin).args(["status", "--format", "json", "--socket"]).arg(dir.join("api.sock")));
+    sensor.stop();
+    let status = status?;
+    let probes = status["probes_attached"].as_array().context("probes_attached")?;
+    Ok(probes
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|p| match p.strip_prefix("raw_tracepoint/") {
+            Some(name) => format!("tracepoint:sched:{name}"),
+            None => format!("tracepoint:{}", p.replace('/', ":")),
+        })
+        .collect())
+}
+
+fn syscall_overhead(bin: &Path, driver: &Path, dir: &Path, rounds: usize, scale: f64) -> anyhow::Result<Value> {
+    let tracepoints = attach_points(bin, dir)?;
+    println!("bench: syscall overhead, {rounds} rounds x {} configurations on {} attach points", CONFIGS.len(), tracepoints.len());
+    let mut samples: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    for round in 0..rounds {
+        // Alternate the order so slow drift does not favour one configuration.
+        let order: Vec<&str> = if round % 2 == 0 { CONFIGS.to_vec() } else { CONFIGS.iter().rev().copied().collect() };
+        for config in order {
+            let running = start_config(config, bin, dir, &tracepoints)?;
+            let out = json_out(Command::new(driver).args(["loops", "1"]).arg(dir).arg(scale.to_string()));
+            if let Some(r) = running {
+                r.stop();
+            }
+            let out = out?;
+            for l in LOOPS {
+                let v = out[l].as_f64().with_context(|| format!("loop {l} missing"))?;
+                samples.entry(config).or_default().entry(l).or_default().push(v);
+            }
+            println!("  round {}/{rounds} {config:>10}: open small {:.0} ns", round + 1, out["open_close_small"].as_f64().unwrap_or(0.0));
+        }
+    }
+    let stats = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        json!({ "min": s[0], "median": s[s.len() / 2], "samples": v })
+    };
+    let mut out = serde_json::Map::new();
+    for (config, loops) in &samples {
+        let mut m = serde_json::Map::new();
+        for (l, v) in loops {
+            m.insert((*l).to_owned(), stats(v));
+        }
+        out.insert((*config).to_owned(), Value::Object(m));
+    }
+    out.insert("attach_points".into(), json!(tracepoints));
+    Ok(Value::Object(out))
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, ns.
+fn cpu_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    (t(11) + t(12)) * (1_000_000_000 / hz)
+}
+
+/// Bytes of BPF map memory held by a process (fdinfo `memlock` of its map fds).
+fn bpf_map_bytes(pid: u32) -> u64 {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return 0 };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|t| t.contains("map_type:"))
+        .filter_map(|t| t.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse::<u64>().ok()))
+        .sum()
+}
+
+fn num(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+struct Counts {
+    produced: u64,
+    dropped: u64,
+    consumed: u64,
+    sink_dropped: u64,
+}
+
+fn counts(bin: &Path, sock: &Path) -> anyhow::Result<Counts> {
+    let s = json_out(Command::new(bin).args(["status", "--format", "json", "--socket"]).arg(sock))?;
+    Ok(Counts {
+        produced: num(&s["kernel"]["produced_by_kind"]["file_open"]),
+        dropped: num(&s["kernel"]["dropped_by_kind"]["file_open"]),
+        consumed: num(&s["events_by_kind"]["model_file_opened"]),
+        sink_dropped: s["sinks"].as_array().map(|a| a.iter().map(|k| num(&k["dropped"])).sum()).unwrap_or(0),
+    })
+}
+
+fn throughput(bin: &Path, driver: &Path, dir: &Path, quick: bool) -> anyhow::Result<Value> {
+    println!("bench: throughput");
+    let cfg = dir.join("throughput.toml");
+    let sock = dir.join("api.sock");
+    let sensor = start_pinned(bin, &["run", "--format", "json", "--config", cfg.to_str().context("path")?], Ready::Socket(bin, &sock))?;
+    let pid = sensor.pid();
+    std::thread::sleep(Duration::from_secs(if quick { 1 } else { 5 }));
+    let idle = json!({ "rss_kib": proc_status_kib(pid, "VmRSS:"), "peak_rss_kib": proc_status_kib(pid, "VmHWM:") });
+    let steps: Vec<(f64, f64)> = if quick {
+        vec![(10_000.0, 1.0), (100_000.0, 1.0), (0.0, 1.0)]
+    } else {
+        vec![(10_000.0, 5.0), (50_000.0, 5.0), (100_000.0, 5.0), (250_000.0, 30.0), (0.0, 10.0)]
+    };
+    let mut results = Vec::new();
+    let mut best_loss_free = 0.0f64;
+    let mut after_best = json!(null);
+    let file = dir.join("burst.mwbench");
+    for (rate, secs) in steps {
+        let before = counts(bin, &sock)?;
+        let cpu0 = cpu_ns(pid);
+        let gen_ = json_out(Command::new(driver).args(["generate", "1"]).arg(&file).args([rate.to_string(), secs.to_string()]))?;
+        let opens = num(&gen_["opens"]);
+        // Let the collector drain what the kernel produced.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut after = counts(bin, &sock)?;
+        while after.consumed - before.consumed < after.produced - before.produced && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            after = counts(bin, &sock)?;
+        }
+        let cpu = cpu_ns(pid) - cpu0;
+        let produced = after.produced - before.produced;
+        let dropped = after.dropped - before.dropped;
+        let consumed = after.consumed - before.consumed;
+        let sink_dropped = after.sink_dropped - before.sink_dropped;
+        let reconciled = opens == produced + dropped && produced == consumed;
+        let achieved = gen_["rate"].as_f64().unwrap_or(0.0);
+        let loss_free = reconciled && dropped == 0 && sink_dropped == 0;
+        if loss_free && achieved > best_loss_free {
+            best_loss_free = achieved;
+            after_best = json!({ "rss_kib": proc_status_kib(pid, "VmRSS:"), "peak_rss_kib": proc_status_kib(pid, "VmHWM:") });
+        }
+        println!(
+            "  target {:>7} /s for {secs:>4.0} s: {opens} opens ({achieved:.0}/s), produced {produced}, dropped {dropped}, consumed {consumed}, sink dropped {sink_dropped}, {:.2} us CPU/event, reconciled {reconciled}",
+            if rate > 0.0 { format!("{rate:.0}") } else { "max".into() },
+            cpu as f64 / 1000.0 / consumed.max(1) as f64
+        );
+        results.push(json!({
+            "target_rate": rate, "seconds": secs, "opens": opens, "achieved_rate": achieved,
+            "produced": produced, "dropped": dropped, "consumed": consumed, "sink_dropped": sink_dropped,
+            "reconciled": reconciled, "collector_cpu_ns": cpu,
+            "collector_us_per_event": cpu as f64 / 1000.0 / consumed.max(1) as f64,
+        }));
+    }
+    let memory = json!({
+        "idle": idle,
+        "after_highest_loss_free": after_best,
+        "bpf_map_bytes": bpf_map_bytes(pid),
+    });
+    sensor.stop();
+    Ok(json!({ "steps": results, "highest_loss_free_rate": best_loss_free, "memory": memory }))
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .unwrap_or_default();
+    json!({
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory_kib": std::fs::read_to_string("/proc/meminfo").unwrap_or_default().lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0),
+    })
+}
+
+fn now_utc() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The report: machine, what ran, one table per measurement.
+pub fn markdown(r: &Value) -> String {
+    let mut o = String::new();
+    let m = &r["machine"];
+    o.push_str("# Benchmarks\n\n");
+    o.push_str("Produced by `cargo xtask bench` (raw figures: `docs/bench/latest.json`; compare runs with\n`cargo xtask bench --compare OLD.json`). Numbers are from one machine and one run: read the\nratios, not the absolute values.\n\n");
+    o.push_str(&format!(
+        "- date: {}\n- kernel: {}\n- CPU: {} ({} cores), {} GiB memory\n- rounds per configuration: {}{}\n- total wall time: {} s\n\n",
+        r["date"].as_str().unwrap_or(""),
+        m["kernel"].as_str().unwrap_or(""),
+        m["cpu"].as_str().unwrap_or(""),
+        m["cores"],
+        num(&m["memory_kib"]) / (1 << 20),
+        r["rounds"],
+        if r["quick"].as_bool() == Some(true) { " (quick run)" } else { "" },
+        r["wall_seconds"]
+    ));
+    let ov = &r["overhead"];
+    o.push_str("## Syscall overhead (CPU ns per call, median of the rounds; min in parentheses)\n\n");
+    o.push_str("Loops pinned to CPU 1, tracers pinned to CPU 0. *empty*: empty BPF programs on exactly\nmodelwatch's attach points (the kernel's own price for having them); *bpftrace*: `@[pid] = count()`\non the same tracepoints. \"+ns vs empty\" is modelwatch's own logic.\n\n");
+    o.push_str("| loop | off | empty | modelwatch | bpftrace | modelwatch / off | bpftrace / off | modelwatch + ns vs empty | bpftrace + ns vs empty |\n|---|---|---|---|---|---|---|---|---|\n");
+    for l in LOOPS {
+        let med = |c: &str| f(&ov[c][l]["median"]);
+        let min = |c: &str| f(&ov[c][l]["min"]);
+        o.push_str(&format!(
+            "| {l} | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.2} | {:.2} | {:+.0} | {:+.0} |\n",
+            med("off"), min("off"), med("empty"), min("empty"), med("modelwatch"), min("modelwatch"), med("bpftrace"), min("bpftrace"),
+            med("modelwatch") / med("off"), med("bpftrace") / med("off"),
+            med("modelwatch") - med("empty"), med("bpftrace") - med("empty"),
+        ));
+    }
+    if let Some(tp) = ov["attach_points"].as_array() {
+        o.push_str(&format!("\nAttach points: {}.\n", tp.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")));
+    }
+    let t = &r["throughput"];
+    o.push_str("\n## Throughput without loss (reportable opens generated on CPU 1, collector on CPU 0, JSON to /dev/null)\n\n");
+    o.push_str("| target rate /s | seconds | opens | achieved /s | kernel produced | kernel dropped | collector published | sink dropped | reconciled | collector µs CPU / event |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for s in t["steps"].as_array().into_iter().flatten() {
+        let target = f(&s["target_rate"]);
+        o.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} |\n",
+            if target > 0.0 { format!("{target:.0}") } else { "max".into() },
+            s["seconds"], s["opens"], f(&s["achieved_rate"]), s["produced"], s["dropped"], s["consumed"], s["sink_dropped"], s["reconciled"], f(&s["collector_us_per_event"])
+        ));
+    }
+    o.push_str(&format!("\nHighest loss-free rate: {:.0} events/s.\n", f(&t["highest_loss_free_rate"])));
+    let mem = &t["memory"];
+    o.push_str("\n## Memory\n\n| | RSS | peak RSS |\n|---|---|---|\n");
+    for (name, key) in [("idle", "idle"), ("after the highest loss-free rate", "after_highest_loss_free")] {
+        o.push_str(&format!(
+            "| {name} | {:.1} MiB | {:.1} MiB |\n",
+            num(&mem[key]["rss_kib"]) as f64 / 1024.0,
+            num(&mem[key]["peak_rss_kib"]) as f64 / 1024.0
+        ));
+    }
+    o.push_str(&format!("\nBPF maps (fdinfo memlock, all maps of the sensor): {:.1} MiB.\n", num(&mem["bpf_map_bytes"]) as f64 / (1u64 << 20) as f64));
+    let h = &r["hashing"];
+    o.push_str(&format!(
+        "\n## Artifact hashing\n\nSHA-256 of a page-cached 1 GiB file on one thread: {:.2} GB/s (the implementation alone, in memory: {:.2} GB/s; CPU SHA extensions: {}).\n",
+        f(&h["file_gb_per_s"]), f(&h["memory_gb_per_s"]), h["sha_extensions"]
+    ));
+    o
+}
+
+/// Differences between two runs' raw figures.
+fn compare(old: &Value, new: &Value) -> String {
+    let mut o = format!("\ncompared with the run of {}:\n", old["date"].as_str().unwrap_or("?"));
+    o.push_str(&format!("{:<34} {:>12} {:>12} {:>8}\n", "metric", "old", "new", "change"));
+    let mut row = |name: String, a: f64, b: f64| {
+        let change = if a != 0.0 { (b - a) / a * 100.0 } else { f64::NAN };
+        o.push_str(&format!("{name:<34} {a:>12.1} {b:>12.1} {change:>+7.1}%\n"));
+    };
+    for c in CONFIGS {
+        for l in LOOPS {
+            row(format!("{c}/{l} ns"), f(&old["overhead"][c][l]["median"]), f(&new["overhead"][c][l]["median"]));
+        }
+    }
+    row("highest loss-free rate /s".into(), f(&old["throughput"]["highest_loss_free_rate"]), f(&new["throughput"]["highest_loss_free_rate"]));
+    row("idle RSS KiB".into(), num(&old["throughput"]["memory"]["idle"]["rss_kib"]) as f64, num(&new["throughput"]["memory"]["idle"]["rss_kib"]) as f64);
+    row("hashing GB/s".into(), f(&old["hashing"]["file_gb_per_s"]), f(&new["hashing"]["file_gb_per_s"]));
+    o
+}
