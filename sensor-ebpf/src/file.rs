@@ -205,6 +205,27 @@ impl NameTail {
         self.len == other.len && self.b[0] == other.b[0] && self.b[1] == other.b[1]
     }
 
+    /// Whether the name (its last bytes) has a '.' after its last '/'.
+    #[inline(always)]
+    fn has_dot(&self) -> bool {
+        let b = self.b.as_ptr().cast::<u8>();
+        let mut i = 0;
+        let mut dot = false;
+        while i < EXT_MAX {
+            if i < self.len {
+                // SAFETY: i < EXT_MAX < 24.
+                let c = unsafe { *b.add(i) };
+                if c == b'.' {
+                    dot = true;
+                } else if c == b'/' {
+                    dot = false;
+                }
+            }
+            i += 1;
+        }
+        dot
+    }
+
     #[inline(always)]
     fn ext_known(&self) -> bool {
         ext_known(unsafe { &*self.b.as_ptr().cast::<[u8; EXT_MAX + 1]>() }, self.len as i64 + 1)
@@ -333,6 +354,17 @@ pub fn open_reasons(
     if final_tail.as_ref().is_some_and(|t| t.ext_known()) {
         reasons |= reason::EXTENSION;
     }
+    if under_model_dir(facts) {
+        reasons |= reason::MODEL_DIR;
+    }
+    // The caller's name matters when it can differ in kind from the real one: content-addressed
+    // stores link model-named paths to blobs whose names have no extension at all. A real name
+    // with an ordinary extension (.so, .py, .json) is taken as the truth, which saves the read
+    // of user memory on most opens.
+    let real_has_ext = final_tail.as_ref().is_some_and(|t| t.has_dot());
+    if reasons == 0 && real_has_ext {
+        return 0;
+    }
     let n = unsafe {
         bpf_probe_read_user_str(tail.cast(), REQUESTED_NAME_MAX as u32, requested as *const _)
     };
@@ -352,9 +384,6 @@ pub fn open_reasons(
                 reasons |= reason::REQUESTED_EXTENSION;
             }
         }
-    }
-    if under_model_dir(facts) {
-        reasons |= reason::MODEL_DIR;
     }
     if reasons == 0 {
         return 0;
@@ -488,8 +517,11 @@ pub fn count_ioctl(file: *const u8, fd: i64, cmd: u32, tgid: u32) {
     count(stat::IOCTLS_COUNTED, 1);
     let key = IoctlKey { tgid, rdev, cmd, _pad0: 0 };
     if let Some(c) = IOCTL_COUNTS.get_ptr_mut(key) {
+        // Counted before: this process has used the device already.
         unsafe { *c += 1 };
-    } else if IOCTL_COUNTS.insert(key, 1u64, 0).is_err() {
+        return;
+    }
+    if IOCTL_COUNTS.insert(key, 1u64, 0).is_err() {
         count(stat::IOCTL_COUNTS_FULL, 1);
     }
     let seen = DeviceUseKey { tgid, rdev };
