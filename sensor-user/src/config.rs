@@ -315,7 +315,7 @@ impl Default for DevicesConfig {
 impl Default for SensorConfig {
     fn default() -> Self {
         Self {
-            ring_buffer_kib: 16 * 1024,
+            ring_buffer_kib: 8 * 1024,
             exit_grace_ms: 5000,
             model_dir_rescan_ms: 10_000,
             state_dir: PathBuf::from("/var/lib/modelwatch"),

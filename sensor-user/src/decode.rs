@@ -287,24 +287,25 @@ fn split_args(bytes: &[u8]) -> Vec<String> {
     bytes.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
 }
 
-/// Rebuilds a path from NUL-terminated components written leaf first.
+/// Rebuilds a path from NUL-terminated components written leaf first, in one allocation.
 fn kernel_path(bytes: &[u8], flags: u32) -> KernelPath {
-    let mut components: Vec<&[u8]> = bytes.split(|b| *b == 0).collect();
-    // The last component is followed by a NUL, which leaves an empty trailing piece.
-    if components.last().is_some_and(|c| c.is_empty()) {
-        components.pop();
-    }
-    components.reverse();
-    let joined: Vec<String> =
-        components.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
     let complete = flags & path_flag::COMPLETE != 0;
     let truncated = flags & path_flag::TRUNCATED != 0;
     let disconnected = flags & path_flag::DISCONNECTED != 0;
-    let path = if complete {
-        format!("/{}", joined.join("/"))
-    } else {
-        joined.join("/")
-    };
+    // The last component is followed by a NUL; without it the pieces are the components.
+    let body = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    let mut path = String::with_capacity(bytes.len() + 1);
+    if complete {
+        path.push('/');
+    }
+    if !body.is_empty() {
+        for (i, component) in body.rsplit(|b| *b == 0).enumerate() {
+            if i > 0 {
+                path.push('/');
+            }
+            path.push_str(&String::from_utf8_lossy(component));
+        }
+    }
     KernelPath { path, complete, truncated, disconnected }
 }
 

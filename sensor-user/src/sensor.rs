@@ -234,6 +234,10 @@ impl Sensor {
             st.nvml = sensor.telemetry.nvml_state();
         }
         sensor.rescan()?;
+        // Start-up parsed the kernel's BTF (tens of MB of short-lived allocations); give the
+        // freed memory back to the system instead of keeping it in the allocator's free lists.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
         Ok((sensor, ring))
     }
 
@@ -358,7 +362,7 @@ impl Sensor {
                 let Some(dev) = self.devices.get(&o.rdev) else { return };
                 let device = dev.accel.clone();
                 let p = self.table.resolve(&h);
-                self.observe(&p, Observation::AcceleratorOpened { device: device.clone() });
+                self.observe(&p, Observation::AcceleratorOpened { device: &device });
                 (p, Payload::AcceleratorOpened(AcceleratorOpened { device: Some(device), flags: o.flags, fd: o.fd }))
             }
             KernelEvent::Open(o) => {
@@ -368,7 +372,7 @@ impl Sensor {
                     opened.artifact = self.artifact_for(&p, &o.path.path, o.ino, o.dev, o.size);
                 }
                 if let Some(file) = &opened.file {
-                    self.observe(&p, Observation::ModelOpened { file: file.clone(), artifact: opened.artifact.clone() });
+                    self.observe(&p, Observation::ModelOpened { file, artifact: opened.artifact.as_ref() });
                 }
                 (p, Payload::ModelFileOpened(opened))
             }
@@ -379,9 +383,9 @@ impl Sensor {
                     mapped.artifact = self.artifact_for(&p, &m.path.path, m.ino, m.dev, m.size);
                 }
                 if !mapped.runtime_library.is_empty() {
-                    self.observe(&p, Observation::RuntimeLibrary { name: mapped.runtime_library.clone() });
+                    self.observe(&p, Observation::RuntimeLibrary { name: &mapped.runtime_library });
                 } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
-                    self.observe(&p, Observation::ModelMapped { file: file.clone(), length: m.len, artifact: mapped.artifact.clone() });
+                    self.observe(&p, Observation::ModelMapped { file, length: m.len, artifact: mapped.artifact.as_ref() });
                 }
                 (p, Payload::ModelMapped(mapped))
             }
@@ -520,7 +524,7 @@ impl Sensor {
     }
 
     /// Feeds the session tracker and publishes what it concludes.
-    fn observe(&mut self, p: &Arc<ProcessInfo>, obs: Observation) {
+    fn observe(&mut self, p: &Arc<ProcessInfo>, obs: Observation<'_>) {
         let out = self.tracker.observe(TInstant::now(), SystemTime::now(), p, obs);
         self.publish_sessions(out);
     }
@@ -599,12 +603,8 @@ impl Sensor {
             self.publish(self.enricher.event(ktime, process.as_deref().map(|p| (p, tgid)), payload));
             if let (Some(p), Some(dev)) = (process, dev) {
                 let categories = category_mix(dev, &cmds);
-                let obs = Observation::Ioctls {
-                    device: dev.accel.clone(),
-                    compute_only_driver: dev.driver.is_compute_only(),
-                    categories,
-                };
-                self.observe(&p, obs);
+                let (device, compute_only_driver) = (dev.accel.clone(), dev.driver.is_compute_only());
+                self.observe(&p, Observation::Ioctls { device: &device, compute_only_driver, categories });
             }
         }
         for tgid in std::mem::take(&mut self.forget) {

@@ -57,17 +57,18 @@ pub struct SessionConfig {
 /// copies).
 pub type Subject = Arc<ProcessInfo>;
 
-/// One fact about a process.
+/// One fact about a process. Borrowed: most observations repeat what the tracker already
+/// knows and must not cost a copy.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Observation {
+pub enum Observation<'a> {
     /// The process replaced its program.
     Exec,
     Exit,
-    ModelOpened { file: FileRef, artifact: Option<ArtifactSummary> },
-    ModelMapped { file: FileRef, length: u64, artifact: Option<ArtifactSummary> },
-    RuntimeLibrary { name: String },
-    AcceleratorOpened { device: Accelerator },
-    Ioctls { device: Accelerator, compute_only_driver: bool, categories: Vec<(Cat, u64)> },
+    ModelOpened { file: &'a FileRef, artifact: Option<&'a ArtifactSummary> },
+    ModelMapped { file: &'a FileRef, length: u64, artifact: Option<&'a ArtifactSummary> },
+    RuntimeLibrary { name: &'a str },
+    AcceleratorOpened { device: &'a Accelerator },
+    Ioctls { device: &'a Accelerator, compute_only_driver: bool, categories: Vec<(Cat, u64)> },
     Gpu { device: String, sm_percent: Option<f64>, memory_bytes: Option<u64>, engine_busy_ns: Option<u64> },
     /// Cumulative CPU time of the process.
     Cpu { cpu_time_ns: u64 },
@@ -165,13 +166,21 @@ struct Proc {
 
 impl Proc {
     fn new(subject: Subject, now: Instant, runtime: Option<String>) -> Self {
+        let evidence = runtime
+            .iter()
+            .map(|r| SessionEvidence {
+                kind: EvidenceKind::RuntimeExecutable as i32,
+                detail: r.clone(),
+                time: Some(timestamp(SystemTime::now())),
+            })
+            .collect();
         Self {
+            evidence,
             runtime,
             subject,
             models: BTreeMap::new(),
             runtime_libs: BTreeSet::new(),
             accelerators: BTreeMap::new(),
-            evidence: Vec::new(),
             last_compute: None,
             last_gpu: None,
             last_cpu: None,
@@ -272,7 +281,7 @@ impl Tracker {
     }
 
     /// Feeds one observation; returns the session events it caused.
-    pub fn observe(&mut self, now: Instant, wall: SystemTime, subject: &Subject, obs: Observation) -> Vec<SessionEvent> {
+    pub fn observe(&mut self, now: Instant, wall: SystemTime, subject: &Subject, obs: Observation<'_>) -> Vec<SessionEvent> {
         let mut out = Vec::new();
         // Only processes with relevant facts are tracked; exit and CPU samples of unknown
         // processes are ignored.
@@ -301,9 +310,6 @@ impl Tracker {
             p.subject = subject.clone();
         }
         p.last_seen = now;
-        if let Some(r) = p.runtime.clone() {
-            p.note(EvidenceKind::RuntimeExecutable, r, wall);
-        }
         match obs {
             Observation::Exit => {
                 if let Some(ended) = end(p, now, SessionEndReason::ProcessExit) {
@@ -321,30 +327,38 @@ impl Tracker {
                 return out;
             }
             Observation::ModelOpened { file, artifact } => {
-                p.note(EvidenceKind::ModelOpened, file.path.clone(), wall);
-                if p.models.len() < MAX_MODELS || p.models.contains_key(&file.path) {
-                    let m = p.models.entry(file.path.clone()).or_insert(Model { file, artifact: None, bytes_mapped: 0 });
-                    if artifact.is_some() {
-                        m.artifact = artifact;
+                if let Some(m) = p.models.get_mut(&file.path) {
+                    if let Some(a) = artifact {
+                        m.artifact = Some(a.clone());
                     }
+                } else if p.models.len() < MAX_MODELS {
+                    p.note(EvidenceKind::ModelOpened, file.path.clone(), wall);
+                    p.models.insert(file.path.clone(), Model { file: file.clone(), artifact: artifact.cloned(), bytes_mapped: 0 });
                 }
             }
             Observation::ModelMapped { file, length, artifact } => {
-                p.note(EvidenceKind::ModelMapped, format!("{} ({} bytes)", file.path, length), wall);
-                if p.models.len() < MAX_MODELS || p.models.contains_key(&file.path) {
-                    let m = p.models.entry(file.path.clone()).or_insert(Model { file, artifact: None, bytes_mapped: 0 });
+                if p.models.get(&file.path).is_none_or(|m| m.bytes_mapped == 0) {
+                    p.note(EvidenceKind::ModelMapped, format!("{} ({} bytes)", file.path, length), wall);
+                }
+                if !p.models.contains_key(&file.path) && p.models.len() < MAX_MODELS {
+                    p.models.insert(file.path.clone(), Model { file: file.clone(), artifact: None, bytes_mapped: 0 });
+                }
+                if let Some(m) = p.models.get_mut(&file.path) {
                     m.bytes_mapped = m.bytes_mapped.saturating_add(length);
-                    if artifact.is_some() {
-                        m.artifact = artifact;
+                    if let Some(a) = artifact {
+                        m.artifact = Some(a.clone());
                     }
                 }
             }
             Observation::RuntimeLibrary { name } => {
-                p.note(EvidenceKind::RuntimeLibrary, name.clone(), wall);
-                p.runtime_libs.insert(name);
+                if p.runtime_libs.insert(name.to_owned()) {
+                    p.note(EvidenceKind::RuntimeLibrary, name.to_owned(), wall);
+                }
             }
             Observation::AcceleratorOpened { device } => {
-                p.accelerators.insert(device.path.clone(), device);
+                if !p.accelerators.contains_key(&device.path) {
+                    p.accelerators.insert(device.path.clone(), device.clone());
+                }
             }
             Observation::Ioctls { device, compute_only_driver, categories } => {
                 let compute = ioctls::looks_like_compute(&categories)
@@ -358,7 +372,9 @@ impl Tracker {
                         }
                         u.ioctl_total += total;
                     }
-                    s.accelerators.insert(device.path.clone(), device.clone());
+                    if !s.accelerators.contains_key(&device.path) {
+                        s.accelerators.insert(device.path.clone(), device.clone());
+                    }
                 }
                 if compute {
                     let mix: Vec<String> = categories.iter().map(|(c, n)| format!("{}={n}", c.as_str())).collect();
@@ -366,7 +382,9 @@ impl Tracker {
                     p.last_compute = Some((now, detail));
                     p.mark_active(now);
                 }
-                p.accelerators.insert(device.path.clone(), device);
+                if !p.accelerators.contains_key(&device.path) {
+                    p.accelerators.insert(device.path.clone(), device.clone());
+                }
             }
             Observation::Gpu { device, sm_percent, memory_bytes, engine_busy_ns } => {
                 let busy = sm_percent.is_some_and(|s| s > 0.0) || engine_busy_ns.is_some_and(|b| b > 0);
@@ -659,8 +677,13 @@ mod tests {
         Accelerator { path: "/dev/dri/renderD128".into(), driver: "amdgpu".into(), kind: AcceleratorKind::Gpu as i32, ..Default::default() }
     }
 
-    fn submit_mix() -> Observation {
-        Observation::Ioctls { device: gpu(), compute_only_driver: false, categories: vec![(Cat::Submit, 40), (Cat::Memory, 6), (Cat::Sync, 40)] }
+    fn submit_mix() -> Observation<'static> {
+        static GPU: std::sync::OnceLock<Accelerator> = std::sync::OnceLock::new();
+        Observation::Ioctls {
+            device: GPU.get_or_init(gpu),
+            compute_only_driver: false,
+            categories: vec![(Cat::Submit, 40), (Cat::Memory, 6), (Cat::Sync, 40)],
+        }
     }
 
     fn wall() -> SystemTime {
@@ -676,8 +699,8 @@ mod tests {
         let mut t = Tracker::new(cfg());
         let p = subject(100, "/usr/local/bin/llama-server", "e1");
         let now = Instant::now();
-        assert!(t.observe(now, wall(), &p, Observation::ModelMapped { file: model("/m/llama.gguf"), length: 4 << 30, artifact: None }).is_empty());
-        assert!(t.observe(now, wall(), &p, Observation::AcceleratorOpened { device: gpu() }).is_empty());
+        assert!(t.observe(now, wall(), &p, Observation::ModelMapped { file: &model("/m/llama.gguf"), length: 4 << 30, artifact: None }).is_empty());
+        assert!(t.observe(now, wall(), &p, Observation::AcceleratorOpened { device: &gpu() }).is_empty());
         let evs = t.observe(now, wall(), &p, submit_mix());
         let s = started(&evs);
         assert_eq!(s.len(), 1);
@@ -720,7 +743,7 @@ mod tests {
     async fn idle_timeout_ends_and_activity_restarts() {
         let mut t = Tracker::new(cfg());
         let p = subject(7, "/usr/bin/python3", "");
-        t.observe(Instant::now(), wall(), &p, Observation::ModelOpened { file: model("/m/a.safetensors"), artifact: None });
+        t.observe(Instant::now(), wall(), &p, Observation::ModelOpened { file: &model("/m/a.safetensors"), artifact: None });
         let evs = t.observe(Instant::now(), wall(), &p, Observation::Gpu { device: "/dev/nvidia0".into(), sm_percent: Some(90.0), memory_bytes: Some(1 << 30), engine_busy_ns: None });
         assert_eq!(started(&evs).len(), 1);
         tokio::time::advance(Duration::from_secs(59)).await;
@@ -743,7 +766,7 @@ mod tests {
         let mut t = Tracker::new(cfg());
         let p = subject(9, "/opt/llama-cli", "");
         let t0 = Instant::now();
-        t.observe(t0, wall(), &p, Observation::ModelMapped { file: model("/m/q4.gguf"), length: 4 << 30, artifact: None });
+        t.observe(t0, wall(), &p, Observation::ModelMapped { file: &model("/m/q4.gguf"), length: 4 << 30, artifact: None });
         t.observe(t0, wall(), &p, Observation::Cpu { cpu_time_ns: 0 });
         tokio::time::advance(Duration::from_secs(1)).await;
         // 20% of a core: not busy.
@@ -756,7 +779,7 @@ mod tests {
         assert!(s[0].accelerators.is_empty());
         // A small mapping and a busy CPU is not inference.
         let q = subject(10, "/usr/bin/python3", "");
-        t.observe(Instant::now(), wall(), &q, Observation::ModelMapped { file: model("/m/tiny.pt"), length: 4096, artifact: None });
+        t.observe(Instant::now(), wall(), &q, Observation::ModelMapped { file: &model("/m/tiny.pt"), length: 4096, artifact: None });
         t.observe(Instant::now(), wall(), &q, Observation::Cpu { cpu_time_ns: 0 });
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(t.observe(Instant::now(), wall(), &q, Observation::Cpu { cpu_time_ns: 1_000_000_000 }).is_empty());
@@ -769,8 +792,8 @@ mod tests {
         // cp and sha256sum read the model and burn CPU, even with GPU samples attributed.
         for exe in ["/usr/bin/cp", "/usr/bin/sha256sum", "/usr/bin/curl"] {
             let p = subject(exe.len() as u32, exe, "");
-            t.observe(now, wall(), &p, Observation::ModelOpened { file: model("/m/x.gguf"), artifact: None });
-            t.observe(now, wall(), &p, Observation::ModelMapped { file: model("/m/x.gguf"), length: 4 << 30, artifact: None });
+            t.observe(now, wall(), &p, Observation::ModelOpened { file: &model("/m/x.gguf"), artifact: None });
+            t.observe(now, wall(), &p, Observation::ModelMapped { file: &model("/m/x.gguf"), length: 4 << 30, artifact: None });
             assert!(t.observe(now, wall(), &p, submit_mix()).is_empty(), "{exe}");
         }
         // A compositor on the GPU with no model.
@@ -779,13 +802,14 @@ mod tests {
         assert!(t.observe(now, wall(), &c, Observation::Gpu { device: "/dev/dri/renderD128".into(), sm_percent: Some(30.0), memory_bytes: None, engine_busy_ns: None }).is_empty());
         // A display-only ioctl mix with a model open is not compute either.
         let v = subject(501, "/usr/bin/mpv", "");
-        t.observe(now, wall(), &v, Observation::ModelOpened { file: model("/m/x.gguf"), artifact: None });
-        let display = Observation::Ioctls { device: gpu(), compute_only_driver: false, categories: vec![(Cat::Other, 400), (Cat::Query, 10)] };
+        t.observe(now, wall(), &v, Observation::ModelOpened { file: &model("/m/x.gguf"), artifact: None });
+        let g = gpu();
+        let display = Observation::Ioctls { device: &g, compute_only_driver: false, categories: vec![(Cat::Other, 400), (Cat::Query, 10)] };
         assert!(t.observe(now, wall(), &v, display).is_empty());
         // A file identified as "not a model" is no model evidence.
         let n = subject(502, "/usr/bin/python3", "");
         let not_model = ArtifactSummary { format: ArtifactFormat::NotAModel as i32, ..Default::default() };
-        t.observe(now, wall(), &n, Observation::ModelOpened { file: model("/m/notes.pth"), artifact: Some(not_model) });
+        t.observe(now, wall(), &n, Observation::ModelOpened { file: &model("/m/notes.pth"), artifact: Some(&not_model) });
         assert!(t.observe(now, wall(), &n, submit_mix()).is_empty());
         assert_eq!(t.active(), 0);
     }
@@ -795,7 +819,7 @@ mod tests {
         let mut t = Tracker::new(cfg());
         let now = Instant::now();
         let serve = subject(1000, "/usr/local/bin/ollama", "");
-        t.observe(now, wall(), &serve, Observation::ModelOpened { file: model("/m/blobs/sha256-ab"), artifact: None });
+        t.observe(now, wall(), &serve, Observation::ModelOpened { file: &model("/m/blobs/sha256-ab"), artifact: None });
         let evs = t.observe(now, wall(), &serve, Observation::Gpu { device: "/dev/nvidia0".into(), sm_percent: Some(5.0), memory_bytes: Some(1 << 20), engine_busy_ns: None });
         let parent_id = started(&evs)[0].session_id.clone();
         // The runner never opens the model itself (weights come over shared memory) but
@@ -808,7 +832,7 @@ mod tests {
         assert!(s[0].evidence.iter().any(|e| e.kind == EvidenceKind::ParentSession as i32));
         // A forked helper with no activity of its own gets nothing.
         let helper = subject(1002, "/usr/local/bin/ollama", "e1000");
-        assert!(t.observe(now, wall(), &helper, Observation::AcceleratorOpened { device: gpu() }).is_empty());
+        assert!(t.observe(now, wall(), &helper, Observation::AcceleratorOpened { device: &gpu() }).is_empty());
         assert_eq!(t.active(), 2);
         // Exec replaces the program: the runner's session ends.
         let evs = t.observe(now, wall(), &runner, Observation::Exec);
@@ -823,9 +847,9 @@ mod tests {
         let mut t = Tracker::new(cfg());
         let now = Instant::now();
         let p = subject(3, "/usr/bin/python3", "");
-        t.observe(now, wall(), &p, Observation::ModelOpened { file: model("/m/w.safetensors"), artifact: None });
+        t.observe(now, wall(), &p, Observation::ModelOpened { file: &model("/m/w.safetensors"), artifact: None });
         let kfd = Accelerator { path: "/dev/kfd".into(), driver: "amdkfd".into(), ..Default::default() };
-        let evs = t.observe(now, wall(), &p, Observation::Ioctls { device: kfd, compute_only_driver: true, categories: vec![(Cat::Memory, 2)] });
+        let evs = t.observe(now, wall(), &p, Observation::Ioctls { device: &kfd, compute_only_driver: true, categories: vec![(Cat::Memory, 2)] });
         assert_eq!(started(&evs).len(), 1);
     }
 

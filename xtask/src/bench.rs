@@ -123,7 +123,7 @@ fn fixtures(dir: &Path) -> anyhow::Result<()> {
     let common = format!("[api]\nsocket = \"{d}/api.sock\"\n[sensor]\nstate_dir = \"{d}/state\"\n", d = dir.display());
     std::fs::write(
         dir.join("overhead.toml"),
-        format!("[devices]\nextra = [\"/dev/null\"]\n[files]\nsuppress_known_non_models = false\n{common}"),
+        format!("[devices]\nextra = [\"/dev/full\"]\n[files]\nsuppress_known_non_models = false\n{common}"),
     )?;
     std::fs::write(
         dir.join("throughput.toml"),
