@@ -50,6 +50,9 @@ pub struct BenchArgs {
     markdown: PathBuf,
 }
 
+/// Analysis appended to the generated report.
+const NOTES: &str = "docs/bench/notes.md";
+
 const LOOPS: [&str; 6] = ["getppid", "open_close_small", "open_close_gguf", "mmap_munmap_1g", "ioctl_watched", "ioctl_unwatched"];
 const CONFIGS: [&str; 4] = ["off", "empty", "modelwatch", "bpftrace"];
 
@@ -85,7 +88,11 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(&args.json, serde_json::to_string_pretty(&results)?).with_context(|| format!("writing {}", args.json.display()))?;
-    std::fs::write(&args.markdown, markdown(&results)).with_context(|| format!("writing {}", args.markdown.display()))?;
+    // The hand-written analysis (what the figures mean, what was changed because of them) is
+    // kept beside the raw figures and appended, so a new run never erases it.
+    let notes = std::fs::read_to_string(root.join(NOTES)).unwrap_or_default();
+    std::fs::write(&args.markdown, format!("{}\n{notes}", markdown(&results)))
+        .with_context(|| format!("writing {}", args.markdown.display()))?;
     println!("bench: wrote {} and {} in {:.0?}", args.markdown.display(), args.json.display(), started.elapsed());
     if let Some(old) = &args.compare {
         let old: Value = serde_json::from_str(&std::fs::read_to_string(old).with_context(|| format!("reading {}", old.display()))?)?;

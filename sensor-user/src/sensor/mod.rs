@@ -1,6 +1,10 @@
 //! The running sensor: probes → decode → enrich → bus. One task owns all mutable state (process
 //! table, kernel map handles, counters) and reacts to ring-buffer records and timers, so there
-//! is no locking on the hot path.
+//! is no locking on the hot path. [`artifacts`] connects it to the artifact analyzer,
+//! [`usage`] to ioctl counts, telemetry and the session tracker.
+
+mod artifacts;
+mod usage;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -116,36 +120,10 @@ pub struct Sensor {
 /// Pause after draining the ring buffer (see the run loop).
 const RING_BATCH_PAUSE: Duration = Duration::from_micros(500);
 
-/// How long a file's stat(2) identity is trusted before it is checked again.
-const IDENTITY_TTL: Duration = Duration::from_secs(2);
-
-/// Bound on the per-file bookkeeping above.
-const MAX_ARTIFACT_FILES: usize = 16_384;
-
-/// ioctl counts of one drain, per decoded category.
-fn category_mix(dev: &DeviceInfo, cmds: &[(u32, u64)]) -> Vec<(ioctls::IoctlCategory, u64)> {
-    let mut mix: BTreeMap<ioctls::IoctlCategory, u64> = BTreeMap::new();
-    for (cmd, n) in cmds {
-        *mix.entry(ioctls::category_of(dev.driver, *cmd)).or_default() += n;
-    }
-    mix.into_iter().collect()
-}
-
 /// Shared objects are code, never weights, however large (libcudnn, libtorch_cuda).
 fn is_shared_object(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     name.ends_with(".so") || name.contains(".so.")
-}
-
-/// utime + stime of a process, in ns, from /proc/<pid>/stat.
-fn cpu_time_ns(pid: u32, ns_per_tick: u64) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3; utime and stime are fields 14 and 15.
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime).saturating_mul(ns_per_tick))
 }
 
 fn telemetry_sources(cfg: &Config) -> Telemetry {
@@ -401,216 +379,6 @@ impl Sensor {
             }
         };
         self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
-    }
-
-    /// What is known about a file a process opened or mapped; unknown versions are queued for
-    /// analysis. The file is found through the process's root (it may live in another mount
-    /// namespace) and must still be the inode the kernel reported.
-    fn artifact_for(
-        &mut self,
-        p: &Arc<ProcessInfo>,
-        path: &str,
-        ino: u64,
-        kdev: u32,
-        size: u64,
-    ) -> Option<crate::proto::v1::ArtifactSummary> {
-        use std::os::unix::fs::MetadataExt as _;
-        let key = (kdev, ino, size);
-        let (identity, file) = match self.identities.get(&key) {
-            Some((id, file, at)) if at.elapsed() < IDENTITY_TTL => (*id, file.clone()),
-            _ => {
-                let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
-                let (file, md) = candidates.into_iter().find_map(|c| {
-                    std::fs::metadata(&c).ok().filter(|m| m.ino() == ino && kernel_dev_from_user(m.dev()) == kdev).map(|m| (c, m))
-                })?;
-                if !md.is_file() {
-                    return None;
-                }
-                let identity = FileIdentity::from_metadata(&md);
-                if self.identities.len() >= MAX_ARTIFACT_FILES {
-                    self.identities.clear();
-                }
-                self.identities.insert(key, (identity, file.clone(), Instant::now()));
-                (identity, file)
-            }
-        };
-        if self.artifact_files.len() >= MAX_ARTIFACT_FILES {
-            self.artifact_files.clear();
-            self.reported_findings.clear();
-        }
-        self.artifact_files.insert(identity, (p.clone(), path.to_owned()));
-        match self.analyzer.lookup(&identity) {
-            Some(report) => Some(art::summary(&report, &identity)),
-            None => {
-                self.analyzer.submit(ArtifactRequest { path: file, identity });
-                None
-            }
-        }
-    }
-
-    /// Publishes what the analyzer learnt, tells the kernel which inodes are models (so their
-    /// mappings are reported) and which are not (so their opens cost nothing), and lets the
-    /// session tracker know.
-    fn on_artifact(&mut self, update: ArtifactUpdate) {
-        let (identity, report) = match update {
-            ArtifactUpdate::Identified { identity, report }
-            | ArtifactUpdate::Digest { identity, report }
-            | ArtifactUpdate::PolicyChanged { identity, report } => (identity, report),
-            ArtifactUpdate::Failed { path, error, .. } => {
-                tracing::debug!(path = %path.display(), "artifact not analysed: {error}");
-                return;
-            }
-            ArtifactUpdate::ManifestReloaded { path, approved, denied } => {
-                tracing::info!(manifest = %path.display(), approved, denied, "model manifest loaded");
-                return;
-            }
-            ArtifactUpdate::ManifestError(message) => {
-                tracing::warn!("model manifest: {message}");
-                let mut health = self.health(HealthState::Degraded);
-                if let Some(Payload::SensorHealth(h)) = &mut health.payload {
-                    h.state = HealthState::Degraded as i32;
-                    h.message = format!("model manifest: {message} (the previous manifest stays in force)");
-                }
-                health.severity = Severity::Medium as i32;
-                self.publish(health);
-                return;
-            }
-        };
-        let (process, kernel_path) = match self.artifact_files.get(&identity) {
-            Some((p, path)) => (Some(p.clone()), path.clone()),
-            None => (None, report.path.to_string_lossy().into_owned()),
-        };
-        let mark = if report.format.is_model() {
-            Some(sensor_ebpf::mark::MODEL)
-        } else if self.cfg.files.suppress_known_non_models && matches!(report.format, Format::NotAModel | Format::Unknown) {
-            Some(sensor_ebpf::mark::NOT_MODEL)
-        } else {
-            None
-        };
-        if let Some(verdict) = mark {
-            let id = FileId { dev: art::kernel_dev(&identity), _pad0: 0, ino: identity.ino };
-            let m = sensor_ebpf::InodeMark { verdict, _pad0: 0, size: identity.size, ctime_sec: identity.ctime_sec };
-            if let Err(e) = self.maps.mark_inode(id, m) {
-                tracing::warn!("cannot mark inode: {e}");
-            }
-        }
-        let summary = art::summary(&report, &identity);
-        self.tracker.artifact_known(&kernel_path, &summary);
-        let mut identified = art::identified(&report, &identity);
-        if let Some(f) = &mut identified.file {
-            f.path = kernel_path.clone();
-        }
-        let severity = report.max_severity().map(art::severity).unwrap_or(Severity::Info);
-        let who = process.as_deref().map(|p| (p, p.pid));
-        let mut ev = self.enricher.event(host::boottime_ns(), who, Payload::ArtifactIdentified(identified));
-        ev.severity = severity.max(Severity::Info) as i32;
-        self.publish(ev);
-        let reported = self.reported_findings.entry(identity).or_default();
-        let fresh: Vec<_> = report
-            .findings
-            .iter()
-            .filter(|f| f.severity > crate::artifact::Severity::Info && reported.insert(f.code.clone()))
-            .cloned()
-            .collect();
-        for f in fresh {
-            let mut finding = art::policy_finding(&report, &identity, &f);
-            if let Some(file) = &mut finding.file {
-                file.path = kernel_path.clone();
-            }
-            let mut ev = self.enricher.event(host::boottime_ns(), who, Payload::PolicyFinding(finding));
-            ev.severity = art::severity(f.severity) as i32;
-            self.publish(ev);
-        }
-    }
-
-    /// Feeds the session tracker and publishes what it concludes.
-    fn observe(&mut self, p: &Arc<ProcessInfo>, obs: Observation<'_>) {
-        let out = self.tracker.observe(TInstant::now(), SystemTime::now(), p, obs);
-        self.publish_sessions(out);
-    }
-
-    fn publish_sessions(&mut self, events: Vec<SessionEvent>) {
-        for ev in events {
-            let (subject, payload) = match ev {
-                SessionEvent::Started(s, p) => (s, Payload::SessionStarted(p)),
-                SessionEvent::Updated(s, p) => (s, Payload::SessionUpdated(p)),
-                SessionEvent::Ended(s, p) => (s, Payload::SessionEnded(p)),
-            };
-            // The table's entry when the process is still there (it may have exec'd since),
-            // else the identity the session was opened with.
-            let process = self.table.get(subject.pid).filter(|p| p.entity_id == subject.entity_id).unwrap_or(subject);
-            let event = self.enricher.event(host::boottime_ns(), Some((&process, process.pid)), payload);
-            self.publish(event);
-        }
-    }
-
-    /// Samples CPU time of session candidates and GPU utilisation, then lets the tracker
-    /// update and expire sessions.
-    pub fn sample_usage(&mut self) {
-        for pid in self.tracker.candidates() {
-            let Some(p) = self.table.get(pid) else { continue };
-            if let Some(cpu_time_ns) = cpu_time_ns(pid, self.ns_per_tick) {
-                self.observe(&p, Observation::Cpu { cpu_time_ns });
-            }
-        }
-        let snapshot = self.telemetry.sample(&self.tracker.accelerator_users());
-        for s in snapshot.processes {
-            let Some(p) = self.table.get(s.pid) else { continue };
-            self.observe(
-                &p,
-                Observation::Gpu { device: s.device, sm_percent: s.sm_percent, memory_bytes: s.memory_bytes, engine_busy_ns: s.engine_busy_ns },
-            );
-        }
-        let out = self.tracker.tick(TInstant::now());
-        self.publish_sessions(out);
-        let nvml = self.telemetry.nvml_state();
-        if let Ok(mut st) = self.status.lock() {
-            st.nvml = nvml;
-        }
-    }
-
-    /// Reports ioctl counts that changed since the last drain, then forgets exited processes.
-    pub fn drain_ioctls(&mut self) {
-        let now = Instant::now();
-        let interval_ns = now.duration_since(self.last_drain).as_nanos() as u64;
-        self.last_drain = now;
-        let mut per: BTreeMap<(u32, u32), Vec<(u32, u64)>> = BTreeMap::new();
-        for (key, total) in self.maps.ioctl_counts() {
-            let prev = self.ioctl_seen.insert(key, total).unwrap_or(0);
-            if total > prev {
-                per.entry((key.tgid, key.rdev)).or_default().push((key.cmd, total - prev));
-            }
-        }
-        let ktime = host::boottime_ns();
-        for ((tgid, rdev), cmds) in per {
-            let dev = self.devices.get(&rdev);
-            let ioctls: Vec<_> = cmds.iter().map(|(cmd, n)| enrich::ioctl_count(dev, *cmd, *n)).collect();
-            let mut cats: BTreeMap<i32, u64> = BTreeMap::new();
-            for c in &ioctls {
-                *cats.entry(c.category).or_default() += c.count;
-            }
-            let total = ioctls.iter().map(|c| c.count).sum();
-            let payload = Payload::AcceleratorActivity(AcceleratorActivity {
-                device: dev.map(|d| d.accel.clone()),
-                first_use: false,
-                ioctls,
-                categories: cats.into_iter().map(|(category, count)| CategoryCount { category, count }).collect(),
-                interval_ns,
-                total,
-                first_command: None,
-            });
-            let process = self.table.get(tgid);
-            self.publish(self.enricher.event(ktime, process.as_deref().map(|p| (p, tgid)), payload));
-            if let (Some(p), Some(dev)) = (process, dev) {
-                let categories = category_mix(dev, &cmds);
-                let (device, compute_only_driver) = (dev.accel.clone(), dev.driver.is_compute_only());
-                self.observe(&p, Observation::Ioctls { device: &device, compute_only_driver, categories });
-            }
-        }
-        for tgid in std::mem::take(&mut self.forget) {
-            self.maps.forget_process(tgid);
-            self.ioctl_seen.retain(|k, _| k.tgid != tgid);
-        }
     }
 
     /// Publishes EventsLost for kernel drops and undecodable records since the last check.
