@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// Where the report goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     markdown: PathBuf,
+    /// Only rewrite the report from the existing raw figures (after editing the notes).
+    #[arg(long)]
+    render: bool,
 }
 
 /// Analysis appended to the generated report.
@@ -57,6 +60,11 @@ const LOOPS: [&str; 6] = ["getppid", "open_close_small", "open_close_gguf", "mma
 const CONFIGS: [&str; 4] = ["off", "empty", "modelwatch", "bpftrace"];
 
 pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
+    if args.render {
+        let results = read_json(&args.json)?;
+        write_report(root, &args.markdown, &results)?;
+        return print_comparison(args.compare.as_deref(), &results);
+    }
     crate::require_root("cargo xtask bench")?;
     let started = Instant::now();
     ensure_bpftrace()?;
@@ -88,18 +96,34 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(&args.json, serde_json::to_string_pretty(&results)?).with_context(|| format!("writing {}", args.json.display()))?;
-    // The hand-written analysis (what the figures mean, what was changed because of them) is
-    // kept beside the raw figures and appended, so a new run never erases it.
-    let notes = std::fs::read_to_string(root.join(NOTES)).unwrap_or_default();
-    std::fs::write(&args.markdown, format!("{}\n{notes}", markdown(&results)))
-        .with_context(|| format!("writing {}", args.markdown.display()))?;
+    write_report(root, &args.markdown, &results)?;
     println!("bench: wrote {} and {} in {:.0?}", args.markdown.display(), args.json.display(), started.elapsed());
-    if let Some(old) = &args.compare {
-        let old: Value = serde_json::from_str(&std::fs::read_to_string(old).with_context(|| format!("reading {}", old.display()))?)?;
-        print!("{}", compare(&old, &results));
-    }
     let _ = std::fs::remove_dir_all(&dir);
+    print_comparison(args.compare.as_deref(), &results)
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn print_comparison(old: Option<&Path>, results: &Value) -> anyhow::Result<()> {
+    if let Some(old) = old {
+        print!("{}", compare(&read_json(old)?, results));
+    }
     Ok(())
+}
+
+/// Writes the report: the generated tables, then the hand-written analysis (what the figures
+/// mean, what was changed because of them), kept beside the raw figures so a new run never
+/// erases it.
+fn write_report(root: &Path, path: &Path, results: &Value) -> anyhow::Result<()> {
+    let notes = match std::fs::read_to_string(root.join(NOTES)) {
+        Ok(notes) => notes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {NOTES}")),
+    };
+    std::fs::write(path, format!("{}\n{notes}", markdown(results))).with_context(|| format!("writing {}", path.display()))
 }
 
 fn ensure_bpftrace() -> anyhow::Result<()> {
