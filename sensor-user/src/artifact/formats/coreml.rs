@@ -115,15 +115,7 @@ fn description(pb: &mut Pb<'_, '_>, end: u64, m: &mut ModelMetadata) -> PResult<
                         }
                         (4, Wire::Len(n)) => m.license = Some(pb.string(n, 128)?),
                         (100, Wire::Len(n)) => {
-                            let kend = pb.end_of(n);
-                            let (mut k, mut v) = (String::new(), String::new());
-                            while let Some(f) = pb.next(kend)? {
-                                match (f.number, f.wire) {
-                                    (1, Wire::Len(n)) => k = pb.string(n, 128)?,
-                                    (2, Wire::Len(n)) => v = pb.string(n, 512)?,
-                                    _ => pb.skip(f)?,
-                                }
-                            }
+                            let (k, v) = pb.string_entry(n, 128, 512)?;
                             if m.properties.len() < 64 {
                                 m.properties.insert(k, v);
                             }

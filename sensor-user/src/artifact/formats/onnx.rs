@@ -98,15 +98,7 @@ pub fn parse(r: &mut crate::artifact::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut
                     }
                 }
                 (14, Wire::Len(n)) => {
-                    let kend = pb.end_of(n);
-                    let (mut k, mut v) = (String::new(), String::new());
-                    while let Some(f) = pb.next(kend)? {
-                        match (f.number, f.wire) {
-                            (1, Wire::Len(n)) => k = pb.string(n, 128)?,
-                            (2, Wire::Len(n)) => v = pb.string(n, 512)?,
-                            _ => pb.skip(f)?,
-                        }
-                    }
+                    let (k, v) = pb.string_entry(n, 128, 512)?;
                     if matches!(k.to_ascii_lowercase().as_str(), "license" | "licence") {
                         m.license = Some(v.clone());
                     }
@@ -209,15 +201,7 @@ fn tensor(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats) -> PResult<()> {
                 }
             }
             (13, Wire::Len(n)) => {
-                let kend = pb.end_of(n);
-                let (mut k, mut v) = (String::new(), String::new());
-                while let Some(f) = pb.next(kend)? {
-                    match (f.number, f.wire) {
-                        (1, Wire::Len(n)) => k = pb.string(n, 64)?,
-                        (2, Wire::Len(n)) => v = pb.string(n, 512)?,
-                        _ => pb.skip(f)?,
-                    }
-                }
+                let (k, v) = pb.string_entry(n, 64, 512)?;
                 if k == "location" {
                     location = Some(v);
                 }

@@ -110,6 +110,21 @@ impl<'r, 'a> Pb<'r, 'a> {
         Ok(clean_text(&b, max))
     }
 
+    /// Reads a `{1: key, 2: value}` string pair (ONNX `StringStringEntryProto`, Core ML
+    /// metadata map entries) whose payload is `n` bytes long.
+    pub fn string_entry(&mut self, n: u64, key_max: usize, value_max: usize) -> PResult<(String, String)> {
+        let end = self.end_of(n);
+        let (mut k, mut v) = (String::new(), String::new());
+        while let Some(f) = self.next(end)? {
+            match (f.number, f.wire) {
+                (1, Wire::Len(n)) => k = self.string(n, key_max)?,
+                (2, Wire::Len(n)) => v = self.string(n, value_max)?,
+                _ => self.skip(f)?,
+            }
+        }
+        Ok((k, v))
+    }
+
     /// The end offset of a `Len` payload that starts at the current position.
     pub fn end_of(&self, n: u64) -> u64 {
         self.r.pos() + n
