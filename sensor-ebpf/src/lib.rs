@@ -121,6 +121,9 @@ pub mod stat {
     pub const READ_FAILED: u32 = 2 * KIND_SLOTS + 3;
     /// Ioctls counted on watched devices (all commands, all processes).
     pub const IOCTLS_COUNTED: u32 = 2 * KIND_SLOTS + 4;
+    /// A process that opened or inherited a watched device could not be added to the ioctl
+    /// gate (map full): its ioctls go uncounted until the collector's next /proc scan adds it.
+    pub const IOCTL_GATE_FULL: u32 = 2 * KIND_SLOTS + 5;
     pub const COUNT: u32 = 32;
 
     pub const fn produced(kind: super::EventKind) -> u32 {

@@ -365,6 +365,7 @@ pub struct KernelStats {
     pub dropped: [u64; stat::KIND_SLOTS as usize],
     pub pending_full: u64,
     pub ioctl_counts_full: u64,
+    pub ioctl_gate_full: u64,
     pub path_truncated: u64,
     pub read_failed: u64,
     pub ioctls_counted: u64,
@@ -510,6 +511,7 @@ impl KernelMaps {
         }
         s.pending_full = slot(stat::PENDING_FULL);
         s.ioctl_counts_full = slot(stat::IOCTL_COUNTS_FULL);
+        s.ioctl_gate_full = slot(stat::IOCTL_GATE_FULL);
         s.path_truncated = slot(stat::PATH_TRUNCATED);
         s.read_failed = slot(stat::READ_FAILED);
         s.ioctls_counted = slot(stat::IOCTLS_COUNTED);

@@ -125,7 +125,9 @@ fn on_exit(ctx: &TracePointContext) {
     }
     if reasons & sensor_ebpf::reason::DEVICE != 0 {
         // From now on this process's ioctls are looked at.
-        let _ = PROC_DEVICES.insert((pid_tgid >> 32) as u32, 1u32, 0);
+        if PROC_DEVICES.insert((pid_tgid >> 32) as u32, 1u32, 0).is_err() {
+            count(sensor_ebpf::stat::IOCTL_GATE_FULL, 1);
+        }
     }
     emit_open(
         rec,

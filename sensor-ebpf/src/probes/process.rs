@@ -18,7 +18,7 @@ use sensor_ebpf::{
 use crate::{
     emit::{fill_header, output},
     kernel::{current_task, off, parent_tgid, read, read_ptr, self_tgid},
-    maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES},
+    maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES, count},
     path::walk,
 };
 
@@ -101,8 +101,8 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     }
     // Device fds are inherited: so is the ioctl watch.
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if PROC_DEVICES.get_ptr(parent).is_some() {
-        let _ = PROC_DEVICES.insert(tgid as u32, 1u32, 0);
+    if PROC_DEVICES.get_ptr(parent).is_some() && PROC_DEVICES.insert(tgid as u32, 1u32, 0).is_err() {
+        count(sensor_ebpf::stat::IOCTL_GATE_FULL, 1);
     }
     let mut ev = ProcessForkEvent::default();
     fill_header(&mut ev.header, EventKind::ProcessFork);

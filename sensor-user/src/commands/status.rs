@@ -53,6 +53,13 @@ pub fn text(s: &SensorStatus) -> String {
         "kernel:   produced {}, dropped {}, ioctls counted {}, paths truncated {}, read failures {}",
         k.produced, k.dropped, k.ioctls_counted, k.paths_truncated, k.read_failures
     );
+    if k.pending_full + k.ioctl_counts_full + k.ioctl_gate_full > 0 {
+        let _ = writeln!(
+            o,
+            "kernel maps full: pending syscalls {}, ioctl counts {}, ioctl gate {}",
+            k.pending_full, k.ioctl_counts_full, k.ioctl_gate_full
+        );
+    }
     if s.decode_errors > 0 {
         let _ = writeln!(o, "decode errors: {}", s.decode_errors);
     }

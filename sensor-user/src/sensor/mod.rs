@@ -79,6 +79,7 @@ pub fn kernel_counters(s: &KernelStats) -> KernelCounters {
         dropped_by_kind: by_kind(&s.dropped),
         pending_full: s.pending_full,
         ioctl_counts_full: s.ioctl_counts_full,
+        ioctl_gate_full: s.ioctl_gate_full,
         paths_truncated: s.path_truncated,
         read_failures: s.read_failed,
         ioctls_counted: s.ioctls_counted,
