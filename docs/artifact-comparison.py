@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def dump_corpus(out: Path) -> None:
     env = dict(os.environ, MW_DUMP_CORPUS=str(out))
     subprocess.run(
-        ["cargo", "test", "-q", "-p", "sensor-user", "--test", "artifact_pickle", "dump_corpus_for_comparison"],
+        ["cargo", "test", "-q", "-p", "sensor-user", "--test", "artifact_pickle", "dump_corpus_for_comparison", "--", "--ignored", "--exact"],
         cwd=ROOT,
         env=env,
         check=True,

@@ -290,4 +290,6 @@ fn json_round_trip_is_lossless_and_matches_golden_files() {
         // The golden file itself parses back to the same event.
         assert_eq!(serde_json::from_str::<Event>(&golden).unwrap(), ev);
     }
+    // Rewriting is not checking: review the new files, then run again without the variable.
+    assert!(!update, "golden files rewritten in {}; review the diff and rerun without UPDATE_GOLDEN", dir.display());
 }

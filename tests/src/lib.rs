@@ -75,11 +75,15 @@ impl Sensor {
         let config = format!("{config}\n");
         // Each sensor gets its own state directory and API socket: tests run side by side.
         let mut config = config;
-        if !config.contains("[sensor]") {
-            config.push_str(&format!("\n[sensor]\nstate_dir = \"{}\"\n", state_dir.display()));
-        }
-        if !config.contains("[api]") {
-            config.push_str(&format!("\n[api]\nsocket = \"{}\"\n", dir.path().join("api.sock").display()));
+        let state = format!("state_dir = \"{}\"\n", state_dir.display());
+        let socket = format!("socket = \"{}\"\n", dir.path().join("api.sock").display());
+        for (table, key, line) in [("[sensor]\n", "state_dir", state), ("[api]\n", "socket", socket)] {
+            match config.find(table) {
+                // A test's own table: the key goes in at its top unless the test set it.
+                Some(at) if !config.contains(key) => config.insert_str(at + table.len(), &line),
+                Some(_) => {}
+                None => config.push_str(&format!("\n{table}{line}")),
+            }
         }
         std::fs::write(&cfg_path, config).expect("write config");
         let mut child = Command::new(binary())
@@ -114,9 +118,9 @@ impl Sensor {
             err_sink.lock().unwrap().push_str(&buf);
         });
         let mut sensor = Sensor { child, events, stderr, _dir: dir, reader: Some(reader) };
-        sensor.wait_for("sensor health OK", Duration::from_secs(60), |e| {
-            e["sensor_health"]["state"].as_str().is_some_and(|s| s == "HEALTH_STATE_OK" || s == "HEALTH_STATE_DEGRADED")
-        });
+        // Every probe must attach: a skipped one (reported as degraded) fails the test here.
+        let health = sensor.wait_for("the first health report", Duration::from_secs(60), |e| kind(e) == "sensor_health");
+        assert_eq!(health["sensor_health"]["state"], "HEALTH_STATE_OK", "{health:#}");
         sensor
     }
 

@@ -3,7 +3,7 @@
 //! replay of a capture with `tail --from`.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -130,20 +130,26 @@ fn tail_filters_stalled_subscribers_lose_alone_and_status_counts() {
     assert!(dropped.iter().filter(|d| **d > 0).count() == 1, "exactly one subscriber dropped: {dropped:?}");
     assert!(st["sinks"].as_array().unwrap().iter().any(|s| s["name"].as_str().unwrap().starts_with("jsonl:")));
 
-    // Now B reads: it has a prefix of the stream, then is told what it lost.
-    let mut b_out = b.stdout.take().unwrap();
+    // Now B reads: it has a prefix of the stream, then is told what it lost. The report rides
+    // on the first event B's queue accepts after the gap, so events keep coming until it shows.
+    let b_lines = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let b_sink = b_lines.clone();
+    let b_out = b.stdout.take().unwrap();
     let b_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = b_out.read_to_string(&mut s);
-        s
+        for line in BufReader::new(b_out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                b_sink.lock().unwrap().push(v);
+            }
+        }
     });
-    std::thread::sleep(Duration::from_millis(500));
-    open_close(&file); // the next event after the gap carries the loss report to B
-    std::thread::sleep(Duration::from_millis(500));
+    wait("B to be told it lost events", || {
+        open_close(&file);
+        b_lines.lock().unwrap().iter().any(|e| kind(e) == "events_lost")
+    });
     let _ = b.kill();
     let _ = b.wait();
-    let b_text = b_reader.join().unwrap();
-    let b_events: Vec<Value> = b_text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    b_reader.join().unwrap();
+    let b_events = std::mem::take(&mut *b_lines.lock().unwrap());
     let lost: u64 = b_events
         .iter()
         .filter(|e| kind(e) == "events_lost" && e["events_lost"]["source"] == "LOSS_SOURCE_SUBSCRIBER")

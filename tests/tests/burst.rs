@@ -1,5 +1,5 @@
-//! Nothing is lost silently: under a burst that overflows a deliberately small ring buffer,
-//! every reportable open is either delivered or counted as dropped.
+//! Nothing is lost silently: the collector is stopped while a burst overflows a deliberately
+//! small ring buffer, and every reportable open is then either delivered or counted as dropped.
 //!
 //! Alone in its own test binary so no other test's events share the sensor's counters.
 
@@ -15,11 +15,19 @@ fn burst_of_model_opens_is_delivered_or_counted_exactly() {
     // Only our extension is reportable, and the ring holds only a few hundred records.
     let sensor = Sensor::start(
         "[files]\nextensions = [\".mwburst\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
-         [sensor]\nring_buffer_kib = 64\nstate_dir = \"/tmp/modelwatch-burst-state\"\n",
+         [sensor]\nring_buffer_kib = 64\n",
     );
+    // Stopped, the collector cannot drain: the ring fills after a few hundred records and the
+    // rest must show up in the kernel's drop counters.
+    let stop = |sig| {
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(sensor.pid() as i32, sig) }, 0, "{}", std::io::Error::last_os_error());
+    };
+    stop(libc::SIGSTOP);
     for _ in 0..OPENS {
         open_close(&file);
     }
+    stop(libc::SIGCONT);
     let path = real(&file);
     let events = sensor.stop();
     let delivered = events
@@ -31,6 +39,7 @@ fn burst_of_model_opens_is_delivered_or_counted_exactly() {
         .filter(|e| kind(e) == "events_lost" && e["events_lost"]["source"] == "LOSS_SOURCE_KERNEL")
         .map(|e| u64_of(&e["events_lost"]["by_kind"]["file_open"]))
         .sum();
+    assert!(dropped > 0 && delivered > 0, "the ring must have overflowed: delivered {delivered}, dropped {dropped}");
     assert_eq!(delivered + dropped, OPENS as u64, "delivered {delivered}, dropped {dropped}");
     // The stream's sequence numbers have no gaps: loss happened in the kernel, and was counted.
     let seqs: Vec<u64> = events.iter().map(|e| u64_of(&e["seq"])).collect();

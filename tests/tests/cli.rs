@@ -1,11 +1,22 @@
 //! The binary's edges: clear one-line errors and the right exit codes.
 
-use std::{os::unix::process::CommandExt as _, process::Command};
+use std::{
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    process::Command,
+};
 
 use modelwatch_tests::{binary, require_root};
 
 fn run(args: &[&str], envs: &[(&str, &str)], uid: Option<u32>) -> (i32, String, String) {
-    let mut cmd = Command::new(binary());
+    // Another user may not reach the build tree (a checkout under a 0700 home): it runs a copy
+    // from a directory anyone can enter.
+    let copy = uid.map(|_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::copy(binary(), dir.path().join("modelwatch")).expect("copy the binary");
+        dir
+    });
+    let mut cmd = Command::new(copy.as_ref().map_or_else(binary, |d| d.path().join("modelwatch")));
     cmd.args(args).env("MODELWATCH_LOG", "error");
     for (k, v) in envs {
         cmd.env(k, v);

@@ -92,7 +92,16 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
     assert_eq!(en["reason"], "SESSION_END_REASON_PROCESS_EXIT");
     assert!(u64_of(&en["duration_ns"]) > 0);
     let total = &en["total"];
-    assert!(total["ioctls"].as_array().is_some_and(|c| !c.is_empty()), "{total}");
+    // 20 + 3 × 10 of each command, counted in the kernel and drained by category.
+    let mut by_category: Vec<(String, u64)> = total["ioctls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ioctl totals: {total}"))
+        .iter()
+        .map(|c| (c["category"].as_str().unwrap_or("").to_owned(), u64_of(&c["count"])))
+        .collect();
+    by_category.sort();
+    let expected = [("IOCTL_CATEGORY_MEMORY", 50), ("IOCTL_CATEGORY_SUBMIT", 50), ("IOCTL_CATEGORY_SYNC", 50)];
+    assert_eq!(by_category, expected.map(|(c, n)| (c.to_owned(), n)), "{total}");
     assert_eq!(total["gpu_sm_percent_max"].as_f64(), Some(63.0));
 
     // A copy of the model: file accesses, no session.
@@ -103,7 +112,9 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
         kind(e) == "model_file_opened" && e["process"]["comm"] == "cp" && e["model_file_opened"]["file"]["path"] == real(&model).as_str()
     });
     let cp_pid = pid(&cp_open).unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // cp's exit comes after everything it did: once the sensor has seen it, a session for cp
+    // would have been decided (it would have ended at that exit, too).
+    sensor.wait_for("cp's exit", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(cp_pid));
     let events = sensor.stop();
     let starts: Vec<&Value> = events.iter().filter(|e| kind(e) == "session_started").collect();
     assert_eq!(starts.iter().filter(|e| pid(e) == Some(wpid)).count(), 1, "exactly one session for the worker");
