@@ -66,6 +66,11 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         return print_comparison(args.compare.as_deref(), &results);
     }
     crate::require_root("cargo xtask bench")?;
+    // Loops run on CPU 1 and tracers on CPU 0, so they never share a core.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        bail!("cargo xtask bench needs at least 2 CPUs (found {cpus})");
+    }
     let started = Instant::now();
     ensure_bpftrace()?;
     println!("bench: building release binaries");
@@ -131,6 +136,7 @@ fn ensure_bpftrace() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("bench: installing bpftrace (the peer) from Debian");
+    run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
     run(Command::new("apt-get").args(["install", "-y", "-q", "bpftrace"]).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

@@ -164,7 +164,8 @@ fn proto_checks(root: &Path) -> anyhow::Result<()> {
         ]))?;
         println!("buf breaking: no breaking change against {against}");
     } else {
-        println!("buf breaking: {against} has no schema (first schema commit or shallow clone); nothing to compare");
+        // Not a pass: say loudly that this check did not run.
+        println!("buf breaking: SKIPPED, {against} has no schema here (first schema commit, or a shallow clone: fetch one more commit to check)");
     }
     let expected = proto_docs::render(root)?;
     let actual = std::fs::read_to_string(root.join(proto_docs::DOC_PATH)).unwrap_or_default();
@@ -185,8 +186,15 @@ fn fuzz(root: &Path, seconds: u64) -> anyhow::Result<()> {
         .current_dir(root.join("sensor-user"))
         .output()
         .context("cargo fuzz list")?;
+    if !out.status.success() {
+        bail!("cargo fuzz list failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
     let targets = String::from_utf8_lossy(&out.stdout).to_string();
-    for target in targets.lines().map(str::trim).filter(|t| !t.is_empty()) {
+    let targets: Vec<&str> = targets.lines().map(str::trim).filter(|t| !t.is_empty()).collect();
+    if targets.is_empty() {
+        bail!("cargo fuzz list found no targets in {}", fuzz_dir.display());
+    }
+    for target in targets {
         println!("fuzzing {target} for {seconds}s");
         run(Command::new("cargo")
             .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}")])

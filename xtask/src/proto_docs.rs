@@ -24,6 +24,20 @@ const FILES: [&str; 8] = [
 ];
 
 pub fn render(root: &Path) -> anyhow::Result<String> {
+    // A schema file missing from the reading order would silently go undocumented.
+    let dir = root.join("proto/modelwatch/v1");
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".proto"))
+        .map(|n| format!("modelwatch/v1/{n}"))
+        .collect();
+    present.sort();
+    let mut listed: Vec<String> = FILES.iter().map(|f| (*f).to_owned()).collect();
+    listed.sort();
+    if present != listed {
+        anyhow::bail!("proto/modelwatch/v1 holds {present:?} but the reference lists {listed:?}: update FILES in xtask/src/proto_docs.rs");
+    }
     let mut compiler = protox::Compiler::new([root.join("proto")]).context("reading proto/")?;
     compiler.include_source_info(true);
     compiler.open_files(FILES).context("compiling proto/")?;
@@ -35,7 +49,7 @@ pub fn render(root: &Path) -> anyhow::Result<String> {
     out.push_str("In JSON (proto3 mapping, proto field names), 64-bit integers are strings, enums are their names,\n");
     out.push_str("timestamps are RFC 3339, and fields with default values are omitted.\n");
     for name in FILES {
-        let Some(file) = set.file.iter().find(|f| f.name() == name) else { continue };
+        let file = set.file.iter().find(|f| f.name() == name).with_context(|| format!("{name} did not compile into the set"))?;
         render_file(&mut out, file);
     }
     Ok(out)
