@@ -62,8 +62,9 @@ impl FileFacts {
     }
 }
 
-/// Bytes of `struct file` copied at once, from f_inode (f_inode and f_path sit within 48
-/// bytes on 6.x).
+/// Bytes of `struct file` copied at once, from the lower of f_inode and f_path.dentry: they
+/// are within 48 bytes of each other in 6.x layouts (f_path first up to 6.11, f_inode first
+/// since). A layout where they are further apart still works, with one extra read.
 const FILE_WINDOW: usize = 48;
 /// Bytes of `struct inode` copied at once (mode, sb, ino, rdev, size).
 const INODE_WINDOW: usize = 88;
@@ -85,8 +86,9 @@ pub fn inspect(file: *const u8) -> Result<FileFacts, ReadError> {
 /// success (a BPF function may not return a pointer into its stack, hence the out-parameter).
 #[inline(never)]
 fn inspect_into(file: *const u8, out: *mut FileFacts) -> i64 {
-    let Ok(fw) = Window::<FILE_WINDOW>::read_from(file, off!(file_f_inode)) else { return -1 };
-    let (Ok(inode), Ok(dentry)) = (fw.ptr(off!(file_f_inode)), fw.ptr(off!(file_f_path) + off!(path_dentry))) else {
+    let (inode_at, dentry_at) = (off!(file_f_inode), off!(file_f_path) + off!(path_dentry));
+    let Ok(fw) = Window::<FILE_WINDOW>::read_from(file, inode_at.min(dentry_at)) else { return -1 };
+    let (Ok(inode), Ok(dentry)) = (fw.ptr(inode_at), fw.ptr(dentry_at)) else {
         return -1;
     };
     let Ok(iw) = Window::<INODE_WINDOW>::read(inode) else { return -1 };
@@ -331,7 +333,9 @@ fn try_under_model_dir(dentry: *const u8, dev: u32) -> Result<bool, ReadError> {
 /// Reasons to report an open. For regular files the caller's name is captured into
 /// `tail[..*name_len]` (it is needed for the decision and, when reporting, for the record).
 /// The common case, a small file with an ordinary name outside model directories, costs no
-/// map update and no lookup beyond the extension map.
+/// map update and no lookup beyond the extension map. So the collector's *model* mark is only
+/// consulted once another reason holds: a small known model reopened under an ordinary name
+/// (a renamed hard link) is not reported on open, only when mapped.
 #[inline(always)]
 pub fn open_reasons(
     facts: &FileFacts,
@@ -371,18 +375,19 @@ pub fn open_reasons(
     if n > 0 {
         let n = (n as usize) & (REQUESTED_NAME_MAX * 2 - 1);
         *name_len = n;
+        // A successful open's name fits (PATH_MAX counts the NUL); a full buffer means the
+        // caller rewrote its buffer during the call. Flagged, and its tail still checked.
         if n >= REQUESTED_NAME_MAX {
             *path_flags |= path_flag::NAME_TRUNCATED;
-        } else {
-            let asked = captured_tail(tail, n);
-            // The common case: no symlink at the end, same name, same verdict.
-            let known = match &final_tail {
-                Some(f) if f.same(&asked) => reasons & reason::EXTENSION != 0,
-                _ => asked.ext_known(),
-            };
-            if known {
-                reasons |= reason::REQUESTED_EXTENSION;
-            }
+        }
+        let asked = captured_tail(tail, n);
+        // The common case: no symlink at the end, same name, same verdict.
+        let known = match &final_tail {
+            Some(f) if f.same(&asked) => reasons & reason::EXTENSION != 0,
+            _ => asked.ext_known(),
+        };
+        if known {
+            reasons |= reason::REQUESTED_EXTENSION;
         }
     }
     if reasons == 0 {

@@ -50,7 +50,7 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
 
 #[unsafe(no_mangle)]
 pub static PROBE_CONFIG: ProbeConfig = ProbeConfig {
-    abi_version: 0,
+    exit_group_dead_off: 0,
     self_tgid: 0,
     size_threshold: 0,
     args_from_regs: 0,

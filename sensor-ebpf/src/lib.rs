@@ -17,9 +17,9 @@
 #[cfg(test)]
 extern crate std;
 
-/// Bumped whenever a fixed layout below changes; the collector refuses a probe object with a
-/// different version.
-pub const ABI_VERSION: u32 = 2;
+/// Bumped whenever a fixed layout below changes. Each BPF object carries the version it was
+/// built with (section `modelwatch_abi`); the collector refuses to load one that differs.
+pub const ABI_VERSION: u32 = 3;
 
 pub const TASK_COMM_LEN: usize = 16;
 
@@ -160,10 +160,12 @@ pub mod path_flag {
     pub const COMPLETE: u32 = 1 << 0;
     /// The walk ran out of depth or buffer; the path is a suffix of the real one.
     pub const TRUNCATED: u32 = 1 << 1;
-    /// The caller's name was longer than the capture buffer.
+    /// The caller's name filled the capture buffer (only possible when the caller rewrote it
+    /// during the call: a name the open accepted always fits).
     pub const NAME_TRUNCATED: u32 = 1 << 2;
-    /// The walk ended at a dentry that is its own parent but not a mount root (pseudo
-    /// filesystems, unlinked files): the path is relative to that filesystem.
+    /// The walk ended at a dentry that is its own parent but not a mount root (pseudo files
+    /// such as memfd, or a tree cut off from its mount): the path is that dentry's name and
+    /// what lies below it. (An unlinked file keeps its parent and reports its old path.)
     pub const DISCONNECTED: u32 = 1 << 3;
 }
 
@@ -384,7 +386,9 @@ pub fn ext_key(ext: &str) -> Option<ExtKey> {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeConfig {
-    pub abi_version: u32,
+    /// Offset of `group_dead` in the sched_process_exit record (kernels since 6.16 report
+    /// whether the exiting thread was the group's last); 0 where the field does not exist.
+    pub exit_group_dead_off: u32,
     /// The collector's own tgid: its activity is never reported.
     pub self_tgid: u32,
     /// Regular files at least this large are reported on open and mmap.

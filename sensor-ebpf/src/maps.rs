@@ -72,7 +72,11 @@ pub struct PendingOpen {
 }
 
 #[map]
-pub static PENDING_OPENS: LruHashMap<u64, PendingOpen> = LruHashMap::with_max_entries(16384, 0);
+// Plain hashes, not LRU: a full map must fail the insert (counted as PENDING_FULL), never
+// evict another call in flight. Entries cannot pile up: every exit removes its own, and a
+// stale one (a call in flight while the probes attached) is replaced when its thread id
+// comes back.
+pub static PENDING_OPENS: HashMap<u64, PendingOpen> = HashMap::with_max_entries(16384, 0);
 
 /// A reportable mmap in flight, by pid_tgid.
 #[repr(C)]
@@ -92,7 +96,7 @@ pub struct PendingMmap {
 }
 
 #[map]
-pub static PENDING_MMAPS: LruHashMap<u64, PendingMmap> = LruHashMap::with_max_entries(16384, 0);
+pub static PENDING_MMAPS: HashMap<u64, PendingMmap> = HashMap::with_max_entries(16384, 0);
 
 /// Per-CPU assembly areas: a record is built here, then copied into the ring buffer with its
 /// real length (ring-buffer reservations must have a constant size).

@@ -54,11 +54,7 @@ fn try_walk(path: *const u8, tail: *mut u8, start: usize) -> Result<Walked, Read
         i += 1;
         let mnt_root = read_ptr(vfsmnt, off!(vfsmount_mnt_root))?;
         let parent = read_ptr(dentry, off!(dentry_d_parent))?;
-        if dentry == mnt_root || dentry == parent {
-            if dentry != mnt_root {
-                flags |= path_flag::DISCONNECTED;
-                break;
-            }
+        if dentry == mnt_root {
             let mnt_parent = read_ptr(mount, off!(mount_mnt_parent))?;
             if mnt_parent == mount {
                 flags |= path_flag::COMPLETE;
@@ -80,7 +76,20 @@ fn try_walk(path: *const u8, tail: *mut u8, start: usize) -> Result<Walked, Read
         if n <= 0 {
             break;
         }
-        len += (n as usize) & (COMPONENT_MAX * 2 - 1);
+        let n = (n as usize) & (COMPONENT_MAX * 2 - 1);
+        if dentry == parent {
+            // A dentry that is its own parent without being the mount's root: a pseudo file
+            // (memfd, anonymous inode) or a tree cut off from the mount. Its own name is the
+            // only name there is, unless it is a filesystem root ("/").
+            // SAFETY: at < TAIL_OFFSET_MASK + 1 and the tail has COMPONENT_MAX bytes past it.
+            let is_slash = n == 2 && unsafe { *tail.add(at) } == b'/';
+            if !is_slash {
+                len += n;
+            }
+            flags |= path_flag::DISCONNECTED;
+            break;
+        }
+        len += n;
         dentry = parent;
     }
     if flags & (path_flag::COMPLETE | path_flag::DISCONNECTED) == 0 {

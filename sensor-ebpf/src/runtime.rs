@@ -1,5 +1,5 @@
-//! What every BPF object of this crate needs besides its programs: the panic handler and the
-//! licence section (GPL, for the helpers the programs call).
+//! What every BPF object of this crate needs besides its programs: the panic handler, the
+//! licence section (GPL, for the helpers the programs call) and the ABI version.
 
 #[cfg(not(test))]
 #[panic_handler]
@@ -12,3 +12,9 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "license")]
 pub static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// The ABI this object was built against, read by the collector before it loads the object.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "modelwatch_abi")]
+#[used]
+pub static MODELWATCH_ABI: u32 = sensor_ebpf::ABI_VERSION;

@@ -386,12 +386,13 @@ impl Config {
             }
         }
         for (i, lib) in self.files.runtime_libraries.iter().enumerate() {
-            if lib.is_empty() || lib.len() > sensor_ebpf::LIB_PREFIX_MAX || lib.contains('/') {
+            // The kernel compares at most LIB_PREFIX_MAX - 1 bytes of a name (plus its NUL).
+            if lib.is_empty() || lib.len() >= sensor_ebpf::LIB_PREFIX_MAX || lib.contains('/') {
                 return Err(bad(
                     format!("files.runtime_libraries[{i}]"),
                     format!(
                         "`{lib}` must be a file-name prefix of 1 to {} bytes without '/'",
-                        sensor_ebpf::LIB_PREFIX_MAX
+                        sensor_ebpf::LIB_PREFIX_MAX - 1
                     ),
                 ));
             }
@@ -519,6 +520,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
+        let long_lib = format!("[files]\nruntime_libraries = [\"{}\"]", "l".repeat(sensor_ebpf::LIB_PREFIX_MAX));
         let cases = [
             ("[files]\nextensions = [\".gguf\", \"tar.gz\"]", "files.extensions[1]"),
             ("[files]\nmodel_dirs = [\"relative/dir\"]", "files.model_dirs[0]"),
@@ -527,6 +529,7 @@ mod tests {
             ("[devices]\nextra = [\"dev/null\"]", "devices.extra[0]"),
             ("[devices]\ndrain_interval_ms = 1", "devices.drain_interval_ms"),
             ("[files]\nruntime_libraries = [\"a/b\"]", "files.runtime_libraries[0]"),
+            (long_lib.as_str(), "files.runtime_libraries[0]"),
             ("[output.jsonl]\npath = \"rel.jsonl\"", "output.jsonl.path"),
             ("[api]\nsocket = \"x.sock\"", "api.socket"),
             ("[api]\nsubscriber_queue = 1", "api.subscriber_queue"),

@@ -15,8 +15,17 @@ pub struct Filter {
     min_severity: i32,
 }
 
+/// Values per filter list, and bytes per value: a client's filter is checked against every
+/// event on the bus, so its cost is bounded here.
+pub const MAX_VALUES: usize = 64;
+pub const MAX_VALUE_BYTES: usize = 256;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
+    #[error("too many {0} filter values (at most {MAX_VALUES})")]
+    TooMany(&'static str),
+    #[error("{0} filter value longer than {MAX_VALUE_BYTES} bytes")]
+    TooLong(&'static str),
     #[error("unknown event kind `{0}` (known: {known})", known = PAYLOAD_NAMES.join(", "))]
     UnknownKind(String),
     #[error("empty {0} filter value")]
@@ -25,6 +34,20 @@ pub enum FilterError {
 
 impl Filter {
     pub fn from_request(req: &TailRequest) -> Result<Self, FilterError> {
+        let lists: [(&'static str, usize, Option<&Vec<String>>); 4] = [
+            ("kind", req.kinds.len(), Some(&req.kinds)),
+            ("pid", req.pids.len(), None),
+            ("process name", req.process_names.len(), Some(&req.process_names)),
+            ("model", req.models.len(), Some(&req.models)),
+        ];
+        for (what, n, values) in lists {
+            if n > MAX_VALUES {
+                return Err(FilterError::TooMany(what));
+            }
+            if values.is_some_and(|v| v.iter().any(|s| s.len() > MAX_VALUE_BYTES)) {
+                return Err(FilterError::TooLong(what));
+            }
+        }
         for k in &req.kinds {
             if !PAYLOAD_NAMES.contains(&k.as_str()) {
                 return Err(FilterError::UnknownKind(k.clone()));
@@ -67,21 +90,24 @@ impl Filter {
                 return false;
             }
         }
-        if !self.models.is_empty() && !self.models.iter().any(|m| model_matches(ev, m)) {
+        if !self.models.is_empty() && !models_match(ev, &self.models) {
             return false;
         }
         true
     }
 }
 
-/// `needle` is lower-case: a SHA-256 prefix (hex, at least 8 digits) or a substring of a model
-/// name or path.
-fn model_matches(ev: &Event, needle: &str) -> bool {
-    let hex = needle.len() >= 8 && needle.bytes().all(|b| b.is_ascii_hexdigit());
+/// Each needle is lower-case: a SHA-256 prefix (hex, at least 8 digits) or a substring of a
+/// model name or path. The event's references are gathered and lower-cased once.
+fn models_match(ev: &Event, needles: &[String]) -> bool {
     let mut refs = ModelRefs::default();
     refs.collect(ev);
-    refs.digests.iter().any(|d| hex && d.to_lowercase().starts_with(needle))
-        || refs.names.iter().any(|n| n.to_lowercase().contains(needle))
+    let digests: Vec<String> = refs.digests.iter().map(|d| d.to_lowercase()).collect();
+    let names: Vec<String> = refs.names.iter().map(|n| n.to_lowercase()).collect();
+    needles.iter().any(|needle| {
+        let hex = needle.len() >= 8 && needle.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex && digests.iter().any(|d| d.starts_with(needle.as_str()))) || names.iter().any(|n| n.contains(needle.as_str()))
+    })
 }
 
 #[derive(Default)]
@@ -220,5 +246,11 @@ mod tests {
         assert_eq!(e, Err(FilterError::UnknownKind("bogus".into())));
         let e = Filter::from_request(&TailRequest { models: vec![String::new()], ..Default::default() });
         assert!(e.is_err());
+        let e = Filter::from_request(&TailRequest { pids: vec![1; MAX_VALUES + 1], ..Default::default() });
+        assert_eq!(e, Err(FilterError::TooMany("pid")));
+        let e = Filter::from_request(&TailRequest { models: vec!["m".repeat(MAX_VALUE_BYTES + 1)], ..Default::default() });
+        assert_eq!(e, Err(FilterError::TooLong("model")));
+        let ok = Filter::from_request(&TailRequest { models: vec!["m".repeat(MAX_VALUE_BYTES); MAX_VALUES], ..Default::default() });
+        assert!(ok.is_ok());
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod filter;
+pub mod mounts;
 pub mod host;
 pub mod offsets;
 pub mod output;

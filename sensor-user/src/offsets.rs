@@ -103,7 +103,9 @@ impl KernelBtf {
         };
         for m in members {
             let member_name = self.btf.resolve_name(m).unwrap_or_default();
-            let member_ty = self.strip(self.btf.resolve_chained_type(m).ok()?);
+            // A sibling whose type does not resolve does not end the search.
+            let Ok(member_ty) = self.btf.resolve_chained_type(m) else { continue };
+            let member_ty = self.strip(member_ty);
             if member_name == name {
                 if m.bitfield_size().is_some_and(|s| s != 0) {
                     return None;
@@ -127,10 +129,12 @@ impl KernelBtf {
                 | Type::Volatile(_)
                 | Type::Const(_)
                 | Type::Restrict(_)
-                | Type::TypeTag(_) => match self.btf.resolve_chained_type(ty.as_btf_type().expect("qualifier")) {
-                    Ok(next) => ty = next,
-                    Err(_) => return ty,
-                },
+                | Type::TypeTag(_) => {
+                    let Some(next) = ty.as_btf_type().and_then(|t| self.btf.resolve_chained_type(t).ok()) else {
+                        return ty;
+                    };
+                    ty = next;
+                }
                 _ => return ty,
             }
         }

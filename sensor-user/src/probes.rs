@@ -15,7 +15,7 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_ebpf::{
-    ABI_VERSION, DeviceUseKey, ExtKey, FileId, InodeMark, IoctlKey, KernelOffsets,
+    ABI_VERSION, DeviceUseKey, ExtKey, FileId, InodeMark, IoctlKey,
     LIB_PREFIX_MAX, ProbeConfig, WatchedDevice, stat,
 };
 
@@ -48,6 +48,8 @@ pub enum ProbeError {
     Attach { program: &'static str, target: String, detail: String },
     #[error("probe object lacks map or program {0}")]
     Missing(&'static str),
+    #[error("the embedded probe object was built for ABI {object}, this collector speaks ABI {collector}: rebuild both together")]
+    Abi { object: String, collector: u32 },
     #[error("kernel map {map}: {source}")]
     Map {
         map: &'static str,
@@ -128,7 +130,6 @@ pub struct Probes {
     pub attached: Vec<String>,
     /// Optional programs whose tracepoint this kernel lacks.
     pub skipped: Vec<String>,
-    pub offsets: KernelOffsets,
 }
 
 /// The collector's handles on the kernel maps.
@@ -153,13 +154,11 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
     check_privileges()?;
     ensure_tracefs()?;
     raise_memlock();
+    check_abi(PROBES_OBJECT)?;
     let offsets = offsets::resolve(&settings.btf_path)?;
-    // MODELWATCH_ARGS=stash forces the entry-stash path (what non-x86_64 kernels get), so it is
-    // exercised on x86_64 too.
-    let forced_stash = std::env::var_os("MODELWATCH_ARGS").is_some_and(|v| v == "stash");
-    let from_regs = offsets.regs_arg != [0; 6] && !forced_stash;
+    let from_regs = args_from_regs(&offsets);
     let config = ProbeConfig {
-        abi_version: ABI_VERSION,
+        exit_group_dead_off: exit_group_dead_offset(),
         self_tgid: settings.self_tgid,
         size_threshold: settings.size_threshold,
         args_from_regs: from_regs as u32,
@@ -180,7 +179,7 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
 
     let maps = KernelMaps::take(&mut ebpf)?;
     let events = take(&mut ebpf, "EVENTS", RingBuf::try_from)?;
-    Ok((Probes { _ebpf: ebpf, attached, skipped, offsets }, maps, events))
+    Ok((Probes { _ebpf: ebpf, attached, skipped }, maps, events))
 }
 
 /// Loads and attaches every program of `ebpf` to its attach points. Returns the attached and
@@ -244,10 +243,63 @@ pub fn load_baseline(btf: &Path) -> Result<(Ebpf, Vec<String>), ProbeError> {
     check_privileges()?;
     ensure_tracefs()?;
     raise_memlock();
-    let from_regs = offsets::resolve(btf)?.regs_arg != [0; 6];
+    check_abi(EMPTY_OBJECT)?;
+    let from_regs = args_from_regs(&offsets::resolve(btf)?);
     let mut ebpf = EbpfLoader::new().load(EMPTY_OBJECT).map_err(ProbeError::Load)?;
     let (attached, _) = attach_all(&mut ebpf, from_regs)?;
     Ok((ebpf, attached))
+}
+
+/// Whether the open programs read syscall arguments from the saved registers at exit.
+/// MODELWATCH_ARGS=stash forces the entry-stash path (what non-x86_64 kernels get), so it is
+/// exercised on x86_64 too.
+fn args_from_regs(offsets: &sensor_ebpf::KernelOffsets) -> bool {
+    let forced_stash = std::env::var_os("MODELWATCH_ARGS").is_some_and(|v| v == "stash");
+    offsets.regs_arg != [0; 6] && !forced_stash
+}
+
+/// Where the exit record says whether the group died (0: not there, read signal->live).
+/// MODELWATCH_EXIT=live forces the older kernels' path, so it is exercised here too.
+fn exit_group_dead_offset() -> u32 {
+    if std::env::var_os("MODELWATCH_EXIT").is_some_and(|v| v == "live") {
+        return 0;
+    }
+    tracepoint_field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0)
+}
+
+/// Refuses an object built against another ABI than this collector's (a stale build product).
+fn check_abi(object: &[u8]) -> Result<(), ProbeError> {
+    use object::{Object as _, ObjectSection as _};
+    let found = object::File::parse(object)
+        .ok()
+        .and_then(|elf| elf.section_by_name("modelwatch_abi")?.data().ok()?.get(..4)?.try_into().ok())
+        .map(u32::from_le_bytes);
+    match found {
+        Some(v) if v == ABI_VERSION => Ok(()),
+        other => Err(ProbeError::Abi {
+            object: other.map_or_else(|| "none (no modelwatch_abi section)".to_owned(), |v| v.to_string()),
+            collector: ABI_VERSION,
+        }),
+    }
+}
+
+/// Byte offset of `field` in a tracepoint's record, from its tracefs format description.
+fn tracepoint_field_offset(category: &str, name: &str, field: &str) -> Option<u32> {
+    let path = tracefs_root()?.join("events").join(category).join(name).join("format");
+    let text = std::fs::read_to_string(&path).ok()?;
+    format_field_offset(&text, field)
+}
+
+/// Parses `field:bool group_dead;\toffset:32;\tsize:1;...` lines of a tracefs format file.
+fn format_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let decl = parts.next()?.strip_prefix("field:")?;
+        if decl.rsplit(|c: char| c.is_whitespace() || c == '*').next()? != field {
+            return None;
+        }
+        parts.find_map(|p| p.strip_prefix("offset:"))?.parse().ok()
+    })
 }
 
 enum Sys {
@@ -427,22 +479,33 @@ impl KernelMaps {
     }
 
     /// Adds model directories and forgets cached per-directory verdicts, which may now be
-    /// wrong.
-    pub fn add_model_dirs(&mut self, dirs: &[FileId]) -> Result<(), ProbeError> {
+    /// wrong. Returns how many of `dirs` (a prefix) are in force: on an error, the ones before
+    /// it are, and the caller retries the rest later.
+    pub fn add_model_dirs(&mut self, dirs: &[FileId]) -> (usize, Result<(), ProbeError>) {
+        let mut added = 0;
+        let mut result = Ok(());
         for id in dirs {
-            self.model_dirs
-                .insert(*id, 1, 0)
-                .map_err(|source| ProbeError::Map { map: "MODEL_DIRS", source })?;
+            if let Err(source) = self.model_dirs.insert(*id, 1, 0) {
+                result = Err(ProbeError::Map { map: "MODEL_DIRS", source });
+                break;
+            }
+            added += 1;
+        }
+        if added == 0 {
+            return (0, result);
         }
         let keys: Vec<FileId> = self.dir_verdict.keys().filter_map(Result::ok).collect();
         for k in keys {
             // Entries may vanish under us (LRU); that is the outcome we want anyway.
             let _ = self.dir_verdict.remove(&k);
         }
-        self.model_dir_count += dirs.len() as u32;
-        self.model_dirs_present
-            .set(0, self.model_dir_count, 0)
-            .map_err(|source| ProbeError::Map { map: "MODEL_DIRS_PRESENT", source })
+        self.model_dir_count += added as u32;
+        if let Err(source) = self.model_dirs_present.set(0, self.model_dir_count, 0) {
+            // The count gates the lookups: without it none of the directories is in force.
+            self.model_dir_count -= added as u32;
+            return (0, Err(ProbeError::Map { map: "MODEL_DIRS_PRESENT", source }));
+        }
+        (added, result)
     }
 
     /// Marks a process as holding a watched device (found in /proc at start): its ioctls are
@@ -459,22 +522,10 @@ impl KernelMaps {
             .map_err(|source| ProbeError::Map { map: "INODE_MARKS", source })
     }
 
-    pub fn inode_mark(&self, id: &FileId) -> Option<InodeMark> {
-        self.inode_marks.get(id, 0).ok()
-    }
-
     pub fn watch_device(&mut self, rdev: u32, class: u32) -> Result<(), ProbeError> {
         self.watched
             .insert(rdev, WatchedDevice { class, _pad0: 0 }, 0)
             .map_err(|source| ProbeError::Map { map: "WATCHED_DEVICES", source })
-    }
-
-    pub fn unwatch_device(&mut self, rdev: u32) {
-        let _ = self.watched.remove(&rdev);
-    }
-
-    pub fn watched_devices(&self) -> Vec<u32> {
-        self.watched.keys().filter_map(Result::ok).collect()
     }
 
     /// Current cumulative ioctl counts, summed over CPUs.
@@ -486,15 +537,16 @@ impl KernelMaps {
             .collect()
     }
 
-    /// Forgets a process that exited: its counters and first-use flags. Pids get reused.
-    pub fn forget_process(&mut self, tgid: u32) {
+    /// Forgets processes that exited: their counters and first-use flags (pids get reused).
+    /// One pass over each map for the whole batch.
+    pub fn forget_processes(&mut self, tgids: &std::collections::HashSet<u32>) {
         let keys: Vec<IoctlKey> =
-            self.ioctl_counts.keys().filter_map(Result::ok).filter(|k| k.tgid == tgid).collect();
+            self.ioctl_counts.keys().filter_map(Result::ok).filter(|k| tgids.contains(&k.tgid)).collect();
         for k in keys {
             let _ = self.ioctl_counts.remove(&k);
         }
         let keys: Vec<DeviceUseKey> =
-            self.device_seen.keys().filter_map(Result::ok).filter(|k| k.tgid == tgid).collect();
+            self.device_seen.keys().filter_map(Result::ok).filter(|k| tgids.contains(&k.tgid)).collect();
         for k in keys {
             let _ = self.device_seen.remove(&k);
         }
@@ -516,5 +568,45 @@ impl KernelMaps {
         s.read_failed = slot(stat::READ_FAILED);
         s.ioctls_counted = slot(stat::IOCTLS_COUNTED);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_objects_carry_this_abi_and_others_are_refused() {
+        check_abi(PROBES_OBJECT).unwrap();
+        check_abi(EMPTY_OBJECT).unwrap();
+        let err = check_abi(b"not an ELF file").unwrap_err().to_string();
+        assert!(err.contains("none (no modelwatch_abi section)") && err.contains(&ABI_VERSION.to_string()), "{err}");
+    }
+
+    #[test]
+    fn tracepoint_format_fields() {
+        let format = "name: sched_process_exit\nID: 369\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+            \tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n\n\
+            print fmt: \"comm=%s pid=%d group_dead=%s\"";
+        assert_eq!(format_field_offset(format, "group_dead"), Some(32));
+        assert_eq!(format_field_offset(format, "pid"), Some(24));
+        assert_eq!(format_field_offset(format, "dead"), None, "whole names only");
+        assert_eq!(format_field_offset("field:bool group_dead;\toffset:lots;", "group_dead"), None);
+        assert_eq!(format_field_offset("\u{0}garbage;;;\nfield:;offset:", "group_dead"), None);
+    }
+
+    /// Against this machine's tracefs: the field the exit probe relies on where the kernel
+    /// has it (6.16+), absent before.
+    #[test]
+    fn real_exit_tracepoint_format() {
+        let Some(root) = tracefs_root() else {
+            panic!("tracefs is not mounted: these tests run as root on a kernel with tracefs");
+        };
+        let text = std::fs::read_to_string(root.join("events/sched/sched_process_exit/format")).unwrap();
+        assert_eq!(tracepoint_field_offset("sched", "sched_process_exit", "group_dead"), format_field_offset(&text, "group_dead"));
+        assert_eq!(tracepoint_field_offset("sched", "sched_process_exit", "pid"), Some(24));
     }
 }

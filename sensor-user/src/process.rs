@@ -7,7 +7,8 @@
 //! processes stay resolvable for a grace period so late events still find them.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
+    io::Read as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -64,6 +65,8 @@ pub struct ProcessTable {
     /// pid → start ticks of its newest incarnation.
     latest: HashMap<u32, u64>,
     exited: VecDeque<(Instant, Key)>,
+    /// Keys in `exited`: a second exit record for the same process is a duplicate.
+    exiting: HashSet<Key>,
     grace: Duration,
     users: Users,
     containers: HashMap<u64, String>,
@@ -79,6 +82,7 @@ impl ProcessTable {
             procs: HashMap::new(),
             latest: HashMap::new(),
             exited: VecDeque::new(),
+            exiting: HashSet::new(),
             grace,
             users: Users::load(Path::new("/etc/passwd")),
             containers: HashMap::new(),
@@ -89,14 +93,6 @@ impl ProcessTable {
     pub fn with_passwd(mut self, passwd: &str) -> Self {
         self.users = Users::parse(passwd, None);
         self
-    }
-
-    pub fn len(&self) -> usize {
-        self.procs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.procs.is_empty()
     }
 
     fn ticks(&self, boottime_ns: u64) -> u64 {
@@ -157,7 +153,8 @@ impl ProcessTable {
         if let Some(p) = self.procs.get(&key) {
             return p.clone();
         }
-        if let Some(info) = self.read_proc(h.tgid).filter(|i| i.start_ticks == key.1) {
+        if let Some(mut info) = self.read_proc(h.tgid).filter(|i| i.start_ticks == key.1) {
+            info.cgroup_id = h.cgroup_id;
             return self.insert(info);
         }
         let info = self.info_from_header(h, 0);
@@ -224,11 +221,36 @@ impl ProcessTable {
         self.insert(child)
     }
 
-    /// A process exited: it stays resolvable for the grace period.
-    pub fn on_exit(&mut self, h: &Header, now: Instant) -> Arc<ProcessInfo> {
+    /// A process exited: it stays resolvable for the grace period. `None` when its exit was
+    /// already recorded (kernels without the tracepoint's `group_dead` can report the exit of
+    /// a thread group twice when its last threads exit together).
+    pub fn on_exit(&mut self, h: &Header, now: Instant) -> Option<Arc<ProcessInfo>> {
         let info = self.resolve(h);
-        self.exited.push_back((now + self.grace, (info.pid, info.start_ticks)));
-        info
+        let key = (info.pid, info.start_ticks);
+        if !self.exiting.insert(key) {
+            return None;
+        }
+        self.exited.push_back((now + self.grace, key));
+        Some(info)
+    }
+
+    /// Schedules for eviction every process that is no longer in /proc, or that an newer
+    /// process with its pid replaced: their exit records were lost (ring buffer full), and
+    /// without this the table would grow for as long as the sensor runs.
+    pub fn sweep(&mut self, now: Instant) {
+        let Ok(dir) = std::fs::read_dir(&self.proc_root) else { return };
+        let alive: HashSet<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        let stale: Vec<Key> = self
+            .procs
+            .keys()
+            .filter(|k| !self.exiting.contains(k))
+            .filter(|(pid, start)| !alive.contains(pid) || self.latest.get(pid) != Some(start))
+            .copied()
+            .collect();
+        for key in stale {
+            self.exiting.insert(key);
+            self.exited.push_back((now + self.grace, key));
+        }
     }
 
     /// Forgets exited processes whose grace period ended. Returns the pids forgotten.
@@ -239,6 +261,7 @@ impl ProcessTable {
                 break;
             }
             self.exited.pop_front();
+            self.exiting.remove(&key);
             if self.procs.remove(&key).is_some() {
                 gone.push(key.0);
             }
@@ -270,7 +293,11 @@ impl ProcessTable {
         let exe = std::fs::read_link(dir.join("exe"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let raw = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        // Bounded: a process's argv can be megabytes.
+        let mut raw = Vec::new();
+        if let Ok(f) = std::fs::File::open(dir.join("cmdline")) {
+            let _ = f.take(CMDLINE_MAX as u64 + 1).read_to_end(&mut raw);
+        }
         let cmdline_truncated = raw.len() > CMDLINE_MAX;
         let raw = &raw[..raw.len().min(CMDLINE_MAX)];
         let cmdline = raw
@@ -463,7 +490,8 @@ mod tests {
         assert_eq!(after.exe, "/opt/llama/llama-server");
         assert_eq!(after.cmdline[2], "x.gguf");
         let now = Instant::now();
-        t.on_exit(&header(200, 2_000_000_000), now);
+        assert!(t.on_exit(&header(200, 2_000_000_000), now).is_some());
+        assert!(t.on_exit(&header(200, 2_000_000_000), now).is_none(), "a second exit record is a duplicate");
         // Late events inside the grace period still resolve to the same process.
         assert_eq!(t.resolve(&header(200, 2_000_000_000)).exe, "/opt/llama/llama-server");
         assert!(t.evict(now + Duration::from_secs(1)).is_empty());
@@ -472,6 +500,23 @@ mod tests {
         // pid reuse: a new process with the same pid is a new entity.
         let reused = t.resolve(&header(200, 9_000_000_000));
         assert_ne!(reused.entity_id, child.entity_id);
+    }
+
+    #[test]
+    fn processes_whose_exit_was_lost_are_swept() {
+        // An empty /proc: nobody the table knows is alive any more.
+        let proc_root = tempfile::tempdir().unwrap();
+        let mut t = table(proc_root.path());
+        t.resolve(&header(300, 3_000_000_000));
+        t.resolve(&header(301, 3_000_000_000));
+        let now = Instant::now();
+        assert!(t.on_exit(&header(301, 3_000_000_000), now).is_some());
+        t.sweep(now);
+        assert!(t.get(300).is_some(), "still resolvable during the grace period");
+        let mut gone = t.evict(now + Duration::from_secs(6));
+        gone.sort();
+        assert_eq!(gone, [300, 301], "each process once");
+        assert!(t.procs.is_empty() && t.latest.is_empty() && t.exiting.is_empty());
     }
 
     #[test]

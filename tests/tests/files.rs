@@ -270,3 +270,31 @@ fn every_open_syscall_is_reported_with_its_name_and_flags() {
         sensor.stop();
     }
 }
+
+/// A model loaded into a memfd (no file on disk) is reported under the memfd's name, without a
+/// leading slash: it lives on no mounted filesystem.
+#[test]
+fn memfd_mappings_are_reported_by_their_name() {
+    let mut sensor = Sensor::start(CONFIG);
+    let name = std::ffi::CString::new("mw-weights.gguf").unwrap();
+    let len = 64usize << 20;
+    // SAFETY: plain syscalls on an fd this test owns.
+    let addr = unsafe {
+        let fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        assert_eq!(libc::ftruncate(fd, len as i64), 0);
+        let addr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        assert_ne!(addr, libc::MAP_FAILED);
+        libc::munmap(addr, len);
+        libc::close(fd);
+        addr as u64
+    };
+    let e = sensor.wait_for("the memfd mapping", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_mapped" && u64_of(&e["model_mapped"]["address"]) == addr && pid(e) == Some(std::process::id())
+    });
+    let m = &e["model_mapped"];
+    assert_eq!(m["file"]["path"], "memfd:mw-weights.gguf", "{m:#}");
+    assert_eq!(u64_of(&m["length"]), len as u64);
+    assert_eq!(reasons(&e, "model_mapped"), ["MATCH_REASON_SIZE", "MATCH_REASON_MAPPING_LENGTH"]);
+    sensor.stop();
+}

@@ -49,3 +49,33 @@ fn exec_fork_and_exit_of_a_child_are_exact() {
         }
     }
 }
+
+/// A process whose threads all exit together is reported exiting once, with its exit code:
+/// from the tracepoint's `group_dead`, and from `signal->live` as on kernels before 6.16.
+#[test]
+fn a_thread_group_exits_once() {
+    thread_group_exits_once("group_dead");
+    thread_group_exits_once("live");
+}
+
+fn thread_group_exits_once(mode: &str) {
+    let mut sensor = Sensor::start_env("", &[("MODELWATCH_EXIT", mode)]);
+    let mut children = Vec::new();
+    for _ in 0..5 {
+        let c = Command::new(env!("CARGO_BIN_EXE_mw-worker")).args(["--threads", "8", "3"]).spawn().unwrap();
+        children.push(c);
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    for mut c in children {
+        assert_eq!(c.wait().unwrap().code(), Some(3));
+    }
+    for p in &pids {
+        let e = sensor.wait_for("the group's exit", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(*p));
+        assert_eq!(e["process_exit"]["exit_code"], 3);
+    }
+    let events = sensor.stop();
+    for p in pids {
+        let n = events.iter().filter(|e| kind(e) == "process_exit" && pid(e) == Some(p)).count();
+        assert_eq!(n, 1, "{mode}: exit events for {p}");
+    }
+}

@@ -72,7 +72,7 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         bail!("cargo xtask bench needs at least 2 CPUs (found {cpus})");
     }
     let started = Instant::now();
-    ensure_bpftrace()?;
+    crate::setup::ensure_apt("bpftrace", "bpftrace")?;
     println!("bench: building release binaries");
     run(cargo().args(["build", "--release", "-p", "sensor-user", "--bin", "modelwatch", "-p", "modelwatch-tests", "--bin", "mw-bench"]))?;
     let bin = root.join("target/release/modelwatch");
@@ -131,14 +131,6 @@ fn write_report(root: &Path, path: &Path, results: &Value) -> anyhow::Result<()>
     std::fs::write(path, format!("{}\n{notes}", markdown(results))).with_context(|| format!("writing {}", path.display()))
 }
 
-fn ensure_bpftrace() -> anyhow::Result<()> {
-    if Command::new("bpftrace").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return Ok(());
-    }
-    println!("bench: installing bpftrace (the peer) from Debian");
-    run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run(Command::new("apt-get").args(["install", "-y", "-q", "bpftrace"]).env("DEBIAN_FRONTEND", "noninteractive"))
-}
 
 fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("mw-bench-{}", std::process::id()));

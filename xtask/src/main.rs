@@ -131,6 +131,8 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
 fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     setup::setup(root)?;
     require_root("cargo xtask test (the integration tests)")?;
+    // The btrfs test formats a loop-mounted image.
+    setup::ensure_apt("mkfs.btrfs", "btrfs-progs")?;
     // The integration tests run the real binary.
     build(false)?;
     run(cargo().args(["test", "--workspace"]).args(args))?;

@@ -21,6 +21,18 @@ pub fn setup(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs a Debian package unless `binary` is already on the PATH.
+pub fn ensure_apt(binary: &str, package: &str) -> anyhow::Result<()> {
+    if Command::new("sh").args(["-c", &format!("command -v {binary}")]).output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    println!("setup: installing {package} from Debian");
+    let apt = |args: &[&str]| run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"));
+    // A fresh image has no package lists yet.
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", package])
+}
+
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())

@@ -11,13 +11,12 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use sensor_ebpf::{
-    ARGS_MAX, EventKind, FILENAME_MAX, ProcessExitEvent, ProcessForkEvent, TAIL_OFFSET_MASK,
-    path_flag,
+    ARGS_MAX, EventKind, FILENAME_MAX, ProcessExitEvent, ProcessForkEvent, path_flag, stat,
 };
 
 use crate::{
     emit::{fill_header, output},
-    kernel::{current_task, off, parent_tgid, read, read_ptr, self_tgid},
+    kernel::{ReadError, config, current_task, off, parent_tgid, read, read_ptr, self_tgid},
     maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES, count},
     path::walk,
 };
@@ -65,7 +64,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // The filename as passed to exec, from the tracepoint's __data_loc field.
     let loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
     let fname = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
-    let at = args_len & TAIL_OFFSET_MASK;
+    let at = args_len & (ARGS_MAX * 2 - 1);
     let n = unsafe {
         bpf_probe_read_kernel_str(tail.wrapping_add(at).cast(), FILENAME_MAX as u32, fname.cast())
     };
@@ -78,6 +77,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         Ok(exe) => walk(exe.wrapping_add(off!(file_f_path)), tail, start),
         Err(_) => crate::path::Walked { len: 0, flags: path_flag::TRUNCATED },
     };
+    if walked.flags & path_flag::TRUNCATED != 0 {
+        count(stat::PATH_TRUNCATED, 1);
+    }
     r.ev.path_len = walked.len;
     r.ev.path_flags = walked.flags;
     r.ev._pad0 = 0;
@@ -94,6 +96,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     let child: *const u8 = ctx.arg(1);
     let (Ok(pid), Ok(tgid)) = (read::<i32>(child, off!(task_pid)), read::<i32>(child, off!(task_tgid)))
     else {
+        count(stat::READ_FAILED, 1);
         return 0;
     };
     if pid != tgid {
@@ -114,17 +117,23 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
 }
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if is_self() {
         return 0;
     }
     let task = current_task();
-    // signal->live drops to zero when the last thread of the group exits.
-    let live: i32 = match read_ptr(task, off!(task_signal)) {
-        Ok(signal) => read(signal, off!(signal_live)).unwrap_or(1),
-        Err(_) => 1,
+    let group_dead = match config!(exit_group_dead_off) {
+        // Kernels before 6.16: signal->live read after the fact. Two last threads exiting
+        // together can both see zero; the collector drops the second record.
+        0 => read_ptr(task, off!(task_signal)).and_then(|signal| read::<i32>(signal, off!(signal_live))).map(|live| live == 0),
+        // Exact: the result of the decrement that took signal->live to zero.
+        at => unsafe { ctx.read_at::<u8>(at as usize) }.map(|dead| dead != 0).map_err(|_| ReadError),
     };
-    if live != 0 {
+    let Ok(group_dead) = group_dead else {
+        count(stat::READ_FAILED, 1);
+        return 0;
+    };
+    if !group_dead {
         return 0;
     }
     let _ = PROC_DEVICES.remove((bpf_get_current_pid_tgid() >> 32) as u32);

@@ -1,7 +1,6 @@
 //! Artifact reports (from `crate::artifact`) as schema messages: the summary attached to file
 //! events, `ArtifactIdentified`, and one `PolicyFinding` per finding.
 
-use sensor_ebpf::user_dev_from_kernel;
 
 use crate::{
     artifact::{self, ArtifactReport, FileIdentity},
@@ -197,7 +196,3 @@ pub fn kernel_dev(id: &FileIdentity) -> u32 {
     sensor_ebpf::kernel_dev_from_user(id.dev)
 }
 
-/// Inverse of [`kernel_dev`], for identities built from kernel records.
-pub fn user_dev(kdev: u32) -> u64 {
-    user_dev_from_kernel(kdev)
-}

@@ -28,8 +28,13 @@ impl Sensor {
             Some((id, file, at)) if at.elapsed() < IDENTITY_TTL => (*id, file.clone()),
             _ => {
                 let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
+                let mounts = &mut self.mounts;
                 let (file, md) = candidates.into_iter().find_map(|c| {
-                    std::fs::metadata(&c).ok().filter(|m| m.ino() == ino && kernel_dev_from_user(m.dev()) == kdev).map(|m| (c, m))
+                    let m = std::fs::metadata(&c).ok().filter(|m| m.ino() == ino)?;
+                    // stat's device is the kernel's except on btrfs subvolumes and some
+                    // overlays; then the mount table decides.
+                    let same = kernel_dev_from_user(m.dev()) == kdev || mounts.kernel_dev(&c, m.dev()) == kdev;
+                    same.then_some((c, m))
                 })?;
                 if !md.is_file() {
                     return None;
@@ -46,7 +51,7 @@ impl Sensor {
             self.artifact_files.clear();
             self.reported_findings.clear();
         }
-        self.artifact_files.insert(identity, (p.clone(), path.to_owned()));
+        self.artifact_files.insert(identity, (p.clone(), path.to_owned(), kdev));
         match self.analyzer.lookup(&identity) {
             Some(report) => Some(art::summary(&report, &identity)),
             None => {
@@ -84,9 +89,9 @@ impl Sensor {
                 return;
             }
         };
-        let (process, kernel_path) = match self.artifact_files.get(&identity) {
-            Some((p, path)) => (Some(p.clone()), path.clone()),
-            None => (None, report.path.to_string_lossy().into_owned()),
+        let (process, kernel_path, kdev) = match self.artifact_files.get(&identity) {
+            Some((p, path, kdev)) => (Some(p.clone()), path.clone(), *kdev),
+            None => (None, report.path.to_string_lossy().into_owned(), art::kernel_dev(&identity)),
         };
         let mark = if report.format.is_model() {
             Some(sensor_ebpf::mark::MODEL)
@@ -96,7 +101,7 @@ impl Sensor {
             None
         };
         if let Some(verdict) = mark {
-            let id = FileId { dev: art::kernel_dev(&identity), _pad0: 0, ino: identity.ino };
+            let id = FileId { dev: kdev, _pad0: 0, ino: identity.ino };
             let m = sensor_ebpf::InodeMark { verdict, _pad0: 0, size: identity.size, ctime_sec: identity.ctime_sec };
             if let Err(e) = self.maps.mark_inode(id, m) {
                 tracing::warn!("cannot mark inode: {e}");

@@ -108,7 +108,10 @@ pub struct Sensor {
     analyzer: AnalyzerHandle,
     artifact_rx: Option<tokio::sync::mpsc::Receiver<ArtifactUpdate>>,
     /// Which process opened a file version, and the path the kernel reported for it.
-    artifact_files: HashMap<FileIdentity, (Arc<ProcessInfo>, String)>,
+    /// With the device number the kernel knows the file by (for its inode marks).
+    artifact_files: HashMap<FileIdentity, (Arc<ProcessInfo>, String, u32)>,
+    /// Superblock device numbers of mounts (what the kernel's file ids use).
+    mounts: crate::mounts::MountDevs,
     /// Finding codes already published per file version.
     reported_findings: HashMap<FileIdentity, std::collections::BTreeSet<String>>,
     /// (kernel dev, ino, size) → the file's identity and where it was found, so a model opened
@@ -204,6 +207,7 @@ impl Sensor {
             analyzer,
             artifact_rx: Some(artifact_rx),
             artifact_files: HashMap::new(),
+            mounts: crate::mounts::MountDevs::default(),
             reported_findings: HashMap::new(),
             identities: HashMap::new(),
             stats_tx,
@@ -244,16 +248,21 @@ impl Sensor {
                     continue;
                 }
                 use std::os::unix::fs::MetadataExt;
-                let id = FileId { dev: kernel_dev_from_user(md.dev()), _pad0: 0, ino: md.ino() };
-                if !self.model_dirs.iter().any(|(_, known)| *known == id) {
-                    tracing::info!(dir = %dir.display(), "watching model directory");
-                    self.model_dirs.push((dir, id));
-                    new_dirs.push(id);
+                let id = FileId { dev: self.mounts.kernel_dev(&dir, md.dev()), _pad0: 0, ino: md.ino() };
+                if !self.model_dirs.iter().any(|(_, known)| *known == id) && !new_dirs.iter().any(|(_, n)| *n == id) {
+                    new_dirs.push((dir, id));
                 }
             }
         }
         if !new_dirs.is_empty() {
-            self.maps.add_model_dirs(&new_dirs)?;
+            let ids: Vec<FileId> = new_dirs.iter().map(|(_, id)| *id).collect();
+            let (added, result) = self.maps.add_model_dirs(&ids);
+            // Only directories in force count as known: the others are tried again next scan.
+            for (dir, id) in new_dirs.into_iter().take(added) {
+                tracing::info!(dir = %dir.display(), "watching model directory");
+                self.model_dirs.push((dir, id));
+            }
+            result?;
         }
         for dev in discovery::discover(&Roots::default(), &self.cfg.devices.extra) {
             if self.devices.contains_key(&dev.rdev) {
@@ -328,7 +337,10 @@ impl Sensor {
                 (parent, payload)
             }
             KernelEvent::Exit(x) => {
-                let p = self.table.on_exit(&h, Instant::now());
+                let Some(p) = self.table.on_exit(&h, Instant::now()) else {
+                    tracing::debug!(tgid = h.tgid, "duplicate exit record");
+                    return;
+                };
                 self.forget.push(h.tgid);
                 let duration = h.ktime_ns.saturating_sub(p.start_boottime_ns);
                 // The exit event goes out first, then the session's end.
@@ -526,6 +538,7 @@ impl Sensor {
                     self.report_losses();
                 }
                 _ = housekeeping.tick() => {
+                    self.table.sweep(Instant::now());
                     for pid in self.table.evict(Instant::now()) {
                         tracing::trace!(pid, "evicted exited process");
                     }

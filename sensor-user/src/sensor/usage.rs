@@ -108,9 +108,14 @@ impl Sensor {
                 self.observe(&p, Observation::Ioctls { device: &device, compute_only_driver, categories });
             }
         }
-        for tgid in std::mem::take(&mut self.forget) {
-            self.maps.forget_process(tgid);
-            self.ioctl_seen.retain(|k, _| k.tgid != tgid);
+        // Only processes that used a watched device have kernel state to forget (the counts
+        // were drained just above, so they are all in `ioctl_seen`).
+        let exited: std::collections::HashSet<u32> = std::mem::take(&mut self.forget).into_iter().collect();
+        let users: std::collections::HashSet<u32> =
+            self.ioctl_seen.keys().map(|k| k.tgid).filter(|t| exited.contains(t)).collect();
+        if !users.is_empty() {
+            self.maps.forget_processes(&users);
+            self.ioctl_seen.retain(|k, _| !users.contains(&k.tgid));
         }
     }
 

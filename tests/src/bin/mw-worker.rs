@@ -4,6 +4,7 @@
 //! Usage: mw-worker MODEL DEVICE CMD_HEX... ; then on stdin: `ioctl N` issues N of each command,
 //! `exit` exits. Answers each line with `ok` on stdout.
 //! Or: mw-worker --ioctl-fd FD CMD_HEX N issues N ioctls on an inherited fd and exits.
+//! Or: mw-worker --threads N CODE starts N threads, then exits the whole group with CODE.
 
 use std::io::{BufRead as _, Write as _};
 
@@ -19,6 +20,21 @@ fn main() {
             unsafe { libc::ioctl(fd, cmd as libc::c_ulong, 0) };
         }
         return;
+    }
+    // mw-worker --threads N CODE: every thread of the group goes through exit at once.
+    if args.get(1).map(String::as_str) == Some("--threads") {
+        let n: usize = args[2].parse().expect("thread count");
+        let code: i32 = args[3].parse().expect("exit code");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
+        for _ in 0..n {
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                std::thread::park();
+            });
+        }
+        barrier.wait();
+        std::process::exit(code);
     }
     assert!(args.len() >= 4, "usage: mw-worker MODEL DEVICE CMD_HEX...");
     let cmds: Vec<u64> = args[3..].iter().map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).expect("hex cmd")).collect();
