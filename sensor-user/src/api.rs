@@ -7,7 +7,7 @@
 
 use std::{
     ffi::CString,
-    os::unix::fs::PermissionsExt as _,
+    os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::SystemTime,
@@ -38,9 +38,14 @@ pub enum ApiError {
     InUse(PathBuf),
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: std::io::Error },
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
     #[error("cannot connect to {path}: {reason}")]
     Connect { path: PathBuf, reason: String },
 }
+
+/// Tail clients served at once.
+pub const MAX_SUBSCRIBERS: usize = 64;
 
 /// Counters of the sinks, for Status.
 pub type SharedSinks = Arc<Mutex<Vec<Arc<Mutex<SinkStats>>>>>;
@@ -66,15 +71,16 @@ impl Service {
         self
     }
 
+    /// Asks the sensor loop; a loop that does not answer within 2 s (stalled, or its request
+    /// queue full) leaves Status with the last periodic snapshot.
     async fn live_kernel_stats(&self) -> Option<crate::probes::KernelStats> {
         let tx = self.stats.as_ref()?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        tx.send(reply).await.ok()?;
-        tokio::time::timeout(std::time::Duration::from_secs(2), rx).await.ok()?.ok()
-    }
-
-    pub fn sensor_status(&self) -> SensorStatus {
-        self.status_with(None)
+        let ask = async {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            tx.send(reply).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(2), ask).await.ok()?
     }
 
     fn status_with(&self, live: Option<crate::probes::KernelStats>) -> SensorStatus {
@@ -134,6 +140,11 @@ impl ModelwatchService for Service {
 
     async fn tail(&self, request: Request<TailRequest>) -> Result<Response<Self::TailStream>, Status> {
         let filter = Filter::from_request(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Every subscriber costs a queue and a filter run per event: a client may not add
+        // them without end.
+        if self.bus.subscriber_stats().0.len() >= MAX_SUBSCRIBERS {
+            return Err(Status::resource_exhausted(format!("at most {MAX_SUBSCRIBERS} Tail clients at once")));
+        }
         let sub = self.bus.subscribe("api", filter, self.queue, false);
         let stream = tokio_stream::wrappers::ReceiverStream::new(sub.rx).map(|ev| Ok((*ev).clone()));
         Ok(Response::new(Box::pin(stream)))
@@ -171,13 +182,19 @@ async fn bind(socket: &Path) -> Result<UnixListener, ApiError> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|source| ApiError::Dir { path: dir.to_owned(), source })?;
     }
-    if socket.exists() {
-        // A socket file left by a crashed sensor is replaced; a live one is not stolen.
+    if let Ok(md) = std::fs::symlink_metadata(socket) {
+        // A socket file left by a crashed sensor is replaced; a live one is not stolen, and
+        // anything else (a file, a link someone placed there) is not ours to delete.
+        if !md.file_type().is_socket() {
+            return Err(ApiError::NotASocket(socket.to_owned()));
+        }
         if UnixStream::connect(socket).await.is_ok() {
             return Err(ApiError::InUse(socket.to_owned()));
         }
         let _ = std::fs::remove_file(socket);
     }
+    // `modelwatch run` sets umask 027 first, so others never have access, not even before
+    // the chmod below gives the group its write bit.
     let listener =
         UnixListener::bind(socket).map_err(|source| ApiError::Bind { path: socket.to_owned(), source })?;
     let perms = std::fs::Permissions::from_mode(0o660);

@@ -38,8 +38,6 @@ struct Inner {
     next_id: u64,
     subscribers: Vec<Subscriber>,
     by_kind: BTreeMap<&'static str, u64>,
-    /// Statistics of subscribers that went away, kept for status.
-    closed: Vec<SubscriberStats>,
 }
 
 struct Subscriber {
@@ -159,8 +157,7 @@ impl Bus {
         }
         let ev = Arc::new(ev);
         *inner.by_kind.entry(kind_name(&ev)).or_default() += 1;
-        let Inner { subscribers, closed, .. } = &mut *inner;
-        subscribers.retain_mut(|s| {
+        inner.subscribers.retain_mut(|s| {
             if !s.filter.matches(&ev) {
                 return !s.tx.is_closed();
             }
@@ -169,10 +166,7 @@ impl Bus {
                 match s.tx.try_send(Arc::new(lost)) {
                     Ok(()) => s.pending_loss = 0,
                     Err(mpsc::error::TrySendError::Full(_)) => {}
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        closed.push(s.stats.clone());
-                        return false;
-                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
             }
             match s.tx.try_send(ev.clone()) {
@@ -185,15 +179,9 @@ impl Bus {
                     s.pending_loss += 1;
                     true
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    closed.push(s.stats.clone());
-                    false
-                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
-        if closed.len() > 64 {
-            closed.drain(..closed.len() - 64);
-        }
         ev
     }
 
@@ -247,7 +235,8 @@ impl EventIds {
         let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         let mut b = [0u8; 16];
         b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-        // Version 7, then 12 bits of the counter: ids of one millisecond stay ordered.
+        // Version 7, then 12 bits of the counter: ids of one millisecond stay ordered up to
+        // 4096 events in that millisecond (after that, `seq` still orders them).
         let rand_a = (self.counter & 0x0fff) as u16 | 0x7000;
         b[6..8].copy_from_slice(&rand_a.to_be_bytes());
         b[8..16].copy_from_slice(&z.to_be_bytes());

@@ -162,10 +162,13 @@ impl ExtraDevice {
 pub struct SensorConfig {
     /// Kernel ring buffer size in KiB (a power of two, at least 64).
     pub ring_buffer_kib: u32,
-    /// How long an exited process stays resolvable for late events, in milliseconds.
+    /// How long an exited process stays resolvable for late events, in milliseconds
+    /// (at most 10 minutes).
     pub exit_grace_ms: u64,
-    /// How often configured model directories that do not exist yet are looked for, in ms.
-    pub model_dir_rescan_ms: u64,
+    /// Housekeeping interval in ms (100 ms to 10 minutes): new model directories and
+    /// accelerators are looked for, processes holding accelerators are found, exited
+    /// processes are forgotten and those whose exit record was lost are swept.
+    pub housekeeping_ms: u64,
     /// Where state that survives restarts is kept.
     pub state_dir: PathBuf,
 }
@@ -317,7 +320,7 @@ impl Default for SensorConfig {
         Self {
             ring_buffer_kib: 8 * 1024,
             exit_grace_ms: 5000,
-            model_dir_rescan_ms: 10_000,
+            housekeeping_ms: 10_000,
             state_dir: PathBuf::from("/var/lib/modelwatch"),
         }
     }
@@ -454,8 +457,11 @@ impl Config {
         if !(16..=1 << 20).contains(&self.api.subscriber_queue) {
             return Err(bad("api.subscriber_queue".into(), "must be between 16 and 1048576".into()));
         }
-        if self.sensor.model_dir_rescan_ms < 100 {
-            return Err(bad("sensor.model_dir_rescan_ms".into(), "must be at least 100".into()));
+        if !(100..=600_000).contains(&self.sensor.housekeeping_ms) {
+            return Err(bad("sensor.housekeeping_ms".into(), "must be between 100 and 600000".into()));
+        }
+        if self.sensor.exit_grace_ms > 600_000 {
+            return Err(bad("sensor.exit_grace_ms".into(), "must be at most 600000".into()));
         }
         Ok(())
     }
@@ -537,6 +543,8 @@ mod tests {
             ("[sessions]\ncpu_busy_percent = -1.0", "sessions.cpu_busy_percent"),
             ("[telemetry]\ninterval_ms = 1", "telemetry.interval_ms"),
             ("[artifact]\nhash_workers = 0", "artifact.hash_workers"),
+            ("[sensor]\nhousekeeping_ms = 3600000", "sensor.housekeeping_ms"),
+            ("[sensor]\nexit_grace_ms = 3600000", "sensor.exit_grace_ms"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err().to_string();

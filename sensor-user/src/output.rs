@@ -44,6 +44,11 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
+/// The first `n` characters (ids come from captures too: never slice them by bytes).
+fn prefix(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
 fn short(s: &str, max: usize) -> String {
     let s = sanitize(s);
     if s.chars().count() <= max {
@@ -111,6 +116,8 @@ impl Style {
 pub fn compact_line(ev: &Event, color: bool) -> String {
     let st = Style { on: color };
     let (label, code, facts) = facts(ev);
+    // Every field came from outside (kernel, files, captures): none may steer the terminal.
+    let facts = sanitize(&facts);
     let who = match &ev.process {
         Some(p) => format!("{}/{}", p.pid, short(&p.comm, 16)),
         None => "-".into(),
@@ -187,7 +194,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 let _ = write!(s, " {}", short(&md.quantization, 16));
             }
             if !art.sha256.is_empty() {
-                let _ = write!(s, " sha256={}…({})", &art.sha256[..art.sha256.len().min(12)], enum_str!(DigestState, art.digest_state, "DIGEST_STATE_"));
+                let _ = write!(s, " sha256={}…({})", prefix(&art.sha256, 12), enum_str!(DigestState, art.digest_state, "DIGEST_STATE_"));
             }
             let _ = write!(s, " approval={}", enum_str!(ApprovalVerdict, art.approval, "APPROVAL_VERDICT_"));
             if art.pickle != 0 {
@@ -237,7 +244,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 "1;32",
                 format!(
                     "{} {} on {} models=[{}] confidence={:.2}{}",
-                    &s.session_id[..s.session_id.len().min(8)],
+                    prefix(&s.session_id, 8),
                     enum_str!(SessionEngine, s.engine, "SESSION_ENGINE_"),
                     if devs.is_empty() { "cpu".into() } else { devs.join(",") },
                     models.join(", "),
@@ -253,7 +260,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 "32",
                 format!(
                     "{} sm={:.0}% gpumem={} cpu={:.0}% ioctl/s={:.0} mapped={}",
-                    &s.session_id[..s.session_id.len().min(8)],
+                    prefix(&s.session_id, 8),
                     u.gpu_sm_percent_avg,
                     human_bytes(u.gpu_memory_bytes),
                     u.cpu_percent,
@@ -269,7 +276,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 "1;32",
                 format!(
                     "{} {} after {:.1}s sm_avg={:.0}% gpumem_peak={} cpu={:.2}s",
-                    &s.session_id[..s.session_id.len().min(8)],
+                    prefix(&s.session_id, 8),
                     enum_str!(SessionEndReason, s.reason, "SESSION_END_REASON_"),
                     s.duration_ns as f64 / 1e9,
                     t.gpu_sm_percent_avg,
@@ -325,6 +332,23 @@ mod tests {
         assert!(line.contains("5.0 MiB") && line.contains("(extension)"), "{line}");
         let colored = compact_line(&ev, true);
         assert!(colored.contains("\x1b[32mopen"), "{colored:?}");
+        // Fields printed without shortening, and ids shorter or wider than expected.
+        let ev = Event {
+            payload: Some(Payload::AcceleratorOpened(crate::proto::v1::AcceleratorOpened {
+                device: Some(crate::proto::v1::Accelerator { path: "/dev/\x1b[31mnv".into(), driver: "d\u{9b}x".into(), ..Default::default() }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let line = compact_line(&ev, false);
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        for id in ["é", "ééééééééé", ""] {
+            let ev = Event {
+                payload: Some(Payload::SessionUpdated(crate::proto::v1::InferenceSessionUpdated { session_id: id.into(), ..Default::default() })),
+                ..Default::default()
+            };
+            assert!(compact_line(&ev, false).contains(&prefix(id, 8)));
+        }
     }
 
     #[test]

@@ -237,8 +237,9 @@ impl ProcessTable {
     /// Schedules for eviction every process that is no longer in /proc, or that an newer
     /// process with its pid replaced: their exit records were lost (ring buffer full), and
     /// without this the table would grow for as long as the sensor runs.
-    pub fn sweep(&mut self, now: Instant) {
-        let Ok(dir) = std::fs::read_dir(&self.proc_root) else { return };
+    /// Returns them, so what else is kept per process can go too.
+    pub fn sweep(&mut self, now: Instant) -> Vec<Arc<ProcessInfo>> {
+        let Ok(dir) = std::fs::read_dir(&self.proc_root) else { return Vec::new() };
         let alive: HashSet<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
         let stale: Vec<Key> = self
             .procs
@@ -247,10 +248,13 @@ impl ProcessTable {
             .filter(|(pid, start)| !alive.contains(pid) || self.latest.get(pid) != Some(start))
             .copied()
             .collect();
+        let mut swept = Vec::with_capacity(stale.len());
         for key in stale {
             self.exiting.insert(key);
             self.exited.push_back((now + self.grace, key));
+            swept.extend(self.procs.get(&key).cloned());
         }
+        swept
     }
 
     /// Forgets exited processes whose grace period ended. Returns the pids forgotten.
@@ -511,7 +515,8 @@ mod tests {
         t.resolve(&header(301, 3_000_000_000));
         let now = Instant::now();
         assert!(t.on_exit(&header(301, 3_000_000_000), now).is_some());
-        t.sweep(now);
+        let swept: Vec<u32> = t.sweep(now).iter().map(|p| p.pid).collect();
+        assert_eq!(swept, [300], "301's exit was recorded already");
         assert!(t.get(300).is_some(), "still resolvable during the grace period");
         let mut gone = t.evict(now + Duration::from_secs(6));
         gone.sort();

@@ -165,13 +165,13 @@ struct Proc {
 }
 
 impl Proc {
-    fn new(subject: Subject, now: Instant, runtime: Option<String>) -> Self {
+    fn new(subject: Subject, now: Instant, wall: SystemTime, runtime: Option<String>) -> Self {
         let evidence = runtime
             .iter()
             .map(|r| SessionEvidence {
                 kind: EvidenceKind::RuntimeExecutable as i32,
                 detail: r.clone(),
-                time: Some(timestamp(SystemTime::now())),
+                time: Some(timestamp(wall)),
             })
             .collect();
         Self {
@@ -218,15 +218,17 @@ impl Proc {
 pub struct Tracker {
     cfg: SessionConfig,
     procs: HashMap<String, Proc>,
+    untracked: u64,
 }
 
 impl Tracker {
     pub fn new(cfg: SessionConfig) -> Self {
-        Self { cfg, procs: HashMap::new() }
+        Self { cfg, procs: HashMap::new(), untracked: 0 }
     }
 
     /// Number of running sessions.
-    pub fn active(&self) -> usize {
+    #[cfg(test)]
+    fn active(&self) -> usize {
         self.procs.values().filter(|p| p.session.is_some()).count()
     }
 
@@ -235,6 +237,8 @@ impl Tracker {
         self.procs
             .values()
             .filter(|p| !p.models.is_empty() || !p.accelerators.is_empty() || p.session.is_some())
+            // A decoy (cp, sha256sum) never starts a session: its use is not worth sampling.
+            .filter(|p| p.session.is_some() || !self.is_decoy(&p.subject))
             .map(|p| p.subject.pid)
             .collect()
     }
@@ -298,9 +302,12 @@ impl Tracker {
             if !relevant {
                 return out;
             }
-            self.make_room();
+            if !self.make_room() {
+                self.untracked += 1;
+                return out;
+            }
             let runtime = self.runtime_of(subject);
-            self.procs.insert(subject.entity_id.clone(), Proc::new(subject.clone(), now, runtime));
+            self.procs.insert(subject.entity_id.clone(), Proc::new(subject.clone(), now, wall, runtime));
         }
         let large = self.cfg.large_model_bytes;
         let cpu_busy = self.cfg.cpu_busy_percent;
@@ -323,7 +330,7 @@ impl Tracker {
                     out.push(ended);
                 }
                 // A new program: earlier mappings and evidence are gone with the old image.
-                *p = Proc::new(subject.clone(), now, new_runtime.flatten());
+                *p = Proc::new(subject.clone(), now, wall, new_runtime.flatten());
                 return out;
             }
             Observation::ModelOpened { file, artifact } => {
@@ -487,19 +494,24 @@ impl Tracker {
         self.procs.values_mut().filter_map(|p| end(p, now, SessionEndReason::SensorStop)).collect()
     }
 
-    fn make_room(&mut self) {
+    /// Makes room for one more process: the one without a session seen longest ago goes.
+    /// False when every tracked process has a session (then the newcomer is not tracked).
+    fn make_room(&mut self) -> bool {
         if self.procs.len() < MAX_TRACKED {
-            return;
+            return true;
         }
-        if let Some(oldest) = self
+        let oldest = self
             .procs
             .iter()
             .filter(|(_, p)| p.session.is_none())
             .min_by_key(|(_, p)| p.last_seen)
-            .map(|(k, _)| k.clone())
-        {
-            self.procs.remove(&oldest);
-        }
+            .map(|(k, _)| k.clone());
+        oldest.is_some_and(|k| self.procs.remove(&k).is_some())
+    }
+
+    /// Processes not tracked since start because the table was full of sessions.
+    pub fn untracked(&self) -> u64 {
+        self.untracked
     }
 }
 

@@ -25,7 +25,13 @@ use crate::{
 pub enum SinkError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("cannot start the thread of sink {name}: {source}")]
+    Thread { name: String, source: std::io::Error },
 }
+
+/// Failed writes logged per sink at most once per this interval (the counters and Status
+/// carry the rest): a full disk must not flood the log with one line per event.
+const WARN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Something that writes events somewhere.
 pub trait Sink: Send + 'static {
@@ -57,8 +63,11 @@ pub struct SinkHandle {
 impl SinkHandle {
     /// Waits for the sink to drain its queue; the bus must have been closed first.
     pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            let name = self.stats.lock().map(|s| s.name.clone()).unwrap_or_default();
+            tracing::error!(sink = %name, "sink thread panicked; events it had queued are lost");
         }
     }
 
@@ -68,11 +77,12 @@ impl SinkHandle {
 }
 
 /// Subscribes `sink` to the bus and runs it on its own thread.
-pub fn spawn(bus: &Bus, mut sink: Box<dyn Sink>, capacity: usize) -> SinkHandle {
+pub fn spawn(bus: &Bus, mut sink: Box<dyn Sink>, capacity: usize) -> Result<SinkHandle, SinkError> {
     let name = sink.name();
     let mut sub = bus.subscribe(&name, Filter::default(), capacity, true);
     let stats = Arc::new(Mutex::new(SinkStats { name: name.clone(), ..Default::default() }));
     let shared = stats.clone();
+    let name_for_error = name.clone();
     let thread = std::thread::Builder::new()
         .name(format!("sink {name}"))
         .spawn(move || {
@@ -88,12 +98,16 @@ pub fn spawn(bus: &Bus, mut sink: Box<dyn Sink>, capacity: usize) -> SinkHandle 
                     }
                 }
             };
+            let mut last_warning: Option<std::time::Instant> = None;
             while let Some(ev) = sub.rx.blocking_recv() {
                 let mut next = Some(ev);
                 while let Some(ev) = next.take() {
                     let r = sink.write(&ev);
-                    if let Err(e) = &r {
-                        tracing::warn!(sink = %name, "write failed: {e}");
+                    if let Err(e) = &r
+                        && last_warning.is_none_or(|t| t.elapsed() >= WARN_INTERVAL)
+                    {
+                        last_warning = Some(std::time::Instant::now());
+                        tracing::warn!(sink = %name, "write failed: {e} (further failures are counted in status)");
                     }
                     record(r, true);
                     next = sub.rx.try_recv().ok();
@@ -108,8 +122,8 @@ pub fn spawn(bus: &Bus, mut sink: Box<dyn Sink>, capacity: usize) -> SinkHandle 
             }
             record(sink.flush(), false);
         })
-        .ok();
-    SinkHandle { stats, thread }
+        .map_err(|source| SinkError::Thread { name: name_for_error, source })?;
+    Ok(SinkHandle { stats, thread: Some(thread) })
 }
 
 /// Standard output, compact or JSON lines.
@@ -237,7 +251,7 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let bus = Bus::new();
         let sink = JsonlFileSink::open(&path, 2000, 2).unwrap();
-        let handle = spawn(&bus, Box::new(sink), 1024);
+        let handle = spawn(&bus, Box::new(sink), 1024).unwrap();
         for i in 0..60 {
             bus.publish(ev(i));
         }

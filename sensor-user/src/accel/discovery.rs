@@ -83,7 +83,8 @@ pub fn discover(roots: &Roots, extra: &[ExtraDevice]) -> Vec<DeviceInfo> {
         // session logic through an ordinary device).
         let driver = dev.driver().and_then(|d| Driver::ALL.into_iter().find(|k| k.as_str() == d)).unwrap_or(Driver::Unknown);
         let Some((rdev, major, minor)) = char_device(path) else {
-            tracing::warn!(device = %path.display(), "configured device is not a character device; not watched");
+            // Looked for again at every scan (it may appear later): the sensor warns once.
+            tracing::debug!(device = %path.display(), "configured device is not a character device; not watched");
             continue;
         };
         found.push(DeviceInfo {

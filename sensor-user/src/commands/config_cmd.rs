@@ -5,11 +5,13 @@ use std::process::ExitCode;
 use crate::{cli::ConfigArgs, config::Config};
 
 pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    if let Some(path) = &args.check {
-        Config::load(path, true)?;
-        println!("{}: ok", path.display());
-        return Ok(ExitCode::SUCCESS);
+    match (&args.check, args.default) {
+        (Some(path), _) => {
+            Config::load(path, true)?;
+            println!("{}: ok", path.display());
+        }
+        // `--default`, or nothing: the defaults are what there is to show.
+        (None, _) => print!("{}", Config::default_toml()),
     }
-    print!("{}", Config::default_toml());
     Ok(ExitCode::SUCCESS)
 }

@@ -81,13 +81,18 @@ pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (env_filter, bad) = match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(f) => (f, None),
+        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+    };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+    if let Some(e) = bad {
+        tracing::warn!("log filter `{filter}` is not valid ({e}); logging at info");
+    }
 }
 
 /// Loads the sensor configuration: the named file, or the default path (built-in defaults

@@ -21,6 +21,10 @@ const SINK_QUEUE: usize = 1 << 14;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(args.config.as_deref())?;
+    // Whatever the sensor creates (state, event files, the API socket before its chmod) is
+    // never open to other users.
+    // SAFETY: umask cannot fail; no other thread exists yet.
+    unsafe { libc::umask(0o027) };
     let format = args.format.unwrap_or(cfg.output.format);
     let color = super::use_color(&args.color);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -32,11 +36,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let bus = Bus::new();
         let mut sinks = Vec::new();
         if cfg.output.stdout {
-            sinks.push(sink::spawn(&bus, Box::new(StdoutSink::new(format, color)), SINK_QUEUE));
+            sinks.push(sink::spawn(&bus, Box::new(StdoutSink::new(format, color)), SINK_QUEUE)?);
         }
         if let Some(j) = &cfg.output.jsonl {
             let file = JsonlFileSink::open(&j.path, j.max_size.0, j.keep)?;
-            sinks.push(sink::spawn(&bus, Box::new(file), SINK_QUEUE));
+            sinks.push(sink::spawn(&bus, Box::new(file), SINK_QUEUE)?);
         }
         let sink_stats: api::SharedSinks = Arc::new(Mutex::new(sinks.iter().map(|s| s.stats.clone()).collect()));
         let (sensor, ring) = Sensor::start(cfg.clone(), bus.clone())?;
@@ -66,7 +70,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         for s in sinks {
             s.join();
         }
-        result.map(|()| ExitCode::SUCCESS)
+        result?;
+        Ok(ExitCode::SUCCESS)
     })
 }
 

@@ -109,9 +109,7 @@ fn replay(path: &Path, filter: &Filter, format: OutputFormat, color: bool) -> an
         }
         line_no += 1;
         if buf.len() as u64 > MAX_LINE {
-            // Skip the rest of the oversized line.
-            let mut sink = Vec::new();
-            let _ = reader.read_until(b'\n', &mut sink);
+            skip_line(&mut reader).with_context(|| format!("reading {}", path.display()))?;
             eprintln!("{}:{line_no}: line longer than {MAX_LINE} bytes, skipped", path.display());
             bad += 1;
             continue;
@@ -136,4 +134,40 @@ fn replay(path: &Path, filter: &Filter, format: OutputFormat, color: bool) -> an
     }
     let _ = out.flush();
     Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Drops the rest of the current line without holding it (it may have no end).
+fn skip_line(reader: &mut impl std::io::BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader};
+
+    #[test]
+    fn skipping_a_line_holds_nothing_and_stops_at_its_end() {
+        let text = format!("{}\nnext\n", "x".repeat(100_000));
+        let mut r = BufReader::with_capacity(64, text.as_bytes());
+        super::skip_line(&mut r).unwrap();
+        let mut rest = String::new();
+        r.read_line(&mut rest).unwrap();
+        assert_eq!(rest, "next\n");
+        super::skip_line(&mut r).unwrap(); // at the end: nothing left, no error
+    }
 }

@@ -2,18 +2,24 @@
 //! already known of it, and what to do when the analyzer learns more (publish, mark the inode
 //! in the kernel, tell the session tracker).
 
+use std::num::NonZeroUsize;
+
 use super::*;
 
-/// How long a file's stat(2) identity is trusted before it is checked again.
+/// Identity lookups in flight at most.
+const MAX_PENDING: usize = 1024;
+
+/// How long a file's stat(2) identity is trusted before it is checked again (it is still used
+/// while the check runs).
 const IDENTITY_TTL: Duration = Duration::from_secs(2);
 
 /// Bound on the per-file bookkeeping above.
-const MAX_ARTIFACT_FILES: usize = 16_384;
+pub(super) const MAX_ARTIFACT_FILES: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
 
 impl Sensor {
-    /// What is known about a file a process opened or mapped; unknown versions are queued for
-    /// analysis. The file is found through the process's root (it may live in another mount
-    /// namespace) and must still be the inode the kernel reported.
+    /// What is known about a file a process opened or mapped. The file is looked up (off the
+    /// loop) through the process's root, since it may live in another mount namespace, and
+    /// must still be the inode the kernel reported; unknown versions then go to the analyzer.
     pub(super) fn artifact_for(
         &mut self,
         p: &Arc<ProcessInfo>,
@@ -22,42 +28,34 @@ impl Sensor {
         kdev: u32,
         size: u64,
     ) -> Option<crate::proto::v1::ArtifactSummary> {
-        use std::os::unix::fs::MetadataExt as _;
         let key = (kdev, ino, size);
-        let (identity, file) = match self.identities.get(&key) {
-            Some((id, file, at)) if at.elapsed() < IDENTITY_TTL => (*id, file.clone()),
-            _ => {
-                let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
-                let mounts = &mut self.mounts;
-                let (file, md) = candidates.into_iter().find_map(|c| {
-                    let m = std::fs::metadata(&c).ok().filter(|m| m.ino() == ino)?;
-                    // stat's device is the kernel's except on btrfs subvolumes and some
-                    // overlays; then the mount table decides.
-                    let same = kernel_dev_from_user(m.dev()) == kdev || mounts.kernel_dev(&c, m.dev()) == kdev;
-                    same.then_some((c, m))
-                })?;
-                if !md.is_file() {
-                    return None;
-                }
-                let identity = FileIdentity::from_metadata(&md);
-                if self.identities.len() >= MAX_ARTIFACT_FILES {
-                    self.identities.clear();
-                }
-                self.identities.insert(key, (identity, file.clone(), Instant::now()));
-                (identity, file)
+        let known = self.identities.get(&key).map(|(id, _, at)| (*id, at.elapsed() < IDENTITY_TTL));
+        if known.is_none_or(|(_, fresh)| !fresh) && !self.pending.contains_key(&key) {
+            let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
+            if self.pending.len() < MAX_PENDING && self.resolver.submit(Job::Identity { key, candidates }) {
+                self.pending.insert(key, (p.clone(), path.to_owned()));
             }
-        };
-        if self.artifact_files.len() >= MAX_ARTIFACT_FILES {
-            self.artifact_files.clear();
-            self.reported_findings.clear();
         }
-        self.artifact_files.insert(identity, (p.clone(), path.to_owned(), kdev));
+        let (identity, _) = known?;
+        self.artifact_files.put(identity, (p.clone(), path.to_owned(), kdev));
+        self.analyzer.lookup(&identity).map(|report| art::summary(&report, &identity))
+    }
+
+    /// The resolver found (or not) the file an event was about.
+    pub(super) fn on_identity(&mut self, key: FileKey, found: Option<(FileIdentity, PathBuf)>) {
+        let Some((p, path)) = self.pending.remove(&key) else { return };
+        let Some((identity, file)) = found else {
+            self.identities.pop(&key);
+            return;
+        };
+        self.identities.put(key, (identity, file.clone(), Instant::now()));
+        let first = self.artifact_files.put(identity, (p, path, key.0)).is_none();
         match self.analyzer.lookup(&identity) {
-            Some(report) => Some(art::summary(&report, &identity)),
-            None => {
-                self.analyzer.submit(ArtifactRequest { path: file, identity });
-                None
-            }
+            // Known from an earlier run (the persisted cache): say what it is once, and put
+            // the kernel's mark back.
+            Some(report) if first => self.on_artifact(ArtifactUpdate::Identified { identity, report }),
+            Some(_) => {}
+            None => self.analyzer.submit(ArtifactRequest { path: file, identity }),
         }
     }
 
@@ -118,7 +116,7 @@ impl Sensor {
         let mut ev = self.enricher.event(host::boottime_ns(), who, Payload::ArtifactIdentified(identified));
         ev.severity = severity.max(Severity::Info) as i32;
         self.publish(ev);
-        let reported = self.reported_findings.entry(identity).or_default();
+        let reported = self.reported_findings.get_or_insert_mut(identity, Default::default);
         let fresh: Vec<_> = report
             .findings
             .iter()

@@ -4,18 +4,21 @@
 //! [`usage`] to ioctl counts, telemetry and the session tracker.
 
 mod artifacts;
+mod resolver;
 mod usage;
 
 use std::{
     collections::{BTreeMap, HashMap},
     os::unix::fs::FileTypeExt as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
-use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
+use lru::LruCache;
+use artifacts::MAX_ARTIFACT_FILES;
+use resolver::{Answer, FileKey, Job, Resolver};
 use sensor_ebpf::{EventKind, FileId, IoctlKey, kernel_dev_from_user, reason};
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -100,6 +103,8 @@ pub struct Sensor {
     last_drain: Instant,
     forget: Vec<u32>,
     reported_drops: KernelStats,
+    reported_analyzer: crate::artifact::service::AnalyzerStats,
+    reported_untracked: u64,
     decode_errors: u64,
     reported_decode_errors: u64,
     tracker: Tracker,
@@ -109,20 +114,28 @@ pub struct Sensor {
     artifact_rx: Option<tokio::sync::mpsc::Receiver<ArtifactUpdate>>,
     /// Which process opened a file version, and the path the kernel reported for it.
     /// With the device number the kernel knows the file by (for its inode marks).
-    artifact_files: HashMap<FileIdentity, (Arc<ProcessInfo>, String, u32)>,
-    /// Superblock device numbers of mounts (what the kernel's file ids use).
-    mounts: crate::mounts::MountDevs,
+    artifact_files: LruCache<FileIdentity, (Arc<ProcessInfo>, String, u32)>,
     /// Finding codes already published per file version.
-    reported_findings: HashMap<FileIdentity, std::collections::BTreeSet<String>>,
+    reported_findings: LruCache<FileIdentity, std::collections::BTreeSet<String>>,
     /// (kernel dev, ino, size) → the file's identity and where it was found, so a model opened
     /// a thousand times a second is not stat(2)ed a thousand times.
-    identities: HashMap<(u32, u64, u64), (FileIdentity, PathBuf, Instant)>,
+    identities: LruCache<FileKey, (FileIdentity, PathBuf, Instant)>,
+    /// stat(2)s run here, off the loop (see the resolver module).
+    resolver: Resolver,
+    answers: Option<tokio::sync::mpsc::Receiver<Answer>>,
+    /// Identity lookups in flight: who asked, about which path.
+    pending: HashMap<FileKey, (Arc<ProcessInfo>, String)>,
+    reported_lookups_dropped: u64,
     stats_tx: tokio::sync::mpsc::Sender<StatsRequest>,
     stats_rx: Option<tokio::sync::mpsc::Receiver<StatsRequest>>,
 }
 
 /// Pause after draining the ring buffer (see the run loop).
 const RING_BATCH_PAUSE: Duration = Duration::from_micros(500);
+/// Records handled per turn of the run loop before the other work gets its turn.
+const RING_BATCH_MAX: usize = 16_384;
+/// How long the drain at shutdown may take.
+const FINAL_DRAIN_MAX: Duration = Duration::from_secs(2);
 
 /// Shared objects are code, never weights, however large (libcudnn, libtorch_cuda).
 fn is_shared_object(path: &str) -> bool {
@@ -155,9 +168,19 @@ fn session_config(cfg: &Config) -> SessionConfig {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(transparent)]
+    Probes(#[from] crate::probes::ProbeError),
+    #[error("artifact analysis: {0}")]
+    Analyzer(#[from] crate::artifact::ArtifactError),
+    #[error("{what}: {source}")]
+    EventLoop { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+}
+
 impl Sensor {
     /// Loads the probes and prepares every kernel map from the configuration.
-    pub fn start(cfg: Config, bus: Bus) -> anyhow::Result<(Self, RingBuf<MapData>)> {
+    pub fn start(cfg: Config, bus: Bus) -> Result<(Self, RingBuf<MapData>), SensorError> {
         let settings = ProbeSettings {
             size_threshold: cfg.files.size_threshold.0,
             ring_buffer_bytes: cfg.sensor.ring_buffer_kib.saturating_mul(1024),
@@ -183,8 +206,9 @@ impl Sensor {
         }));
         let cfg_for_sessions = cfg.clone();
         let (stats_tx, stats_rx) = tokio::sync::mpsc::channel(16);
-        let (analyzer, artifact_rx) = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir)
-            .map_err(|e| anyhow::anyhow!("artifact analysis: {e}"))?;
+        let (analyzer, artifact_rx) = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir)?;
+        let (resolver, answers) = Resolver::start()
+            .map_err(|e| SensorError::EventLoop { what: "starting the file lookup thread", source: e.into() })?;
         let mut sensor = Self {
             cfg,
             maps,
@@ -199,6 +223,8 @@ impl Sensor {
             last_drain: Instant::now(),
             forget: Vec::new(),
             reported_drops: KernelStats::default(),
+            reported_analyzer: Default::default(),
+            reported_untracked: 0,
             decode_errors: 0,
             reported_decode_errors: 0,
             tracker: Tracker::new(session_config(&cfg_for_sessions)),
@@ -206,10 +232,13 @@ impl Sensor {
             ns_per_tick: 1_000_000_000 / host::clock_ticks(),
             analyzer,
             artifact_rx: Some(artifact_rx),
-            artifact_files: HashMap::new(),
-            mounts: crate::mounts::MountDevs::default(),
-            reported_findings: HashMap::new(),
-            identities: HashMap::new(),
+            artifact_files: LruCache::new(MAX_ARTIFACT_FILES),
+            reported_findings: LruCache::new(MAX_ARTIFACT_FILES),
+            identities: LruCache::new(MAX_ARTIFACT_FILES),
+            resolver,
+            answers: Some(answers),
+            pending: HashMap::new(),
+            reported_lookups_dropped: 0,
             stats_tx,
             stats_rx: Some(stats_rx),
         };
@@ -217,6 +246,26 @@ impl Sensor {
             st.nvml = sensor.telemetry.nvml_state();
         }
         sensor.rescan()?;
+        for extra in &sensor.cfg.devices.extra {
+            if !sensor.devices.values().any(|d| Path::new(&d.accel.path) == extra.path()) {
+                tracing::warn!(device = %extra.path().display(), "configured device is not a character device (yet); watched once it is");
+            }
+        }
+        // Model directories that exist now are in force before the sensor reports ready,
+        // unless their filesystem hangs: then they join when the lookup returns.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match sensor.answers.as_mut().map(|a| a.try_recv()) {
+                Some(Ok(answer)) => {
+                    let dirs = matches!(answer, Answer::Dirs(_));
+                    sensor.on_answer(answer)?;
+                    if dirs {
+                        break;
+                    }
+                }
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
         // Start-up parsed the kernel's BTF (tens of MB of short-lived allocations); give the
         // freed memory back to the system instead of keeping it in the allocator's free lists.
         // SAFETY: malloc_trim has no preconditions.
@@ -237,32 +286,13 @@ impl Sensor {
         self.enricher.host.clone()
     }
 
-    /// Looks for model directories and accelerator devices that appeared since the last scan.
-    fn rescan(&mut self) -> anyhow::Result<()> {
+    /// Looks for model directories (through the resolver: they may lie under a user's home,
+    /// on any filesystem) and accelerator devices that appeared since the last scan.
+    fn rescan(&mut self) -> Result<(), SensorError> {
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let mut new_dirs = Vec::new();
-        for spec in &self.cfg.files.model_dirs {
-            for dir in config::expand_home(spec, &passwd) {
-                let Ok(md) = std::fs::metadata(&dir) else { continue };
-                if !md.is_dir() {
-                    continue;
-                }
-                use std::os::unix::fs::MetadataExt;
-                let id = FileId { dev: self.mounts.kernel_dev(&dir, md.dev()), _pad0: 0, ino: md.ino() };
-                if !self.model_dirs.iter().any(|(_, known)| *known == id) && !new_dirs.iter().any(|(_, n)| *n == id) {
-                    new_dirs.push((dir, id));
-                }
-            }
-        }
-        if !new_dirs.is_empty() {
-            let ids: Vec<FileId> = new_dirs.iter().map(|(_, id)| *id).collect();
-            let (added, result) = self.maps.add_model_dirs(&ids);
-            // Only directories in force count as known: the others are tried again next scan.
-            for (dir, id) in new_dirs.into_iter().take(added) {
-                tracing::info!(dir = %dir.display(), "watching model directory");
-                self.model_dirs.push((dir, id));
-            }
-            result?;
+        let dirs: Vec<PathBuf> = self.cfg.files.model_dirs.iter().flat_map(|spec| config::expand_home(spec, &passwd)).collect();
+        if !dirs.is_empty() && !self.resolver.submit(Job::Dirs(dirs)) {
+            tracing::debug!("file lookups queue full: model directories looked for next time");
         }
         for dev in discovery::discover(&Roots::default(), &self.cfg.devices.extra) {
             if self.devices.contains_key(&dev.rdev) {
@@ -283,12 +313,47 @@ impl Sensor {
         Ok(())
     }
 
+    /// What the resolver found.
+    fn on_answer(&mut self, answer: Answer) -> Result<(), SensorError> {
+        match answer {
+            Answer::Identity { key, found } => {
+                self.on_identity(key, found);
+                Ok(())
+            }
+            Answer::Dirs(found) => self.on_dirs(found),
+        }
+    }
+
+    /// Puts the model directories that are new in force.
+    fn on_dirs(&mut self, found: Vec<(PathBuf, FileId)>) -> Result<(), SensorError> {
+        let mut new_dirs: Vec<(PathBuf, FileId)> = Vec::new();
+        for (dir, id) in found {
+            if !self.model_dirs.iter().any(|(_, known)| *known == id) && !new_dirs.iter().any(|(_, n)| *n == id) {
+                new_dirs.push((dir, id));
+            }
+        }
+        if !new_dirs.is_empty() {
+            let ids: Vec<FileId> = new_dirs.iter().map(|(_, id)| *id).collect();
+            let (added, result) = self.maps.add_model_dirs(&ids);
+            // Only directories in force count as known: the others are tried again next scan.
+            for (dir, id) in new_dirs.into_iter().take(added) {
+                tracing::info!(dir = %dir.display(), "watching model directory");
+                self.model_dirs.push((dir, id));
+            }
+            result?;
+        }
+        Ok(())
+    }
+
     /// Processes that already hold a watched device (opened before the sensor started, or
     /// received over a socket) are found in /proc, so their ioctls are counted too.
+    /// Each fd's target is read as a link (procfs answers that itself) and only device paths
+    /// are stat(2)ed: following every fd would reach into any filesystem, a hung one included.
     fn seed_device_users(&mut self) {
         use std::os::unix::fs::MetadataExt as _;
         let Ok(procs) = std::fs::read_dir("/proc") else { return };
         let me = std::process::id();
+        let known: Vec<PathBuf> = self.devices.values().map(|d| PathBuf::from(&d.accel.path)).collect();
         for entry in procs.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
             if pid == me {
@@ -296,6 +361,11 @@ impl Sensor {
             }
             let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
             let holds = fds.flatten().any(|fd| {
+                let Ok(target) = std::fs::read_link(fd.path()) else { return false };
+                if !target.starts_with("/dev/") && !known.contains(&target) {
+                    return false;
+                }
+                // The fd itself, not the path: the process may live in another mount namespace.
                 std::fs::metadata(fd.path())
                     .ok()
                     .filter(|m| m.file_type().is_char_device())
@@ -394,7 +464,8 @@ impl Sensor {
         self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
     }
 
-    /// Publishes EventsLost for kernel drops and undecodable records since the last check.
+    /// Publishes EventsLost for everything not delivered since the last check: kernel drops,
+    /// undecodable records, kernel maps that were full, artifact analyses that did not happen.
     pub fn report_losses(&mut self) {
         let stats = self.maps.stats();
         let mut by_kind = BTreeMap::new();
@@ -431,11 +502,62 @@ impl Sensor {
                 }),
             ));
         }
+        let (was, now) = (&self.reported_drops, &stats);
+        self.report_counters(
+            Severity::High,
+            LossSource::KernelMap,
+            "a kernel map was full",
+            &[
+                ("pending_full", was.pending_full, now.pending_full),
+                ("ioctl_counts_full", was.ioctl_counts_full, now.ioctl_counts_full),
+                ("ioctl_gate_full", was.ioctl_gate_full, now.ioctl_gate_full),
+            ],
+        );
+        let (was, now) = (self.reported_analyzer, self.analyzer.stats());
+        let lookups = self.resolver.dropped();
+        self.report_counters(
+            Severity::Medium,
+            LossSource::Analyzer,
+            "artifact analyses that did not happen",
+            &[
+                ("lookup_dropped", self.reported_lookups_dropped, lookups),
+                ("identification_dropped", was.dropped, now.dropped),
+                ("hash_dropped", was.hash_dropped, now.hash_dropped),
+                ("failed", was.failed, now.failed),
+            ],
+        );
+        self.reported_analyzer = now;
+        self.reported_lookups_dropped = lookups;
+        let untracked = self.tracker.untracked();
+        self.report_counters(
+            Severity::Medium,
+            LossSource::SessionTracker,
+            "processes not followed: the session table is full",
+            &[("untracked", self.reported_untracked, untracked)],
+        );
+        self.reported_untracked = untracked;
         if let Ok(mut s) = self.status.lock() {
             s.kernel = stats.clone();
             s.decode_errors = self.decode_errors;
         }
         self.reported_drops = stats;
+    }
+
+    /// One EventsLost for the counters of `source` that grew: (name, last reported, now).
+    fn report_counters(&self, severity: Severity, source: LossSource, detail: &str, counters: &[(&str, u64, u64)]) {
+        let by_kind: BTreeMap<String, u64> = counters
+            .iter()
+            .filter(|(_, was, now)| now > was)
+            .map(|(name, was, now)| ((*name).to_owned(), now - was))
+            .collect();
+        if by_kind.is_empty() {
+            return;
+        }
+        let count = by_kind.values().sum();
+        self.publish(self.sensor_event(
+            severity,
+            Payload::EventsLost(EventsLost { count, source: source as i32, detail: detail.into(), by_kind }),
+        ));
     }
 
     fn sensor_event(&self, severity: Severity, payload: Payload) -> Event {
@@ -459,6 +581,11 @@ impl Sensor {
         if stats.dropped_total() > 0 {
             notes.push(format!("{} kernel records dropped", stats.dropped_total()));
         }
+        let stuck = self.resolver.stuck();
+        if let Some((secs, what)) = &stuck {
+            notes.push(format!("file lookups stuck for {secs} s on {what} (its filesystem does not answer)"));
+        }
+        let state = if state == HealthState::Ok && stuck.is_some() { HealthState::Degraded } else { state };
         let nvml = self.status.lock().map(|s| s.nvml.clone()).unwrap_or_default();
         self.sensor_event(
             Severity::Info,
@@ -486,13 +613,13 @@ impl Sensor {
         mut self,
         ring: RingBuf<MapData>,
         shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), SensorError> {
         // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
         let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .context("registering the ring buffer with the event loop")?;
+            .map_err(|e| SensorError::EventLoop { what: "registering the ring buffer with the event loop", source: e.into() })?;
         self.publish(self.health(HealthState::Ok));
         let mut drain = tokio::time::interval(self.cfg.drain_interval());
-        let mut housekeeping = tokio::time::interval(Duration::from_millis(self.cfg.sensor.model_dir_rescan_ms));
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(self.cfg.sensor.housekeeping_ms));
         let mut health = tokio::time::interval(Duration::from_secs(60));
         let mut usage = tokio::time::interval(Duration::from_millis(self.cfg.telemetry.interval_ms));
         for t in [&mut drain, &mut housekeeping, &mut health, &mut usage] {
@@ -501,6 +628,7 @@ impl Sensor {
         }
         tokio::pin!(shutdown);
         let mut artifacts = self.artifact_rx.take();
+        let mut answers = self.answers.take();
         let mut stats_requests = self.stats_rx.take();
         loop {
             tokio::select! {
@@ -512,6 +640,12 @@ impl Sensor {
                         None => stats_requests = None,
                     }
                 }
+                answer = async { match answers.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    match answer {
+                        Some(a) => self.on_answer(a)?,
+                        None => answers = None,
+                    }
+                }
                 update = async { match artifacts.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                     match update {
                         Some(u) => self.on_artifact(u),
@@ -519,14 +653,19 @@ impl Sensor {
                     }
                 }
                 guard = ring.readable_mut() => {
-                    let mut guard = guard.context("waiting on the ring buffer")?;
+                    let mut guard = guard.map_err(|e| SensorError::EventLoop { what: "waiting on the ring buffer", source: e.into() })?;
                     let rb = guard.get_inner_mut();
                     let mut n = 0usize;
-                    while let Some(item) = rb.next() {
+                    // Bounded, so timers, API requests and shutdown get their turn under a
+                    // flood; the ring stays marked readable and the next turn goes on.
+                    while n < RING_BATCH_MAX {
+                        let Some(item) = rb.next() else { break };
                         self.on_record(&item);
                         n += 1;
                     }
-                    guard.clear_ready();
+                    if n < RING_BATCH_MAX {
+                        guard.clear_ready();
+                    }
                     if n > 0 {
                         // Let records gather before the next wake-up: under load one wake-up
                         // per half millisecond instead of one per record.
@@ -538,7 +677,12 @@ impl Sensor {
                     self.report_losses();
                 }
                 _ = housekeeping.tick() => {
-                    self.table.sweep(Instant::now());
+                    // Processes whose exit record was lost: end what is kept about them.
+                    for p in self.table.sweep(Instant::now()) {
+                        tracing::debug!(pid = p.pid, "process gone without an exit record");
+                        self.forget.push(p.pid);
+                        self.observe(&p, Observation::Exit);
+                    }
                     for pid in self.table.evict(Instant::now()) {
                         tracing::trace!(pid, "evicted exited process");
                     }
@@ -551,9 +695,14 @@ impl Sensor {
                 _ = &mut shutdown => break,
             }
         }
-        // Whatever the kernel produced before we stopped is still delivered.
+        // Whatever the kernel produced before we stopped is still delivered; the probes are
+        // still attached, so a flood could go on for ever: the drain has a deadline. Records
+        // still in the ring then are not delivered; the final health event's produced count
+        // includes them.
         let rb = ring.get_mut();
-        while let Some(item) = rb.next() {
+        let deadline = Instant::now() + FINAL_DRAIN_MAX;
+        while Instant::now() < deadline {
+            let Some(item) = rb.next() else { break };
             self.on_record(&item);
         }
         self.drain_ioctls();

@@ -108,8 +108,9 @@ impl Sensor {
                 self.observe(&p, Observation::Ioctls { device: &device, compute_only_driver, categories });
             }
         }
-        // Only processes that used a watched device have kernel state to forget (the counts
-        // were drained just above, so they are all in `ioctl_seen`).
+        // Only processes that used a watched device have counts to forget (drained just above,
+        // so they are all in `ioctl_seen`). A process whose counts never fitted in the kernel
+        // map leaves a first-use flag behind; that map is LRU and recycles it.
         let exited: std::collections::HashSet<u32> = std::mem::take(&mut self.forget).into_iter().collect();
         let users: std::collections::HashSet<u32> =
             self.ioctl_seen.keys().map(|k| k.tgid).filter(|t| exited.contains(t)).collect();

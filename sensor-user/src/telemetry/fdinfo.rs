@@ -111,6 +111,8 @@ impl FdinfoTelemetry {
         let Ok(rd) = std::fs::read_dir(&fd_dir) else { return Vec::new() };
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
+        // The first MAX_FDS entries only: fd numbers are handed out lowest first, and a
+        // runtime opens its device early, so a process with more fds is still found.
         for entry in rd.take(MAX_FDS).flatten() {
             let Ok(target) = std::fs::read_link(entry.path()) else { continue };
             if !is_accel_node(&target) {
@@ -170,7 +172,6 @@ impl GpuTelemetry for FdinfoTelemetry {
                     pid,
                     device,
                     sm_percent: best_percent,
-                    memory_percent: None,
                     memory_bytes: Some(client.memory_bytes),
                     engine_busy_ns: Some(busy_delta),
                 });

@@ -28,9 +28,6 @@ pub struct ProcessGpuSample {
     /// Compute (SM / busiest engine) utilisation, percent.
     #[serde(default)]
     pub sm_percent: Option<f64>,
-    /// Memory-controller utilisation, percent.
-    #[serde(default)]
-    pub memory_percent: Option<f64>,
     /// Device memory held by the process, bytes.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
@@ -39,20 +36,9 @@ pub struct ProcessGpuSample {
     pub engine_busy_ns: Option<u64>,
 }
 
-/// Whole-device utilisation.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DeviceSample {
-    pub device: String,
-    pub name: String,
-    pub sm_percent: f64,
-    pub memory_percent: f64,
-    pub memory_used: u64,
-    pub memory_total: u64,
-}
-
+/// What one sampling round found: per-process use (sessions attribute by process).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    pub devices: Vec<DeviceSample>,
     pub processes: Vec<ProcessGpuSample>,
 }
 
@@ -97,18 +83,9 @@ impl Telemetry {
         let mut all = Snapshot::default();
         for s in &mut self.sources {
             let snap = s.sample(pids);
-            all.devices.extend(snap.devices);
             all.processes.extend(snap.processes);
         }
         all
-    }
-
-    /// "nvml: available (...); drm-fdinfo: available" for health and status.
-    pub fn describe(&self) -> String {
-        if self.sources.is_empty() {
-            return "no telemetry sources configured".into();
-        }
-        self.sources.iter().map(|s| format!("{}: {}", s.name(), s.state().describe())).collect::<Vec<_>>().join("; ")
     }
 
     /// The NVML source's state, for the `nvml` field of health and status.

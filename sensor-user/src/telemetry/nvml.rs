@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use nvml_wrapper::{Nvml, enums::device::UsedGpuMemory};
 
-use super::{DeviceSample, GpuTelemetry, ProcessGpuSample, Snapshot, SourceState};
+use super::{GpuTelemetry, ProcessGpuSample, Snapshot, SourceState};
 
 pub struct NvmlTelemetry {
     nvml: Option<Nvml>,
@@ -68,22 +68,12 @@ impl GpuTelemetry for NvmlTelemetry {
             let Ok(dev) = nvml.device_by_index(index) else { continue };
             // /dev/nvidiaN is named by the device's minor number, as discovery names it.
             let node = dev.minor_number().map(|m| format!("/dev/nvidia{m}")).unwrap_or_else(|_| format!("nvml:{index}"));
-            let util = dev.utilization_rates().ok();
-            let mem = dev.memory_info().ok();
-            snap.devices.push(DeviceSample {
-                device: node.clone(),
-                name: dev.name().unwrap_or_default(),
-                sm_percent: util.as_ref().map(|u| u.gpu as f64).unwrap_or(0.0),
-                memory_percent: util.as_ref().map(|u| u.memory as f64).unwrap_or(0.0),
-                memory_used: mem.as_ref().map(|m| m.used).unwrap_or(0),
-                memory_total: mem.as_ref().map(|m| m.total).unwrap_or(0),
-            });
             let mut per_pid: HashMap<u32, ProcessGpuSample> = HashMap::new();
             if let Ok(procs) = dev.running_compute_processes() {
                 for p in procs {
                     let e = per_pid.entry(p.pid).or_insert_with(|| ProcessGpuSample { pid: p.pid, device: node.clone(), ..Default::default() });
                     if let UsedGpuMemory::Used(bytes) = p.used_gpu_memory {
-                        e.memory_bytes = Some(e.memory_bytes.unwrap_or(0) + bytes);
+                        e.memory_bytes = Some(e.memory_bytes.unwrap_or(0).saturating_add(bytes));
                     }
                 }
             }
@@ -95,7 +85,6 @@ impl GpuTelemetry for NvmlTelemetry {
                     let e = per_pid.entry(s.pid).or_insert_with(|| ProcessGpuSample { pid: s.pid, device: node.clone(), ..Default::default() });
                     // Several samples per interval: keep the highest.
                     e.sm_percent = Some(e.sm_percent.unwrap_or(0.0).max(s.sm_util as f64));
-                    e.memory_percent = Some(e.memory_percent.unwrap_or(0.0).max(s.mem_util as f64));
                 }
                 self.last_seen.insert(index, newest);
             }

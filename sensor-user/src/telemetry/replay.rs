@@ -16,15 +16,22 @@ pub struct ReplayTelemetry {
     path: PathBuf,
     offset: u64,
     bad_lines: u64,
+    /// Inside a line too long to keep: bytes are dropped up to its end.
+    discarding: bool,
 }
 
 impl ReplayTelemetry {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, offset: 0, bad_lines: 0 }
+        Self { path, offset: 0, bad_lines: 0, discarding: false }
     }
 
     fn read_new(&mut self) -> Vec<ProcessGpuSample> {
         let Ok(mut f) = std::fs::File::open(&self.path) else { return Vec::new() };
+        // A file cut shorter than what was read (rotated, rewritten) starts over.
+        if f.metadata().is_ok_and(|m| m.len() < self.offset) {
+            tracing::warn!(file = %self.path.display(), "replay file shrank; reading it from the start");
+            self.offset = 0;
+        }
         if f.seek(SeekFrom::Start(self.offset)).is_err() {
             return Vec::new();
         }
@@ -32,11 +39,31 @@ impl ReplayTelemetry {
         if f.take(MAX_READ).read_to_end(&mut buf).is_err() {
             return Vec::new();
         }
+        let mut start = 0;
+        if self.discarding {
+            let Some(nl) = buf.iter().position(|b| *b == b'\n') else {
+                self.offset += buf.len() as u64;
+                return Vec::new();
+            };
+            self.discarding = false;
+            start = nl + 1;
+        }
         // Only complete lines; a partial last line is read again next time.
-        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else { return Vec::new() };
+        let Some(end) = buf[start..].iter().rposition(|b| *b == b'\n').map(|e| start + e) else {
+            if buf.len() as u64 == MAX_READ {
+                // A line longer than a whole read can never complete: drop it.
+                self.offset += buf.len() as u64;
+                self.discarding = true;
+                self.bad_lines += 1;
+                tracing::warn!(file = %self.path.display(), "replay line longer than {MAX_READ} bytes skipped");
+            } else {
+                self.offset += start as u64;
+            }
+            return Vec::new();
+        };
         self.offset += end as u64 + 1;
         let mut out = Vec::new();
-        for line in buf[..end].split(|b| *b == b'\n') {
+        for line in buf[start..end].split(|b| *b == b'\n') {
             let line = String::from_utf8_lossy(line);
             if line.trim().is_empty() {
                 continue;
@@ -63,7 +90,7 @@ impl GpuTelemetry for ReplayTelemetry {
     }
 
     fn sample(&mut self, _pids: &[u32]) -> Snapshot {
-        Snapshot { devices: Vec::new(), processes: self.read_new() }
+        Snapshot { processes: self.read_new() }
     }
 }
 
@@ -95,5 +122,18 @@ mod tests {
         assert_eq!(s.processes[0].pid, 8);
         let mut missing = ReplayTelemetry::new(dir.path().join("nope"));
         assert!(missing.sample(&[]).processes.is_empty());
+
+        // A line longer than a read is dropped whole; the next line still arrives.
+        write!(f, "{}", "x".repeat(MAX_READ as usize + 10)).unwrap();
+        writeln!(f).unwrap();
+        writeln!(f, "{{\"pid\":9}}").unwrap();
+        f.flush().unwrap();
+        let got: Vec<u32> = (0..4).flat_map(|_| t.sample(&[]).processes).map(|p| p.pid).collect();
+        assert_eq!(got, [9]);
+        assert_eq!(t.bad_lines, 2);
+
+        // Rewritten shorter: read again from the start.
+        std::fs::write(&path, "{\"pid\":10}\n").unwrap();
+        assert_eq!(t.sample(&[]).processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [10]);
     }
 }
