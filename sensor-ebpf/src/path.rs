@@ -7,10 +7,13 @@
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use sensor_ebpf::{
-    COMPONENT_MAX, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, TAIL_MAX, TAIL_OFFSET_MASK, path_flag,
+    COMPONENT_MAX, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, TAIL_MAX, TAIL_OFFSET_MASK, path_flag, stat,
 };
 
-use crate::kernel::{ReadError, off, read_ptr};
+use crate::{
+    kernel::{ReadError, off, read_ptr},
+    maps::count,
+};
 
 pub struct Walked {
     pub len: u32,
@@ -37,7 +40,10 @@ pub extern "C" fn mw_walk_path(path: u64, tail: *mut [u8; TAIL_MAX], start: u64)
     let start = (start as usize) & TAIL_OFFSET_MASK;
     match try_walk(path as *const u8, tail.cast(), start) {
         Ok(w) => ((w.flags as u64) << 32) | w.len as u64,
-        Err(_) => (path_flag::TRUNCATED as u64) << 32,
+        Err(_) => {
+            count(stat::READ_FAILED, 1);
+            (path_flag::TRUNCATED as u64) << 32
+        }
     }
 }
 
@@ -49,18 +55,31 @@ fn try_walk(path: *const u8, tail: *mut u8, start: usize) -> Result<Walked, Read
     let mut mount = vfsmnt.wrapping_sub(mount_mnt);
     let mut len: usize = 0;
     let mut flags: u32 = 0;
+    let mut failed = false;
+    // A read that fails part-way keeps what was walked: a suffix flagged truncated.
+    macro_rules! or_stop {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        };
+    }
     let mut i = 0;
     while i < PATH_MAX_COMPONENTS {
         i += 1;
-        let mnt_root = read_ptr(vfsmnt, off!(vfsmount_mnt_root))?;
-        let parent = read_ptr(dentry, off!(dentry_d_parent))?;
+        let mnt_root = or_stop!(read_ptr(vfsmnt, off!(vfsmount_mnt_root)));
+        let parent = or_stop!(read_ptr(dentry, off!(dentry_d_parent)));
         if dentry == mnt_root {
-            let mnt_parent = read_ptr(mount, off!(mount_mnt_parent))?;
+            let mnt_parent = or_stop!(read_ptr(mount, off!(mount_mnt_parent)));
             if mnt_parent == mount {
                 flags |= path_flag::COMPLETE;
                 break;
             }
-            dentry = read_ptr(mount, off!(mount_mnt_mountpoint))?;
+            dentry = or_stop!(read_ptr(mount, off!(mount_mnt_mountpoint)));
             mount = mnt_parent;
             vfsmnt = mount.wrapping_add(mount_mnt);
             continue;
@@ -68,12 +87,13 @@ fn try_walk(path: *const u8, tail: *mut u8, start: usize) -> Result<Walked, Read
         if len >= PATH_MAX_BYTES {
             break;
         }
-        let name: *const u8 = read_ptr(dentry, off!(dentry_d_name) + off!(qstr_name))?;
+        let name: *const u8 = or_stop!(read_ptr(dentry, off!(dentry_d_name) + off!(qstr_name)));
         let at = (start + len) & TAIL_OFFSET_MASK;
         let n = unsafe {
             bpf_probe_read_kernel_str(tail.add(at).cast(), COMPONENT_MAX as u32, name.cast())
         };
         if n <= 0 {
+            failed = true;
             break;
         }
         let n = (n as usize) & (COMPONENT_MAX * 2 - 1);
@@ -91,6 +111,9 @@ fn try_walk(path: *const u8, tail: *mut u8, start: usize) -> Result<Walked, Read
         }
         len += n;
         dentry = parent;
+    }
+    if failed {
+        count(stat::READ_FAILED, 1);
     }
     if flags & (path_flag::COMPLETE | path_flag::DISCONNECTED) == 0 {
         flags |= path_flag::TRUNCATED;
