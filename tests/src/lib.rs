@@ -6,7 +6,7 @@
 //! same time and produce events too.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -91,7 +91,8 @@ impl Sensor {
             .arg(&cfg_path)
             .args(["--format", "json"])
             .args(extra_args)
-            .env("MODELWATCH_LOG", "warn")
+            // Quiet by default; MODELWATCH_TEST_LOG raises it to debug a failing test.
+            .env("MODELWATCH_LOG", std::env::var("MODELWATCH_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -110,12 +111,15 @@ impl Sensor {
             }
         });
         let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr");
+        let err_pipe = child.stderr.take().expect("stderr");
         let err_sink = stderr.clone();
+        // Line by line, so a test failing while the sensor still runs can show what it logged.
         std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = err_pipe.read_to_string(&mut buf);
-            err_sink.lock().unwrap().push_str(&buf);
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                let mut s = err_sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
         });
         let mut sensor = Sensor { child, events, stderr, _dir: dir, reader: Some(reader) };
         // Every probe must attach: a skipped one (reported as degraded) fails the test here.

@@ -18,8 +18,8 @@ pub(super) const MAX_ARTIFACT_FILES: NonZeroUsize = NonZeroUsize::new(16_384).un
 
 impl Sensor {
     /// What is known about a file a process opened or mapped. The file is looked up (off the
-    /// loop) through the process's root, since it may live in another mount namespace, and
-    /// must still be the inode the kernel reported; unknown versions then go to the analyzer.
+    /// loop) by its path and, failing that, through the process's root, since it may live in
+    /// another mount namespace; either must still be the inode the kernel reported; unknown versions then go to the analyzer.
     pub(super) fn artifact_for(
         &mut self,
         p: &Arc<ProcessInfo>,
@@ -31,7 +31,9 @@ impl Sensor {
         let key = (kdev, ino, size);
         let known = self.identities.get(&key).map(|(id, _, at)| (*id, at.elapsed() < IDENTITY_TTL));
         if known.is_none_or(|(_, fresh)| !fresh) && !self.pending.contains_key(&key) {
-            let candidates = [PathBuf::from(format!("/proc/{}/root{path}", p.pid)), PathBuf::from(path)];
+            // Our own view first: when it is the same inode, the analyzer can still open it
+            // after the process exits (its /proc root then vanishes, failing the analysis).
+            let candidates = [PathBuf::from(path), PathBuf::from(format!("/proc/{}/root{path}", p.pid))];
             if self.pending.len() < MAX_PENDING && self.resolver.submit(Job::Identity { key, candidates }) {
                 self.pending.insert(key, (p.clone(), path.to_owned()));
             }
