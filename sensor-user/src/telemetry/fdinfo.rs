@@ -4,7 +4,8 @@
 //! nouveau, msm, panfrost, v3d, ivpu and others publish the same keys.
 //!
 //! Written by hand because no crate parses these files; the parser is bounded (lines, key and
-//! value lengths) and fuzzed, since a process controls which files its fds point to.
+//! value lengths) and fuzzed (`proc_files` target), since a process controls which files its
+//! fds point to.
 
 use std::{
     collections::HashMap,
