@@ -160,6 +160,11 @@ struct Proc {
     last_activity: Option<Instant>,
     last_seen: Instant,
     session: Option<Active>,
+    /// Usage seen while no session runs (the ioctls and GPU samples that are the evidence for
+    /// one), and since when: a session that starts takes it, so its totals include the work
+    /// that started it. Older than the idle timeout, it is forgotten.
+    pending: Usage,
+    pending_since: Option<Instant>,
     /// The inference runtime the program is, decided once per program image.
     runtime: Option<String>,
 }
@@ -188,7 +193,23 @@ impl Proc {
             last_activity: None,
             last_seen: now,
             session: None,
+            pending: Usage::default(),
+            pending_since: None,
         }
+    }
+
+    /// Applies `f` to the running session's interval and total, or to the pending usage.
+    fn account(&mut self, now: Instant, window: Duration, f: impl Fn(&mut Usage)) {
+        if let Some(s) = &mut self.session {
+            f(&mut s.interval);
+            f(&mut s.total);
+            return;
+        }
+        if self.pending_since.is_none_or(|t| now.duration_since(t) > window) {
+            self.pending = Usage::default();
+            self.pending_since = Some(now);
+        }
+        f(&mut self.pending);
     }
 
     fn note(&mut self, kind: EvidenceKind, detail: String, wall: SystemTime) {
@@ -311,6 +332,7 @@ impl Tracker {
         }
         let large = self.cfg.large_model_bytes;
         let cpu_busy = self.cfg.cpu_busy_percent;
+        let window = self.cfg.idle_timeout;
         let new_runtime = matches!(obs, Observation::Exec).then(|| self.runtime_of(subject));
         let Some(p) = self.procs.get_mut(&subject.entity_id) else { return out };
         if !Arc::ptr_eq(&p.subject, subject) {
@@ -372,13 +394,13 @@ impl Tracker {
                     || (compute_only_driver
                         && categories.iter().any(|(c, n)| *n > 0 && matches!(c, Cat::Memory | Cat::Submit | Cat::Sync)));
                 let total: u64 = categories.iter().map(|(_, n)| n).sum();
-                if let Some(s) = &mut p.session {
-                    for u in [&mut s.interval, &mut s.total] {
-                        for (c, n) in &categories {
-                            *u.ioctls.entry(enrich::category(*c) as i32).or_default() += n;
-                        }
-                        u.ioctl_total += total;
+                p.account(now, window, |u| {
+                    for (c, n) in &categories {
+                        *u.ioctls.entry(enrich::category(*c) as i32).or_default() += n;
                     }
+                    u.ioctl_total += total;
+                });
+                if let Some(s) = &mut p.session {
                     if !s.accelerators.contains_key(&device.path) {
                         s.accelerators.insert(device.path.clone(), device.clone());
                     }
@@ -396,20 +418,18 @@ impl Tracker {
             Observation::Gpu { device, sm_percent, memory_bytes, engine_busy_ns } => {
                 let busy = sm_percent.is_some_and(|s| s > 0.0) || engine_busy_ns.is_some_and(|b| b > 0);
                 let holds_memory = memory_bytes.is_some_and(|m| m > 0);
-                if let Some(s) = &mut p.session {
-                    for u in [&mut s.interval, &mut s.total] {
-                        if let Some(sm) = sm_percent {
-                            u.sm_sum += sm;
-                            u.sm_samples += 1;
-                            u.sm_max = u.sm_max.max(sm);
-                        }
-                        if let Some(m) = memory_bytes {
-                            u.gpu_mem_last = m;
-                            u.gpu_mem_peak = u.gpu_mem_peak.max(m);
-                        }
-                        u.engine_busy_ns = u.engine_busy_ns.saturating_add(engine_busy_ns.unwrap_or(0));
+                p.account(now, window, |u| {
+                    if let Some(sm) = sm_percent {
+                        u.sm_sum += sm;
+                        u.sm_samples += 1;
+                        u.sm_max = u.sm_max.max(sm);
                     }
-                }
+                    if let Some(m) = memory_bytes {
+                        u.gpu_mem_last = m;
+                        u.gpu_mem_peak = u.gpu_mem_peak.max(m);
+                    }
+                    u.engine_busy_ns = u.engine_busy_ns.saturating_add(engine_busy_ns.unwrap_or(0));
+                });
                 if busy || holds_memory {
                     let detail = format!(
                         "{device}: {}{}",
@@ -586,13 +606,16 @@ fn try_start(
     let id = uuid::Uuid::now_v7().to_string();
     let accelerators: BTreeMap<String, Accelerator> = if engine == SessionEngine::Accelerator { p.accelerators.clone() } else { BTreeMap::new() };
     p.last_activity = Some(now);
+    p.pending_since = None;
     p.session = Some(Active {
         id: id.clone(),
         started: now,
         started_wall: wall,
         last_update: now,
+        // The total includes the work that started the session; the first interval starts
+        // now, so its rates are over the time it covers.
         interval: Usage::default(),
-        total: Usage::default(),
+        total: std::mem::take(&mut p.pending),
         accelerators: accelerators.clone(),
     });
     Some(SessionEvent::Started(
@@ -746,9 +769,44 @@ mod tests {
         let [SessionEvent::Ended(_, e)] = evs.as_slice() else { panic!("{evs:?}") };
         assert_eq!(e.reason, SessionEndReason::ProcessExit as i32);
         assert_eq!(e.duration_ns, 13_000_000_000);
-        assert_eq!(e.total.as_ref().unwrap().ioctls.iter().map(|c| c.count).sum::<u64>(), 86);
+        // Both mixes: the one that started the session and the one after.
+        assert_eq!(e.total.as_ref().unwrap().ioctls.iter().map(|c| c.count).sum::<u64>(), 2 * 86);
         assert_eq!(t.active(), 0);
         assert!(t.candidates().is_empty(), "exited processes are forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn usage_before_the_start_counts_in_the_total_within_the_idle_window() {
+        let mut t = Tracker::new(cfg());
+        let p = subject(101, "/usr/bin/python3", "e2");
+        let now = Instant::now();
+        let display = |n| Observation::Ioctls { device: &GPU_DEV, compute_only_driver: false, categories: vec![(Cat::Query, n)] };
+        static GPU_DEV: std::sync::LazyLock<Accelerator> = std::sync::LazyLock::new(gpu);
+        // Long before: forgotten by the time the session starts.
+        t.observe(now, wall(), &p, display(1000));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        // Within the window: query ioctls and a GPU sample with nothing mapped yet (no session).
+        t.observe(Instant::now(), wall(), &p, display(5));
+        let evs = t.observe(Instant::now(), wall(), &p, Observation::Gpu { device: "/dev/dri/renderD128".into(), sm_percent: Some(40.0), memory_bytes: Some(1 << 30), engine_busy_ns: None });
+        assert!(started(&evs).is_empty());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // The mapping completes the evidence (a model and recent GPU use): the session starts.
+        let evs = t.observe(Instant::now(), wall(), &p, Observation::ModelMapped { file: &model("/m/llama.gguf"), length: 4 << 30, artifact: None });
+        assert_eq!(started(&evs).len(), 1);
+        t.observe(Instant::now(), wall(), &p, submit_mix());
+        // The first update's interval starts at the start: nothing from before it.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let ups = t.tick(Instant::now());
+        let [SessionEvent::Updated(_, u)] = ups.as_slice() else { panic!("{ups:?}") };
+        let interval: u64 = u.interval.as_ref().unwrap().ioctls.iter().map(|c| c.count).sum();
+        assert_eq!(interval, 86);
+        let evs = t.observe(Instant::now(), wall(), &p, Observation::Exit);
+        let [SessionEvent::Ended(_, e)] = evs.as_slice() else { panic!("{evs:?}") };
+        let total = e.total.as_ref().unwrap();
+        let counts: Vec<(i32, u64)> = total.ioctls.iter().map(|c| (c.category, c.count)).collect();
+        use crate::proto::v1::IoctlCategory as P;
+        assert_eq!(counts, [(P::Memory as i32, 6), (P::Submit as i32, 40), (P::Sync as i32, 40), (P::Query as i32, 5)]);
+        assert_eq!((total.gpu_sm_percent_max, total.gpu_memory_peak_bytes), (40.0, 1 << 30));
     }
 
     #[tokio::test(start_paused = true)]
