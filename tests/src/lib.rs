@@ -9,7 +9,7 @@ use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -49,7 +49,13 @@ pub struct Sensor {
     stderr: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// Held for the sensor's life: one sensor at a time per test binary. Two sensors see each
+    /// other's analysis opens (a sensor only ignores itself), which would make them the
+    /// reported opener of the other test's files.
+    _exclusive: MutexGuard<'static, ()>,
 }
+
+static ONE_SENSOR: Mutex<()> = Mutex::new(());
 
 impl Sensor {
     /// Starts `modelwatch run --format json` with `config` (TOML) and waits until it reports
@@ -69,6 +75,8 @@ impl Sensor {
 
     fn start_full(config: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
         require_root();
+        // A test that failed while holding it poisons it; that is no reason to fail the next.
+        let exclusive = ONE_SENSOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg_path = dir.path().join("modelwatch.toml");
         let state_dir = dir.path().join("state");
@@ -121,7 +129,7 @@ impl Sensor {
                 s.push('\n');
             }
         });
-        let mut sensor = Sensor { child, events, stderr, _dir: dir, reader: Some(reader) };
+        let mut sensor = Sensor { child, events, stderr, _dir: dir, reader: Some(reader), _exclusive: exclusive };
         // Every probe must attach: a skipped one (reported as degraded) fails the test here.
         let health = sensor.wait_for("the first health report", Duration::from_secs(60), |e| kind(e) == "sensor_health");
         assert_eq!(health["sensor_health"]["state"], "HEALTH_STATE_OK", "{health:#}");

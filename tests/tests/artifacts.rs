@@ -3,7 +3,7 @@
 //! told which inodes are models (their mappings are reported) and which are not (their opens
 //! are filtered).
 
-use std::{path::Path, time::Duration};
+use std::{os::unix::fs::MetadataExt as _, path::Path, time::Duration};
 
 use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, make_file, open_close, pid, real, u64_of};
 use serde_json::Value;
@@ -137,4 +137,56 @@ fn live_sensor_identifies_fingerprints_judges_and_attaches() {
     let blob_opens: Vec<u64> =
         events.iter().filter(|e| about(e, "model_file_opened", &blob)).map(|e| u64_of(&e["model_file_opened"]["file"]["size"])).collect();
     assert_eq!(blob_opens, [64 << 20, (64 << 20) + 1], "opens of a known non-model are filtered until it changes");
+}
+
+/// A model that exists only in another mount namespace (a container's view) is read through
+/// the opening process's root, not through the sensor's own view of the same path: here that
+/// path holds a decoy, which must not be what gets identified.
+#[test]
+fn a_model_in_another_mount_namespace_is_read_through_the_process_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = tempfile::tempdir().unwrap();
+    let bytes = gguf();
+    let sha = format!("{:x}", Sha256::digest(&bytes));
+    std::fs::write(staged.path().join("model.data"), &bytes).unwrap();
+    let model = dir.path().join("ns.gguf");
+    std::fs::write(&model, b"a decoy in the sensor's namespace").unwrap();
+    let decoy_ino = std::fs::metadata(&model).unwrap().ino();
+
+    let mut sensor = Sensor::start("");
+    // A private mount namespace with a tmpfs over `dir`: the model is copied in under a name
+    // no probe matches and renamed, then the shell opens it and becomes `sleep` with the fd
+    // still open, so its /proc root outlives the analysis.
+    let script = format!(
+        "mount -t tmpfs tmpfs {d} && cp {s}/model.data {d}/ns.data && mv {d}/ns.data {d}/ns.gguf && exec 3< {d}/ns.gguf && echo ready && exec sleep 60",
+        d = dir.path().display(),
+        s = staged.path().display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready", "the namespace was not set up");
+    let opener = child.id();
+    // stat(2), not a read: an open of the decoy would be reported and identified too.
+    assert_eq!(std::fs::metadata(&model).unwrap().ino(), decoy_ino, "the mount leaked into this namespace");
+
+    let ident = sensor.wait_for("the namespaced model's verified digest", EVENT_TIMEOUT, |e| {
+        about(e, "artifact_identified", &model) && e["artifact_identified"]["artifact"]["digest_state"] == "DIGEST_STATE_VERIFIED"
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let a = &ident["artifact_identified"];
+    assert_eq!(a["artifact"]["format"], "ARTIFACT_FORMAT_GGUF");
+    assert_eq!(a["artifact"]["sha256"], sha.as_str());
+    assert_eq!(a["artifact"]["name"], "tiny-test-model");
+    assert_eq!(pid(&ident), Some(opener), "the shell that opened it (unshare execs it in place)");
+    let events = sensor.stop();
+    // Other sensors of concurrent tests open it too, to analyse it: only the shell's counts.
+    let opens: Vec<&Value> = events.iter().filter(|e| about(e, "model_file_opened", &model) && pid(e) == Some(opener)).collect();
+    assert_eq!(opens.len(), 1, "one open by the namespaced shell: {opens:?}");
+    assert_eq!(u64_of(&opens[0]["model_file_opened"]["file"]["size"]), bytes.len() as u64);
 }
