@@ -400,10 +400,10 @@ impl Tracker {
                     }
                     u.ioctl_total += total;
                 });
-                if let Some(s) = &mut p.session {
-                    if !s.accelerators.contains_key(&device.path) {
-                        s.accelerators.insert(device.path.clone(), device.clone());
-                    }
+                if let Some(s) = &mut p.session
+                    && !s.accelerators.contains_key(&device.path)
+                {
+                    s.accelerators.insert(device.path.clone(), device.clone());
                 }
                 if compute {
                     let mix: Vec<String> = categories.iter().map(|(c, n)| format!("{}={n}", c.as_str())).collect();
