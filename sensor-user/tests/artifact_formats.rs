@@ -4,13 +4,83 @@
 #[path = "artifact_gen.rs"]
 mod generated;
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command};
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    collections::BTreeMap,
+    io::{Read, Seek, SeekFrom},
+    path::PathBuf,
+    process::Command,
+};
 
 use generated::*;
 use modelwatch::artifact::{
-    AnalyzeOptions, ArtifactReport, DigestState, Format, Opset, Safety, analyze_bytes, analyze_path, codes,
-    report::ModelMetadata,
+    AnalyzeOptions, ArtifactReport, DigestState, Format, Limits, Opset, Safety, Severity, analyze_bytes, analyze_path,
+    codes, formats::identify, report::ModelMetadata,
 };
+
+/// Counts the bytes each thread holds, so that a test can bound what one analysis allocates
+/// whatever the other tests running beside it do.
+struct Counting;
+
+thread_local! {
+    static HELD: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    // `try_with`: allocations while a thread's locals are torn down are not counted.
+    let _ = HELD.try_with(|h| {
+        let held = h.get() + delta;
+        h.set(held);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(held)));
+    });
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; only the counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is passed on.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            count(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            count(l.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` was allocated by `System` with `l`.
+        unsafe { System.dealloc(p, l) };
+        count(-(l.size() as isize));
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: `p` was allocated by `System` with `l`.
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            count(new as isize - l.size() as isize);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// What `f` returns, and the most bytes this thread held at once while it ran beyond what it
+/// held before.
+fn peak_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = HELD.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let out = f();
+    (out, usize::try_from(PEAK.with(Cell::get) - base).unwrap_or(0))
+}
 
 struct Sample {
     _dir: tempfile::TempDir,
@@ -173,6 +243,213 @@ fn codes_of_identified(r: &modelwatch::artifact::formats::Identified) -> Vec<&st
     r.findings.iter().map(|f| f.code.as_str()).collect()
 }
 
+fn with_max_parse(bytes: u64) -> AnalyzeOptions {
+    AnalyzeOptions { limits: Limits { max_parse_bytes: bytes, ..Limits::default() }, ..AnalyzeOptions::default() }
+}
+
+#[test]
+fn safetensors_header_memory_is_bounded() {
+    // 100 000 tensors: tallied one by one, all counted.
+    let mut h = String::from("{");
+    for i in 0..100_000 {
+        h.push_str(&format!(r#""t{i}":{{"dtype":"U8","shape":[1],"data_offsets":[0,1]}},"#));
+    }
+    h.pop();
+    h.push('}');
+    let many = safetensors(&h, 1);
+    let (r, peak) = peak_alloc(|| analyze_bytes(&many, &AnalyzeOptions::default()));
+    assert_eq!((r.format, r.metadata.tensor_count, r.metadata.parameter_count), (Format::Safetensors, Some(100_000), Some(100_000)));
+    assert_eq!(r.findings.len(), 0, "{:?}", r.findings);
+    // The header's own bytes and the reader's buffers: no per-tensor state.
+    assert!(peak < h.len() + (1 << 20), "peak {peak} for a {}-byte header", h.len());
+
+    // A header larger than the parse bound is refused before it is read.
+    let (r, peak) = peak_alloc(|| analyze_bytes(&many, &with_max_parse(1 << 20)));
+    assert!(peak < 1 << 18, "peak {peak}");
+    assert_eq!((r.format, r.metadata.tensor_count), (Format::Safetensors, None));
+    assert_eq!(codes_of_identified(&r), [codes::LIMIT_EXCEEDED]);
+    assert_eq!(
+        r.findings[0].message,
+        format!("safetensors content is not valid: safetensors header of {} bytes exceeds the limit of 1048576", h.len())
+    );
+
+    // A million `__metadata__` entries: all checked to be strings, the first 64 kept.
+    let mut h = String::from(r#"{"__metadata__":{"#);
+    for i in 0..1_000_000 {
+        h.push_str(&format!(r#""k{i}":"","#));
+    }
+    h.pop();
+    h.push_str(r#"},"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#);
+    let sample = safetensors(&h, 1);
+    let (r, peak) = peak_alloc(|| analyze_bytes(&sample, &AnalyzeOptions::default()));
+    assert_eq!((r.metadata.tensor_count, r.metadata.properties.len(), r.findings.len()), (Some(1), 64, 0), "{:?}", r.findings);
+    assert!(r.metadata.properties.contains_key("k63") && !r.metadata.properties.contains_key("k64"));
+    assert!(peak < h.len() + (1 << 20), "peak {peak} for a {}-byte header", h.len());
+    // ...and a value that is not a string after the kept ones is still an error.
+    let bad = h.replacen(r#""k999999":"""#, r#""k999999":1"#, 1);
+    let r = analyze_bytes(&safetensors(&bad, 1), &AnalyzeOptions::default());
+    assert_eq!(codes_of_identified(&r), [codes::MALFORMED]);
+    assert!(r.findings[0].message.contains("__metadata__.k999999 is not a string"), "{:?}", r.findings);
+
+    // A shape of four million dimensions is multiplied out, not kept.
+    let h = format!(r#"{{"w":{{"dtype":"U8","shape":[{}2],"data_offsets":[0,2]}}}}"#, "1,".repeat(4_000_000));
+    let sample = safetensors(&h, 2);
+    let (r, peak) = peak_alloc(|| analyze_bytes(&sample, &AnalyzeOptions::default()));
+    assert_eq!((r.metadata.tensor_count, r.metadata.parameter_count, r.findings.len()), (Some(1), Some(2), 0), "{:?}", r.findings);
+    assert!(peak < h.len() + (1 << 20), "peak {peak} for a {}-byte header", h.len());
+    // Its product still overflows as it did.
+    let h = format!(r#"{{"w":{{"dtype":"U8","shape":[{}0],"data_offsets":[0,0]}}}}"#, "4294967296,".repeat(3));
+    let r = analyze_bytes(&safetensors(&h, 0), &AnalyzeOptions::default());
+    assert_eq!(codes_of_identified(&r), [codes::MALFORMED]);
+    assert!(r.findings[0].message.contains("tensor w size overflows"), "{:?}", r.findings);
+}
+
+/// A GGUF header followed by `len` bytes in all, zeros after the header, without holding them:
+/// counts what is read.
+struct Sparse {
+    head: Vec<u8>,
+    len: u64,
+    pos: u64,
+    read: u64,
+}
+
+impl Read for Sparse {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.len.saturating_sub(self.pos)).min(buf.len() as u64) as usize;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = usize::try_from(self.pos).ok().and_then(|p| self.head.get(p + i)).copied().unwrap_or(0);
+        }
+        self.pos += n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Sparse {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = match to {
+            SeekFrom::Start(n) => n,
+            SeekFrom::End(d) => self.len.saturating_add_signed(d),
+            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+        };
+        Ok(self.pos)
+    }
+}
+
+#[test]
+fn gguf_array_of_a_billion_empty_strings_stops_at_the_budget() {
+    // One key whose value is an array of 10^9 strings; the zeros after it are 10^9 empty
+    // strings (each just its 8-byte length), in a file long enough to hold them all.
+    let mut head = b"GGUF\x03\x00\x00\x00".to_vec();
+    head.extend_from_slice(&0u64.to_le_bytes());
+    head.extend_from_slice(&1u64.to_le_bytes());
+    head.extend_from_slice(&1u64.to_le_bytes());
+    head.push(b'k');
+    head.extend_from_slice(&9u32.to_le_bytes());
+    head.extend_from_slice(&8u32.to_le_bytes());
+    head.extend_from_slice(&1_000_000_000u64.to_le_bytes());
+    let len = head.len() as u64 + 8 * 1_000_000_000;
+    let mut src = Sparse { head, len, pos: 0, read: 0 };
+    let limits = Limits { max_parse_bytes: 1 << 20, max_pickle_bytes: 1 << 20, ..Limits::default() };
+    let r = identify(&mut src, len, &limits, &modelwatch::artifact::PicklePolicy::default());
+    assert_eq!(r.format, Format::Gguf);
+    assert_eq!(codes_of_identified(&r), [codes::LIMIT_EXCEEDED]);
+    assert_eq!(r.findings[0].message, "gguf content is not valid: GGUF header exceeds the limit of 1048576");
+    // Stopped within a read buffer of the bound, not after the 8 GB of the array.
+    assert!(src.read < (1 << 20) + (1 << 18), "read {} bytes", src.read);
+
+    // The same count in a file too short to hold it: refused before the loop.
+    let mut cut = src.head.clone();
+    cut.extend_from_slice(&[0u8; 64]);
+    let r = analyze_bytes(&cut, &AnalyzeOptions::default());
+    assert_eq!(codes_of_identified(&r), [codes::MALFORMED]);
+    assert_eq!(r.findings[0].message, "gguf content is not valid: truncated: array of 1000000000 elements");
+}
+
+#[test]
+fn a_large_safetensors_is_identified_from_its_header_whatever_its_first_byte() {
+    // The header length's first byte is `I`, the pickle opcode that reads a line: a walk
+    // from byte 0 would read the whole 1 GiB of tensor data looking for a newline.
+    let data = 1u64 << 30;
+    let mut json = format!("{{\"w\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[0,{data}]}}}}", data / 4);
+    while json.len() & 0xff != usize::from(b'I') {
+        json.push(' ');
+    }
+    let mut head = (json.len() as u64).to_le_bytes().to_vec();
+    head.extend_from_slice(json.as_bytes());
+    let len = head.len() as u64 + data;
+    let mut src = Sparse { head, len, pos: 0, read: 0 };
+    let r = identify(&mut src, len, &Limits::default(), &modelwatch::artifact::PicklePolicy::default());
+    assert_eq!(r.format, Format::Safetensors);
+    assert_eq!(r.metadata.parameter_count, Some(data / 4));
+    assert!(r.pickle.is_none());
+    assert!(src.read < 1 << 20, "read {} bytes", src.read);
+}
+
+#[test]
+fn tflite_operator_code_count_is_capped() {
+    let r = analyze_bytes(&tflite_op_codes(5000), &AnalyzeOptions::default());
+    assert_eq!(r.format, Format::Tflite);
+    assert_eq!(r.metadata.properties.get("operator_codes").map(String::as_str), Some("5000"));
+    assert_eq!((r.metadata.custom_ops.as_slice(), r.metadata.unsafe_ops.as_slice()), (&["FlexReadFile".to_string()][..], &["FlexReadFile".to_string()][..]));
+    assert_eq!(codes_of_identified(&r), [codes::LIMIT_EXCEEDED, codes::UNSAFE_OPS]);
+    assert_eq!(r.findings[0].message, "only the first 4096 of 5000 operator codes were examined for custom operators");
+    // At the cap: nothing to say.
+    let r = analyze_bytes(&tflite_op_codes(4096), &AnalyzeOptions::default());
+    assert_eq!(codes_of_identified(&r), [codes::UNSAFE_OPS]);
+
+    // A count of 2^32 - 1: refused before anything is allocated or looped over.
+    // (291 is odd: no offset or vtable entry of the sample can equal it.)
+    let mut b = tflite_op_codes(291);
+    let count_at = b.windows(4).position(|w| w == 291u32.to_le_bytes()).expect("vector length");
+    b[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let r = analyze_bytes(&b, &AnalyzeOptions::default());
+    assert_eq!((r.format, codes_of_identified(&r)), (Format::Tflite, vec![codes::LIMIT_EXCEEDED]));
+    assert_eq!(r.findings[0].message, "tflite content is not valid: vector of 4294967295 elements exceeds the limit of 1048576");
+}
+
+#[test]
+fn onnx_custom_ops_in_subgraphs_and_functions() {
+    let node = |op: &str, domain: &str| cat(&[&pb_str(1, "x"), &pb_str(2, "y"), &pb_str(4, op), &pb_str(7, domain)]);
+    let attr_g = |name: &str, g: &[u8]| pb_bytes(5, &cat(&[&pb_str(1, name), &pb_bytes(6, g)]));
+    let attr_graphs = |name: &str, g: &[u8]| pb_bytes(5, &cat(&[&pb_str(1, name), &pb_bytes(11, g)]));
+    // If: a custom op in its then-branch; its else-branch (a `graphs` attribute) holds a Loop
+    // whose body holds another.
+    let then_branch = pb_bytes(1, &node("ThenOp", "com.evil"));
+    let body = pb_bytes(1, &node("LoopOp", "com.evil"));
+    let loop_node = cat(&[&pb_str(4, "Loop"), &attr_g("body", &body)]);
+    let else_branch = pb_bytes(1, &loop_node);
+    let if_node = cat(&[&pb_str(4, "If"), &attr_g("then_branch", &then_branch), &attr_graphs("else_branch", &else_branch)]);
+    // A model-local function: calling it is not a custom op, what it runs may be.
+    let call = node("MyFn", "local.fn");
+    let function = cat(&[&pb_str(1, "MyFn"), &pb_bytes(7, &node("FnOp", "com.evil")), &pb_bytes(7, &node("Relu", "")), &pb_str(10, "local.fn")]);
+    let graph = cat(&[&pb_bytes(1, &if_node), &pb_bytes(1, &call), &pb_str(2, "main")]);
+    let model = |graph: &[u8]| {
+        cat(&[&pb_varint(1, 9), &pb_str(2, "pytorch"), &pb_bytes(7, graph), &pb_bytes(8, &pb_varint(2, 17)), &pb_bytes(25, &function)])
+    };
+    let r = analyze_bytes(&model(&graph), &AnalyzeOptions::default());
+    assert_eq!(r.format, Format::Onnx);
+    // Counts are the main graph's; operators are looked for everywhere.
+    assert_eq!((r.metadata.node_count, r.metadata.graph_name.as_deref()), (Some(2), Some("main")));
+    assert_eq!(r.metadata.custom_ops, ["com.evil::FnOp", "com.evil::LoopOp", "com.evil::ThenOp"]);
+    assert_eq!(codes_of_identified(&r), [codes::CUSTOM_OPS]);
+    assert_eq!(
+        r.findings[0].message,
+        "operators from custom domains need native code the runtime must load: com.evil::FnOp, com.evil::LoopOp, com.evil::ThenOp"
+    );
+
+    // Subgraphs nested past the bound: what was seen is kept, the rest is a limit finding.
+    let mut g = pb_bytes(1, &node("Deep", "com.evil"));
+    for _ in 0..20 {
+        g = pb_bytes(1, &cat(&[&pb_str(4, "If"), &attr_g("then_branch", &g)]));
+    }
+    let r = analyze_bytes(&model(&g), &AnalyzeOptions::default());
+    assert_eq!((r.format, r.metadata.node_count), (Format::Onnx, Some(1)));
+    assert_eq!(r.metadata.custom_ops, Vec::<String>::new());
+    assert_eq!(codes_of_identified(&r), [codes::LIMIT_EXCEEDED]);
+    assert_eq!(r.findings[0].message, "onnx content is not valid: ONNX subgraph nesting exceeds the limit of 16");
+}
+
 #[test]
 fn safetensors_shards_are_grouped() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -303,8 +580,20 @@ fn numpy_npy_and_npz() {
     let r = analyze_bytes(&npy("<f4', 'x': __import__('os').system('id'), '", "(1,)", &[]), &AnalyzeOptions::default());
     assert_eq!(r.format, Format::Numpy);
     assert!(codes_of_identified(&r).contains(&codes::MALFORMED));
+    // A header length past the file's end: truncated.
     let r = analyze_bytes(b"\x93NUMPY\x02\x00\xff\xff\xff\x7f{", &AnalyzeOptions::default());
-    assert!(codes_of_identified(&r).contains(&codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+    assert!(codes_of_identified(&r).contains(&codes::MALFORMED), "{:?}", r.findings);
+    // A header too long to parse (NumPy reads it when pickles are allowed): read through, and
+    // the data after it still walked for a pickle.
+    let mut big = b"\x93NUMPY\x02\x00".to_vec();
+    let text = format!("{{'descr': '|O', 'fortran_order': False, 'shape': (1,), 'pad': '{}'}}\n", " ".repeat(2 << 20));
+    big.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    big.extend_from_slice(text.as_bytes());
+    big.extend_from_slice(&os_system_pickle());
+    let r = analyze("huge-header.npy", &big);
+    assert_eq!(r.format, Format::Numpy);
+    assert!(codes_of(&r).contains(&codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+    assert_eq!(r.pickle.as_ref().map(|p| p.verdict), Some(Safety::Malicious));
 }
 
 #[test]
@@ -417,6 +706,48 @@ fn keras_zip_and_h5() {
     let r = analyze_bytes(&keras_h5("{\"class_name\": \"Sequential\", \"config\": {"), &AnalyzeOptions::default());
     assert_eq!(r.format, Format::KerasH5);
     assert!(codes_of_identified(&r).iter().any(|c| *c == codes::MALFORMED || *c == codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+}
+
+/// Layers naming the Keras functions and classes that undo safe mode or reach files
+/// (CVE-2025-9906, CVE-2025-8747, `TFSMLayer`), as Keras 3 writes them.
+const KERAS_SAFE_MODE_BYPASS: &str = r#", {"module": "keras.layers", "class_name": "Activation", "config": {"name": "a1", "activation": {"module": "keras.config", "class_name": "function", "config": "enable_unsafe_deserialization", "registered_name": "function"}}}, {"module": "keras.layers", "class_name": "Activation", "config": {"name": "a2", "activation": {"module": "keras.utils", "class_name": "function", "config": "get_file", "registered_name": "function"}}}, {"module": "keras.layers", "class_name": "TFSMLayer", "config": {"name": "t", "filepath": "/tmp/saved"}, "registered_name": null}, {"module": "keras.models", "class_name": "function", "config": "model_from_json"}"#;
+
+#[test]
+fn keras_safe_mode_bypasses_are_flagged_in_zip_and_h5() {
+    let expected = ["keras.config.enable_unsafe_deserialization", "keras.utils.get_file", "keras.layers.TFSMLayer", "keras.models.model_from_json"];
+    let message = format!("keras configuration refers to code outside Keras or to unsafe Keras functions: {}", expected.join(", "));
+    let config = keras_config(KERAS_SAFE_MODE_BYPASS);
+
+    let r = analyze_bytes(&keras_zip(&config), &AnalyzeOptions::default());
+    assert_eq!((r.format, r.metadata.architecture.as_deref(), r.metadata.node_count), (Format::Keras, Some("Sequential"), Some(6)));
+    assert_eq!(r.metadata.custom_ops, expected);
+    assert_eq!(codes_of_identified(&r), [codes::CUSTOM_OPS]);
+    assert_eq!((r.findings[0].severity, r.findings[0].message.as_str()), (Severity::Critical, message.as_str()));
+
+    // The same configuration as an HDF5 `model_config`, behind a decoy configuration: every
+    // configuration-like object is examined, and the model is described from the one with layers.
+    let decoy = r#"{"class_name": "Decoy", "config": {"name": "decoy"}}"#;
+    let r = analyze_bytes(&keras_h5(&format!("{decoy}\0\0\0\0model_config\0\0\0\0{config}")), &AnalyzeOptions::default());
+    assert_eq!((r.format, r.variant.as_deref()), (Format::KerasH5, Some("model")));
+    assert_eq!((r.metadata.architecture.as_deref(), r.metadata.name.as_deref(), r.metadata.node_count), (Some("Sequential"), Some("sequential"), Some(6)));
+    assert_eq!(r.metadata.custom_ops, expected);
+    assert_eq!(codes_of_identified(&r), [codes::CUSTOM_OPS]);
+    assert_eq!((r.findings[0].severity, r.findings[0].message.as_str()), (Severity::Critical, message.as_str()));
+
+    // Legacy HDF5 configurations name no module: Keras looks `TFSMLayer` up among its own layers.
+    let legacy = r#"{"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "Dense", "config": {"name": "d"}}, {"class_name": "TFSMLayer", "config": {"name": "t", "filepath": "/tmp/saved"}}]}, "keras_version": "2.13.1"}"#;
+    let r = analyze_bytes(&keras_h5(legacy), &AnalyzeOptions::default());
+    assert_eq!(r.metadata.custom_ops, ["TFSMLayer"]);
+    assert_eq!(codes_of_identified(&r), [codes::CUSTOM_OPS]);
+    assert_eq!(r.findings[0].severity, Severity::Critical);
+
+    // Keras 3 writes every functional model under `keras.src.models`: a model, not a loader.
+    let functional = r#"{"module": "keras.src.models.functional", "class_name": "Functional", "config": {"name": "functional", "layers": [{"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "input"}}, {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "activation": {"module": "keras.activations", "class_name": "function", "config": "relu", "registered_name": "function"}}}]}, "registered_name": "Functional"}"#;
+    let r = analyze_bytes(&keras_zip(functional), &AnalyzeOptions::default());
+    assert_eq!((r.format, r.metadata.architecture.as_deref(), r.metadata.node_count), (Format::Keras, Some("Functional"), Some(2)));
+    assert_eq!((r.metadata.custom_ops.len(), r.findings.len()), (0, 0), "{:?}", r.findings);
+    let r = analyze_bytes(&keras_h5(functional), &AnalyzeOptions::default());
+    assert_eq!((r.format, r.metadata.custom_ops.len(), r.findings.len()), (Format::KerasH5, 0, 0), "{:?}", r.findings);
 }
 
 #[test]

@@ -130,6 +130,48 @@ pub fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     stored_zip_with(entries, &[])
 }
 
+/// A stored zip with one entry, listed in the central directory under `aliases` names that
+/// all point at the same local header (each one is a full read for a naive reader).
+pub fn aliased_zip(name: &str, data: &[u8], aliases: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..aliases).map(|i| format!("{i}-{name}")).collect();
+    alias_entry(&stored_zip(&[(name, data)]), &names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// [`aliased_zip`] with the entry deflated.
+pub fn aliased_deflated_zip(name: &str, data: &[u8], aliases: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..aliases).map(|i| format!("{i}-{name}")).collect();
+    alias_entry(&deflated_zip(&[(name, data)]), &names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Rewrites a one-entry zip (no archive comment) so that its central directory lists the
+/// entry once under each of `names`, every record pointing at the one local header.
+pub fn alias_entry(one: &[u8], names: &[&str]) -> Vec<u8> {
+    let eocd = one.len() - 22;
+    assert_eq!(&one[eocd..eocd + 4], b"PK\x05\x06", "one-entry zip without a comment");
+    let le16 = |i: usize| usize::from(u16::from_le_bytes([one[i], one[i + 1]]));
+    let cd_start = u32::from_le_bytes(one[eocd + 16..eocd + 20].try_into().expect("4 bytes")) as usize;
+    let rec = &one[cd_start..eocd];
+    let (name_len, extra_len, comment_len) = (le16(cd_start + 28), le16(cd_start + 30), le16(cd_start + 32));
+    let extra = &rec[46 + name_len..46 + name_len + extra_len + comment_len];
+    let mut out = one[..cd_start].to_vec();
+    let mut central = Vec::new();
+    for alias in names {
+        let mut r = rec[..46].to_vec();
+        r[28..30].copy_from_slice(&(alias.len() as u16).to_le_bytes());
+        r.extend_from_slice(alias.as_bytes());
+        r.extend_from_slice(extra);
+        central.extend_from_slice(&r);
+    }
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0");
+    out.extend_from_slice(&(names.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(names.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(cd_start as u32).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
 /// A zip with deflated entries (through the `zip` crate).
 pub fn deflated_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -154,6 +196,11 @@ pub fn torch_zip(data_pkl: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------- tar
 
 fn tar_header(name: &str, size: usize) -> [u8; 512] {
+    tar_header_with(name, size, b'0', "")
+}
+
+/// A ustar header with the given type flag and link name (checksum summed unsigned).
+pub fn tar_header_with(name: &str, size: usize, typeflag: u8, linkname: &str) -> [u8; 512] {
     let mut h = [0u8; 512];
     h[..name.len()].copy_from_slice(name.as_bytes());
     h[100..107].copy_from_slice(b"0000644");
@@ -161,40 +208,82 @@ fn tar_header(name: &str, size: usize) -> [u8; 512] {
     h[116..123].copy_from_slice(b"0000000");
     h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
     h[136..147].copy_from_slice(b"00000000000");
-    h[156] = b'0';
+    h[156] = typeflag;
+    h[157..157 + linkname.len()].copy_from_slice(linkname.as_bytes());
     h[257..263].copy_from_slice(b"ustar\0");
     h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    tar_checksum(&mut h, false);
     h
+}
+
+/// Writes the checksum field the way `tarfile` accepts it: bytes summed unsigned or signed.
+pub fn tar_checksum(h: &mut [u8; 512], signed: bool) {
+    h[148..156].copy_from_slice(b"        ");
+    let sum: i64 = h.iter().map(|b| if signed { i64::from(*b as i8) } else { i64::from(*b) }).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+}
+
+/// A header followed by its data, padded to whole blocks.
+pub fn tar_block(header: [u8; 512], data: &[u8]) -> Vec<u8> {
+    let mut out = header.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
 }
 
 pub fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, data) in members {
-        out.extend_from_slice(&tar_header(name, data.len()));
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
+        out.extend_from_slice(&tar_block(tar_header(name, data.len()), data));
     }
     out.extend_from_slice(&[0u8; 1024]);
     out
 }
 
+/// A `storages` member of the legacy torch tar: a count, then per storage the
+/// `(key, location, storage_type)` record and the raw storage (an `int64` element count and
+/// the elements), then the storage views.
+pub fn torch_tar_storages(records: &[&[u8]]) -> Vec<u8> {
+    let mut out = cat(&[b"\x80\x02K", &[records.len() as u8], b"."]);
+    for (i, rec) in records.iter().enumerate() {
+        out.extend_from_slice(rec);
+        out.extend_from_slice(&4u64.to_le_bytes());
+        out.extend_from_slice(&[i as u8; 16]);
+    }
+    out.extend_from_slice(b"\x80\x02].");
+    out
+}
+
+/// One storage record of [`torch_tar_storages`]: key, `cpu`, `torch.FloatStorage`.
+pub fn torch_tar_storage_record(key: &str) -> Vec<u8> {
+    cat(&[b"\x80\x02(", &binunicode(key), &binunicode("cpu"), &global("torch", "FloatStorage"), b"tq\x00."])
+}
+
 /// PyTorch < 0.4 `torch.save` tar.
 pub fn torch_legacy_tar(main_pickle: &[u8]) -> Vec<u8> {
     let sys_info = cat(&[b"\x80\x02}q\x00(", &binunicode("protocol_version"), b"M\xe9\x03", &binunicode("little_endian"), b"\x88u."]);
-    let storages = cat(&[b"\x80\x02K\x01.\x80\x02(", &binunicode("0"), &global("torch", "FloatStorage"), b"tq\x00.", &4u64.to_le_bytes(), &[0u8; 16]]);
+    let storages = torch_tar_storages(&[&torch_tar_storage_record("0")]);
     let tensors = b"\x80\x02K\x00.".to_vec();
     tar(&[("sys_info", &sys_info), ("pickle", main_pickle), ("storages", &storages), ("tensors", &tensors)])
 }
 
+/// A legacy torch tar with the given `storages` member and main pickle.
+pub fn torch_legacy_tar_with(storages: &[u8], main_pickle: &[u8]) -> Vec<u8> {
+    tar(&[("sys_info", b"\x80\x02}."), ("pickle", main_pickle), ("storages", storages), ("tensors", b"\x80\x02K\x00.")])
+}
+
 /// PyTorch 0.4–1.5 `torch.save(..., _use_new_zipfile_serialization=False)` stream.
 pub fn torch_legacy_stream(main_pickle: &[u8]) -> Vec<u8> {
+    torch_legacy_stream_with(b"\x80\x02M\xe9\x03.", main_pickle)
+}
+
+/// The legacy stream with its second pickle (the protocol version) replaced.
+pub fn torch_legacy_stream_with(second: &[u8], main_pickle: &[u8]) -> Vec<u8> {
     cat(&[
         b"\x80\x02\x8a\x0a",
         &TORCH_LEGACY_MAGIC,
-        b".\x80\x02M\xe9\x03.",
+        b".",
+        second,
         b"\x80\x02}q\x00(",
         &binunicode("little_endian"),
         b"\x88u.",
@@ -206,6 +295,9 @@ pub fn torch_legacy_stream(main_pickle: &[u8]) -> Vec<u8> {
         &[0u8; 16],
     ])
 }
+
+/// `os.system("id")` in protocol 0: no PROTO opcode, only text.
+pub const OS_SYSTEM_P0: &[u8] = b"cos\nsystem\n(S'id'\ntR.";
 
 // ---------------------------------------------------------------- GGUF
 
@@ -343,7 +435,12 @@ pub fn tiny_safetensors(license: Option<&str>) -> Vec<u8> {
 // ---------------------------------------------------------------- NumPy
 
 pub fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    npy_descr(&format!("'{descr}'"), shape, data)
+}
+
+/// An `.npy` whose `descr` is the Python literal `descr` as written (prefixes, escapes, lists).
+pub fn npy_descr(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + dict.len() + 1) % 64 != 0 {
         dict.push(' ');
     }
@@ -590,6 +687,23 @@ pub fn tflite() -> Vec<u8> {
     fb.patch(me[0], m0);
     let n = fb.string("min_runtime_version");
     fb.patch(m0f[0], n);
+    fb.buf
+}
+
+/// A TFLite model whose `operator_codes` vector holds `n` references, all to one `FlexReadFile`
+/// operator code, and nothing else.
+pub fn tflite_op_codes(n: usize) -> Vec<u8> {
+    let mut fb = Fb::new();
+    let (model, mf) = fb.table(&[Slot::U32(3), Slot::Ref]);
+    fb.patch(0, model);
+    let (codes, ce) = fb.ref_vector(n);
+    fb.patch(mf[1], codes);
+    let (c, cf) = fb.table(&[Slot::U32(32), Slot::Ref, Slot::U32(1), Slot::U32(32)]);
+    for e in ce {
+        fb.patch(e, c);
+    }
+    let s = fb.string("FlexReadFile");
+    fb.patch(cf[1], s);
     fb.buf
 }
 

@@ -113,11 +113,16 @@ fn store_paths_claim_digests_that_are_verified() {
     // The policy follows the content, not the claim.
     assert_eq!(r.policy, PolicyVerdict::Unapproved);
 
-    // Without hashing the claim stands, marked as such.
+    // Without hashing the claim is reported, marked as such; anyone can name a file after an
+    // approved digest, so a claim never approves...
     let r = analyze_path(&ol, &AnalyzeOptions { digest: false, ..opts }).expect("analyze");
     let d = r.digest.expect("claimed digest");
-    assert_eq!((d.sha256_hex, d.state), (wrong, DigestState::Claimed));
-    assert_eq!(r.policy, PolicyVerdict::Approved);
+    assert_eq!((d.sha256_hex, d.state), (wrong.clone(), DigestState::Claimed));
+    assert_eq!(r.policy, PolicyVerdict::Unknown);
+    // ...but a claim of a denied digest is denied at once.
+    let opts = with_manifest(&format!("[[deny]]\nsha256 = \"{wrong}\"\n"));
+    let r = analyze_path(&ol, &AnalyzeOptions { digest: false, ..opts }).expect("analyze");
+    assert_eq!(r.policy, PolicyVerdict::Denied);
 }
 
 #[test]

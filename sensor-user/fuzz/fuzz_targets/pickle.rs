@@ -6,9 +6,10 @@ use modelwatch::artifact::pickle_scan::{PicklePolicy, verdict, walk};
 
 fuzz_target!(|data: &[u8]| {
     let mut r = data;
-    let w = walk(&mut r, 1 << 20);
+    let policy = PicklePolicy::default();
+    let w = walk(&mut r, 1 << 20, &policy);
     assert!(w.bytes <= data.len() as u64);
-    let (v, offending) = verdict(&PicklePolicy::default(), &w.imports, w.complete());
+    let (v, offending) = verdict(&policy, &w.imports, w.complete());
     assert!(offending.len() <= w.imports.len());
     let _ = v;
 });

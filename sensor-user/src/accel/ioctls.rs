@@ -228,17 +228,6 @@ pub enum IoctlCategory {
 }
 
 impl IoctlCategory {
-    /// Every variant, in declaration order.
-    pub const ALL: [IoctlCategory; 7] = [
-        IoctlCategory::Setup,
-        IoctlCategory::Memory,
-        IoctlCategory::Submit,
-        IoctlCategory::Sync,
-        IoctlCategory::Query,
-        IoctlCategory::Other,
-        IoctlCategory::Unknown,
-    ];
-
     /// Stable lowercase identifier, suitable for events and metrics labels.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -1792,8 +1781,9 @@ mod tests {
     fn as_str_is_stable_lowercase_and_unique() {
         let drivers: HashSet<_> = Driver::ALL.iter().map(|d| d.as_str()).collect();
         assert_eq!(drivers.len(), Driver::ALL.len());
-        let cats: HashSet<_> = IoctlCategory::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(cats.len(), IoctlCategory::ALL.len());
+        let all = [C::Setup, C::Memory, C::Submit, C::Sync, C::Query, C::Other, C::Unknown];
+        let cats: HashSet<_> = all.iter().map(|c| c.as_str()).collect();
+        assert_eq!(cats.len(), all.len());
         for s in drivers.iter().chain(cats.iter()) {
             assert!(
                 s.chars()

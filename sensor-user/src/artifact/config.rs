@@ -33,8 +33,8 @@ pub struct ArtifactConfig {
     pub manifest: Option<PathBuf>,
     /// How often the manifest's file is checked for changes, in seconds (0: only on SIGHUP).
     pub manifest_poll_secs: u64,
-    /// SPDX licence ids a model may carry (case-insensitive; `OR`/`AND` expressions are
-    /// understood). Default: [`DEFAULT_ALLOWED_LICENSES`].
+    /// SPDX licence ids a model may carry (case-insensitive; SPDX expressions with `OR`, `AND`,
+    /// `WITH` and parentheses are understood). Default: [`DEFAULT_ALLOWED_LICENSES`].
     pub allowed_licenses: Vec<String>,
     /// Flag models that declare no licence (neither in their content nor in the manifest).
     pub require_license: bool,
@@ -44,8 +44,11 @@ pub struct ArtifactConfig {
     pub analysis_queue: usize,
     /// Files waiting for hashing; what does not fit is dropped and counted.
     pub hash_queue: usize,
-    /// The most bytes any one structured header (GGUF metadata, safetensors JSON, protobuf
-    /// message, Keras config) may take before it is abandoned as hostile.
+    /// The most bytes a structured header read into memory (GGUF metadata, safetensors JSON, a
+    /// Keras configuration) may take before it is abandoned as hostile; also the most that the
+    /// entries of a zip other than pickles (configurations, array headers, nested zips) may
+    /// inflate to, per artifact. Protobuf models (ONNX, SavedModel, Core ML) are walked in place
+    /// and bounded by a field count instead.
     pub max_parse_bytes: ByteSize,
     /// The most bytes of pickle opcodes walked per artifact (all streams together).
     pub max_pickle_bytes: ByteSize,

@@ -4,8 +4,8 @@
 //!
 //! Hashing uses `sha2`, which selects the CPU's SHA extensions (SHA-NI on x86-64, the SHA2
 //! instructions on aarch64) at run time. The cache is keyed by (device, inode, size, mtime)
-//! and also remembers the ctime: mtime can be set back by anyone who can write the file
-//! (`touch -d`), ctime cannot, so a changed ctime invalidates the entry. It is written
+//! and also remembers the ctime to the nanosecond: mtime can be set back by anyone who can
+//! write the file (`touch -d`), ctime cannot, so a changed ctime invalidates the entry. It is written
 //! atomically (temporary file, fsync, rename) so a crash never leaves half a cache, and a file
 //! that does not parse is ignored with a warning — it only costs re-hashing.
 
@@ -110,6 +110,10 @@ struct Stored {
     size: u64,
     mtime_ns: i64,
     ctime_sec: i64,
+    /// Absent from caches written before nanoseconds were kept: such entries are re-hashed
+    /// unless the ctime has no sub-second part.
+    #[serde(default)]
+    ctime_nsec: i64,
     sha256: String,
     /// Unix seconds of the last lookup or insertion (eviction order).
     seen: u64,
@@ -129,7 +133,8 @@ const MAX_CACHE_FILE: u64 = 256 << 20;
 #[derive(Debug)]
 pub struct DigestCache {
     path: Option<PathBuf>,
-    entries: HashMap<Key, (i64, String, u64)>,
+    /// (ctime seconds and nanoseconds, digest, last seen).
+    entries: HashMap<Key, ((i64, i64), String, u64)>,
     max: usize,
     dirty: bool,
     last_save: Option<Instant>,
@@ -189,7 +194,7 @@ impl DigestCache {
         entries.truncate(c.max);
         for e in entries {
             let k = Key { dev: e.dev, ino: e.ino, size: e.size, mtime_ns: e.mtime_ns };
-            c.entries.insert(k, (e.ctime_sec, e.sha256.to_ascii_lowercase(), e.seen));
+            c.entries.insert(k, ((e.ctime_sec, e.ctime_nsec), e.sha256.to_ascii_lowercase(), e.seen));
         }
         c
     }
@@ -206,7 +211,7 @@ impl DigestCache {
     pub fn get(&mut self, id: &FileIdentity) -> Option<String> {
         let k = key(id);
         let (ctime, sha, seen) = self.entries.get_mut(&k)?;
-        if *ctime != id.ctime_sec {
+        if *ctime != (id.ctime_sec, id.ctime_nsec) {
             return None;
         }
         *seen = now_secs();
@@ -222,7 +227,7 @@ impl DigestCache {
                 self.entries.remove(&k);
             }
         }
-        self.entries.insert(key(id), (id.ctime_sec, sha256.to_owned(), now_secs()));
+        self.entries.insert(key(id), ((id.ctime_sec, id.ctime_nsec), sha256.to_owned(), now_secs()));
         self.dirty = true;
     }
 
@@ -250,7 +255,8 @@ impl DigestCache {
                     ino: k.ino,
                     size: k.size,
                     mtime_ns: k.mtime_ns,
-                    ctime_sec: *ctime,
+                    ctime_sec: ctime.0,
+                    ctime_nsec: ctime.1,
                     sha256: sha.clone(),
                     seen: *seen,
                 })
@@ -295,6 +301,32 @@ mod tests {
         let big = vec![b'a'; 3 * HASH_BUF + 17];
         let (h, n) = sha256_reader(&mut &big[..]).expect("hash");
         assert_eq!((h, n), (sha256_bytes(&big), big.len() as u64));
+    }
+
+    #[test]
+    fn a_cached_digest_is_tied_to_the_ctime_nanoseconds() {
+        let sha = "a".repeat(64);
+        let v1 = FileIdentity { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_sec: 5, ctime_nsec: 100 };
+        // Rewritten within the same second and the mtime set back: only the nanoseconds differ.
+        let v2 = FileIdentity { ctime_nsec: 200, ..v1 };
+        let mut c = DigestCache::in_memory(8);
+        c.insert(&v1, &sha);
+        assert_eq!((c.get(&v2), c.get(&v1)), (None, Some(sha.clone())));
+
+        // The nanoseconds survive a save and a load.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("digests.json");
+        let mut c = DigestCache::load(&path, 8);
+        c.insert(&v1, &sha);
+        c.save().expect("save");
+        let mut c = DigestCache::load(&path, 8);
+        assert_eq!((c.len(), c.get(&v2), c.get(&v1)), (1, None, Some(sha.clone())));
+
+        // An entry written before nanoseconds were kept matches only a whole-second ctime.
+        let old = format!(r#"{{"version":1,"entries":[{{"dev":1,"ino":2,"size":3,"mtime_ns":4,"ctime_sec":5,"sha256":"{sha}","seen":0}}]}}"#);
+        std::fs::write(&path, old).expect("write");
+        let mut c = DigestCache::load(&path, 8);
+        assert_eq!((c.get(&v1), c.get(&FileIdentity { ctime_nsec: 0, ..v1 })), (None, Some(sha)));
     }
 
     #[test]

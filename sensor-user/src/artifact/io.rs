@@ -234,6 +234,55 @@ pub fn read_bounded(r: &mut dyn Read, max: u64, what: &str) -> PResult<Vec<u8>> 
     Ok(out)
 }
 
+/// A JSON value read for a string or an unsigned integer; any other value, containers
+/// included, is skipped without building it (a hostile file can make it huge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonScalar {
+    Str(String),
+    U64(u64),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonScalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonScalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<JsonScalar, E> {
+                Ok(JsonScalar::Str(s.to_owned()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<JsonScalar, E> {
+                Ok(JsonScalar::U64(n))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<JsonScalar, E> {
+                Ok(JsonScalar::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<JsonScalar, E> {
+                Ok(JsonScalar::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<JsonScalar, E> {
+                Ok(JsonScalar::Other)
+            }
+            fn visit_unit<E>(self) -> Result<JsonScalar, E> {
+                Ok(JsonScalar::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<JsonScalar, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(JsonScalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<JsonScalar, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(JsonScalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Lossy, length-bounded text for reporting strings that came from a file.
 pub fn clean_text(bytes: &[u8], max_chars: usize) -> String {
     let s = String::from_utf8_lossy(bytes);

@@ -67,6 +67,8 @@ pub struct FileIdentity {
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_sec: i64,
+    /// The nanoseconds of the ctime (a rewrite within the same second changes only these).
+    pub ctime_nsec: i64,
 }
 
 impl FileIdentity {
@@ -78,6 +80,7 @@ impl FileIdentity {
             size: m.size(),
             mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
             ctime_sec: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
         }
     }
 }
@@ -209,11 +212,17 @@ pub fn evaluate(report: &mut ArtifactReport, manifest: Option<&Manifest>, licens
         report.policy = if manifest.is_some() { PolicyVerdict::Unknown } else { PolicyVerdict::NoManifest };
         return;
     }
-    let sha = report.digest.as_ref().map(|d| d.sha256_hex.clone());
-    let (verdict, entry) = match (manifest, sha) {
+    let (verdict, entry) = match (manifest, report.digest.as_ref()) {
         (None, _) => (PolicyVerdict::NoManifest, None),
         (Some(_), None) => (PolicyVerdict::Unknown, None),
-        (Some(m), Some(sha)) => m.verdict(&sha),
+        // A digest named by the path is anyone's to write: it may deny a model (refusing on a
+        // false claim costs nothing) but never approve one before the content is hashed.
+        (Some(m), Some(d)) if d.state == DigestState::Claimed => match m.verdict(&d.sha256_hex) {
+            (PolicyVerdict::Denied, e) => (PolicyVerdict::Denied, e),
+            _ => (PolicyVerdict::Unknown, None),
+        },
+        // Verified, or a mismatch: `sha256_hex` is then what the content hashes to.
+        (Some(m), Some(d)) => m.verdict(&d.sha256_hex),
     };
     report.policy = verdict;
     let model = report.format.is_model();
@@ -278,4 +287,35 @@ pub fn analyze_path(path: &Path, opts: &AnalyzeOptions) -> Result<ArtifactReport
 pub fn analyze_bytes(bytes: &[u8], opts: &AnalyzeOptions) -> formats::Identified {
     let mut cur = std::io::Cursor::new(bytes);
     formats::identify(&mut cur, bytes.len() as u64, &opts.limits, &opts.pickle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_differing_only_in_ctime_nanoseconds_are_distinct() {
+        // A rewrite within one second with the mtime set back changes only the ctime's
+        // nanoseconds: that must still be another version (another analysis, another digest).
+        let a = FileIdentity { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_sec: 5, ctime_nsec: 6 };
+        let b = FileIdentity { ctime_nsec: 7, ..a };
+        assert_ne!(a, b);
+        let set: std::collections::HashSet<FileIdentity> = [a, b, a].into_iter().collect();
+        assert_eq!(set.len(), 2);
+
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m");
+        std::fs::write(&path, b"xyz").expect("write");
+        let m = std::fs::metadata(&path).expect("stat");
+        let expected = FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: 3,
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_sec: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        };
+        assert_eq!(FileIdentity::from_metadata(&m), expected);
+    }
 }

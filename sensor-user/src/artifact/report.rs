@@ -228,13 +228,14 @@ pub struct PickleVerdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyVerdict {
-    /// The digest is listed as approved in the manifest.
+    /// The verified (computed) digest is listed as approved in the manifest.
     Approved,
     /// A manifest is configured and the digest is not on it.
     Unapproved,
     /// The digest is on the manifest's deny list.
     Denied,
-    /// No digest is available yet (not computed, or hashing failed).
+    /// No verified digest is available yet (not computed, hashing failed, or only the claim
+    /// of a store path, which can deny but not approve).
     Unknown,
     /// No manifest is configured, so there is nothing to judge against.
     NoManifest,
@@ -406,10 +407,6 @@ impl ArtifactReport {
     /// The highest severity among the findings.
     pub fn max_severity(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
-    }
-
-    pub fn has_finding(&self, code: &str) -> bool {
-        self.findings.iter().any(|f| f.code == code)
     }
 
     pub(crate) fn sort_findings(&mut self) {

@@ -184,17 +184,45 @@ fn shard_groups(reports: &[ArtifactReport]) -> Vec<ShardedModel> {
     for g in &mut out {
         g.shards_found.sort_unstable();
         g.shards_found.dedup();
-        let missing: Vec<String> =
-            (1..=g.shards_expected).filter(|i| !g.shards_found.contains(i)).map(|i| i.to_string()).collect();
-        if !missing.is_empty() && missing.len() < g.shards_expected as usize {
+        let (count, listed) = missing_shards(&g.shards_found, g.shards_expected);
+        if count > 0 && count < u64::from(g.shards_expected) {
+            let mut names: Vec<String> = listed.iter().map(u32::to_string).collect();
+            if count > listed.len() as u64 {
+                names.push(format!("and {} more", count - listed.len() as u64));
+            }
             g.findings.push(Finding::new(
                 Severity::Low,
                 codes::SHARD_INCOMPLETE,
-                format!("{} of {} shards found; missing {}", g.shards_found.len(), g.shards_expected, missing.join(", ")),
+                format!("{} of {} shards found; missing {}", g.shards_found.len(), g.shards_expected, names.join(", ")),
             ));
         }
     }
     out
+}
+
+/// Missing shard numbers listed in a finding; the rest are only counted.
+const MAX_LISTED_SHARDS: usize = 20;
+
+/// How many of the shards `1..=expected` are not in `found` (sorted, deduplicated), and the
+/// first few of them. Computed from the gaps between found numbers, so an absurd count in a
+/// file name (`-of-4294967295`) costs nothing.
+fn missing_shards(found: &[u32], expected: u32) -> (u64, Vec<u32>) {
+    let present: Vec<u64> = found.iter().filter(|i| (1..=expected).contains(*i)).map(|i| u64::from(*i)).collect();
+    let count = u64::from(expected) - present.len() as u64;
+    let mut listed = Vec::new();
+    let mut next = 1u64;
+    // The gap before each shard found, then the one after the last up to `expected`.
+    for bound in present.into_iter().chain(std::iter::once(u64::from(expected) + 1)) {
+        while next < bound && listed.len() < MAX_LISTED_SHARDS {
+            listed.push(next as u32);
+            next += 1;
+        }
+        if listed.len() >= MAX_LISTED_SHARDS {
+            break;
+        }
+        next = bound + 1;
+    }
+    (count, listed)
 }
 
 /// Runs the scan and prints the result to stdout. Returns the exit code (0 clean, 1 findings,
@@ -418,9 +446,19 @@ fn write_text(w: &mut dyn Write, out: &ScanOutput) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Text rendering of one report (used by tests and by anyone printing a single result).
-pub fn render_text(a: &ArtifactReport) -> String {
-    let mut v = Vec::new();
-    let _ = write_report(&mut v, a);
-    String::from_utf8_lossy(&v).into_owned()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_shards_are_counted_not_enumerated() {
+        assert_eq!(missing_shards(&[1, 2], 3), (1, vec![3]));
+        assert_eq!(missing_shards(&[2], 3), (2, vec![1, 3]));
+        assert_eq!(missing_shards(&[1, 3], 3), (1, vec![2]));
+        assert_eq!(missing_shards(&[1, 2, 3], 3), (0, vec![]));
+        let (n, listed) = missing_shards(&[1, 2], u32::MAX);
+        assert_eq!((n, listed.len(), listed[0]), (u64::from(u32::MAX) - 2, MAX_LISTED_SHARDS, 3));
+        let (n, listed) = missing_shards(&[5, 7], 8);
+        assert_eq!((n, listed), (6, vec![1, 2, 3, 4, 6, 8]));
+    }
 }

@@ -10,7 +10,8 @@
 //! Updates, per file version ([`FileIdentity`]):
 //! 1. [`ArtifactUpdate::Identified`] soon after `submit`: format, metadata, pickle verdict and,
 //!    when known, a digest — `verified` if the persistent cache knew this version, `claimed`
-//!    if the store's path names one — with policy and licence evaluated on it.
+//!    if the store's path names one — with policy and licence evaluated on it (a claimed
+//!    digest can get a model denied, never approved).
 //! 2. [`ArtifactUpdate::Digest`] when hashing finishes (not sent after a cache hit), with the
 //!    verified digest (or `mismatch` and a critical finding) and the re-evaluated policy.
 //! 3. [`ArtifactUpdate::PolicyChanged`] when a manifest reload changes a known verdict.
@@ -379,9 +380,16 @@ impl AnalyzerHandle {
     }
 }
 
+/// Forgets up to `n` versions that no worker still holds: finished ones and ones whose hashing
+/// was dropped (a later event submits those again). Queued and hashing versions stay, so the
+/// map exceeds `max_slots` by at most what the two queues and the workers hold.
 fn evict(slots: &mut HashMap<FileIdentity, Slot>, n: usize) {
-    let victims: Vec<FileIdentity> =
-        slots.iter().filter(|(_, s)| s.phase == Phase::Done).map(|(k, _)| *k).take(n.max(1)).collect();
+    let victims: Vec<FileIdentity> = slots
+        .iter()
+        .filter(|(_, s)| matches!(s.phase, Phase::Done | Phase::HashDropped))
+        .map(|(k, _)| *k)
+        .take(n.max(1))
+        .collect();
     for v in victims {
         slots.remove(&v);
     }
@@ -405,12 +413,6 @@ pub fn lower_thread_priority(idle_io: bool, nice: i32) {
             tracing::debug!(error = %std::io::Error::last_os_error(), "setpriority failed");
         }
     }
-}
-
-/// The calling thread's raw I/O priority (for tests and diagnostics).
-pub fn current_thread_ioprio() -> i64 {
-    // SAFETY: read-only syscall on the calling thread.
-    unsafe { libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_long, 0 as libc::c_long) as i64 }
 }
 
 fn send(inner: &Inner, u: ArtifactUpdate) {
@@ -645,11 +647,26 @@ mod tests {
                 *libc::__errno_location() = 0;
                 libc::getpriority(libc::PRIO_PROCESS, libc::syscall(libc::SYS_gettid) as libc::id_t)
             };
-            (current_thread_ioprio(), nice)
+            // SAFETY: read-only syscall on the calling thread.
+            let io = unsafe { libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_long, 0 as libc::c_long) };
+            (io, nice)
         })
         .join()
         .expect("thread");
         assert_eq!(io, 3 << 13, "IOPRIO_CLASS_IDLE");
         assert!(nice >= 10, "nice {nice}");
+    }
+
+    #[test]
+    fn eviction_also_frees_versions_whose_hashing_was_dropped() {
+        let id = |ino| FileIdentity { dev: 1, ino, size: 1, mtime_ns: 0, ctime_sec: 0, ctime_nsec: 0 };
+        let mut slots = HashMap::new();
+        for (ino, phase) in [(1, Phase::HashDropped), (2, Phase::HashDropped), (3, Phase::Queued), (4, Phase::Hashing), (5, Phase::Done)] {
+            slots.insert(id(ino), Slot { phase, report: None });
+        }
+        evict(&mut slots, 10);
+        let mut left: Vec<u64> = slots.keys().map(|k| k.ino).collect();
+        left.sort_unstable();
+        assert_eq!(left, [3, 4]);
     }
 }

@@ -122,6 +122,10 @@ impl G<'_, '_> {
                         } else {
                             self.value(9, depth + 1)?;
                         }
+                        // Inside the loop, not only after it: an empty string is just its
+                        // length field, so an array of 10^9 of them in a large file would be
+                        // read through before a check after the array stopped it.
+                        self.check_budget()?;
                     }
                 } else {
                     return Err(ParseError::invalid(format!("unknown array element type {et}")));

@@ -23,7 +23,7 @@ pub mod savedmodel;
 pub mod tflite;
 pub mod zipfile;
 
-use std::io::Read;
+use std::{collections::HashSet, io::Read};
 
 use crate::artifact::{
     Limits,
@@ -56,13 +56,17 @@ impl Parsed {
 }
 
 /// State shared by the parsers during one identification: the bounds, the pickle policy, the
-/// pickle budget left, the pickles walked so far and the findings.
+/// pickle and inflate budgets left, the pickles walked so far and the findings.
 pub struct Ctx<'a> {
     pub limits: &'a Limits,
     pub policy: &'a PicklePolicy,
     pub findings: Vec<Finding>,
     pickle_budget: u64,
+    inflate_budget: u64,
     imports: Vec<Import>,
+    import_set: HashSet<Import>,
+    imports_unlisted: u64,
+    malicious_unlisted: usize,
     streams: Vec<String>,
     complete: bool,
 }
@@ -74,7 +78,11 @@ impl<'a> Ctx<'a> {
             policy,
             findings: Vec::new(),
             pickle_budget: limits.max_pickle_bytes,
+            inflate_budget: limits.max_parse_bytes,
             imports: Vec::new(),
+            import_set: HashSet::new(),
+            imports_unlisted: 0,
+            malicious_unlisted: 0,
             streams: Vec::new(),
             complete: true,
         }
@@ -84,23 +92,49 @@ impl<'a> Ctx<'a> {
         self.findings.push(Finding::new(severity, code, message));
     }
 
+    /// Bytes that zip entries other than pickles may still inflate to, across the whole
+    /// artifact (nested zips, configurations, NumPy headers): duplicates and nesting cannot
+    /// multiply what one file costs. Pickle entries are bounded by the pickle budget.
+    pub fn inflate_left(&self) -> u64 {
+        self.inflate_budget
+    }
+
+    pub fn spend_inflate(&mut self, bytes: u64) {
+        self.inflate_budget = self.inflate_budget.saturating_sub(bytes);
+    }
+
     /// Walks the pickle stream(s) in `r`, labelled `label` in the report.
     pub fn scan_pickle(&mut self, label: &str, r: &mut dyn Read) -> pickle_scan::Walk {
-        let walk = pickle_scan::walk(r, self.pickle_budget);
+        let walk = pickle_scan::walk(r, self.pickle_budget, self.policy);
         self.record_walk(label, walk.clone());
         walk
     }
 
-    /// Records a walk made elsewhere (for example while sniffing).
-    pub fn record_walk(&mut self, label: &str, walk: pickle_scan::Walk) {
+    /// Walks a `storages` or `tensors` member of a legacy torch tar (`r[r.pos()..end]`).
+    pub fn scan_torch_tar_member(&mut self, label: &str, member: pickle_scan::TarMember, r: &mut Reader<'_>, end: u64) {
+        let walk = pickle_scan::walk_torch_tar_member(member, r, end, self.pickle_budget, self.policy);
+        self.record_walk(label, walk);
+    }
+
+    /// Walks `r` from its start as a pickle, as any loader that unpickles the whole file
+    /// would, and records the walk only if it shows a pickle: content in another format can
+    /// start with one (a tar name field, an HDF5 user block). Returns the walk when recorded.
+    pub fn sniff_pickle(&mut self, label: &str, r: &mut dyn Read) -> Option<pickle_scan::Walk> {
+        let walk = pickle_scan::walk(r, self.pickle_budget, self.policy);
+        if !pickle_scan::walk_shows_pickle(&walk) {
+            // Not recorded, but read: it still spends the budget.
+            self.pickle_budget = self.pickle_budget.saturating_sub(walk.bytes);
+            return None;
+        }
+        self.record_walk(label, walk.clone());
+        Some(walk)
+    }
+
+    /// Records a walk made elsewhere.
+    fn record_walk(&mut self, label: &str, walk: pickle_scan::Walk) {
         self.pickle_budget = self.pickle_budget.saturating_sub(walk.bytes);
-        if !walk.complete() {
+        if let Some(why) = walk.incomplete_reason(self.limits.max_pickle_bytes) {
             self.complete = false;
-            let why = if walk.limited {
-                format!("the pickle budget ({} bytes) ran out", self.limits.max_pickle_bytes)
-            } else {
-                walk.error.clone().unwrap_or_else(|| "no complete pickle".into())
-            };
             self.finding(
                 Severity::Medium,
                 codes::PICKLE_INCOMPLETE,
@@ -108,7 +142,26 @@ impl<'a> Ctx<'a> {
             );
         }
         for imp in walk.imports {
-            if !self.imports.iter().any(|i| i.kind == imp.kind) {
+            if self.import_set.contains(&imp) {
+                continue;
+            }
+            if self.import_set.len() < pickle_scan::MAX_GLOBALS {
+                self.import_set.insert(imp.clone());
+                self.imports.push(imp);
+                continue;
+            }
+            // Past the bound the import is judged now: a malicious one is listed anyway.
+            if self.imports_unlisted == 0 {
+                self.complete = false;
+                self.finding(
+                    Severity::Medium,
+                    codes::PICKLE_INCOMPLETE,
+                    format!("the pickles import more than {} distinct globals; those past the bound were judged but are not listed", pickle_scan::MAX_GLOBALS),
+                );
+            }
+            self.imports_unlisted += 1;
+            if self.malicious_unlisted < 64 && self.policy.judge(&imp) == Safety::Malicious {
+                self.malicious_unlisted += 1;
                 self.imports.push(imp);
             }
         }
@@ -118,7 +171,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Marks the pickle judgement as incomplete without a walk (a stream that could not even
-    /// be opened, such as an encrypted zip entry).
+    /// be opened, such as an encrypted zip entry, or content that was not examined).
     pub fn pickle_unreadable(&mut self, label: &str, why: &str) {
         self.complete = false;
         if self.streams.len() < 256 {
@@ -211,16 +264,29 @@ fn dispatch(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Parsed {
         Some((Format::Unknown, zipfile::parse))
     } else if pytorch::is_tar(&head) {
         Some((Format::Unknown, pytorch::parse_tar))
-    } else if pickle_scan::starts_with_proto(&head) {
-        Some((Format::Pickle, pickle::parse))
-    } else if safetensors::sniff(&head, len) {
+    } else if safetensors::sniff(&head) {
         Some((Format::Safetensors, safetensors::parse))
     } else if keras_h5::find_signature(r).ok().flatten().is_some() {
+        // Before the pickle check: a user block may start with a pickle (walked below), and
+        // Keras still loads the HDF5 model behind it.
         Some((Format::Hdf5, keras_h5::parse))
+    } else if pickle_scan::starts_with_proto(&head) {
+        Some((Format::Pickle, pickle::parse))
     } else {
         None
     };
     if let Some((format, parse)) = candidate {
+        // pickle.load, joblib.load and torch.load's legacy path unpickle a file from its first
+        // byte whatever format it is in, so a pickle can hide at the start of a tar's name
+        // field or an HDF5 user block. Only there: other formats open with a magic or length
+        // field that is no pickle, yet a walk of it can read far (an opcode that takes a line
+        // reads to the next newline) — a benign safetensors whose length starts with `I`
+        // would be read whole. A zip is spared: those loaders fail on its first byte (`P`
+        // needs a persistent-id hook) and torch reads zips as zips.
+        let leading = format == Format::Hdf5 || pytorch::is_tar(&head);
+        if leading && r.seek_to(0).is_ok() {
+            ctx.sniff_pickle("<file>", r);
+        }
         return match r.seek_to(0).and_then(|_| parse(r, ctx)) {
             Ok(p) => p,
             Err(e) => {

@@ -2,6 +2,11 @@
 //! producer, opsets, graph name, node and initializer counts, parameter count, element types,
 //! operators from non-standard domains (they need native code the runtime loads) and
 //! external-data locations (a path that leaves the model's directory is a finding).
+//!
+//! Operators and tensors are looked for wherever the runtime finds them: the main graph, the
+//! subgraphs in node attributes (`If`, `Loop`, `Scan` bodies), model-local functions, training
+//! graphs, sparse initializers and tensors held in attributes (`Constant`). Counts describe the
+//! main graph only. Subgraph nesting is bounded.
 
 use std::collections::BTreeSet;
 
@@ -10,11 +15,13 @@ use crate::artifact::{
         Ctx, Parsed,
         protobuf::{Pb, Wire},
     },
-    io::PResult,
+    io::{PResult, ParseError},
     report::{Opset, Severity, codes},
 };
 
 const MAX_LISTED: usize = 256;
+/// Graphs nested in attributes (or training graphs) followed this deep.
+const MAX_DEPTH: u32 = 16;
 
 fn data_type(t: u64) -> String {
     let n = match t {
@@ -57,7 +64,9 @@ struct Stats {
     params: u64,
     params_overflow: bool,
     dtypes: BTreeSet<String>,
-    custom: BTreeSet<String>,
+    custom: BTreeSet<(String, String)>,
+    /// Model-local functions (domain, name): calling one needs no native code.
+    functions: BTreeSet<(String, String)>,
     external: BTreeSet<String>,
 }
 
@@ -81,7 +90,24 @@ pub fn parse(r: &mut crate::artifact::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut
                 }
                 (7, Wire::Len(n)) => {
                     let gend = pb.end_of(n);
-                    graph(&mut pb, gend, &mut st, m)?;
+                    graph(&mut pb, gend, &mut st, Some(m), 0)?;
+                }
+                // TrainingInfoProto: initialization (1) and algorithm (2) graphs.
+                (20, Wire::Len(n)) => {
+                    let tend = pb.end_of(n);
+                    while let Some(f) = pb.next(tend)? {
+                        match (f.number, f.wire) {
+                            (1 | 2, Wire::Len(n)) => {
+                                let gend = pb.end_of(n);
+                                graph(&mut pb, gend, &mut st, None, 1)?;
+                            }
+                            _ => pb.skip(f)?,
+                        }
+                    }
+                }
+                (25, Wire::Len(n)) => {
+                    let fend = pb.end_of(n);
+                    function(&mut pb, fend, &mut st)?;
                 }
                 (8, Wire::Len(n)) => {
                     let oend = pb.end_of(n);
@@ -116,7 +142,12 @@ pub fn parse(r: &mut crate::artifact::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut
     m.tensor_count = Some(st.initializers);
     m.parameter_count = (!st.params_overflow).then_some(st.params);
     m.dtypes = st.dtypes.into_iter().collect();
-    m.custom_ops = st.custom.into_iter().collect();
+    m.custom_ops = st
+        .custom
+        .into_iter()
+        .filter(|k| !st.functions.contains(k))
+        .map(|(domain, op)| format!("{domain}::{op}"))
+        .collect();
     m.external_data = st.external.into_iter().collect();
     if !m.custom_ops.is_empty() {
         ctx.finding(
@@ -149,29 +180,37 @@ pub fn parse(r: &mut crate::artifact::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut
     result
 }
 
-fn graph(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats, m: &mut crate::artifact::report::ModelMetadata) -> PResult<()> {
+/// A GraphProto. `m` is set for the main graph only: its counts and name are the model's.
+fn graph(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats, mut m: Option<&mut crate::artifact::report::ModelMetadata>, depth: u32) -> PResult<()> {
+    if depth > MAX_DEPTH {
+        return Err(ParseError::limit("ONNX subgraph nesting", u64::from(MAX_DEPTH)));
+    }
+    let top = m.is_some();
     while let Some(f) = pb.next(end)? {
         match (f.number, f.wire) {
             (1, Wire::Len(n)) => {
-                st.nodes += 1;
-                let nend = pb.end_of(n);
-                let (mut op, mut domain) = (String::new(), String::new());
-                while let Some(f) = pb.next(nend)? {
-                    match (f.number, f.wire) {
-                        (4, Wire::Len(n)) => op = pb.string(n, 128)?,
-                        (7, Wire::Len(n)) => domain = pb.string(n, 128)?,
-                        _ => pb.skip(f)?,
-                    }
+                if top {
+                    st.nodes += 1;
                 }
-                if !standard_domain(&domain) && st.custom.len() < MAX_LISTED {
-                    st.custom.insert(format!("{domain}::{op}"));
+                let nend = pb.end_of(n);
+                node(pb, nend, st, depth)?;
+            }
+            (2, Wire::Len(n)) if top => {
+                let name = pb.string(n, 256)?;
+                if let Some(m) = m.as_deref_mut() {
+                    m.graph_name = Some(name);
                 }
             }
-            (2, Wire::Len(n)) => m.graph_name = Some(pb.string(n, 256)?),
             (5, Wire::Len(n)) => {
-                st.initializers += 1;
+                if top {
+                    st.initializers += 1;
+                }
                 let tend = pb.end_of(n);
-                tensor(pb, tend, st)?;
+                tensor(pb, tend, st, top)?;
+            }
+            (15, Wire::Len(n)) => {
+                let send = pb.end_of(n);
+                sparse_tensor(pb, send, st)?;
             }
             _ => pb.skip(f)?,
         }
@@ -179,7 +218,85 @@ fn graph(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats, m: &mut crate::artifact:
     Ok(())
 }
 
-fn tensor(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats) -> PResult<()> {
+/// A NodeProto: its operator, and the graphs and tensors in its attributes.
+fn node(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats, depth: u32) -> PResult<()> {
+    let (mut op, mut domain) = (String::new(), String::new());
+    while let Some(f) = pb.next(end)? {
+        match (f.number, f.wire) {
+            (4, Wire::Len(n)) => op = pb.string(n, 128)?,
+            (7, Wire::Len(n)) => domain = pb.string(n, 128)?,
+            (5, Wire::Len(n)) => {
+                let aend = pb.end_of(n);
+                attribute(pb, aend, st, depth)?;
+            }
+            _ => pb.skip(f)?,
+        }
+    }
+    if !standard_domain(&domain) && st.custom.len() < MAX_LISTED {
+        st.custom.insert((domain, op));
+    }
+    Ok(())
+}
+
+/// An AttributeProto: tensors (`t`, `tensors`, sparse ones) and graphs (`g`, `graphs`).
+fn attribute(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats, depth: u32) -> PResult<()> {
+    while let Some(f) = pb.next(end)? {
+        match (f.number, f.wire) {
+            (5 | 10, Wire::Len(n)) => {
+                let tend = pb.end_of(n);
+                tensor(pb, tend, st, false)?;
+            }
+            (6 | 11, Wire::Len(n)) => {
+                let gend = pb.end_of(n);
+                graph(pb, gend, st, None, depth + 1)?;
+            }
+            (22 | 23, Wire::Len(n)) => {
+                let send = pb.end_of(n);
+                sparse_tensor(pb, send, st)?;
+            }
+            _ => pb.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+/// A SparseTensorProto: its values (1) and indices (2) are tensors.
+fn sparse_tensor(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats) -> PResult<()> {
+    while let Some(f) = pb.next(end)? {
+        match (f.number, f.wire) {
+            (1 | 2, Wire::Len(n)) => {
+                let tend = pb.end_of(n);
+                tensor(pb, tend, st, false)?;
+            }
+            _ => pb.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+/// A FunctionProto: its name (1) and domain (10), and its nodes (7).
+fn function(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats) -> PResult<()> {
+    let (mut name, mut domain) = (String::new(), String::new());
+    while let Some(f) = pb.next(end)? {
+        match (f.number, f.wire) {
+            (1, Wire::Len(n)) => name = pb.string(n, 128)?,
+            (10, Wire::Len(n)) => domain = pb.string(n, 128)?,
+            (7, Wire::Len(n)) => {
+                let nend = pb.end_of(n);
+                node(pb, nend, st, 1)?;
+            }
+            _ => pb.skip(f)?,
+        }
+    }
+    if st.functions.len() < MAX_LISTED {
+        st.functions.insert((domain, name));
+    }
+    Ok(())
+}
+
+/// A TensorProto: its element type and size count only for main-graph initializers; its
+/// external-data location counts wherever it is.
+fn tensor(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats, count: bool) -> PResult<()> {
     let mut elems: Option<u64> = Some(1);
     let mut location = None;
     while let Some(f) = pb.next(end)? {
@@ -192,11 +309,11 @@ fn tensor(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats) -> PResult<()> {
                     elems = elems.and_then(|e| e.checked_mul(d));
                 }
                 if pb.r.pos() != dend {
-                    return Err(crate::artifact::io::ParseError::invalid("packed dims run past their field"));
+                    return Err(ParseError::invalid("packed dims run past their field"));
                 }
             }
             (2, Wire::Varint(t)) => {
-                if st.dtypes.len() < 64 {
+                if count && st.dtypes.len() < 64 {
                     st.dtypes.insert(data_type(t));
                 }
             }
@@ -209,9 +326,11 @@ fn tensor(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats) -> PResult<()> {
             _ => pb.skip(f)?,
         }
     }
-    match elems.and_then(|e| st.params.checked_add(e)) {
-        Some(p) => st.params = p,
-        None => st.params_overflow = true,
+    if count {
+        match elems.and_then(|e| st.params.checked_add(e)) {
+            Some(p) => st.params = p,
+            None => st.params_overflow = true,
+        }
     }
     if let Some(l) = location
         && st.external.len() < MAX_LISTED

@@ -5,7 +5,7 @@
 use crate::artifact::{
     formats::{Ctx, Parsed},
     io::{PResult, Reader},
-    pickle_scan::{self, ImportKind, Walk},
+    pickle_scan::{Import, Walk},
     report::{Format, Severity, codes},
 };
 
@@ -25,22 +25,16 @@ pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
 
 /// Content without a `PROTO` opcode: a protocol-0/1 pickle only if walking shows one.
 pub fn parse_unframed(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Option<Parsed> {
-    let walk = pickle_scan::walk(r, ctx.limits.max_pickle_bytes);
-    if !pickle_scan::walk_shows_pickle(&walk) {
-        return None;
-    }
+    let walk = ctx.sniff_pickle("<file>", r)?;
     let mut p = describe(&walk);
     if p.variant.is_none() {
         p.variant = Some("protocol_0".into());
     }
-    ctx.record_walk("<file>", walk);
     Some(p)
 }
 
 fn describe(walk: &Walk) -> Parsed {
-    let joblib = walk.imports.iter().any(|i| {
-        matches!(&i.kind, ImportKind::Named { module, .. } if module.starts_with("joblib."))
-    });
+    let joblib = walk.imports.iter().any(|i| matches!(i, Import::Named { module, .. } if module.starts_with("joblib.")));
     let mut p = if walk.torch_legacy_magic {
         Parsed::new(Format::Pytorch, Some("legacy"))
     } else if joblib {

@@ -16,6 +16,9 @@ use crate::artifact::{
 };
 
 const MAX_VEC: u64 = 1 << 20;
+/// Tables of one vector visited (operator codes, subgraphs): each can sit anywhere in the file
+/// and costs a buffer refill, and no real model has this many.
+const MAX_TABLES: u64 = 4096;
 const BUILTIN_CUSTOM: i64 = 32;
 
 struct Fb<'r, 'a> {
@@ -106,7 +109,14 @@ pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
     let mut op_kinds = 0u64;
     if let Some((n, start)) = fb.vector(root, 1, 4)? {
         op_kinds = n;
-        for k in 0..n {
+        if n > MAX_TABLES {
+            ctx.finding(
+                Severity::Medium,
+                codes::LIMIT_EXCEEDED,
+                format!("only the first {MAX_TABLES} of {n} operator codes were examined for custom operators"),
+            );
+        }
+        for k in 0..n.min(MAX_TABLES) {
             let t = fb.table_in(start, k)?;
             let deprecated = fb.scalar_i64(t, 0, 1)?.unwrap_or(0);
             let builtin = fb.scalar_i64(t, 3, 4)?.unwrap_or(deprecated).max(deprecated);
@@ -122,7 +132,14 @@ pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
     let (mut ops, mut tensors) = (0u64, 0u64);
     if let Some((n, start)) = fb.vector(root, 2, 4)? {
         p.metadata.properties.insert("subgraphs".into(), n.to_string());
-        for k in 0..n.min(4096) {
+        if n > MAX_TABLES {
+            ctx.finding(
+                Severity::Low,
+                codes::LIMIT_EXCEEDED,
+                format!("only the first {MAX_TABLES} of {n} subgraphs were counted"),
+            );
+        }
+        for k in 0..n.min(MAX_TABLES) {
             let t = fb.table_in(start, k)?;
             if let Some((c, _)) = fb.vector(t, 0, 4)? {
                 tensors += c;
