@@ -175,7 +175,8 @@ def main() -> int:
     for s, got in rows:
         exp = s["expected"]
         lines.append(
-            f"| `{s['name']}` | {s['what']} | {exp} | "
+            # A bar inside a cell, even in a code span, would end the cell.
+            f"| `{s['name']}` | {s['what'].replace('|', chr(92) + '|')} | {exp} | "
             + " | ".join(grade(exp, got[k]) for k in ("modelwatch", "picklescan", "modelscan", "fickling"))
             + " |"
         )
@@ -197,6 +198,8 @@ def main() -> int:
         "  value of the table is in the other columns: each ✗ is a shape a scanner in use today",
         "  gets wrong. Benign samples are few here; `sensor-user/tests/artifact_real.rs` checks the",
         "  allowlist against pickles and NumPy files written by numpy 2.4 itself.",
+        "- The samples from `legacy_stream_protocol0` on came from a review of modelwatch itself:",
+        "  before its fixes (2026-11-26) modelwatch got most of them wrong too.",
         "- fickling's `--check-safety` reads raw pickle streams only, so every zip-based sample",
         "  (PyTorch checkpoints, nested zips) is an error for it, not a miss of its analysis.",
         "- modelwatch judges by allowlist: a global outside the rebuild helpers a checkpoint needs",
