@@ -427,11 +427,11 @@ impl<'p> Machine<'p> {
     }
 }
 
-/// `PyLong_FromString` over ASCII: Python's `int(text, 10)`, or `int(text, 0)` when `base0`
-/// (a `0x`/`0o`/`0b` prefix, no leading zeros on a non-zero decimal). Surrounding whitespace,
-/// a sign and single underscores between digits are accepted. `None` when Python raises or the
-/// value does not fit an `i128`.
-fn py_int(text: &[u8], base0: bool) -> Option<i128> {
+/// `PyLong_FromString` over ASCII: Python's `int(text, base)` for base 2 to 36, or 0 to take
+/// the base from a `0x`/`0o`/`0b` prefix (then no leading zeros on a non-zero decimal).
+/// Surrounding whitespace, a sign, the prefix of the base itself and single underscores between
+/// digits are accepted. `None` when Python raises or the value does not fit an `i128`.
+pub(crate) fn py_int(text: &[u8], base: u32) -> Option<i128> {
     let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let start = text.iter().position(|b| !space(b))?;
     let end = text.iter().rposition(|b| !space(b))? + 1;
@@ -447,33 +447,34 @@ fn py_int(text: &[u8], base0: bool) -> Option<i128> {
         }
         _ => false,
     };
-    let mut radix = 10;
+    let mut radix = if base == 0 { 10 } else { base };
     let mut old_octal = false;
-    if base0 && s.first() == Some(&b'0') {
-        match s.get(1).map(u8::to_ascii_lowercase) {
-            Some(b'x') => radix = 16,
-            Some(b'o') => radix = 8,
-            Some(b'b') => radix = 2,
-            _ => old_octal = true,
-        }
-        if radix != 10 {
-            s = &s[2..];
-            // One underscore may follow the prefix.
-            if s.first() == Some(&b'_') {
-                s = &s[1..];
+    if s.first() == Some(&b'0') {
+        let prefix = match s.get(1).map(u8::to_ascii_lowercase) {
+            Some(b'x') => Some(16),
+            Some(b'o') => Some(8),
+            Some(b'b') => Some(2),
+            _ => None,
+        };
+        match prefix {
+            Some(p) if base == 0 || base == p => {
+                radix = p;
+                s = &s[2..];
+                // One underscore may follow the prefix.
+                if s.first() == Some(&b'_') {
+                    s = &s[1..];
+                }
             }
+            None if base == 0 => old_octal = true,
+            _ => {}
         }
     }
     if s.is_empty() || s[0] == b'_' || s[s.len() - 1] == b'_' || s.windows(2).any(|w| w == b"__") {
         return None;
     }
     let mut v: i128 = 0;
-    for &b in s {
-        if b == b'_' {
-            continue;
-        }
-        let d = (b as char).to_digit(radix)?;
-        v = v.checked_mul(i128::from(radix))?.checked_add(i128::from(d))?;
+    for &b in s.iter().filter(|b| **b != b'_') {
+        v = v.checked_mul(i128::from(radix))?.checked_add(i128::from((b as char).to_digit(radix)?))?;
     }
     // `int("07", 0)` is an error; `int("00", 0)` is zero.
     if old_octal && v != 0 {
@@ -528,12 +529,12 @@ fn c_strtol(text: &[u8]) -> Option<i128> {
 
 /// The value of an `INT` line the way CPython's C unpickler reads it.
 fn int_line(line: &[u8]) -> Option<i128> {
-    c_strtol(line).or_else(|| py_int(line, true))
+    c_strtol(line).or_else(|| py_int(line, 0))
 }
 
 /// The value of a `LONG` line (`int(text, 0)` after dropping a trailing `L`).
 fn long_line(line: &[u8]) -> Option<i128> {
-    py_int(line.strip_suffix(b"L").unwrap_or(line), true)
+    py_int(line.strip_suffix(b"L").unwrap_or(line), 0)
 }
 
 fn utf8_name(line: Vec<u8>) -> Result<String, Stop> {
@@ -936,7 +937,7 @@ fn walk_one(src: &mut Src<'_>, m: &mut Machine<'_>) -> Result<V, Stop> {
             }
             // --- memo ---
             b'g' => {
-                match src.line()?.and_then(|l| py_int(&l, false)) {
+                match src.line()?.and_then(|l| py_int(&l, 10)) {
                     Some(k) => m.memo_get(u64::try_from(k).or_else(|_| err("negative memo key"))?)?,
                     None => m.push(V::Other)?,
                 }
@@ -950,7 +951,7 @@ fn walk_one(src: &mut Src<'_>, m: &mut Machine<'_>) -> Result<V, Stop> {
                 m.memo_get(k)?;
             }
             b'p' => {
-                if let Some(k) = src.line()?.and_then(|l| py_int(&l, false)) {
+                if let Some(k) = src.line()?.and_then(|l| py_int(&l, 10)) {
                     m.memo_put(u64::try_from(k).or_else(|_| err("negative memo key"))?)?;
                 } else {
                     m.top()?;
@@ -1558,9 +1559,11 @@ mod tests {
         assert_eq!(long_line(b"0x10L"), Some(16));
         assert_eq!(long_line(b"007L"), None);
         assert_eq!(long_line(b"0_0"), Some(0));
-        assert_eq!(py_int(b"010", false), Some(10));
-        assert_eq!(py_int(b"1_000", false), Some(1000));
-        assert_eq!(py_int(b"0x10", false), None);
+        assert_eq!(py_int(b"010", 10), Some(10));
+        assert_eq!(py_int(b"1_000", 10), Some(1000));
+        assert_eq!(py_int(b"0x10", 10), None);
+        // An explicit base takes its own prefix only; other letters are digits where valid.
+        assert_eq!((py_int(b"0o17", 8), py_int(b"0x_1f", 16), py_int(b"0b1", 16), py_int(b"0x1", 8)), (Some(15), Some(31), Some(0xb1), None));
         // Spellings the unpickler accepts never stop the walk (the global after them is seen).
         for p in [&b"I0x1\n0cos\nsystem\n."[..], b"I1_0\n0cos\nsystem\n.", b"L0o7L\n0cos\nsystem\n.", b"F1_0\n0cos\nsystem\n.", b"Iabc\n0cos\nsystem\n."] {
             let r = w(p);

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use crate::artifact::{
     formats::{Ctx, Parsed},
     io::{PResult, ParseError, Reader},
-    pickle_scan::TarMember,
+    pickle_scan::{TarMember, py_int},
     report::{Format, Severity, codes},
 };
 
@@ -84,33 +84,9 @@ fn nti(field: &[u8]) -> Option<i128> {
             if s.is_empty() {
                 return Some(0);
             }
-            py_int_radix(s, 8)
+            py_int(s, 8)
         }
     }
-}
-
-/// Python's `int(s, radix)` for radix 8 or 10 over trimmed ASCII: a sign, for radix 8 an
-/// optional `0o` prefix, single underscores between digits.
-fn py_int_radix(s: &[u8], radix: u32) -> Option<i128> {
-    let (negative, mut s) = match s.first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if radix == 8 && s.len() >= 2 && s[0] == b'0' && s[1].eq_ignore_ascii_case(&b'o') {
-        s = &s[2..];
-        if s.first() == Some(&b'_') {
-            s = &s[1..];
-        }
-    }
-    if s.is_empty() || s[0] == b'_' || s[s.len() - 1] == b'_' || s.windows(2).any(|w| w == b"__") {
-        return None;
-    }
-    let mut v: i128 = 0;
-    for &b in s.iter().filter(|b| **b != b'_') {
-        v = v.checked_mul(i128::from(radix))?.checked_add(i128::from((b as char).to_digit(radix)?))?;
-    }
-    Some(if negative { -v } else { v })
 }
 
 fn nts(b: &[u8]) -> String {
@@ -331,7 +307,7 @@ fn pax_records(buf: &[u8]) -> Option<Vec<(String, String)>> {
 
 /// `TarInfo._apply_pax_info` for the keywords that matter here.
 fn apply_pax(m: &mut Member, pax: &BTreeMap<String, String>) -> Result<(), Stop> {
-    let int = |v: &str| py_int_radix(v.trim().as_bytes(), 10);
+    let int = |v: &str| py_int(v.trim().as_bytes(), 10);
     for (k, v) in pax {
         match k.as_str() {
             "path" | "GNU.sparse.name" => m.name = v.trim_end_matches('/').to_owned(),
