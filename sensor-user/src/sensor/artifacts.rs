@@ -19,7 +19,8 @@ pub(super) const MAX_ARTIFACT_FILES: NonZeroUsize = NonZeroUsize::new(16_384).un
 impl Sensor {
     /// What is known about a file a process opened or mapped. The file is looked up (off the
     /// loop) by its path and, failing that, through the process's root, since it may live in
-    /// another mount namespace; either must still be the inode the kernel reported; unknown versions then go to the analyzer.
+    /// another mount namespace; either must still be the inode the kernel reported. Unknown
+    /// versions then go to the analyzer.
     pub(super) fn artifact_for(
         &mut self,
         p: &Arc<ProcessInfo>,
