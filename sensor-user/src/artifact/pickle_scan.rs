@@ -427,6 +427,15 @@ impl<'p> Machine<'p> {
     }
 }
 
+/// An optional leading sign: whether it is `-`, and the rest.
+fn sign(s: &[u8]) -> (bool, &[u8]) {
+    match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, s),
+    }
+}
+
 /// `PyLong_FromString` over ASCII: Python's `int(text, base)` for base 2 to 36, or 0 to take
 /// the base from a `0x`/`0o`/`0b` prefix (then no leading zeros on a non-zero decimal).
 /// Surrounding whitespace, a sign, the prefix of the base itself and single underscores between
@@ -436,17 +445,8 @@ pub(crate) fn py_int(text: &[u8], base: u32) -> Option<i128> {
     let start = text.iter().position(|b| !space(b))?;
     let end = text.iter().rposition(|b| !space(b))? + 1;
     let mut s = &text[start..end];
-    let negative = match s.first() {
-        Some(b'-') => {
-            s = &s[1..];
-            true
-        }
-        Some(b'+') => {
-            s = &s[1..];
-            false
-        }
-        _ => false,
-    };
+    let negative;
+    (negative, s) = sign(s);
     let mut radix = if base == 0 { 10 } else { base };
     let mut old_octal = false;
     if s.first() == Some(&b'0') {
@@ -493,17 +493,8 @@ fn c_strtol(text: &[u8]) -> Option<i128> {
     {
         s = rest;
     }
-    let negative = match s.first() {
-        Some(b'-') => {
-            s = &s[1..];
-            true
-        }
-        Some(b'+') => {
-            s = &s[1..];
-            false
-        }
-        _ => false,
-    };
+    let negative;
+    (negative, s) = sign(s);
     let radix = if s.len() > 2 && s[0] == b'0' && s[1].eq_ignore_ascii_case(&b'x') && s[2].is_ascii_hexdigit() {
         s = &s[2..];
         16
