@@ -190,3 +190,34 @@ fn a_model_in_another_mount_namespace_is_read_through_the_process_root() {
     assert_eq!(opens.len(), 1, "one open by the namespaced shell: {opens:?}");
     assert_eq!(u64_of(&opens[0]["model_file_opened"]["file"]["size"]), bytes.len() as u64);
 }
+
+/// A model file gone before the collector could look it up is not analysed, and that is
+/// reported as a loss of analysis rather than dropped silently. The collector is stopped so
+/// the file is surely gone by the time it handles the open.
+#[test]
+fn a_model_gone_before_its_lookup_is_reported_as_not_analysed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("short-lived.gguf");
+    std::fs::write(&model, gguf()).unwrap();
+    let path = real(&model);
+    let mut sensor = Sensor::start("");
+    let signal = |sig| {
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(sensor.pid() as i32, sig) }, 0, "{}", std::io::Error::last_os_error());
+    };
+    signal(libc::SIGSTOP);
+    open_close(&model);
+    std::fs::remove_file(&model).unwrap();
+    signal(libc::SIGCONT);
+    sensor.wait_for("the open", EVENT_TIMEOUT, |e| kind(e) == "model_file_opened" && e["model_file_opened"]["file"]["path"] == path.as_str());
+    let lost = sensor.wait_for("the analysis reported as not done", EVENT_TIMEOUT, |e| {
+        kind(e) == "events_lost" && e["events_lost"]["source"] == "LOSS_SOURCE_ANALYZER"
+    });
+    assert_eq!(lost["events_lost"]["by_kind"], serde_json::json!({ "file_not_found": "1" }));
+    assert_eq!(u64_of(&lost["events_lost"]["count"]), 1);
+    let events = sensor.stop();
+    assert!(
+        !events.iter().any(|e| kind(e) == "artifact_identified" && e["artifact_identified"]["file"]["path"] == path.as_str()),
+        "nothing was analysed"
+    );
+}

@@ -35,7 +35,9 @@ impl Sensor {
             // Our own view first: when it is the same inode, the analyzer can still open it
             // after the process exits (its /proc root then vanishes, failing the analysis).
             let candidates = [PathBuf::from(path), PathBuf::from(format!("/proc/{}/root{path}", p.pid))];
-            if self.pending.len() < MAX_PENDING && self.resolver.submit(Job::Identity { key, candidates }) {
+            if self.pending.len() >= MAX_PENDING {
+                self.lookups_refused += 1;
+            } else if self.resolver.submit(Job::Identity { key, candidates }) {
                 self.pending.insert(key, (p.clone(), path.to_owned()));
             }
         }
@@ -48,6 +50,7 @@ impl Sensor {
     pub(super) fn on_identity(&mut self, key: FileKey, found: Option<(FileIdentity, PathBuf)>) {
         let Some((p, path)) = self.pending.remove(&key) else { return };
         let Some((identity, file)) = found else {
+            self.lookups_unresolved += 1;
             self.identities.pop(&key);
             return;
         };

@@ -125,7 +125,13 @@ pub struct Sensor {
     answers: Option<tokio::sync::mpsc::Receiver<Answer>>,
     /// Identity lookups in flight: who asked, about which path.
     pending: HashMap<FileKey, (Arc<ProcessInfo>, String)>,
+    /// Lookups not made because too many were in flight.
+    lookups_refused: u64,
+    /// Lookups that found no file with the reported inode (deleted, or in a mount namespace
+    /// whose last process exited before the lookup ran): those files are not analysed.
+    lookups_unresolved: u64,
     reported_lookups_dropped: u64,
+    reported_lookups_unresolved: u64,
     stats_tx: tokio::sync::mpsc::Sender<StatsRequest>,
     stats_rx: Option<tokio::sync::mpsc::Receiver<StatsRequest>>,
 }
@@ -238,7 +244,10 @@ impl Sensor {
             resolver,
             answers: Some(answers),
             pending: HashMap::new(),
+            lookups_refused: 0,
+            lookups_unresolved: 0,
             reported_lookups_dropped: 0,
+            reported_lookups_unresolved: 0,
             stats_tx,
             stats_rx: Some(stats_rx),
         };
@@ -514,13 +523,14 @@ impl Sensor {
             ],
         );
         let (was, now) = (self.reported_analyzer, self.analyzer.stats());
-        let lookups = self.resolver.dropped();
+        let lookups = self.resolver.dropped() + self.lookups_refused;
         self.report_counters(
             Severity::Medium,
             LossSource::Analyzer,
             "artifact analyses that did not happen",
             &[
                 ("lookup_dropped", self.reported_lookups_dropped, lookups),
+                ("file_not_found", self.reported_lookups_unresolved, self.lookups_unresolved),
                 ("identification_dropped", was.dropped, now.dropped),
                 ("hash_dropped", was.hash_dropped, now.hash_dropped),
                 ("failed", was.failed, now.failed),
@@ -528,6 +538,7 @@ impl Sensor {
         );
         self.reported_analyzer = now;
         self.reported_lookups_dropped = lookups;
+        self.reported_lookups_unresolved = self.lookups_unresolved;
         let untracked = self.tracker.untracked();
         self.report_counters(
             Severity::Medium,
