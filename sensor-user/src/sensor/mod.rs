@@ -477,40 +477,18 @@ impl Sensor {
     /// undecodable records, kernel maps that were full, artifact analyses that did not happen.
     pub fn report_losses(&mut self) {
         let stats = self.maps.stats();
-        let mut by_kind = BTreeMap::new();
-        let mut lost = 0;
-        for kind in EventKind::ALL {
-            let i = kind.index() as usize;
-            let d = stats.dropped[i].saturating_sub(self.reported_drops.dropped[i]);
-            if d > 0 {
-                by_kind.insert(kind.name().to_owned(), d);
-                lost += d;
-            }
-        }
-        if lost > 0 {
-            self.publish(self.sensor_event(
-                Severity::High,
-                Payload::EventsLost(EventsLost {
-                    count: lost,
-                    source: LossSource::Kernel as i32,
-                    detail: "the kernel ring buffer was full".into(),
-                    by_kind,
-                }),
-            ));
-        }
-        let d = self.decode_errors - self.reported_decode_errors;
-        if d > 0 {
-            self.reported_decode_errors = self.decode_errors;
-            self.publish(self.sensor_event(
-                Severity::Medium,
-                Payload::EventsLost(EventsLost {
-                    count: d,
-                    source: LossSource::Decode as i32,
-                    detail: "records the collector could not decode".into(),
-                    by_kind: BTreeMap::new(),
-                }),
-            ));
-        }
+        let kernel: Vec<(&str, u64, u64)> = EventKind::ALL
+            .iter()
+            .map(|k| (k.name(), self.reported_drops.dropped[k.index() as usize], stats.dropped[k.index() as usize]))
+            .collect();
+        self.report_counters(Severity::High, LossSource::Kernel, "the kernel ring buffer was full", &kernel);
+        self.report_counters(
+            Severity::Medium,
+            LossSource::Decode,
+            "records the collector could not decode",
+            &[("undecodable", self.reported_decode_errors, self.decode_errors)],
+        );
+        self.reported_decode_errors = self.decode_errors;
         let (was, now) = (&self.reported_drops, &stats);
         self.report_counters(
             Severity::High,
