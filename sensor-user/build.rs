@@ -15,12 +15,7 @@ fn build_probes() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed={root}/src");
     println!("cargo:rerun-if-changed={root}/Cargo.toml");
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "sensor-ebpf",
-            root_dir: root,
-            features: &["ebpf"],
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "sensor-ebpf", root_dir: root, features: &["ebpf"], ..Default::default() }],
         aya_build::Toolchain::default(),
     )
 }
@@ -28,10 +23,7 @@ fn build_probes() -> anyhow::Result<()> {
 fn build_proto() -> anyhow::Result<()> {
     let proto_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
     println!("cargo:rerun-if-changed={proto_root}");
-    let fds = protox::compile(
-        ["modelwatch/v1/envelope.proto", "modelwatch/v1/service.proto"],
-        [proto_root],
-    )?;
+    let fds = protox::compile(["modelwatch/v1/envelope.proto", "modelwatch/v1/service.proto"], [proto_root])?;
     let descriptors = fds.encode_to_vec();
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("modelwatch_descriptor.bin"), &descriptors)?;
@@ -42,10 +34,7 @@ fn build_proto() -> anyhow::Result<()> {
     config.extern_path(".google.protobuf", "::pbjson_types");
     // Ordered maps: the same event always serialises to the same bytes (golden files, diffs).
     config.btree_map(["."]);
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds_with_config(fds, config)?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds_with_config(fds, config)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
         .preserve_proto_field_names()

@@ -2,9 +2,8 @@
 //! as produced or dropped.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-    generated::bpf_ringbuf_output,
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    bpf_ktime_get_boot_ns, generated::bpf_ringbuf_output,
 };
 use sensor_ebpf::{EventHeader, EventKind, stat};
 
@@ -40,14 +39,7 @@ pub fn output(kind: EventKind, record: *mut u8, len: usize, max: usize) {
         len = max;
     }
     unsafe { (*(record as *mut EventHeader)).size = len as u32 };
-    let ret = unsafe {
-        bpf_ringbuf_output(
-            (&raw const EVENTS).cast_mut().cast(),
-            record.cast(),
-            len as u64,
-            0,
-        )
-    };
+    let ret = unsafe { bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), record.cast(), len as u64, 0) };
     if ret == 0 {
         count(stat::produced(kind), 1);
     } else {

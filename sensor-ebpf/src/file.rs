@@ -8,17 +8,16 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
 };
 use sensor_ebpf::{
-    DeviceIoctlEvent, DeviceUseKey, EXT_MAX, EventKind, ExtKey, FileId, IoctlKey, LIB_PREFIX_MAX,
-    REQUESTED_NAME_MAX, mark, path_flag, reason, stat,
+    DeviceIoctlEvent, DeviceUseKey, EXT_MAX, EventKind, ExtKey, FileId, IoctlKey, LIB_PREFIX_MAX, REQUESTED_NAME_MAX,
+    mark, path_flag, reason, stat,
 };
 
 use crate::{
     emit::{fill_header, output},
     kernel::{ReadError, Window, off, read, read_ptr, size_threshold},
     maps::{
-        DEVICE_SEEN, DIR_VERDICT, EXTENSIONS, INODE_MARKS, IOCTL_COUNTS, MODEL_DIRS,
-        MODEL_DIRS_PRESENT, MmapRecord, OpenRecord, PendingMmap, RUNTIME_LIBS, WATCHED_DEVICES,
-        count,
+        DEVICE_SEEN, DIR_VERDICT, EXTENSIONS, INODE_MARKS, IOCTL_COUNTS, MODEL_DIRS, MODEL_DIRS_PRESENT, MmapRecord,
+        OpenRecord, PendingMmap, RUNTIME_LIBS, WATCHED_DEVICES, count,
     },
     path::walk,
 };
@@ -101,15 +100,8 @@ fn inspect_into(file: *const u8, out: *mut FileFacts) -> i64 {
     ) else {
         return -1;
     };
-    let facts = FileFacts {
-        inode,
-        dentry,
-        sb,
-        mode: mode as u32,
-        ino,
-        size: if size < 0 { 0 } else { size as u64 },
-        rdev,
-    };
+    let facts =
+        FileFacts { inode, dentry, sb, mode: mode as u32, ino, size: if size < 0 { 0 } else { size as u64 }, rdev };
     // SAFETY: out points to the caller's FileFacts slot.
     unsafe { out.write(facts) };
     0
@@ -248,7 +240,8 @@ fn dentry_tail(dentry: *const u8) -> Option<NameTail> {
     let name = dw.ptr(off!(dentry_d_name) + off!(qstr_name)).ok()?;
     let len = len as usize;
     let k = if len > EXT_MAX { EXT_MAX } else { len };
-    let words: [u64; 2] = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(name.wrapping_add(len - k).cast::<[u64; 2]>()) }.ok()?;
+    let words: [u64; 2] =
+        unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(name.wrapping_add(len - k).cast::<[u64; 2]>()) }.ok()?;
     let mut t = NameTail { b: [words[0], words[1], 0], len: k };
     // Bytes past the name (when it is shorter than the copy) are not part of it.
     let b = t.bytes();
@@ -369,9 +362,7 @@ pub fn open_reasons(
     if reasons == 0 && real_has_ext {
         return 0;
     }
-    let n = unsafe {
-        bpf_probe_read_user_str(tail.cast(), REQUESTED_NAME_MAX as u32, requested as *const _)
-    };
+    let n = unsafe { bpf_probe_read_user_str(tail.cast(), REQUESTED_NAME_MAX as u32, requested as *const _) };
     if n > 0 {
         let n = (n as usize) & (REQUESTED_NAME_MAX * 2 - 1);
         *name_len = n;
@@ -444,13 +435,7 @@ fn runtime_library(dentry: *const u8) -> bool {
         return false;
     };
     let mut key = Key::new((LIB_PREFIX_MAX * 8) as u32, [0u8; LIB_PREFIX_MAX]);
-    let n = unsafe {
-        bpf_probe_read_kernel_str(
-            (&raw mut key.data).cast(),
-            LIB_PREFIX_MAX as u32,
-            name.cast(),
-        )
-    };
+    let n = unsafe { bpf_probe_read_kernel_str((&raw mut key.data).cast(), LIB_PREFIX_MAX as u32, name.cast()) };
     n > 0 && RUNTIME_LIBS.get(&key).is_some()
 }
 

@@ -64,9 +64,7 @@ pub static PROBE_CONFIG: ProbeConfig = ProbeConfig {
 /// Byte offset of a kernel struct member, as a verifier-visible constant.
 macro_rules! off {
     ($field:ident) => {
-        unsafe {
-            core::ptr::read_volatile(&raw const $crate::kernel::KERNEL_OFFSETS.$field) as usize
-        }
+        unsafe { core::ptr::read_volatile(&raw const $crate::kernel::KERNEL_OFFSETS.$field) as usize }
     };
 }
 pub(crate) use off;

@@ -475,10 +475,7 @@ pub const fn kernel_dev_from_user(dev: u64) -> u32 {
 pub const fn user_dev_from_kernel(dev: u32) -> u64 {
     let major = kernel_dev_major(dev) as u64;
     let minor = kernel_dev_minor(dev) as u64;
-    ((major & 0xffff_f000) << 32)
-        | ((major & 0x0000_0fff) << 8)
-        | ((minor & 0xffff_ff00) << 12)
-        | (minor & 0x0000_00ff)
+    ((major & 0xffff_f000) << 32) | ((major & 0x0000_0fff) << 8) | ((minor & 0xffff_ff00) << 12) | (minor & 0x0000_00ff)
 }
 
 /// Size of the fixed part of each kind's record.
@@ -539,9 +536,7 @@ pub fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {
 /// The bytes of a `Plain` value (for tests and for building records in userspace).
 pub fn plain_bytes<T: Plain>(value: &T) -> &[u8] {
     // SAFETY: `Plain` types have no padding, so every byte is initialised.
-    unsafe {
-        core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>())
-    }
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
 }
 
 // Layout guards: a change here is an ABI change (bump ABI_VERSION) and must keep every size a

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use sensor_ebpf::{
-    DeviceUseKey, ExtKey, FileId, FileMmapEvent, FileOpenEvent, InodeMark, IoctlKey,
-    LIB_PREFIX_MAX, ProcessExecEvent, TAIL_MAX, WatchedDevice, stat,
+    DeviceUseKey, ExtKey, FileId, FileMmapEvent, FileOpenEvent, InodeMark, IoctlKey, LIB_PREFIX_MAX, ProcessExecEvent,
+    TAIL_MAX, WatchedDevice, stat,
 };
 
 /// Records to the collector. The size is set by the collector at load time.

@@ -6,9 +6,7 @@
 //! write.
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
-use sensor_ebpf::{
-    COMPONENT_MAX, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, TAIL_MAX, TAIL_OFFSET_MASK, path_flag, stat,
-};
+use sensor_ebpf::{COMPONENT_MAX, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, TAIL_MAX, TAIL_OFFSET_MASK, path_flag, stat};
 
 use crate::{
     kernel::{ReadError, off, read_ptr},
@@ -89,9 +87,7 @@ fn try_walk(path: *const u8, tail: *mut u8, start: usize) -> Result<Walked, Read
         }
         let name: *const u8 = or_stop!(read_ptr(dentry, off!(dentry_d_name) + off!(qstr_name)));
         let at = (start + len) & TAIL_OFFSET_MASK;
-        let n = unsafe {
-            bpf_probe_read_kernel_str(tail.add(at).cast(), COMPONENT_MAX as u32, name.cast())
-        };
+        let n = unsafe { bpf_probe_read_kernel_str(tail.add(at).cast(), COMPONENT_MAX as u32, name.cast()) };
         if n <= 0 {
             failed = true;
             break;

@@ -195,8 +195,7 @@ async fn bind(socket: &Path) -> Result<UnixListener, ApiError> {
     }
     // `modelwatch run` sets umask 027 first, so others never have access, not even before
     // the chmod below gives the group its write bit.
-    let listener =
-        UnixListener::bind(socket).map_err(|source| ApiError::Bind { path: socket.to_owned(), source })?;
+    let listener = UnixListener::bind(socket).map_err(|source| ApiError::Bind { path: socket.to_owned(), source })?;
     let perms = std::fs::Permissions::from_mode(0o660);
     std::fs::set_permissions(socket, perms).map_err(|source| ApiError::Bind { path: socket.to_owned(), source })?;
     if let Some(gid) = group_id("modelwatch") {

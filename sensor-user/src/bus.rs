@@ -123,13 +123,7 @@ impl Bus {
         inner.next_id += 1;
         let id = inner.next_id;
         inner.subscribers.push(Subscriber {
-            stats: SubscriberStats {
-                id,
-                name: name.to_owned(),
-                delivered: 0,
-                dropped: 0,
-                since: SystemTime::now(),
-            },
+            stats: SubscriberStats { id, name: name.to_owned(), delivered: 0, dropped: 0, since: SystemTime::now() },
             tx,
             filter,
             pending_loss: 0,
@@ -203,10 +197,7 @@ impl Bus {
         let inner = self.lock();
         let (internal, api): (Vec<&Subscriber>, Vec<&Subscriber>) =
             inner.subscribers.iter().filter(|s| !s.tx.is_closed()).partition(|s| s.internal);
-        (
-            api.into_iter().map(|s| s.stats.clone()).collect(),
-            internal.into_iter().map(|s| s.stats.clone()).collect(),
-        )
+        (api.into_iter().map(|s| s.stats.clone()).collect(), internal.into_iter().map(|s| s.stats.clone()).collect())
     }
 }
 

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::OutputFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "modelwatch", version, about = "See local AI inference: model files, accelerators and inference sessions, from the kernel")]
+#[command(
+    name = "modelwatch",
+    version,
+    about = "See local AI inference: model files, accelerators and inference sessions, from the kernel"
+)]
 pub struct Cli {
     /// Log filter for diagnostics on stderr (tracing env-filter syntax).
     #[arg(long, global = true, env = "MODELWATCH_LOG", default_value = "info")]

@@ -62,18 +62,82 @@ impl Default for SessionsConfig {
             idle_timeout_ms: 300_000,
             cpu_busy_percent: 50.0,
             runtime_executables: s(&[
-                "ollama", "llama-server", "llama-cli", "llama-run", "llama-bench", "llamafile",
-                "lms", "LM Studio", "lm-studio", "vllm", "text-generation-launcher",
-                "text-generation-server", "text-generation-webui", "ComfyUI", "koboldcpp",
-                "local-ai", "localai", "gpt4all", "jan", "mlc_llm", "sglang", "tabby",
-                "whisper-cli", "whisper-server", "sd", "trtllm-serve", "tritonserver",
+                "ollama",
+                "llama-server",
+                "llama-cli",
+                "llama-run",
+                "llama-bench",
+                "llamafile",
+                "lms",
+                "LM Studio",
+                "lm-studio",
+                "vllm",
+                "text-generation-launcher",
+                "text-generation-server",
+                "text-generation-webui",
+                "ComfyUI",
+                "koboldcpp",
+                "local-ai",
+                "localai",
+                "gpt4all",
+                "jan",
+                "mlc_llm",
+                "sglang",
+                "tabby",
+                "whisper-cli",
+                "whisper-server",
+                "sd",
+                "trtllm-serve",
+                "tritonserver",
             ]),
             non_inference_executables: s(&[
-                "cp", "mv", "rsync", "scp", "sftp", "dd", "cat", "pv", "tar", "gzip", "gunzip",
-                "zstd", "xz", "bzip2", "zip", "unzip", "7z", "sha256sum", "sha1sum", "sha512sum",
-                "md5sum", "b2sum", "b3sum", "cksum", "curl", "wget", "aria2c", "git", "git-lfs",
-                "rclone", "aws", "gsutil", "azcopy", "file", "strings", "xxd", "od", "hexdump",
-                "updatedb", "locate", "find", "du", "ls", "stat", "clamscan", "restic", "borg",
+                "cp",
+                "mv",
+                "rsync",
+                "scp",
+                "sftp",
+                "dd",
+                "cat",
+                "pv",
+                "tar",
+                "gzip",
+                "gunzip",
+                "zstd",
+                "xz",
+                "bzip2",
+                "zip",
+                "unzip",
+                "7z",
+                "sha256sum",
+                "sha1sum",
+                "sha512sum",
+                "md5sum",
+                "b2sum",
+                "b3sum",
+                "cksum",
+                "curl",
+                "wget",
+                "aria2c",
+                "git",
+                "git-lfs",
+                "rclone",
+                "aws",
+                "gsutil",
+                "azcopy",
+                "file",
+                "strings",
+                "xxd",
+                "od",
+                "hexdump",
+                "updatedb",
+                "locate",
+                "find",
+                "du",
+                "ls",
+                "stat",
+                "clamscan",
+                "restic",
+                "borg",
             ]),
         }
     }
@@ -283,9 +347,28 @@ impl Default for FilesConfig {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
         Self {
             extensions: s(&[
-                ".gguf", ".ggml", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pkl",
-                ".pickle", ".joblib", ".onnx", ".tflite", ".pb", ".h5", ".keras", ".npz",
-                ".mlmodel", ".llamafile", ".mar", ".nemo", ".engine", ".plan",
+                ".gguf",
+                ".ggml",
+                ".safetensors",
+                ".pt",
+                ".pth",
+                ".bin",
+                ".ckpt",
+                ".pkl",
+                ".pickle",
+                ".joblib",
+                ".onnx",
+                ".tflite",
+                ".pb",
+                ".h5",
+                ".keras",
+                ".npz",
+                ".mlmodel",
+                ".llamafile",
+                ".mar",
+                ".nemo",
+                ".engine",
+                ".plan",
             ]),
             size_threshold: ByteSize(32 << 20),
             model_dirs: s(&[
@@ -299,9 +382,22 @@ impl Default for FilesConfig {
                 "~/.cache/torch/hub",
             ]),
             runtime_libraries: s(&[
-                "libllama", "libggml", "libcudart", "libcublas", "libcudnn", "libtorch_cuda",
-                "libtorch_cpu", "libonnxruntime", "libnvinfer", "libopenvino", "libMIOpen",
-                "libamdhip64", "libze_loader", "libvulkan", "libmlx", "libtensorflow",
+                "libllama",
+                "libggml",
+                "libcudart",
+                "libcublas",
+                "libcudnn",
+                "libtorch_cuda",
+                "libtorch_cpu",
+                "libonnxruntime",
+                "libnvinfer",
+                "libopenvino",
+                "libMIOpen",
+                "libamdhip64",
+                "libze_loader",
+                "libvulkan",
+                "libmlx",
+                "libtensorflow",
                 "libctranslate2",
             ]),
             suppress_known_non_models: true,
@@ -361,11 +457,7 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |key: String, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            message,
-        };
+        let bad = |key: String, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
         for (i, ext) in self.files.extensions.iter().enumerate() {
             if sensor_ebpf::ext_key(ext).is_none() {
                 return Err(bad(
@@ -411,7 +503,10 @@ impl Config {
                 && !crate::accel::ioctls::Driver::ALL.iter().any(|k| k.as_str() == d)
             {
                 let known: Vec<&str> = crate::accel::ioctls::Driver::ALL.iter().map(|k| k.as_str()).collect();
-                return Err(bad(format!("devices.extra[{i}].driver"), format!("unknown driver `{d}` (known: {})", known.join(", "))));
+                return Err(bad(
+                    format!("devices.extra[{i}].driver"),
+                    format!("unknown driver `{d}` (known: {})", known.join(", ")),
+                ));
             }
         }
         let s = &self.sessions;
@@ -431,10 +526,7 @@ impl Config {
             return Err(bad("telemetry.interval_ms".into(), "must be between 50 and 3600000".into()));
         }
         if !(10..=3_600_000).contains(&self.devices.drain_interval_ms) {
-            return Err(bad(
-                "devices.drain_interval_ms".into(),
-                "must be between 10 and 3600000".into(),
-            ));
+            return Err(bad("devices.drain_interval_ms".into(), "must be between 10 and 3600000".into()));
         }
         let rb = self.sensor.ring_buffer_kib;
         if !rb.is_power_of_two() || !(64..=1 << 20).contains(&rb) {
@@ -445,7 +537,10 @@ impl Config {
         }
         if let Some(j) = &self.output.jsonl {
             if !j.path.is_absolute() {
-                return Err(bad("output.jsonl.path".into(), format!("`{}` must be an absolute path", j.path.display())));
+                return Err(bad(
+                    "output.jsonl.path".into(),
+                    format!("`{}` must be an absolute path", j.path.display()),
+                ));
             }
             if j.max_size.0 < 4096 {
                 return Err(bad("output.jsonl.max_size".into(), "must be at least 4KiB".into()));
@@ -570,10 +665,7 @@ mod tests {
                       alice:x:1000:1000::/home/alice:/bin/zsh\n\
                       broken-line\n";
         let dirs = expand_home("~/.ollama/models", passwd);
-        assert_eq!(
-            dirs,
-            vec![PathBuf::from("/home/alice/.ollama/models"), PathBuf::from("/root/.ollama/models")]
-        );
+        assert_eq!(dirs, vec![PathBuf::from("/home/alice/.ollama/models"), PathBuf::from("/root/.ollama/models")]);
         assert_eq!(expand_home("/srv/models", passwd), vec![PathBuf::from("/srv/models")]);
     }
 }

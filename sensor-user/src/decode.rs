@@ -5,8 +5,8 @@
 //! (counted by the caller), and nothing here panics.
 
 use sensor_ebpf::{
-    DeviceIoctlEvent, EventHeader, EventKind, FileMmapEvent, FileOpenEvent, Plain,
-    ProcessExecEvent, ProcessExitEvent, ProcessForkEvent, fixed_size, path_flag, read_plain,
+    DeviceIoctlEvent, EventHeader, EventKind, FileMmapEvent, FileOpenEvent, Plain, ProcessExecEvent, ProcessExitEvent,
+    ProcessForkEvent, fixed_size, path_flag, read_plain,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,8 +156,7 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
     Ok(match kind {
         EventKind::FileOpen => {
             let e: FileOpenEvent = fixed(record)?;
-            let [name_bytes, path_bytes] =
-                segments(name, tail, [e.name_len as usize, e.path_len as usize])?;
+            let [name_bytes, path_bytes] = segments(name, tail, [e.name_len as usize, e.path_len as usize])?;
             KernelEvent::Open(FileOpen {
                 header,
                 ino: e.ino,
@@ -198,11 +197,8 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         EventKind::ProcessExec => {
             let e: ProcessExecEvent = fixed(record)?;
-            let [args, filename, path] = segments(
-                name,
-                tail,
-                [e.args_len as usize, e.filename_len as usize, e.path_len as usize],
-            )?;
+            let [args, filename, path] =
+                segments(name, tail, [e.args_len as usize, e.filename_len as usize, e.path_len as usize])?;
             KernelEvent::Exec(ProcessExec {
                 header,
                 ppid: e.ppid,

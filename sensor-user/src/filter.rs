@@ -106,7 +106,8 @@ fn models_match(ev: &Event, needles: &[String]) -> bool {
     let names: Vec<String> = refs.names.iter().map(|n| n.to_lowercase()).collect();
     needles.iter().any(|needle| {
         let hex = needle.len() >= 8 && needle.bytes().all(|b| b.is_ascii_hexdigit());
-        (hex && digests.iter().any(|d| d.starts_with(needle.as_str()))) || names.iter().any(|n| n.contains(needle.as_str()))
+        (hex && digests.iter().any(|d| d.starts_with(needle.as_str())))
+            || names.iter().any(|n| n.contains(needle.as_str()))
     })
 }
 
@@ -248,9 +249,13 @@ mod tests {
         assert!(e.is_err());
         let e = Filter::from_request(&TailRequest { pids: vec![1; MAX_VALUES + 1], ..Default::default() });
         assert_eq!(e, Err(FilterError::TooMany("pid")));
-        let e = Filter::from_request(&TailRequest { models: vec!["m".repeat(MAX_VALUE_BYTES + 1)], ..Default::default() });
+        let e =
+            Filter::from_request(&TailRequest { models: vec!["m".repeat(MAX_VALUE_BYTES + 1)], ..Default::default() });
         assert_eq!(e, Err(FilterError::TooLong("model")));
-        let ok = Filter::from_request(&TailRequest { models: vec!["m".repeat(MAX_VALUE_BYTES); MAX_VALUES], ..Default::default() });
+        let ok = Filter::from_request(&TailRequest {
+            models: vec!["m".repeat(MAX_VALUE_BYTES); MAX_VALUES],
+            ..Default::default()
+        });
         assert!(ok.is_ok());
     }
 }

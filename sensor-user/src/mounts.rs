@@ -58,7 +58,8 @@ fn mount_id(path: &Path) -> Option<u64> {
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: c is a NUL-terminated path and stx a writable statx buffer.
-    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_STATX_SYNC_AS_STAT, libc::STATX_MNT_ID, &mut stx) };
+    let rc =
+        unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_STATX_SYNC_AS_STAT, libc::STATX_MNT_ID, &mut stx) };
     (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
 }
 

@@ -16,9 +16,7 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetError {
-    #[error(
-        "kernel BTF not found at {0}: this kernel was built without CONFIG_DEBUG_INFO_BTF, which modelwatch needs"
-    )]
+    #[error("kernel BTF not found at {0}: this kernel was built without CONFIG_DEBUG_INFO_BTF, which modelwatch needs")]
     Missing(PathBuf),
     #[error("cannot parse kernel BTF at {path}: {source}")]
     Parse { path: PathBuf, source: btf_rs::Error },
@@ -40,8 +38,7 @@ impl KernelBtf {
         if !path.exists() {
             return Err(OffsetError::Missing(path.to_owned()));
         }
-        let btf = Btf::from_file(path)
-            .map_err(|source| OffsetError::Parse { path: path.to_owned(), source })?;
+        let btf = Btf::from_file(path).map_err(|source| OffsetError::Parse { path: path.to_owned(), source })?;
         Ok(Self { btf })
     }
 
@@ -51,20 +48,17 @@ impl KernelBtf {
         let mut ty = self.struct_named(strukt)?;
         let mut total_bits = 0u64;
         for (i, member) in members.iter().enumerate() {
-            let (bits, member_ty) = self
-                .find_member(&ty, member)
-                .ok_or_else(|| OffsetError::NoMember {
-                    strukt: strukt.to_owned(),
-                    candidates: members[..=i].join("."),
-                })?;
+            let (bits, member_ty) = self.find_member(&ty, member).ok_or_else(|| OffsetError::NoMember {
+                strukt: strukt.to_owned(),
+                candidates: members[..=i].join("."),
+            })?;
             total_bits += bits;
             ty = member_ty;
         }
         if !total_bits.is_multiple_of(8) {
             return Err(OffsetError::Unsupported(format!("{strukt}.{}", members.join("."))));
         }
-        u32::try_from(total_bits / 8)
-            .map_err(|_| OffsetError::Unsupported(format!("{strukt}.{}", members.join("."))))
+        u32::try_from(total_bits / 8).map_err(|_| OffsetError::Unsupported(format!("{strukt}.{}", members.join("."))))
     }
 
     /// The first of several historical spellings that exists.
@@ -83,10 +77,7 @@ impl KernelBtf {
     }
 
     fn struct_named(&self, name: &str) -> Result<Type, OffsetError> {
-        let types = self
-            .btf
-            .resolve_types_by_name(name)
-            .map_err(|_| OffsetError::NoStruct(name.to_owned()))?;
+        let types = self.btf.resolve_types_by_name(name).map_err(|_| OffsetError::NoStruct(name.to_owned()))?;
         types
             .into_iter()
             // A forward declaration or an empty struct of the same name is not the definition.
@@ -125,11 +116,7 @@ impl KernelBtf {
     fn strip(&self, mut ty: Type) -> Type {
         for _ in 0..16 {
             match &ty {
-                Type::Typedef(_)
-                | Type::Volatile(_)
-                | Type::Const(_)
-                | Type::Restrict(_)
-                | Type::TypeTag(_) => {
+                Type::Typedef(_) | Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) | Type::TypeTag(_) => {
                     let Some(next) = ty.as_btf_type().and_then(|t| self.btf.resolve_chained_type(t).ok()) else {
                         return ty;
                     };
@@ -176,10 +163,8 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         inode_i_rdev: o("inode", &["i_rdev"])?,
         inode_i_sb: o("inode", &["i_sb"])?,
         // ctime moved twice: i_ctime (< 6.6), __i_ctime (6.6–6.10), i_ctime_sec (6.11+).
-        inode_i_ctime_sec: b.offset_of_any(
-            "inode",
-            &[&["i_ctime_sec"], &["__i_ctime", "tv_sec"], &["i_ctime", "tv_sec"]],
-        )?,
+        inode_i_ctime_sec: b
+            .offset_of_any("inode", &[&["i_ctime_sec"], &["__i_ctime", "tv_sec"], &["i_ctime", "tv_sec"]])?,
         sb_s_dev: o("super_block", &["s_dev"])?,
         mount_mnt: o("mount", &["mnt"])?,
         mount_mnt_parent: o("mount", &["mnt_parent"])?,
@@ -269,8 +254,7 @@ mod tests {
         let err = KernelBtf::open(Path::new("/nonexistent/vmlinux")).err().expect("missing file");
         assert!(err.to_string().contains("/nonexistent/vmlinux"), "{err}");
         assert!(
-            b.offset_of_any("inode", &[&["nope"], &["i_mode"]]).unwrap()
-                == b.offset_of("inode", &["i_mode"]).unwrap()
+            b.offset_of_any("inode", &[&["nope"], &["i_mode"]]).unwrap() == b.offset_of("inode", &["i_mode"]).unwrap()
         );
     }
 }

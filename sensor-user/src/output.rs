@@ -8,9 +8,8 @@
 use std::fmt::Write as _;
 
 use crate::proto::v1::{
-    AcceleratorKind, ApprovalVerdict, ArtifactFormat, DigestState, Event, HealthState,
-    IoctlCategory, LossSource, MatchReason, PickleVerdict, SessionEndReason, SessionEngine,
-    Severity, event::Payload,
+    AcceleratorKind, ApprovalVerdict, ArtifactFormat, DigestState, Event, HealthState, IoctlCategory, LossSource,
+    MatchReason, PickleVerdict, SessionEndReason, SessionEngine, Severity, event::Payload,
 };
 
 /// Output format of the CLI and of stdout/file sinks.
@@ -74,13 +73,7 @@ pub fn human_bytes(n: u64) -> String {
 fn hms(ts: &Option<pbjson_types::Timestamp>) -> String {
     let Some(ts) = ts else { return "--:--:--.---".into() };
     let secs = ts.seconds.rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60,
-        ts.nanos.max(0) / 1_000_000
-    )
+    format!("{:02}:{:02}:{:02}.{:03}", secs / 3600, (secs / 60) % 60, secs % 60, ts.nanos.max(0) / 1_000_000)
 }
 
 /// Short enum names for the compact form: the proto name without its prefix, lower case.
@@ -127,14 +120,7 @@ pub fn compact_line(ev: &Event, color: bool) -> String {
     } else {
         String::new()
     };
-    format!(
-        "{} {:<10} {:<22} {}{}",
-        st.paint("2", &hms(&ev.event_time)),
-        st.paint(code, label),
-        who,
-        facts,
-        sev
-    )
+    format!("{} {:<10} {:<22} {}{}", st.paint("2", &hms(&ev.event_time)), st.paint(code, label), who, facts, sev)
 }
 
 fn facts(ev: &Event) -> (&'static str, &'static str, String) {
@@ -162,7 +148,12 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 let _ = write!(s, " via {}", short(&f.requested_path, 80));
             }
             if let Some(a) = &o.artifact {
-                let _ = write!(s, " [{}{}]", format_name(a.format), if a.name.is_empty() { String::new() } else { format!(" {}", short(&a.name, 40)) });
+                let _ = write!(
+                    s,
+                    " [{}{}]",
+                    format_name(a.format),
+                    if a.name.is_empty() { String::new() } else { format!(" {}", short(&a.name, 40)) }
+                );
             }
             let _ = write!(s, " ({})", reasons(&o.reasons));
             ("open", "32", s)
@@ -194,7 +185,12 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 let _ = write!(s, " {}", short(&md.quantization, 16));
             }
             if !art.sha256.is_empty() {
-                let _ = write!(s, " sha256={}…({})", prefix(&art.sha256, 12), enum_str!(DigestState, art.digest_state, "DIGEST_STATE_"));
+                let _ = write!(
+                    s,
+                    " sha256={}…({})",
+                    prefix(&art.sha256, 12),
+                    enum_str!(DigestState, art.digest_state, "DIGEST_STATE_")
+                );
             }
             let _ = write!(s, " approval={}", enum_str!(ApprovalVerdict, art.approval, "APPROVAL_VERDICT_"));
             if art.pickle != 0 {
@@ -212,14 +208,26 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
         }
         Payload::AcceleratorOpened(o) => {
             let d = o.device.clone().unwrap_or_default();
-            ("accel-open", "33", format!("{} {} {}", d.path, d.driver, enum_str!(AcceleratorKind, d.kind, "ACCELERATOR_KIND_")))
+            (
+                "accel-open",
+                "33",
+                format!("{} {} {}", d.path, d.driver, enum_str!(AcceleratorKind, d.kind, "ACCELERATOR_KIND_")),
+            )
         }
         Payload::AcceleratorActivity(a) => {
             let d = a.device.clone().unwrap_or_default();
             if a.first_use {
                 let c = a.first_command.clone().unwrap_or_default();
                 let name = if c.name.is_empty() { format!("{:#x}", c.cmd) } else { c.name };
-                return ("accel", "33", format!("{} first use: {name} ({})", d.path, enum_str!(IoctlCategory, c.category, "IOCTL_CATEGORY_")));
+                return (
+                    "accel",
+                    "33",
+                    format!(
+                        "{} first use: {name} ({})",
+                        d.path,
+                        enum_str!(IoctlCategory, c.category, "IOCTL_CATEGORY_")
+                    ),
+                );
             }
             let cats: Vec<String> = a
                 .categories
@@ -304,7 +312,12 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
         Payload::EventsLost(l) => (
             "LOST",
             "1;31",
-            format!("{} events lost ({}) {}", l.count, enum_str!(LossSource, l.source, "LOSS_SOURCE_"), short(&l.detail, 120)),
+            format!(
+                "{} events lost ({}) {}",
+                l.count,
+                enum_str!(LossSource, l.source, "LOSS_SOURCE_"),
+                short(&l.detail, 120)
+            ),
         ),
     }
 }
@@ -335,7 +348,11 @@ mod tests {
         // Fields printed without shortening, and ids shorter or wider than expected.
         let ev = Event {
             payload: Some(Payload::AcceleratorOpened(crate::proto::v1::AcceleratorOpened {
-                device: Some(crate::proto::v1::Accelerator { path: "/dev/\x1b[31mnv".into(), driver: "d\u{9b}x".into(), ..Default::default() }),
+                device: Some(crate::proto::v1::Accelerator {
+                    path: "/dev/\x1b[31mnv".into(),
+                    driver: "d\u{9b}x".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })),
             ..Default::default()
@@ -344,7 +361,10 @@ mod tests {
         assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
         for id in ["é", "ééééééééé", ""] {
             let ev = Event {
-                payload: Some(Payload::SessionUpdated(crate::proto::v1::InferenceSessionUpdated { session_id: id.into(), ..Default::default() })),
+                payload: Some(Payload::SessionUpdated(crate::proto::v1::InferenceSessionUpdated {
+                    session_id: id.into(),
+                    ..Default::default()
+                })),
                 ..Default::default()
             };
             assert!(compact_line(&ev, false).contains(&prefix(id, 8)));

@@ -15,18 +15,15 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_ebpf::{
-    ABI_VERSION, DeviceUseKey, ExtKey, FileId, InodeMark, IoctlKey,
-    LIB_PREFIX_MAX, ProbeConfig, WatchedDevice, stat,
+    ABI_VERSION, DeviceUseKey, ExtKey, FileId, InodeMark, IoctlKey, LIB_PREFIX_MAX, ProbeConfig, WatchedDevice, stat,
 };
 
 use crate::offsets::{self, OffsetError};
 
-static PROBES_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-probes"));
+static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-probes"));
 
 /// Empty programs on the same attach points, for measuring the kernel's own cost.
-static EMPTY_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-empty-probes"));
+static EMPTY_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-empty-probes"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -48,7 +45,9 @@ pub enum ProbeError {
     Attach { program: &'static str, target: String, detail: String },
     #[error("probe object lacks map or program {0}")]
     Missing(&'static str),
-    #[error("the embedded probe object was built for ABI {object}, this collector speaks ABI {collector}: rebuild both together")]
+    #[error(
+        "the embedded probe object was built for ABI {object}, this collector speaks ABI {collector}: rebuild both together"
+    )]
     Abi { object: String, collector: u32 },
     #[error("kernel map {map}: {source}")]
     Map {
@@ -215,27 +214,29 @@ fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<Stri
         };
         match spec.target {
             Target::TracePoint { category } => {
-                let p: &mut TracePoint =
-                    program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
+                let p: &mut TracePoint = program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
                 if p.fd().is_err() {
                     p.load().map_err(|e| verify_err(spec.program, e))?;
                 }
                 p.attach(category, spec.name).map_err(attach_err)?;
             }
             Target::RawTracePoint => {
-                let p: &mut RawTracePoint =
-                    program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
+                let p: &mut RawTracePoint = program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
                 if p.fd().is_err() {
                     p.load().map_err(|e| verify_err(spec.program, e))?;
                 }
                 p.attach(spec.name).map_err(attach_err)?;
             }
         }
-        tracing::debug!(program = spec.program, tracepoint = spec.name, elapsed_ms = started.elapsed().as_millis() as u64, "attached");
+        tracing::debug!(
+            program = spec.program,
+            tracepoint = spec.name,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "attached"
+        );
         attached.push(target);
     }
     Ok((attached, skipped))
-
 }
 
 /// Loads the empty baseline programs on the same attach points (benchmarks only).
@@ -362,9 +363,7 @@ fn check_privileges() -> Result<(), ProbeError> {
     let caps = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
         .unwrap_or(0);
     if caps & (1 << CAP_BPF) != 0 && caps & (1 << CAP_PERFMON) != 0 {
@@ -391,9 +390,7 @@ fn ensure_tracefs() -> Result<(), ProbeError> {
     let c = |s: &str| CString::new(s).expect("static string");
     let (src, target, fstype) = (c("tracefs"), c(TRACEFS[0]), c("tracefs"));
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(ProbeError::Tracefs(std::io::Error::last_os_error()));
     }
@@ -453,27 +450,20 @@ impl KernelMaps {
     pub fn set_extensions<'a>(&mut self, exts: impl IntoIterator<Item = &'a str>) -> Result<(), ProbeError> {
         for ext in exts {
             if let Some(key) = sensor_ebpf::ext_key(ext) {
-                self.extensions
-                    .insert(key, 1, 0)
-                    .map_err(|source| ProbeError::Map { map: "EXTENSIONS", source })?;
+                self.extensions.insert(key, 1, 0).map_err(|source| ProbeError::Map { map: "EXTENSIONS", source })?;
             }
         }
         Ok(())
     }
 
-    pub fn set_runtime_libraries<'a>(
-        &mut self,
-        prefixes: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), ProbeError> {
+    pub fn set_runtime_libraries<'a>(&mut self, prefixes: impl IntoIterator<Item = &'a str>) -> Result<(), ProbeError> {
         for prefix in prefixes {
             let bytes = prefix.as_bytes();
             let n = bytes.len().min(LIB_PREFIX_MAX);
             let mut data = [0u8; LIB_PREFIX_MAX];
             data[..n].copy_from_slice(&bytes[..n]);
             let key = Key::new((n * 8) as u32, data);
-            self.runtime_libs
-                .insert(&key, 1, 0)
-                .map_err(|source| ProbeError::Map { map: "RUNTIME_LIBS", source })?;
+            self.runtime_libs.insert(&key, 1, 0).map_err(|source| ProbeError::Map { map: "RUNTIME_LIBS", source })?;
         }
         Ok(())
     }
@@ -511,15 +501,11 @@ impl KernelMaps {
     /// Marks a process as holding a watched device (found in /proc at start): its ioctls are
     /// counted from now on.
     pub fn add_device_user(&mut self, tgid: u32) -> Result<(), ProbeError> {
-        self.proc_devices
-            .insert(tgid, 1, 0)
-            .map_err(|source| ProbeError::Map { map: "PROC_DEVICES", source })
+        self.proc_devices.insert(tgid, 1, 0).map_err(|source| ProbeError::Map { map: "PROC_DEVICES", source })
     }
 
     pub fn mark_inode(&mut self, id: FileId, mark: InodeMark) -> Result<(), ProbeError> {
-        self.inode_marks
-            .insert(id, mark, 0)
-            .map_err(|source| ProbeError::Map { map: "INODE_MARKS", source })
+        self.inode_marks.insert(id, mark, 0).map_err(|source| ProbeError::Map { map: "INODE_MARKS", source })
     }
 
     pub fn watch_device(&mut self, rdev: u32, class: u32) -> Result<(), ProbeError> {
@@ -530,11 +516,7 @@ impl KernelMaps {
 
     /// Current cumulative ioctl counts, summed over CPUs.
     pub fn ioctl_counts(&self) -> Vec<(IoctlKey, u64)> {
-        self.ioctl_counts
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, per_cpu)| (k, per_cpu.iter().sum()))
-            .collect()
+        self.ioctl_counts.iter().filter_map(Result::ok).map(|(k, per_cpu)| (k, per_cpu.iter().sum())).collect()
     }
 
     /// Forgets processes that exited: their counters and first-use flags (pids get reused).
@@ -553,9 +535,7 @@ impl KernelMaps {
     }
 
     pub fn stats(&self) -> KernelStats {
-        let slot = |i: u32| -> u64 {
-            self.stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)
-        };
+        let slot = |i: u32| -> u64 { self.stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
         let mut s = KernelStats::default();
         for i in 0..stat::KIND_SLOTS {
             s.produced[i as usize] = slot(stat::PRODUCED + i);
@@ -606,7 +586,10 @@ mod tests {
             panic!("tracefs is not mounted: these tests run as root on a kernel with tracefs");
         };
         let text = std::fs::read_to_string(root.join("events/sched/sched_process_exit/format")).unwrap();
-        assert_eq!(tracepoint_field_offset("sched", "sched_process_exit", "group_dead"), format_field_offset(&text, "group_dead"));
+        assert_eq!(
+            tracepoint_field_offset("sched", "sched_process_exit", "group_dead"),
+            format_field_offset(&text, "group_dead")
+        );
         assert_eq!(tracepoint_field_offset("sched", "sched_process_exit", "pid"), Some(24));
     }
 }

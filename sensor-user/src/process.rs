@@ -104,9 +104,7 @@ impl ProcessTable {
         let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
             return 0;
         };
-        let pids: Vec<u32> = dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
+        let pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
         let mut n = 0;
         for pid in pids {
             if let Some(info) = self.read_proc(pid) {
@@ -139,11 +137,7 @@ impl ProcessTable {
     }
 
     fn current_entity(&self, pid: u32) -> String {
-        self.latest
-            .get(&pid)
-            .and_then(|t| self.procs.get(&(pid, *t)))
-            .map(|p| p.entity_id.clone())
-            .unwrap_or_default()
+        self.latest.get(&pid).and_then(|t| self.procs.get(&(pid, *t))).map(|p| p.entity_id.clone()).unwrap_or_default()
     }
 
     /// The process an event is about: exact by (pid, start time); read from /proc or built from
@@ -294,9 +288,7 @@ impl ProcessTable {
                 .unwrap_or(0)
         };
         let (uid, gid) = (id_field("Uid:"), id_field("Gid:"));
-        let exe = std::fs::read_link(dir.join("exe"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let exe = std::fs::read_link(dir.join("exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
         // Bounded: a process's argv can be megabytes.
         let mut raw = Vec::new();
         if let Ok(f) = std::fs::File::open(dir.join("cmdline")) {
@@ -336,8 +328,7 @@ impl ProcessTable {
         if let Some(c) = self.containers.get(&cgroup_id) {
             return c.clone();
         }
-        let text = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup"))
-            .unwrap_or_default();
+        let text = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).unwrap_or_default();
         let id = container_id(&text).unwrap_or_default();
         if cgroup_id != 0 && !text.is_empty() {
             if self.containers.len() > 4096 {
@@ -444,8 +435,7 @@ mod tests {
     }
 
     fn table(proc_root: &Path) -> ProcessTable {
-        ProcessTable::new("boot-1".into(), proc_root.to_owned(), Duration::from_secs(5))
-            .with_passwd(PASSWD)
+        ProcessTable::new("boot-1".into(), proc_root.to_owned(), Duration::from_secs(5)).with_passwd(PASSWD)
     }
 
     #[test]

@@ -37,9 +37,9 @@ use crate::{
     host::timestamp,
     process::ProcessInfo,
     proto::v1::{
-        Accelerator, ArtifactFormat, ArtifactSummary, CategoryCount, EvidenceKind, FileRef,
-        InferenceSessionEnded, InferenceSessionStarted, InferenceSessionUpdated, SessionEndReason,
-        SessionEngine, SessionEvidence, SessionModel, SessionUsage,
+        Accelerator, ArtifactFormat, ArtifactSummary, CategoryCount, EvidenceKind, FileRef, InferenceSessionEnded,
+        InferenceSessionStarted, InferenceSessionUpdated, SessionEndReason, SessionEngine, SessionEvidence,
+        SessionModel, SessionUsage,
     },
 };
 
@@ -64,14 +64,36 @@ pub enum Observation<'a> {
     /// The process replaced its program.
     Exec,
     Exit,
-    ModelOpened { file: &'a FileRef, artifact: Option<&'a ArtifactSummary> },
-    ModelMapped { file: &'a FileRef, length: u64, artifact: Option<&'a ArtifactSummary> },
-    RuntimeLibrary { name: &'a str },
-    AcceleratorOpened { device: &'a Accelerator },
-    Ioctls { device: &'a Accelerator, compute_only_driver: bool, categories: Vec<(Cat, u64)> },
-    Gpu { device: String, sm_percent: Option<f64>, memory_bytes: Option<u64>, engine_busy_ns: Option<u64> },
+    ModelOpened {
+        file: &'a FileRef,
+        artifact: Option<&'a ArtifactSummary>,
+    },
+    ModelMapped {
+        file: &'a FileRef,
+        length: u64,
+        artifact: Option<&'a ArtifactSummary>,
+    },
+    RuntimeLibrary {
+        name: &'a str,
+    },
+    AcceleratorOpened {
+        device: &'a Accelerator,
+    },
+    Ioctls {
+        device: &'a Accelerator,
+        compute_only_driver: bool,
+        categories: Vec<(Cat, u64)>,
+    },
+    Gpu {
+        device: String,
+        sm_percent: Option<f64>,
+        memory_bytes: Option<u64>,
+        engine_busy_ns: Option<u64>,
+    },
     /// Cumulative CPU time of the process.
-    Cpu { cpu_time_ns: u64 },
+    Cpu {
+        cpu_time_ns: u64,
+    },
 }
 
 /// Session events, with the process they are about.
@@ -213,7 +235,9 @@ impl Proc {
     }
 
     fn note(&mut self, kind: EvidenceKind, detail: String, wall: SystemTime) {
-        if self.evidence.len() >= MAX_EVIDENCE || self.evidence.iter().any(|e| e.kind == kind as i32 && e.detail == detail) {
+        if self.evidence.len() >= MAX_EVIDENCE
+            || self.evidence.iter().any(|e| e.kind == kind as i32 && e.detail == detail)
+        {
             return;
         }
         self.evidence.push(SessionEvidence { kind: kind as i32, detail, time: Some(timestamp(wall)) });
@@ -224,11 +248,7 @@ impl Proc {
     }
 
     fn model_bytes(&self) -> u64 {
-        self.models
-            .values()
-            .filter(|m| m.may_be_model())
-            .map(|m| m.bytes_mapped)
-            .sum()
+        self.models.values().filter(|m| m.may_be_model()).map(|m| m.bytes_mapped).sum()
     }
 
     fn mark_active(&mut self, now: Instant) {
@@ -292,11 +312,7 @@ impl Tracker {
                 break;
             }
         }
-        self.cfg
-            .runtime_executables
-            .iter()
-            .find(|r| names.iter().any(|n| n.eq_ignore_ascii_case(r)))
-            .cloned()
+        self.cfg.runtime_executables.iter().find(|r| names.iter().any(|n| n.eq_ignore_ascii_case(r))).cloned()
     }
 
     fn is_decoy(&self, s: &Subject) -> bool {
@@ -306,7 +322,13 @@ impl Tracker {
     }
 
     /// Feeds one observation; returns the session events it caused.
-    pub fn observe(&mut self, now: Instant, wall: SystemTime, subject: &Subject, obs: Observation<'_>) -> Vec<SessionEvent> {
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        subject: &Subject,
+        obs: Observation<'_>,
+    ) -> Vec<SessionEvent> {
         let mut out = Vec::new();
         // Only processes with relevant facts are tracked; exit and CPU samples of unknown
         // processes are ignored.
@@ -362,7 +384,10 @@ impl Tracker {
                     }
                 } else if p.models.len() < MAX_MODELS {
                     p.note(EvidenceKind::ModelOpened, file.path.clone(), wall);
-                    p.models.insert(file.path.clone(), Model { file: file.clone(), artifact: artifact.cloned(), bytes_mapped: 0 });
+                    p.models.insert(
+                        file.path.clone(),
+                        Model { file: file.clone(), artifact: artifact.cloned(), bytes_mapped: 0 },
+                    );
                 }
             }
             Observation::ModelMapped { file, length, artifact } => {
@@ -392,7 +417,9 @@ impl Tracker {
             Observation::Ioctls { device, compute_only_driver, categories } => {
                 let compute = ioctls::looks_like_compute(&categories)
                     || (compute_only_driver
-                        && categories.iter().any(|(c, n)| *n > 0 && matches!(c, Cat::Memory | Cat::Submit | Cat::Sync)));
+                        && categories
+                            .iter()
+                            .any(|(c, n)| *n > 0 && matches!(c, Cat::Memory | Cat::Submit | Cat::Sync)));
                 let total: u64 = categories.iter().map(|(_, n)| n).sum();
                 p.account(now, window, |u| {
                     for (c, n) in &categories {
@@ -539,7 +566,11 @@ fn models(p: &Proc) -> Vec<SessionModel> {
     p.models
         .values()
         .filter(|m| m.may_be_model())
-        .map(|m| SessionModel { file: Some(m.file.clone()), artifact: m.artifact.clone(), bytes_mapped: m.bytes_mapped })
+        .map(|m| SessionModel {
+            file: Some(m.file.clone()),
+            artifact: m.artifact.clone(),
+            bytes_mapped: m.bytes_mapped,
+        })
         .collect()
 }
 
@@ -554,7 +585,9 @@ fn try_start(
     parent_session: Option<String>,
     runtime: Option<String>,
 ) -> Option<SessionEvent> {
-    let recent = |t: &Option<(Instant, String)>| t.as_ref().filter(|(at, _)| now.duration_since(*at) < idle).map(|(_, d)| d.clone());
+    let recent = |t: &Option<(Instant, String)>| {
+        t.as_ref().filter(|(at, _)| now.duration_since(*at) < idle).map(|(_, d)| d.clone())
+    };
     let compute = recent(&p.last_compute);
     let gpu = recent(&p.last_gpu);
     let cpu = p.model_bytes() >= large && p.cpu_percent >= cpu_busy;
@@ -599,12 +632,15 @@ fn try_start(
         confidence += 0.1;
     }
     if p.models.values().any(|m| {
-        m.artifact.as_ref().is_some_and(|a| a.format != ArtifactFormat::Unknown as i32 && a.format != ArtifactFormat::Unspecified as i32)
+        m.artifact.as_ref().is_some_and(|a| {
+            a.format != ArtifactFormat::Unknown as i32 && a.format != ArtifactFormat::Unspecified as i32
+        })
     }) {
         confidence += 0.05;
     }
     let id = uuid::Uuid::now_v7().to_string();
-    let accelerators: BTreeMap<String, Accelerator> = if engine == SessionEngine::Accelerator { p.accelerators.clone() } else { BTreeMap::new() };
+    let accelerators: BTreeMap<String, Accelerator> =
+        if engine == SessionEngine::Accelerator { p.accelerators.clone() } else { BTreeMap::new() };
     p.last_activity = Some(now);
     p.pending_since = None;
     p.session = Some(Active {
@@ -709,7 +745,12 @@ mod tests {
     }
 
     fn gpu() -> Accelerator {
-        Accelerator { path: "/dev/dri/renderD128".into(), driver: "amdgpu".into(), kind: AcceleratorKind::Gpu as i32, ..Default::default() }
+        Accelerator {
+            path: "/dev/dri/renderD128".into(),
+            driver: "amdgpu".into(),
+            kind: AcceleratorKind::Gpu as i32,
+            ..Default::default()
+        }
     }
 
     fn submit_mix() -> Observation<'static> {
@@ -734,7 +775,15 @@ mod tests {
         let mut t = Tracker::new(cfg());
         let p = subject(100, "/usr/local/bin/llama-server", "e1");
         let now = Instant::now();
-        assert!(t.observe(now, wall(), &p, Observation::ModelMapped { file: &model("/m/llama.gguf"), length: 4 << 30, artifact: None }).is_empty());
+        assert!(
+            t.observe(
+                now,
+                wall(),
+                &p,
+                Observation::ModelMapped { file: &model("/m/llama.gguf"), length: 4 << 30, artifact: None }
+            )
+            .is_empty()
+        );
         assert!(t.observe(now, wall(), &p, Observation::AcceleratorOpened { device: &gpu() }).is_empty());
         let evs = t.observe(now, wall(), &p, submit_mix());
         let s = started(&evs);
@@ -744,17 +793,40 @@ mod tests {
         assert_eq!(s[0].accelerators[0].path, "/dev/dri/renderD128");
         assert_eq!(s[0].models[0].bytes_mapped, 4 << 30);
         let kinds: Vec<i32> = s[0].evidence.iter().map(|e| e.kind).collect();
-        assert!(kinds.contains(&(EvidenceKind::ModelMapped as i32)) && kinds.contains(&(EvidenceKind::AcceleratorCompute as i32)));
+        assert!(
+            kinds.contains(&(EvidenceKind::ModelMapped as i32))
+                && kinds.contains(&(EvidenceKind::AcceleratorCompute as i32))
+        );
         assert!(s[0].confidence >= 0.7, "{}", s[0].confidence);
         let id = s[0].session_id.clone();
         // No second start for the same process.
         assert!(started(&t.observe(now, wall(), &p, submit_mix())).is_empty());
 
         tokio::time::advance(Duration::from_secs(5)).await;
-        t.observe(Instant::now(), wall(), &p, Observation::Gpu { device: "/dev/dri/renderD128".into(), sm_percent: Some(70.0), memory_bytes: Some(6 << 30), engine_busy_ns: None });
+        t.observe(
+            Instant::now(),
+            wall(),
+            &p,
+            Observation::Gpu {
+                device: "/dev/dri/renderD128".into(),
+                sm_percent: Some(70.0),
+                memory_bytes: Some(6 << 30),
+                engine_busy_ns: None,
+            },
+        );
         assert!(t.tick(Instant::now()).is_empty(), "update interval not reached");
         tokio::time::advance(Duration::from_secs(5)).await;
-        t.observe(Instant::now(), wall(), &p, Observation::Gpu { device: "/dev/dri/renderD128".into(), sm_percent: Some(72.0), memory_bytes: Some(6 << 30), engine_busy_ns: None });
+        t.observe(
+            Instant::now(),
+            wall(),
+            &p,
+            Observation::Gpu {
+                device: "/dev/dri/renderD128".into(),
+                sm_percent: Some(72.0),
+                memory_bytes: Some(6 << 30),
+                engine_busy_ns: None,
+            },
+        );
         let ups = t.tick(Instant::now());
         let [SessionEvent::Updated(_, u)] = ups.as_slice() else { panic!("{ups:?}") };
         assert_eq!(u.session_id, id);
@@ -780,18 +852,34 @@ mod tests {
         let mut t = Tracker::new(cfg());
         let p = subject(101, "/usr/bin/python3", "e2");
         let now = Instant::now();
-        let display = |n| Observation::Ioctls { device: &GPU_DEV, compute_only_driver: false, categories: vec![(Cat::Query, n)] };
+        let display =
+            |n| Observation::Ioctls { device: &GPU_DEV, compute_only_driver: false, categories: vec![(Cat::Query, n)] };
         static GPU_DEV: std::sync::LazyLock<Accelerator> = std::sync::LazyLock::new(gpu);
         // Long before: forgotten by the time the session starts.
         t.observe(now, wall(), &p, display(1000));
         tokio::time::advance(Duration::from_secs(61)).await;
         // Within the window: query ioctls and a GPU sample with nothing mapped yet (no session).
         t.observe(Instant::now(), wall(), &p, display(5));
-        let evs = t.observe(Instant::now(), wall(), &p, Observation::Gpu { device: "/dev/dri/renderD128".into(), sm_percent: Some(40.0), memory_bytes: Some(1 << 30), engine_busy_ns: None });
+        let evs = t.observe(
+            Instant::now(),
+            wall(),
+            &p,
+            Observation::Gpu {
+                device: "/dev/dri/renderD128".into(),
+                sm_percent: Some(40.0),
+                memory_bytes: Some(1 << 30),
+                engine_busy_ns: None,
+            },
+        );
         assert!(started(&evs).is_empty());
         tokio::time::advance(Duration::from_secs(1)).await;
         // The mapping completes the evidence (a model and recent GPU use): the session starts.
-        let evs = t.observe(Instant::now(), wall(), &p, Observation::ModelMapped { file: &model("/m/llama.gguf"), length: 4 << 30, artifact: None });
+        let evs = t.observe(
+            Instant::now(),
+            wall(),
+            &p,
+            Observation::ModelMapped { file: &model("/m/llama.gguf"), length: 4 << 30, artifact: None },
+        );
         assert_eq!(started(&evs).len(), 1);
         t.observe(Instant::now(), wall(), &p, submit_mix());
         // The first update's interval starts at the start: nothing from before it.
@@ -813,8 +901,23 @@ mod tests {
     async fn idle_timeout_ends_and_activity_restarts() {
         let mut t = Tracker::new(cfg());
         let p = subject(7, "/usr/bin/python3", "");
-        t.observe(Instant::now(), wall(), &p, Observation::ModelOpened { file: &model("/m/a.safetensors"), artifact: None });
-        let evs = t.observe(Instant::now(), wall(), &p, Observation::Gpu { device: "/dev/nvidia0".into(), sm_percent: Some(90.0), memory_bytes: Some(1 << 30), engine_busy_ns: None });
+        t.observe(
+            Instant::now(),
+            wall(),
+            &p,
+            Observation::ModelOpened { file: &model("/m/a.safetensors"), artifact: None },
+        );
+        let evs = t.observe(
+            Instant::now(),
+            wall(),
+            &p,
+            Observation::Gpu {
+                device: "/dev/nvidia0".into(),
+                sm_percent: Some(90.0),
+                memory_bytes: Some(1 << 30),
+                engine_busy_ns: None,
+            },
+        );
         assert_eq!(started(&evs).len(), 1);
         tokio::time::advance(Duration::from_secs(59)).await;
         let evs = t.tick(Instant::now());
@@ -825,7 +928,17 @@ mod tests {
         assert_eq!(e.reason, SessionEndReason::Idle as i32);
         assert_eq!(e.duration_ns, 60_000_000_000);
         // Busy again: a new session, new id.
-        let evs = t.observe(Instant::now(), wall(), &p, Observation::Gpu { device: "/dev/nvidia0".into(), sm_percent: Some(50.0), memory_bytes: None, engine_busy_ns: None });
+        let evs = t.observe(
+            Instant::now(),
+            wall(),
+            &p,
+            Observation::Gpu {
+                device: "/dev/nvidia0".into(),
+                sm_percent: Some(50.0),
+                memory_bytes: None,
+                engine_busy_ns: None,
+            },
+        );
         let s = started(&evs);
         assert_eq!(s.len(), 1);
         assert_ne!(s[0].session_id, e.session_id);
@@ -836,7 +949,12 @@ mod tests {
         let mut t = Tracker::new(cfg());
         let p = subject(9, "/opt/llama-cli", "");
         let t0 = Instant::now();
-        t.observe(t0, wall(), &p, Observation::ModelMapped { file: &model("/m/q4.gguf"), length: 4 << 30, artifact: None });
+        t.observe(
+            t0,
+            wall(),
+            &p,
+            Observation::ModelMapped { file: &model("/m/q4.gguf"), length: 4 << 30, artifact: None },
+        );
         t.observe(t0, wall(), &p, Observation::Cpu { cpu_time_ns: 0 });
         tokio::time::advance(Duration::from_secs(1)).await;
         // 20% of a core: not busy.
@@ -849,7 +967,12 @@ mod tests {
         assert!(s[0].accelerators.is_empty());
         // A small mapping and a busy CPU is not inference.
         let q = subject(10, "/usr/bin/python3", "");
-        t.observe(Instant::now(), wall(), &q, Observation::ModelMapped { file: &model("/m/tiny.pt"), length: 4096, artifact: None });
+        t.observe(
+            Instant::now(),
+            wall(),
+            &q,
+            Observation::ModelMapped { file: &model("/m/tiny.pt"), length: 4096, artifact: None },
+        );
         t.observe(Instant::now(), wall(), &q, Observation::Cpu { cpu_time_ns: 0 });
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(t.observe(Instant::now(), wall(), &q, Observation::Cpu { cpu_time_ns: 1_000_000_000 }).is_empty());
@@ -863,23 +986,50 @@ mod tests {
         for exe in ["/usr/bin/cp", "/usr/bin/sha256sum", "/usr/bin/curl"] {
             let p = subject(exe.len() as u32, exe, "");
             t.observe(now, wall(), &p, Observation::ModelOpened { file: &model("/m/x.gguf"), artifact: None });
-            t.observe(now, wall(), &p, Observation::ModelMapped { file: &model("/m/x.gguf"), length: 4 << 30, artifact: None });
+            t.observe(
+                now,
+                wall(),
+                &p,
+                Observation::ModelMapped { file: &model("/m/x.gguf"), length: 4 << 30, artifact: None },
+            );
             assert!(t.observe(now, wall(), &p, submit_mix()).is_empty(), "{exe}");
         }
         // A compositor on the GPU with no model.
         let c = subject(500, "/usr/bin/gnome-shell", "");
         assert!(t.observe(now, wall(), &c, submit_mix()).is_empty());
-        assert!(t.observe(now, wall(), &c, Observation::Gpu { device: "/dev/dri/renderD128".into(), sm_percent: Some(30.0), memory_bytes: None, engine_busy_ns: None }).is_empty());
+        assert!(
+            t.observe(
+                now,
+                wall(),
+                &c,
+                Observation::Gpu {
+                    device: "/dev/dri/renderD128".into(),
+                    sm_percent: Some(30.0),
+                    memory_bytes: None,
+                    engine_busy_ns: None
+                }
+            )
+            .is_empty()
+        );
         // A display-only ioctl mix with a model open is not compute either.
         let v = subject(501, "/usr/bin/mpv", "");
         t.observe(now, wall(), &v, Observation::ModelOpened { file: &model("/m/x.gguf"), artifact: None });
         let g = gpu();
-        let display = Observation::Ioctls { device: &g, compute_only_driver: false, categories: vec![(Cat::Other, 400), (Cat::Query, 10)] };
+        let display = Observation::Ioctls {
+            device: &g,
+            compute_only_driver: false,
+            categories: vec![(Cat::Other, 400), (Cat::Query, 10)],
+        };
         assert!(t.observe(now, wall(), &v, display).is_empty());
         // A file identified as "not a model" is no model evidence.
         let n = subject(502, "/usr/bin/python3", "");
         let not_model = ArtifactSummary { format: ArtifactFormat::NotAModel as i32, ..Default::default() };
-        t.observe(now, wall(), &n, Observation::ModelOpened { file: &model("/m/notes.pth"), artifact: Some(&not_model) });
+        t.observe(
+            now,
+            wall(),
+            &n,
+            Observation::ModelOpened { file: &model("/m/notes.pth"), artifact: Some(&not_model) },
+        );
         assert!(t.observe(now, wall(), &n, submit_mix()).is_empty());
         assert_eq!(t.active(), 0);
     }
@@ -890,12 +1040,32 @@ mod tests {
         let now = Instant::now();
         let serve = subject(1000, "/usr/local/bin/ollama", "");
         t.observe(now, wall(), &serve, Observation::ModelOpened { file: &model("/m/blobs/sha256-ab"), artifact: None });
-        let evs = t.observe(now, wall(), &serve, Observation::Gpu { device: "/dev/nvidia0".into(), sm_percent: Some(5.0), memory_bytes: Some(1 << 20), engine_busy_ns: None });
+        let evs = t.observe(
+            now,
+            wall(),
+            &serve,
+            Observation::Gpu {
+                device: "/dev/nvidia0".into(),
+                sm_percent: Some(5.0),
+                memory_bytes: Some(1 << 20),
+                engine_busy_ns: None,
+            },
+        );
         let parent_id = started(&evs)[0].session_id.clone();
         // The runner never opens the model itself (weights come over shared memory) but
         // computes on the GPU: its own session, linked to the parent's.
         let runner = subject(1001, "/usr/local/bin/ollama", "e1000");
-        let evs = t.observe(now, wall(), &runner, Observation::Gpu { device: "/dev/nvidia0".into(), sm_percent: Some(95.0), memory_bytes: Some(5 << 30), engine_busy_ns: None });
+        let evs = t.observe(
+            now,
+            wall(),
+            &runner,
+            Observation::Gpu {
+                device: "/dev/nvidia0".into(),
+                sm_percent: Some(95.0),
+                memory_bytes: Some(5 << 30),
+                engine_busy_ns: None,
+            },
+        );
         let s = started(&evs);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].parent_session_id, parent_id);
@@ -919,7 +1089,12 @@ mod tests {
         let p = subject(3, "/usr/bin/python3", "");
         t.observe(now, wall(), &p, Observation::ModelOpened { file: &model("/m/w.safetensors"), artifact: None });
         let kfd = Accelerator { path: "/dev/kfd".into(), driver: "amdkfd".into(), ..Default::default() };
-        let evs = t.observe(now, wall(), &p, Observation::Ioctls { device: &kfd, compute_only_driver: true, categories: vec![(Cat::Memory, 2)] });
+        let evs = t.observe(
+            now,
+            wall(),
+            &p,
+            Observation::Ioctls { device: &kfd, compute_only_driver: true, categories: vec![(Cat::Memory, 2)] },
+        );
         assert_eq!(started(&evs).len(), 1);
     }
 

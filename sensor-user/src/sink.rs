@@ -227,9 +227,7 @@ impl Sink for JsonlFileSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out
-            .flush()
-            .map_err(|source| SinkError::Io { path: self.path.display().to_string(), source })
+        self.out.flush().map_err(|source| SinkError::Io { path: self.path.display().to_string(), source })
     }
 }
 

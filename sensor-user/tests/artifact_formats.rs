@@ -132,14 +132,21 @@ fn gguf_llama_metadata() {
 
 #[test]
 fn gguf_v2_big_endian_and_without_template() {
-    let mut v2 = gguf(2, &[("general.architecture", GVal::Str("phi3")), ("phi3.context_length", GVal::U32(4096))], &[("w", &[8], 0)]);
+    let mut v2 = gguf(
+        2,
+        &[("general.architecture", GVal::Str("phi3")), ("phi3.context_length", GVal::U32(4096))],
+        &[("w", &[8], 0)],
+    );
     let r = analyze("x", &v2);
     assert_eq!((r.format, r.metadata.format_version, r.metadata.context_length), (Format::Gguf, Some(2), Some(4096)));
     assert_eq!(r.metadata.chat_template, Some(false));
     // Byte-swap the version field only: a big-endian header with nothing else is still GGUF.
     let be = b"GGUF\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
     let r = analyze("x", be);
-    assert_eq!((r.format, r.variant.as_deref(), r.metadata.format_version), (Format::Gguf, Some("big_endian"), Some(3)));
+    assert_eq!(
+        (r.format, r.variant.as_deref(), r.metadata.format_version),
+        (Format::Gguf, Some("big_endian"), Some(3))
+    );
     assert!(r.findings.iter().all(|f| f.code != codes::MALFORMED), "{:?}", r.findings);
     // Unsupported version: still GGUF, flagged malformed.
     v2[4] = 9;
@@ -163,7 +170,11 @@ fn gguf_hostile_counts_and_lengths() {
     h.extend_from_slice(&1u64.to_le_bytes());
     h.extend_from_slice(&(1u64 << 62).to_le_bytes());
     let r = analyze_bytes(&h, &AnalyzeOptions::default());
-    assert!(r.findings.iter().any(|f| f.code == codes::MALFORMED || f.code == codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.code == codes::MALFORMED || f.code == codes::LIMIT_EXCEEDED),
+        "{:?}",
+        r.findings
+    );
     // Nested arrays beyond the bound.
     let mut h = b"GGUF\x03\x00\x00\x00".to_vec();
     h.extend_from_slice(&0u64.to_le_bytes());
@@ -184,7 +195,11 @@ fn gguf_hostile_counts_and_lengths() {
     let r = analyze_bytes(cut, &AnalyzeOptions::default());
     assert_eq!(r.format, Format::Gguf);
     assert_eq!(r.metadata.parameter_count, Some(96));
-    assert!(r.findings.iter().any(|f| f.code == codes::MALFORMED && f.message.contains("truncated")), "{:?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.code == codes::MALFORMED && f.message.contains("truncated")),
+        "{:?}",
+        r.findings
+    );
 }
 
 #[test]
@@ -232,7 +247,8 @@ fn safetensors_metadata_and_validation() {
     let r = analyze_bytes(&bad, &AnalyzeOptions::default());
     assert!(r.findings.iter().any(|f| f.message.contains("unknown dtype")), "{:?}", r.findings);
     // Not JSON, deeply nested JSON, missing fields.
-    for h in ["{not json}", &format!("{}{}", "{\"a\":".repeat(300), "1"), r#"{"a":{"shape":[1],"data_offsets":[0,4]}}"#] {
+    for h in ["{not json}", &format!("{}{}", "{\"a\":".repeat(300), "1"), r#"{"a":{"shape":[1],"data_offsets":[0,4]}}"#]
+    {
         let r = analyze_bytes(&safetensors(h, 8), &AnalyzeOptions::default());
         assert_eq!(r.format, Format::Safetensors, "{h}");
         assert!(codes_of_identified(&r).contains(&codes::MALFORMED), "{h}: {:?}", r.findings);
@@ -258,7 +274,10 @@ fn safetensors_header_memory_is_bounded() {
     h.push('}');
     let many = safetensors(&h, 1);
     let (r, peak) = peak_alloc(|| analyze_bytes(&many, &AnalyzeOptions::default()));
-    assert_eq!((r.format, r.metadata.tensor_count, r.metadata.parameter_count), (Format::Safetensors, Some(100_000), Some(100_000)));
+    assert_eq!(
+        (r.format, r.metadata.tensor_count, r.metadata.parameter_count),
+        (Format::Safetensors, Some(100_000), Some(100_000))
+    );
     assert_eq!(r.findings.len(), 0, "{:?}", r.findings);
     // The header's own bytes and the reader's buffers: no per-tensor state.
     assert!(peak < h.len() + (1 << 20), "peak {peak} for a {}-byte header", h.len());
@@ -270,7 +289,10 @@ fn safetensors_header_memory_is_bounded() {
     assert_eq!(codes_of_identified(&r), [codes::LIMIT_EXCEEDED]);
     assert_eq!(
         r.findings[0].message,
-        format!("safetensors content is not valid: safetensors header of {} bytes exceeds the limit of 1048576", h.len())
+        format!(
+            "safetensors content is not valid: safetensors header of {} bytes exceeds the limit of 1048576",
+            h.len()
+        )
     );
 
     // A million `__metadata__` entries: all checked to be strings, the first 64 kept.
@@ -282,7 +304,12 @@ fn safetensors_header_memory_is_bounded() {
     h.push_str(r#"},"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#);
     let sample = safetensors(&h, 1);
     let (r, peak) = peak_alloc(|| analyze_bytes(&sample, &AnalyzeOptions::default()));
-    assert_eq!((r.metadata.tensor_count, r.metadata.properties.len(), r.findings.len()), (Some(1), 64, 0), "{:?}", r.findings);
+    assert_eq!(
+        (r.metadata.tensor_count, r.metadata.properties.len(), r.findings.len()),
+        (Some(1), 64, 0),
+        "{:?}",
+        r.findings
+    );
     assert!(r.metadata.properties.contains_key("k63") && !r.metadata.properties.contains_key("k64"));
     assert!(peak < h.len() + (1 << 20), "peak {peak} for a {}-byte header", h.len());
     // ...and a value that is not a string after the kept ones is still an error.
@@ -295,7 +322,12 @@ fn safetensors_header_memory_is_bounded() {
     let h = format!(r#"{{"w":{{"dtype":"U8","shape":[{}2],"data_offsets":[0,2]}}}}"#, "1,".repeat(4_000_000));
     let sample = safetensors(&h, 2);
     let (r, peak) = peak_alloc(|| analyze_bytes(&sample, &AnalyzeOptions::default()));
-    assert_eq!((r.metadata.tensor_count, r.metadata.parameter_count, r.findings.len()), (Some(1), Some(2), 0), "{:?}", r.findings);
+    assert_eq!(
+        (r.metadata.tensor_count, r.metadata.parameter_count, r.findings.len()),
+        (Some(1), Some(2), 0),
+        "{:?}",
+        r.findings
+    );
     assert!(peak < h.len() + (1 << 20), "peak {peak} for a {}-byte header", h.len());
     // Its product still overflows as it did.
     let h = format!(r#"{{"w":{{"dtype":"U8","shape":[{}0],"data_offsets":[0,0]}}}}"#, "4294967296,".repeat(3));
@@ -391,7 +423,10 @@ fn tflite_operator_code_count_is_capped() {
     let r = analyze_bytes(&tflite_op_codes(5000), &AnalyzeOptions::default());
     assert_eq!(r.format, Format::Tflite);
     assert_eq!(r.metadata.properties.get("operator_codes").map(String::as_str), Some("5000"));
-    assert_eq!((r.metadata.custom_ops.as_slice(), r.metadata.unsafe_ops.as_slice()), (&["FlexReadFile".to_string()][..], &["FlexReadFile".to_string()][..]));
+    assert_eq!(
+        (r.metadata.custom_ops.as_slice(), r.metadata.unsafe_ops.as_slice()),
+        (&["FlexReadFile".to_string()][..], &["FlexReadFile".to_string()][..])
+    );
     assert_eq!(codes_of_identified(&r), [codes::LIMIT_EXCEEDED, codes::UNSAFE_OPS]);
     assert_eq!(r.findings[0].message, "only the first 4096 of 5000 operator codes were examined for custom operators");
     // At the cap: nothing to say.
@@ -405,7 +440,10 @@ fn tflite_operator_code_count_is_capped() {
     b[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     let r = analyze_bytes(&b, &AnalyzeOptions::default());
     assert_eq!((r.format, codes_of_identified(&r)), (Format::Tflite, vec![codes::LIMIT_EXCEEDED]));
-    assert_eq!(r.findings[0].message, "tflite content is not valid: vector of 4294967295 elements exceeds the limit of 1048576");
+    assert_eq!(
+        r.findings[0].message,
+        "tflite content is not valid: vector of 4294967295 elements exceeds the limit of 1048576"
+    );
 }
 
 #[test]
@@ -419,13 +457,25 @@ fn onnx_custom_ops_in_subgraphs_and_functions() {
     let body = pb_bytes(1, &node("LoopOp", "com.evil"));
     let loop_node = cat(&[&pb_str(4, "Loop"), &attr_g("body", &body)]);
     let else_branch = pb_bytes(1, &loop_node);
-    let if_node = cat(&[&pb_str(4, "If"), &attr_g("then_branch", &then_branch), &attr_graphs("else_branch", &else_branch)]);
+    let if_node =
+        cat(&[&pb_str(4, "If"), &attr_g("then_branch", &then_branch), &attr_graphs("else_branch", &else_branch)]);
     // A model-local function: calling it is not a custom op, what it runs may be.
     let call = node("MyFn", "local.fn");
-    let function = cat(&[&pb_str(1, "MyFn"), &pb_bytes(7, &node("FnOp", "com.evil")), &pb_bytes(7, &node("Relu", "")), &pb_str(10, "local.fn")]);
+    let function = cat(&[
+        &pb_str(1, "MyFn"),
+        &pb_bytes(7, &node("FnOp", "com.evil")),
+        &pb_bytes(7, &node("Relu", "")),
+        &pb_str(10, "local.fn"),
+    ]);
     let graph = cat(&[&pb_bytes(1, &if_node), &pb_bytes(1, &call), &pb_str(2, "main")]);
     let model = |graph: &[u8]| {
-        cat(&[&pb_varint(1, 9), &pb_str(2, "pytorch"), &pb_bytes(7, graph), &pb_bytes(8, &pb_varint(2, 17)), &pb_bytes(25, &function)])
+        cat(&[
+            &pb_varint(1, 9),
+            &pb_str(2, "pytorch"),
+            &pb_bytes(7, graph),
+            &pb_bytes(8, &pb_varint(2, 17)),
+            &pb_bytes(25, &function),
+        ])
     };
     let r = analyze_bytes(&model(&graph), &AnalyzeOptions::default());
     assert_eq!(r.format, Format::Onnx);
@@ -454,14 +504,16 @@ fn onnx_custom_ops_in_subgraphs_and_functions() {
 fn safetensors_shards_are_grouped() {
     let dir = tempfile::tempdir().expect("tempdir");
     for i in 1..=2 {
-        std::fs::write(dir.path().join(format!("model-0000{i}-of-00003.safetensors")), tiny_safetensors(None)).expect("write");
+        std::fs::write(dir.path().join(format!("model-0000{i}-of-00003.safetensors")), tiny_safetensors(None))
+            .expect("write");
     }
     std::fs::write(
         dir.path().join("model.safetensors.index.json"),
         r#"{"metadata": {"total_size": 72}, "weight_map": {"a.weight": "model-00001-of-00003.safetensors"}}"#,
     )
     .expect("write index");
-    let r = analyze_path(&dir.path().join("model-00002-of-00003.safetensors"), &AnalyzeOptions::default()).expect("analyze");
+    let r = analyze_path(&dir.path().join("model-00002-of-00003.safetensors"), &AnalyzeOptions::default())
+        .expect("analyze");
     let s = r.metadata.shard.expect("shard info");
     assert_eq!((s.index, s.count, s.total_size), (2, 3, Some(72)));
     assert_eq!(s.group, dir.path().join("model").to_string_lossy());
@@ -471,7 +523,10 @@ fn safetensors_shards_are_grouped() {
     let out = modelwatch::artifact::scan::execute(&args, &Default::default()).expect("scan");
     assert_eq!(out.sharded_models.len(), 1);
     let g = &out.sharded_models[0];
-    assert_eq!((g.shards_expected, g.shards_found.as_slice(), g.parameter_count, g.tensor_count), (3, &[1u32, 2][..], 18, 4));
+    assert_eq!(
+        (g.shards_expected, g.shards_found.as_slice(), g.parameter_count, g.tensor_count),
+        (3, &[1u32, 2][..], 18, 4)
+    );
     assert_eq!(g.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), [codes::SHARD_INCOMPLETE]);
     // The index JSON itself is walked past: not a model, no model extension.
     assert_eq!(out.artifacts.len(), 2);
@@ -497,7 +552,10 @@ fn pytorch_zip_torchscript_and_legacy_containers() {
     ]);
     let r = analyze("m.pt", &script);
     assert_eq!((r.format, r.variant.as_deref()), (Format::Pytorch, Some("torchscript")));
-    assert_eq!(r.pickle.as_ref().map(|p| p.streams.clone()), Some(vec!["m/data.pkl".to_string(), "m/constants.pkl".into()]));
+    assert_eq!(
+        r.pickle.as_ref().map(|p| p.streams.clone()),
+        Some(vec!["m/data.pkl".to_string(), "m/constants.pkl".into()])
+    );
 
     let r = analyze("old.pt", &torch_legacy_stream(&torch_state_dict_pickle()));
     assert_eq!((r.format, r.variant.as_deref()), (Format::Pytorch, Some("legacy")));
@@ -574,7 +632,10 @@ fn numpy_npy_and_npz() {
 
     let evil = stored_zip(&[("x.npy", &npy("<f4", "(1,)", &[0u8; 4])), ("y.npy", &obj)]);
     let r = analyze("e.npz", &evil);
-    assert_eq!(r.pickle.as_ref().map(|p| (p.verdict, p.streams.clone())), Some((Safety::Malicious, vec!["y.npy (object array)".to_string()])));
+    assert_eq!(
+        r.pickle.as_ref().map(|p| (p.verdict, p.streams.clone())),
+        Some((Safety::Malicious, vec!["y.npy (object array)".to_string()]))
+    );
 
     // Hostile header: Python code in the dict literal, absurd length.
     let r = analyze_bytes(&npy("<f4', 'x': __import__('os').system('id'), '", "(1,)", &[]), &AnalyzeOptions::default());
@@ -674,7 +735,10 @@ fn keras_zip_and_h5() {
     let r = analyze("m.keras", &keras_zip(&keras_config("")));
     assert_eq!(r.format, Format::Keras);
     let m = &r.metadata;
-    assert_eq!((m.architecture.as_deref(), m.name.as_deref(), m.node_count), (Some("Sequential"), Some("sequential"), Some(2)));
+    assert_eq!(
+        (m.architecture.as_deref(), m.name.as_deref(), m.node_count),
+        (Some("Sequential"), Some("sequential"), Some(2))
+    );
     assert!(m.lambda_layers.is_empty());
     assert_eq!(m.properties.get("keras_version").map(String::as_str), Some("3.3.3"));
 
@@ -705,7 +769,11 @@ fn keras_zip_and_h5() {
     // Unterminated configuration.
     let r = analyze_bytes(&keras_h5("{\"class_name\": \"Sequential\", \"config\": {"), &AnalyzeOptions::default());
     assert_eq!(r.format, Format::KerasH5);
-    assert!(codes_of_identified(&r).iter().any(|c| *c == codes::MALFORMED || *c == codes::LIMIT_EXCEEDED), "{:?}", r.findings);
+    assert!(
+        codes_of_identified(&r).iter().any(|c| *c == codes::MALFORMED || *c == codes::LIMIT_EXCEEDED),
+        "{:?}",
+        r.findings
+    );
 }
 
 /// Layers naming the Keras functions and classes that undo safe mode or reach files
@@ -714,12 +782,23 @@ const KERAS_SAFE_MODE_BYPASS: &str = r#", {"module": "keras.layers", "class_name
 
 #[test]
 fn keras_safe_mode_bypasses_are_flagged_in_zip_and_h5() {
-    let expected = ["keras.config.enable_unsafe_deserialization", "keras.utils.get_file", "keras.layers.TFSMLayer", "keras.models.model_from_json"];
-    let message = format!("keras configuration refers to code outside Keras or to unsafe Keras functions: {}", expected.join(", "));
+    let expected = [
+        "keras.config.enable_unsafe_deserialization",
+        "keras.utils.get_file",
+        "keras.layers.TFSMLayer",
+        "keras.models.model_from_json",
+    ];
+    let message = format!(
+        "keras configuration refers to code outside Keras or to unsafe Keras functions: {}",
+        expected.join(", ")
+    );
     let config = keras_config(KERAS_SAFE_MODE_BYPASS);
 
     let r = analyze_bytes(&keras_zip(&config), &AnalyzeOptions::default());
-    assert_eq!((r.format, r.metadata.architecture.as_deref(), r.metadata.node_count), (Format::Keras, Some("Sequential"), Some(6)));
+    assert_eq!(
+        (r.format, r.metadata.architecture.as_deref(), r.metadata.node_count),
+        (Format::Keras, Some("Sequential"), Some(6))
+    );
     assert_eq!(r.metadata.custom_ops, expected);
     assert_eq!(codes_of_identified(&r), [codes::CUSTOM_OPS]);
     assert_eq!((r.findings[0].severity, r.findings[0].message.as_str()), (Severity::Critical, message.as_str()));
@@ -727,9 +806,13 @@ fn keras_safe_mode_bypasses_are_flagged_in_zip_and_h5() {
     // The same configuration as an HDF5 `model_config`, behind a decoy configuration: every
     // configuration-like object is examined, and the model is described from the one with layers.
     let decoy = r#"{"class_name": "Decoy", "config": {"name": "decoy"}}"#;
-    let r = analyze_bytes(&keras_h5(&format!("{decoy}\0\0\0\0model_config\0\0\0\0{config}")), &AnalyzeOptions::default());
+    let r =
+        analyze_bytes(&keras_h5(&format!("{decoy}\0\0\0\0model_config\0\0\0\0{config}")), &AnalyzeOptions::default());
     assert_eq!((r.format, r.variant.as_deref()), (Format::KerasH5, Some("model")));
-    assert_eq!((r.metadata.architecture.as_deref(), r.metadata.name.as_deref(), r.metadata.node_count), (Some("Sequential"), Some("sequential"), Some(6)));
+    assert_eq!(
+        (r.metadata.architecture.as_deref(), r.metadata.name.as_deref(), r.metadata.node_count),
+        (Some("Sequential"), Some("sequential"), Some(6))
+    );
     assert_eq!(r.metadata.custom_ops, expected);
     assert_eq!(codes_of_identified(&r), [codes::CUSTOM_OPS]);
     assert_eq!((r.findings[0].severity, r.findings[0].message.as_str()), (Severity::Critical, message.as_str()));
@@ -744,7 +827,10 @@ fn keras_safe_mode_bypasses_are_flagged_in_zip_and_h5() {
     // Keras 3 writes every functional model under `keras.src.models`: a model, not a loader.
     let functional = r#"{"module": "keras.src.models.functional", "class_name": "Functional", "config": {"name": "functional", "layers": [{"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "input"}}, {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "activation": {"module": "keras.activations", "class_name": "function", "config": "relu", "registered_name": "function"}}}]}, "registered_name": "Functional"}"#;
     let r = analyze_bytes(&keras_zip(functional), &AnalyzeOptions::default());
-    assert_eq!((r.format, r.metadata.architecture.as_deref(), r.metadata.node_count), (Format::Keras, Some("Functional"), Some(2)));
+    assert_eq!(
+        (r.format, r.metadata.architecture.as_deref(), r.metadata.node_count),
+        (Format::Keras, Some("Functional"), Some(2))
+    );
     assert_eq!((r.metadata.custom_ops.len(), r.findings.len()), (0, 0), "{:?}", r.findings);
     let r = analyze_bytes(&keras_h5(functional), &AnalyzeOptions::default());
     assert_eq!((r.format, r.metadata.custom_ops.len(), r.findings.len()), (Format::KerasH5, 0, 0), "{:?}", r.findings);
@@ -829,7 +915,9 @@ fn truncated_variants_keep_their_format_and_say_malformed() {
 #[test]
 fn protobuf_formats_cut_inside_the_graph_keep_their_format() {
     let opts = AnalyzeOptions::default();
-    for (format, bytes) in [(Format::Onnx, onnx_model()), (Format::TfSavedmodel, savedmodel()), (Format::Coreml, coreml())] {
+    for (format, bytes) in
+        [(Format::Onnx, onnx_model()), (Format::TfSavedmodel, savedmodel()), (Format::Coreml, coreml())]
+    {
         let cut = &bytes[..bytes.len() - 3];
         let r = analyze_bytes(cut, &opts);
         assert_eq!(r.format, format);
@@ -876,15 +964,29 @@ fn metadata_default_is_empty() {
 #[test]
 #[ignore = "a tool, not a test: writes fuzz seeds to $MW_DUMP_FUZZ_SEEDS (sensor-user/fuzz/gen-seeds.sh)"]
 fn dump_fuzz_seeds() {
-    let root = PathBuf::from(std::env::var_os("MW_DUMP_FUZZ_SEEDS").expect("MW_DUMP_FUZZ_SEEDS names the corpus directory"));
+    let root =
+        PathBuf::from(std::env::var_os("MW_DUMP_FUZZ_SEEDS").expect("MW_DUMP_FUZZ_SEEDS names the corpus directory"));
     let mut extra: Vec<(&str, &str, Vec<u8>)> = vec![
         ("zip", "npz_object", stored_zip(&[("y.npy", &npy("|O", "(1,)", &os_system_pickle()))])),
         ("zip", "keras_os_system", keras_zip(&keras_config(KERAS_OS_SYSTEM_LAYER))),
         ("keras_h5", "weights", keras_h5_weights()),
         ("numpy", "object", npy("|O", "(1,)", &os_system_pickle())),
         ("onnx", "clean", onnx_clean()),
-        ("manifest", "toml", format!("[[model]]\nsha256 = \"{}\"\nname = \"m\"\n[[deny]]\nsha256 = \"{}\"\n", "a".repeat(64), "b".repeat(64)).into_bytes()),
-        ("manifest", "json", format!("{{\"model\": [{{\"sha256\": \"{}\", \"license\": \"MIT\"}}]}}", "c".repeat(64)).into_bytes()),
+        (
+            "manifest",
+            "toml",
+            format!(
+                "[[model]]\nsha256 = \"{}\"\nname = \"m\"\n[[deny]]\nsha256 = \"{}\"\n",
+                "a".repeat(64),
+                "b".repeat(64)
+            )
+            .into_bytes(),
+        ),
+        (
+            "manifest",
+            "json",
+            format!("{{\"model\": [{{\"sha256\": \"{}\", \"license\": \"MIT\"}}]}}", "c".repeat(64)).into_bytes(),
+        ),
     ];
     for (name, _, bytes) in all_samples() {
         let target = match name {

@@ -261,7 +261,13 @@ pub fn torch_tar_storage_record(key: &str) -> Vec<u8> {
 
 /// PyTorch < 0.4 `torch.save` tar.
 pub fn torch_legacy_tar(main_pickle: &[u8]) -> Vec<u8> {
-    let sys_info = cat(&[b"\x80\x02}q\x00(", &binunicode("protocol_version"), b"M\xe9\x03", &binunicode("little_endian"), b"\x88u."]);
+    let sys_info = cat(&[
+        b"\x80\x02}q\x00(",
+        &binunicode("protocol_version"),
+        b"M\xe9\x03",
+        &binunicode("little_endian"),
+        b"\x88u.",
+    ]);
     let storages = torch_tar_storages(&[&torch_tar_storage_record("0")]);
     let tensors = b"\x80\x02K\x00.".to_vec();
     tar(&[("sys_info", &sys_info), ("pickle", main_pickle), ("storages", &storages), ("tensors", &tensors)])
@@ -490,12 +496,20 @@ pub fn pb_str(field: u32, s: &str) -> Vec<u8> {
 pub fn onnx_model() -> Vec<u8> {
     let node1 = cat(&[&pb_str(1, "x"), &pb_str(2, "y"), &pb_str(4, "MatMul")]);
     let node2 = cat(&[&pb_str(1, "y"), &pb_str(2, "z"), &pb_str(4, "EvilOp"), &pb_str(7, "com.example.custom")]);
-    let init1 = cat(&[&pb_varint(1, 4), &pb_varint(1, 8), &pb_varint(2, 1), &pb_str(8, "w"), &pb_bytes(9, &[0u8; 128])]);
+    let init1 =
+        cat(&[&pb_varint(1, 4), &pb_varint(1, 8), &pb_varint(2, 1), &pb_str(8, "w"), &pb_bytes(9, &[0u8; 128])]);
     let mut packed = Vec::new();
     varint(8, &mut packed);
     let ext = cat(&[&pb_str(1, "location"), &pb_str(2, "../../etc/passwd")]);
-    let init2 = cat(&[&pb_bytes(1, &packed), &pb_varint(2, 10), &pb_str(8, "b"), &pb_bytes(13, &ext), &pb_varint(14, 1)]);
-    let graph = cat(&[&pb_bytes(1, &node1), &pb_bytes(1, &node2), &pb_str(2, "main_graph"), &pb_bytes(5, &init1), &pb_bytes(5, &init2)]);
+    let init2 =
+        cat(&[&pb_bytes(1, &packed), &pb_varint(2, 10), &pb_str(8, "b"), &pb_bytes(13, &ext), &pb_varint(14, 1)]);
+    let graph = cat(&[
+        &pb_bytes(1, &node1),
+        &pb_bytes(1, &node2),
+        &pb_str(2, "main_graph"),
+        &pb_bytes(5, &init1),
+        &pb_bytes(5, &init2),
+    ]);
     let opset1 = cat(&[&pb_str(1, ""), &pb_varint(2, 17)]);
     let opset2 = cat(&[&pb_str(1, "com.example.custom"), &pb_varint(2, 1)]);
     let lic = cat(&[&pb_str(1, "license"), &pb_str(2, "MIT")]);
@@ -532,7 +546,13 @@ pub fn savedmodel() -> Vec<u8> {
 pub fn coreml() -> Vec<u8> {
     let feature = pb_str(1, "input");
     let user = cat(&[&pb_str(1, "com.github.apple.coremltools.version"), &pb_str(2, "7.1")]);
-    let meta = cat(&[&pb_str(1, "tiny classifier"), &pb_str(2, "1.0"), &pb_str(3, "ACME"), &pb_str(4, "MIT"), &pb_bytes(100, &user)]);
+    let meta = cat(&[
+        &pb_str(1, "tiny classifier"),
+        &pb_str(2, "1.0"),
+        &pb_str(3, "ACME"),
+        &pb_str(4, "MIT"),
+        &pb_bytes(100, &user),
+    ]);
     let desc = cat(&[&pb_bytes(1, &feature), &pb_bytes(100, &meta)]);
     let l1 = pb_str(1, "dense");
     let l2 = cat(&[&pb_str(1, "cust"), &pb_bytes(500, &pb_str(1, "MyLayer"))]);

@@ -20,7 +20,14 @@ pub struct Case {
     pub offending: &'static [&'static str],
 }
 
-fn case(name: &'static str, file: &'static str, what: &'static str, bytes: Vec<u8>, expected: Safety, offending: &'static [&'static str]) -> Case {
+fn case(
+    name: &'static str,
+    file: &'static str,
+    what: &'static str,
+    bytes: Vec<u8>,
+    expected: Safety,
+    offending: &'static [&'static str],
+) -> Case {
     Case { name, file, what, bytes, expected, offending }
 }
 
@@ -33,7 +40,14 @@ pub fn corpus() -> Vec<Case> {
     let torch_ok = torch_state_dict_pickle();
     vec![
         case("torch_state_dict", "state_dict.pt", "torch.save zip of a state dict", torch_zip(&torch_ok), Safe, &[]),
-        case("torch_legacy_stream", "legacy.pt", "legacy (non-zip) torch.save stream", torch_legacy_stream(&torch_ok), Safe, &[]),
+        case(
+            "torch_legacy_stream",
+            "legacy.pt",
+            "legacy (non-zip) torch.save stream",
+            torch_legacy_stream(&torch_ok),
+            Safe,
+            &[],
+        ),
         case("plain_list", "list.pkl", "protocol 2 list of ints", b"\x80\x02]q\x00(K\x01K\x02e.".to_vec(), Safe, &[]),
         case(
             "numpy_protocol2_bytes",
@@ -55,8 +69,22 @@ pub fn corpus() -> Vec<Case> {
             Safe,
             &[],
         ),
-        case("reduce_os_system", "reduce.pkl", "GLOBAL os.system + REDUCE", os_system_pickle(), Malicious, &["os.system"]),
-        case("torch_zip_os_system", "evil.pt", "os.system in a torch.save zip", torch_zip(&os_system_pickle()), Malicious, &["os.system"]),
+        case(
+            "reduce_os_system",
+            "reduce.pkl",
+            "GLOBAL os.system + REDUCE",
+            os_system_pickle(),
+            Malicious,
+            &["os.system"],
+        ),
+        case(
+            "torch_zip_os_system",
+            "evil.pt",
+            "os.system in a torch.save zip",
+            torch_zip(&os_system_pickle()),
+            Malicious,
+            &["os.system"],
+        ),
         case(
             "protocol0_inst",
             "inst.pkl",
@@ -69,7 +97,15 @@ pub fn corpus() -> Vec<Case> {
             "memoized_stack_global",
             "memo.pkl",
             "STACK_GLOBAL whose strings were memoised and fetched back with BINGET",
-            proto4(&cat(&[&ustr("posix"), b"\x94", &ustr("system"), b"\x94", b"00h\x00h\x01\x93", &ustr("id"), b"\x85R."])),
+            proto4(&cat(&[
+                &ustr("posix"),
+                b"\x94",
+                &ustr("system"),
+                b"\x94",
+                b"00h\x00h\x01\x93",
+                &ustr("id"),
+                b"\x85R.",
+            ])),
             Malicious,
             &["posix.system"],
         ),
@@ -93,7 +129,10 @@ pub fn corpus() -> Vec<Case> {
             "nested_zip",
             "nested.pt",
             "malicious torch zip stored inside another zip",
-            stored_zip(&[("archive/data.pkl", &torch_ok), ("archive/extra/inner.zip", &torch_zip(&os_system_pickle()))]),
+            stored_zip(&[
+                ("archive/data.pkl", &torch_ok),
+                ("archive/extra/inner.zip", &torch_zip(&os_system_pickle())),
+            ]),
             Malicious,
             &["os.system"],
         ),
@@ -143,7 +182,12 @@ pub fn corpus() -> Vec<Case> {
             "operator_attrgetter",
             "attrgetter.pkl",
             "operator.attrgetter walking from an allowed object to its subclasses",
-            cat(&[&global("operator", "attrgetter"), b"(S'__class__.__base__.__subclasses__'\ntR(", &global("builtins", "set"), b")RtR."]),
+            cat(&[
+                &global("operator", "attrgetter"),
+                b"(S'__class__.__base__.__subclasses__'\ntR(",
+                &global("builtins", "set"),
+                b")RtR.",
+            ]),
             Malicious,
             &["operator.attrgetter"],
         ),
@@ -163,9 +207,30 @@ pub fn corpus() -> Vec<Case> {
             Malicious,
             &["torch._utils._rebuild_tensor_v2.__globals__"],
         ),
-        case("ext1_code", "ext.pkl", "EXT1 extension code (target hidden in copyreg)", b"\x80\x02\x82\x01)R.".to_vec(), Malicious, &["<extension code 1>"]),
-        case("ext4_code", "ext4.pkl", "EXT4 extension code", b"\x80\x02\x84\xff\xff\x00\x00)R.".to_vec(), Malicious, &["<extension code 65535>"]),
-        case("obj_opcode", "obj.pkl", "OBJ instantiation of subprocess.Popen", cat(&[b"(", &global("subprocess", "Popen"), b"(S'id'\nlo."]), Malicious, &["subprocess.Popen"]),
+        case(
+            "ext1_code",
+            "ext.pkl",
+            "EXT1 extension code (target hidden in copyreg)",
+            b"\x80\x02\x82\x01)R.".to_vec(),
+            Malicious,
+            &["<extension code 1>"],
+        ),
+        case(
+            "ext4_code",
+            "ext4.pkl",
+            "EXT4 extension code",
+            b"\x80\x02\x84\xff\xff\x00\x00)R.".to_vec(),
+            Malicious,
+            &["<extension code 65535>"],
+        ),
+        case(
+            "obj_opcode",
+            "obj.pkl",
+            "OBJ instantiation of subprocess.Popen",
+            cat(&[b"(", &global("subprocess", "Popen"), b"(S'id'\nlo."]),
+            Malicious,
+            &["subprocess.Popen"],
+        ),
         case(
             "build_setstate",
             "build.pkl",
@@ -182,13 +247,62 @@ pub fn corpus() -> Vec<Case> {
             Malicious,
             &["<dynamic STACK_GLOBAL>"],
         ),
-        case("runpy", "runpy.pkl", "runpy._run_code", cat(&[&global("runpy", "_run_code"), b"(S'x'\n}tR."]), Malicious, &["runpy._run_code"]),
-        case("webbrowser", "web.pkl", "webbrowser.open", cat(&[&global("webbrowser", "open"), b"(S'http://x'\ntR."]), Malicious, &["webbrowser.open"]),
-        case("pty_spawn", "pty.pkl", "pty.spawn", cat(&[&global("pty", "spawn"), b"(S'/bin/sh'\ntR."]), Malicious, &["pty.spawn"]),
-        case("socket", "sock.pkl", "socket.create_connection", cat(&[&global("socket", "create_connection"), b"((S'h'\nK\x01ttR."]), Malicious, &["socket.create_connection"]),
-        case("importlib", "imp.pkl", "importlib.import_module", cat(&[&global("importlib", "import_module"), b"(S'os'\ntR."]), Malicious, &["importlib.import_module"]),
-        case("torch_load_nested", "tl.pkl", "torch.load of an embedded blob", cat(&[&global("torch", "load"), b"(S'x'\ntR."]), Malicious, &["torch.load"]),
-        case("pip_main", "pip.pkl", "pip.main install", cat(&[&global("pip", "main"), b"((S'install'\nltR."]), Malicious, &["pip.main"]),
+        case(
+            "runpy",
+            "runpy.pkl",
+            "runpy._run_code",
+            cat(&[&global("runpy", "_run_code"), b"(S'x'\n}tR."]),
+            Malicious,
+            &["runpy._run_code"],
+        ),
+        case(
+            "webbrowser",
+            "web.pkl",
+            "webbrowser.open",
+            cat(&[&global("webbrowser", "open"), b"(S'http://x'\ntR."]),
+            Malicious,
+            &["webbrowser.open"],
+        ),
+        case(
+            "pty_spawn",
+            "pty.pkl",
+            "pty.spawn",
+            cat(&[&global("pty", "spawn"), b"(S'/bin/sh'\ntR."]),
+            Malicious,
+            &["pty.spawn"],
+        ),
+        case(
+            "socket",
+            "sock.pkl",
+            "socket.create_connection",
+            cat(&[&global("socket", "create_connection"), b"((S'h'\nK\x01ttR."]),
+            Malicious,
+            &["socket.create_connection"],
+        ),
+        case(
+            "importlib",
+            "imp.pkl",
+            "importlib.import_module",
+            cat(&[&global("importlib", "import_module"), b"(S'os'\ntR."]),
+            Malicious,
+            &["importlib.import_module"],
+        ),
+        case(
+            "torch_load_nested",
+            "tl.pkl",
+            "torch.load of an embedded blob",
+            cat(&[&global("torch", "load"), b"(S'x'\ntR."]),
+            Malicious,
+            &["torch.load"],
+        ),
+        case(
+            "pip_main",
+            "pip.pkl",
+            "pip.main install",
+            cat(&[&global("pip", "main"), b"((S'install'\nltR."]),
+            Malicious,
+            &["pip.main"],
+        ),
         case(
             "unknown_class",
             "sklearn.pkl",
@@ -205,8 +319,22 @@ pub fn corpus() -> Vec<Case> {
             Malicious,
             &["os.system"],
         ),
-        case("numpy_object_array", "obj.npy", "object-dtype .npy whose data is a pickle", npy("|O", "(1,)", &os_system_pickle()), Malicious, &["os.system"]),
-        case("legacy_tar", "tar.pt", "pre-0.4 torch tar with os.system", torch_legacy_tar(&os_system_pickle()), Malicious, &["os.system"]),
+        case(
+            "numpy_object_array",
+            "obj.npy",
+            "object-dtype .npy whose data is a pickle",
+            npy("|O", "(1,)", &os_system_pickle()),
+            Malicious,
+            &["os.system"],
+        ),
+        case(
+            "legacy_tar",
+            "tar.pt",
+            "pre-0.4 torch tar with os.system",
+            torch_legacy_tar(&os_system_pickle()),
+            Malicious,
+            &["os.system"],
+        ),
         case(
             "legacy_stream_protocol0",
             "legacy0.pt",
@@ -235,7 +363,14 @@ pub fn corpus() -> Vec<Case> {
             "joblib_fake_stop",
             "fake.joblib",
             "joblib array bytes shaped like a STOP, the payload after them",
-            proto4(&cat(&[&ustr("joblib.numpy_pickle"), &ustr("NumpyArrayWrapper"), b"\x93)\x81}\x94b", b"N.", b"0", OS_SYSTEM_P0])),
+            proto4(&cat(&[
+                &ustr("joblib.numpy_pickle"),
+                &ustr("NumpyArrayWrapper"),
+                b"\x93)\x81}\x94b",
+                b"N.",
+                b"0",
+                OS_SYSTEM_P0,
+            ])),
             Suspicious,
             &[],
         ),
@@ -259,11 +394,21 @@ pub fn corpus() -> Vec<Case> {
             "legacy_tar_second_record",
             "tar2.pt",
             "torch tar whose `storages` holds the payload after its first raw block",
-            torch_legacy_tar_with(&torch_tar_storages(&[&torch_tar_storage_record("0"), &os_system_pickle()]), &torch_ok),
+            torch_legacy_tar_with(
+                &torch_tar_storages(&[&torch_tar_storage_record("0"), &os_system_pickle()]),
+                &torch_ok,
+            ),
             Malicious,
             &["os.system"],
         ),
-        case("legacy_tar_only_storages", "storages.tar", "tar with only a `storages` member", tar(&[("storages", &os_system_pickle())]), Malicious, &["os.system"]),
+        case(
+            "legacy_tar_only_storages",
+            "storages.tar",
+            "tar with only a `storages` member",
+            tar(&[("storages", &os_system_pickle())]),
+            Malicious,
+            &["os.system"],
+        ),
         case(
             "legacy_tar_hard_link",
             "link.tar",
@@ -281,7 +426,10 @@ pub fn corpus() -> Vec<Case> {
             "pax.tar",
             "a PAX `size` record makes the payload block the data of an empty-looking `storages`",
             cat(&[
-                &tar_block(tar_header_with("PaxHeaders/storages", 12, b'x', ""), &format!("12 size={:02}\n", os_system_pickle().len()).into_bytes()),
+                &tar_block(
+                    tar_header_with("PaxHeaders/storages", 12, b'x', ""),
+                    &format!("12 size={:02}\n", os_system_pickle().len()).into_bytes(),
+                ),
                 &tar_block(tar_header_with("storages", 0, b'0', ""), &os_system_pickle()),
                 &[0u8; 1024],
             ]),
@@ -305,7 +453,10 @@ pub fn corpus() -> Vec<Case> {
             "legacy_tar_unknown_type",
             "type.tar",
             "`storages` with an unknown member type (tarfile extracts it as a file)",
-            cat(&[&tar_block(tar_header_with("storages", os_system_pickle().len(), b'Z', ""), &os_system_pickle()), &[0u8; 1024]]),
+            cat(&[
+                &tar_block(tar_header_with("storages", os_system_pickle().len(), b'Z', ""), &os_system_pickle()),
+                &[0u8; 1024],
+            ]),
             Malicious,
             &["os.system"],
         ),
@@ -329,10 +480,38 @@ pub fn corpus() -> Vec<Case> {
             Malicious,
             &["os.system"],
         ),
-        case("numpy_object_word", "word.npy", "object dtype spelt `object`", npy("object", "(1,)", &os_system_pickle()), Malicious, &["os.system"]),
-        case("numpy_structured_object", "struct.npy", "structured dtype string `i4,O` with an object field", npy("i4,O", "(1,)", &os_system_pickle()), Malicious, &["os.system"]),
-        case("numpy_escaped_descr", "esc.npy", "object dtype spelt with an escape, `'\\x4f'`", npy_descr("'\\x4f'", "(1,)", &os_system_pickle()), Malicious, &["os.system"]),
-        case("numpy_unicode_prefix", "uni.npy", "object dtype with a string prefix, `u'|O'`", npy_descr("u'|O'", "(1,)", &os_system_pickle()), Malicious, &["os.system"]),
+        case(
+            "numpy_object_word",
+            "word.npy",
+            "object dtype spelt `object`",
+            npy("object", "(1,)", &os_system_pickle()),
+            Malicious,
+            &["os.system"],
+        ),
+        case(
+            "numpy_structured_object",
+            "struct.npy",
+            "structured dtype string `i4,O` with an object field",
+            npy("i4,O", "(1,)", &os_system_pickle()),
+            Malicious,
+            &["os.system"],
+        ),
+        case(
+            "numpy_escaped_descr",
+            "esc.npy",
+            "object dtype spelt with an escape, `'\\x4f'`",
+            npy_descr("'\\x4f'", "(1,)", &os_system_pickle()),
+            Malicious,
+            &["os.system"],
+        ),
+        case(
+            "numpy_unicode_prefix",
+            "uni.npy",
+            "object dtype with a string prefix, `u'|O'`",
+            npy_descr("u'|O'", "(1,)", &os_system_pickle()),
+            Malicious,
+            &["os.system"],
+        ),
         case(
             "npz_extra_member",
             "extra.npz",
@@ -364,7 +543,10 @@ fn corpus_verdicts_are_exact() {
         };
         let off: Vec<&str> = p.offending.iter().map(String::as_str).collect();
         if p.verdict != c.expected || off != c.offending {
-            failures.push(format!("{}: got {:?} {:?}, expected {:?} {:?}", c.name, p.verdict, off, c.expected, c.offending));
+            failures.push(format!(
+                "{}: got {:?} {:?}, expected {:?} {:?}",
+                c.name, p.verdict, off, c.expected, c.offending
+            ));
         }
         // A non-safe verdict always comes with its finding.
         let code = match p.verdict {
@@ -383,14 +565,23 @@ fn corpus_verdicts_are_exact() {
 
 #[test]
 fn globals_are_listed_in_full() {
-    let r = analyze_bytes(&corpus().into_iter().find(|c| c.name == "codecs_marshal").expect("case").bytes, &AnalyzeOptions::default());
+    let r = analyze_bytes(
+        &corpus().into_iter().find(|c| c.name == "codecs_marshal").expect("case").bytes,
+        &AnalyzeOptions::default(),
+    );
     let p = r.pickle.expect("pickle");
     assert_eq!(p.globals, ["_codecs.encode", "builtins.globals", "marshal.loads", "types.FunctionType"]);
     assert!(p.complete);
-    let r = analyze_bytes(&corpus().into_iter().find(|c| c.name == "nested_zip").expect("case").bytes, &AnalyzeOptions::default());
+    let r = analyze_bytes(
+        &corpus().into_iter().find(|c| c.name == "nested_zip").expect("case").bytes,
+        &AnalyzeOptions::default(),
+    );
     let p = r.pickle.expect("pickle");
     assert_eq!(p.streams, ["archive/data.pkl", "archive/extra/inner.zip!archive/data.pkl"]);
-    let r = analyze_bytes(&corpus().into_iter().find(|c| c.name == "duplicate_zip_entry").expect("case").bytes, &AnalyzeOptions::default());
+    let r = analyze_bytes(
+        &corpus().into_iter().find(|c| c.name == "duplicate_zip_entry").expect("case").bytes,
+        &AnalyzeOptions::default(),
+    );
     assert!(r.findings.iter().any(|f| f.code == "zip_duplicate_names"));
 }
 
@@ -423,7 +614,10 @@ fn a_denied_global_past_the_import_bounds_is_still_caught() {
     p.extend_from_slice(b"0N.");
     let r = analyze_bytes(&p, &opts);
     let v = r.pickle.expect("pickle");
-    assert_eq!((v.verdict, v.offending.as_slice(), v.complete), (Safety::Malicious, &["os.system".to_string()][..], false));
+    assert_eq!(
+        (v.verdict, v.offending.as_slice(), v.complete),
+        (Safety::Malicious, &["os.system".to_string()][..], false)
+    );
     // The same across streams: each zip entry below the bound, together above it.
     let half = |from: usize| {
         let mut p = b"\x80\x02".to_vec();
@@ -450,7 +644,11 @@ fn nesting_and_zip_bomb_bounds() {
     }
     let r = analyze_bytes(&z, &AnalyzeOptions::default());
     assert_eq!(r.format, Format::Pytorch);
-    assert!(r.findings.iter().any(|f| f.code == "limit_exceeded" && f.message.contains("nested deeper")), "{:?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.code == "limit_exceeded" && f.message.contains("nested deeper")),
+        "{:?}",
+        r.findings
+    );
     // What went unread may hold a payload: not `safe`.
     assert_eq!(r.pickle.map(|p| (p.verdict, p.complete)), Some((Safety::Suspicious, false)));
 
@@ -464,11 +662,18 @@ fn nesting_and_zip_bomb_bounds() {
     let r = analyze_bytes(&z, &AnalyzeOptions::default());
     let p = r.pickle.expect("pickle");
     assert_eq!((p.verdict, p.complete), (Safety::Suspicious, false));
-    assert!(r.findings.iter().any(|f| f.code == "pickle_incomplete" && f.message.contains("inflates beyond")), "{:?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.code == "pickle_incomplete" && f.message.contains("inflates beyond")),
+        "{:?}",
+        r.findings
+    );
 }
 
 fn with_max_parse(bytes: u64) -> AnalyzeOptions {
-    AnalyzeOptions { limits: modelwatch::artifact::Limits { max_parse_bytes: bytes, ..Default::default() }, ..AnalyzeOptions::default() }
+    AnalyzeOptions {
+        limits: modelwatch::artifact::Limits { max_parse_bytes: bytes, ..Default::default() },
+        ..AnalyzeOptions::default()
+    }
 }
 
 fn codes(r: &modelwatch::artifact::formats::Identified) -> Vec<&str> {
@@ -496,7 +701,10 @@ fn zip_aliases_of_one_local_header_are_read_once_per_role() {
     let r = analyze_bytes(&z, &with_max_parse(64 << 10));
     assert_eq!(r.metadata.entries, Some(1000));
     let p = r.pickle.as_ref().expect("pickle");
-    assert_eq!((p.verdict, p.streams.as_slice(), p.complete), (Safety::Malicious, &["0-inner.zip!archive/data.pkl".to_string()][..], true));
+    assert_eq!(
+        (p.verdict, p.streams.as_slice(), p.complete),
+        (Safety::Malicious, &["0-inner.zip!archive/data.pkl".to_string()][..], true)
+    );
     assert_eq!(codes(&r), ["pickle_malicious"]);
 
     // One header named both `archive/readme` and `archive/data.pkl`: torch unpickles the second
@@ -506,7 +714,11 @@ fn zip_aliases_of_one_local_header_are_read_once_per_role() {
         let r = analyze_bytes(&z, &AnalyzeOptions::default());
         assert_eq!(r.format, Format::Pytorch);
         let p = r.pickle.as_ref().expect("pickle");
-        assert_eq!((p.verdict, p.streams.as_slice()), (Safety::Malicious, &["archive/data.pkl".to_string()][..]), "{names:?}");
+        assert_eq!(
+            (p.verdict, p.streams.as_slice()),
+            (Safety::Malicious, &["archive/data.pkl".to_string()][..]),
+            "{names:?}"
+        );
     }
 }
 
@@ -524,15 +736,15 @@ fn zip_inflate_budget_ends_with_a_limit_finding() {
     assert_eq!(r.format, Format::Pytorch);
     let p = r.pickle.as_ref().expect("pickle");
     assert_eq!((p.verdict, p.complete, p.offending.len()), (Safety::Suspicious, false, 0));
-    assert_eq!(
-        p.streams,
-        ["archive/data.pkl", "archive/extra/b.zip", "archive/extra/c.zip"]
-    );
+    assert_eq!(p.streams, ["archive/data.pkl", "archive/extra/b.zip", "archive/extra/c.zip"]);
     assert_eq!(codes(&r), ["limit_exceeded", "pickle_incomplete", "limit_exceeded", "pickle_incomplete"]);
     let a_zip = padding_zip(40_000).len() as u64 + 8;
     assert_eq!(
         r.findings[0].message,
-        format!("nested zip archive/extra/b.zip: read error: the artifact's inflate budget is spent after {} bytes of this entry", (64 << 10) - a_zip)
+        format!(
+            "nested zip archive/extra/b.zip: read error: the artifact's inflate budget is spent after {} bytes of this entry",
+            (64 << 10) - a_zip
+        )
     );
     assert_eq!(
         r.findings[2].message,
@@ -547,17 +759,25 @@ fn a_leading_pickle_of_a_polyglot_is_walked() {
     // A pickle followed by a zip: pickle.load, numpy.load and torch.load's legacy path read
     // the pickle. Walking on into the zip's bytes finds no pickle there, so the walk is
     // incomplete; the payload is still caught.
-    let r = analyze_bytes(&cat(&[&os_system_pickle(), &torch_zip(&torch_state_dict_pickle())]), &AnalyzeOptions::default());
+    let r =
+        analyze_bytes(&cat(&[&os_system_pickle(), &torch_zip(&torch_state_dict_pickle())]), &AnalyzeOptions::default());
     assert_eq!(r.format, Format::Pickle);
     let p = r.pickle.as_ref().expect("pickle");
-    assert_eq!((p.verdict, p.streams.as_slice(), p.offending.as_slice()), (Safety::Malicious, &["<file>".to_string()][..], &["os.system".to_string()][..]));
+    assert_eq!(
+        (p.verdict, p.streams.as_slice(), p.offending.as_slice()),
+        (Safety::Malicious, &["<file>".to_string()][..], &["os.system".to_string()][..])
+    );
     assert_eq!(codes(&r), ["pickle_incomplete", "pickle_malicious"]);
     // The same with a protocol-0 pickle (no PROTO opcode to recognise it by).
     let r = analyze_bytes(&cat(&[OS_SYSTEM_P0, &torch_zip(&torch_state_dict_pickle())]), &AnalyzeOptions::default());
     assert_eq!((r.format, r.variant.as_deref()), (Format::Pickle, Some("protocol_0")));
-    assert_eq!(r.pickle.as_ref().map(|p| (p.verdict, p.streams.clone())), Some((Safety::Malicious, vec!["<file>".to_string()])));
+    assert_eq!(
+        r.pickle.as_ref().map(|p| (p.verdict, p.streams.clone())),
+        Some((Safety::Malicious, vec!["<file>".to_string()]))
+    );
     // A benign leading pickle: the bytes after it are not a pickle, so not `safe` either.
-    let r = analyze_bytes(&cat(&[&torch_state_dict_pickle(), &torch_zip(&os_system_pickle())]), &AnalyzeOptions::default());
+    let r =
+        analyze_bytes(&cat(&[&torch_state_dict_pickle(), &torch_zip(&os_system_pickle())]), &AnalyzeOptions::default());
     assert_eq!(r.pickle.as_ref().map(|p| (p.verdict, p.complete)), Some((Safety::Suspicious, false)));
 
     // An HDF5 user block that starts with a protocol-2 pickle: the pickle is walked and the
@@ -576,7 +796,9 @@ fn a_leading_pickle_of_a_polyglot_is_walked() {
 #[test]
 #[ignore = "a tool, not a test: writes the corpus to $MW_DUMP_CORPUS (docs/artifact-comparison.py)"]
 fn dump_corpus_for_comparison() {
-    let dir = std::path::PathBuf::from(std::env::var_os("MW_DUMP_CORPUS").expect("MW_DUMP_CORPUS names the output directory"));
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("MW_DUMP_CORPUS").expect("MW_DUMP_CORPUS names the output directory"),
+    );
     std::fs::create_dir_all(&dir).expect("create corpus dir");
     let opts = AnalyzeOptions::default();
     let mut index = Vec::new();

@@ -13,7 +13,10 @@ use modelwatch::artifact::{
 };
 
 fn with_manifest(toml: &str) -> AnalyzeOptions {
-    AnalyzeOptions { manifest: Some(Arc::new(Manifest::parse(toml, Some("toml")).expect("manifest"))), ..Default::default() }
+    AnalyzeOptions {
+        manifest: Some(Arc::new(Manifest::parse(toml, Some("toml")).expect("manifest"))),
+        ..Default::default()
+    }
 }
 
 fn write(dir: &Path, rel: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -36,10 +39,16 @@ fn approved_unapproved_denied_and_no_manifest() {
     let r = analyze_path(&p, &opts).expect("analyze");
     assert_eq!(r.policy, PolicyVerdict::Approved);
     let e = r.manifest_entry.as_ref().expect("entry");
-    assert_eq!((e.name.as_deref(), e.version.as_deref(), e.notes.as_deref()), (Some("Llama-3.1-8B-Instruct"), Some("Q4_K_M"), Some("hub pin")));
+    assert_eq!(
+        (e.name.as_deref(), e.version.as_deref(), e.notes.as_deref()),
+        (Some("Llama-3.1-8B-Instruct"), Some("Q4_K_M"), Some("hub pin"))
+    );
     // Approved, but llama3.1 is not an allowed licence by default.
     let lf = r.license_finding.as_ref().expect("licence finding");
-    assert_eq!((lf.problem, lf.license.as_deref(), lf.source.as_deref()), (LicenseProblem::NotAllowed, Some("llama3.1"), Some("content")));
+    assert_eq!(
+        (lf.problem, lf.license.as_deref(), lf.source.as_deref()),
+        (LicenseProblem::NotAllowed, Some("llama3.1"), Some("content"))
+    );
     assert_eq!(r.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), [codes::LICENSE_NOT_ALLOWED]);
 
     let allow = AnalyzeOptions { license: LicensePolicy::new(&["llama3.1".into()], true), ..opts.clone() };
@@ -98,7 +107,10 @@ fn store_paths_claim_digests_that_are_verified() {
     let hf = write(dir.path(), &format!("hub/models--acme--tiny-model/blobs/{sha}"), &st);
     let r = analyze_path(&hf, &AnalyzeOptions::default()).expect("analyze");
     let d = r.digest.as_ref().expect("digest");
-    assert_eq!((d.sha256_hex.as_str(), d.state, d.claimed_sha256_hex.as_deref()), (sha.as_str(), DigestState::Verified, Some(sha.as_str())));
+    assert_eq!(
+        (d.sha256_hex.as_str(), d.state, d.claimed_sha256_hex.as_deref()),
+        (sha.as_str(), DigestState::Verified, Some(sha.as_str()))
+    );
     assert_eq!(r.metadata.properties.get("hf_repo").map(String::as_str), Some("acme/tiny-model"));
 
     // The blob was swapped: the claim no longer holds.
@@ -107,7 +119,10 @@ fn store_paths_claim_digests_that_are_verified() {
     let opts = with_manifest(&format!("[[model]]\nsha256 = \"{wrong}\"\n"));
     let r = analyze_path(&ol, &opts).expect("analyze");
     let d = r.digest.as_ref().expect("digest");
-    assert_eq!((d.sha256_hex.as_str(), d.state, d.claimed_sha256_hex.as_deref()), (sha.as_str(), DigestState::Mismatch, Some(wrong.as_str())));
+    assert_eq!(
+        (d.sha256_hex.as_str(), d.state, d.claimed_sha256_hex.as_deref()),
+        (sha.as_str(), DigestState::Mismatch, Some(wrong.as_str()))
+    );
     let f = &r.findings[0];
     assert_eq!((f.code.as_str(), f.severity), (codes::DIGEST_MISMATCH, Severity::Critical));
     // The policy follows the content, not the claim.

@@ -34,7 +34,11 @@ fn numpy_pickles_of_every_protocol_are_safe_with_exact_globals() {
     // protocol 4 has opcodes for both; protocol 5 rebuilds arrays with _frombuffer.
     let common = ["collections.OrderedDict", "numpy._core.multiarray.scalar", "numpy.dtype"];
     let cases: [(u64, &str, &[&str]); 3] = [
-        (2, NUMPY_PICKLE_P2, &["_codecs.encode", "__builtin__.set", "numpy._core.multiarray._reconstruct", "numpy.ndarray"]),
+        (
+            2,
+            NUMPY_PICKLE_P2,
+            &["_codecs.encode", "__builtin__.set", "numpy._core.multiarray._reconstruct", "numpy.ndarray"],
+        ),
         (4, NUMPY_PICKLE_P4, &["numpy._core.multiarray._reconstruct", "numpy.ndarray"]),
         (5, NUMPY_PICKLE_P5, &["numpy._core.numeric._frombuffer"]),
     ];

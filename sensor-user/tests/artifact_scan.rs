@@ -80,7 +80,8 @@ fn clean_scan_fail_on_and_errors() {
     let mut args = ScanArgs::new(vec![weights.clone()]);
     args.manifest = Some(manifest.clone());
     assert_eq!(execute(&args, &ArtifactConfig::default()).expect("scan").summary.exit_code, 1);
-    std::fs::write(&manifest, format!("[[model]]\nsha256 = \"{}\"\n", sha256_bytes(&tiny_safetensors(Some("MIT"))))).expect("write");
+    std::fs::write(&manifest, format!("[[model]]\nsha256 = \"{}\"\n", sha256_bytes(&tiny_safetensors(Some("MIT")))))
+        .expect("write");
     assert_eq!(execute(&args, &ArtifactConfig::default()).expect("scan").summary.exit_code, 0);
 
     // --fail-on raises the bar: the llama licence finding is medium.
@@ -95,7 +96,11 @@ fn clean_scan_fail_on_and_errors() {
     assert!(execute(&args, &ArtifactConfig::default()).expect("scan").artifacts[0].digest.is_none());
 
     // A missing path is an error (2), reported alongside the other results.
-    let out = execute(&ScanArgs::new(vec![t.path().join("llama.gguf"), t.path().join("missing.gguf")]), &ArtifactConfig::default()).expect("scan");
+    let out = execute(
+        &ScanArgs::new(vec![t.path().join("llama.gguf"), t.path().join("missing.gguf")]),
+        &ArtifactConfig::default(),
+    )
+    .expect("scan");
     assert_eq!((out.summary.exit_code, out.errors.len(), out.artifacts.len()), (2, 1, 1));
 
     // A broken manifest stops the scan before it starts.
@@ -150,7 +155,10 @@ fn binary_text_output_config_and_manifest_errors() {
     assert!(stdout.contains("format    pytorch (zip)"), "{stdout}");
     assert!(stdout.contains("pickle    malicious: os.system"), "{stdout}");
     assert!(stdout.contains("CRITICAL  pickle_malicious"), "{stdout}");
-    assert!(stdout.contains("model     Llama-3.1-8B-Instruct · arch llama · Q4_K_M · 96 params · ctx 131072 · 2 tensors"), "{stdout}");
+    assert!(
+        stdout.contains("model     Llama-3.1-8B-Instruct · arch llama · Q4_K_M · 96 params · ctx 131072 · 2 tensors"),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!("sha256    {} (verified)", sha256_bytes(&llama_gguf()))), "{stdout}");
     assert!(stdout.contains("2 files, 2 models, 2 with findings, 0 errors"), "{stdout}");
 
@@ -175,7 +183,20 @@ fn scan_args_parse_as_a_clap_subcommand() {
         #[command(flatten)]
         scan: ScanArgs,
     }
-    let c = Cli::try_parse_from(["x", "--format", "json", "--no-digest", "--fail-on", "high", "--all", "--max-depth", "3", "a", "b"]).expect("parse");
+    let c = Cli::try_parse_from([
+        "x",
+        "--format",
+        "json",
+        "--no-digest",
+        "--fail-on",
+        "high",
+        "--all",
+        "--max-depth",
+        "3",
+        "a",
+        "b",
+    ])
+    .expect("parse");
     assert_eq!(c.scan.format, ScanFormat::Json);
     assert!(c.scan.no_digest && c.scan.all);
     assert_eq!((c.scan.fail_on, c.scan.max_depth, c.scan.paths.len()), (Severity::High, 3, 2));

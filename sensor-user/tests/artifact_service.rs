@@ -65,7 +65,10 @@ async fn identifies_once_then_hashes_and_remembers_across_restarts() {
     h.submit(req.clone());
     let (id, r) = next(&mut rx, identified).await;
     assert_eq!(id, req.identity);
-    assert_eq!((r.format, r.metadata.name.as_deref(), r.digest.clone()), (Format::Gguf, Some("Llama-3.1-8B-Instruct"), None));
+    assert_eq!(
+        (r.format, r.metadata.name.as_deref(), r.digest.clone()),
+        (Format::Gguf, Some("Llama-3.1-8B-Instruct"), None)
+    );
     let (id, r) = next(&mut rx, digested).await;
     assert_eq!(id, req.identity);
     let d = r.digest.as_ref().expect("digest");
@@ -76,7 +79,10 @@ async fn identifies_once_then_hashes_and_remembers_across_restarts() {
     h.submit(req.clone());
     h.submit(req.clone());
     let s = h.stats();
-    assert_eq!((s.submitted, s.duplicates, s.identified, s.hashed, s.hashed_bytes, s.cache_hits), (3, 2, 1, 1, bytes.len() as u64, 0));
+    assert_eq!(
+        (s.submitted, s.duplicates, s.identified, s.hashed, s.hashed_bytes, s.cache_hits),
+        (3, 2, 1, 1, bytes.len() as u64, 0)
+    );
     h.shutdown();
     assert!(state.join(&cfg.cache_file).exists(), "cache written at shutdown");
 
@@ -84,7 +90,10 @@ async fn identifies_once_then_hashes_and_remembers_across_restarts() {
     let (h, mut rx) = start(&cfg, &state);
     h.submit(req.clone());
     let (_, r) = next(&mut rx, identified).await;
-    assert_eq!(r.digest.as_ref().map(|d| (d.sha256_hex.clone(), d.state)), Some((sha256_bytes(&bytes), DigestState::Verified)));
+    assert_eq!(
+        r.digest.as_ref().map(|d| (d.sha256_hex.clone(), d.state)),
+        Some((sha256_bytes(&bytes), DigestState::Verified))
+    );
     let s = h.stats();
     assert_eq!((s.cache_hits, s.hashed), (1, 0));
 
@@ -116,7 +125,11 @@ async fn corrupt_cache_is_ignored_and_replaced() {
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON now");
     assert_eq!(v["entries"].as_array().map(Vec::len), Some(1));
     // No temporary file is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp.")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -145,7 +158,8 @@ async fn claimed_digest_first_then_mismatch() {
 async fn full_queue_is_counted_not_blocking() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = ArtifactConfig { analysis_queue: 2, ..Default::default() };
-    let (h, mut rx) = Analyzer::start_with(&cfg, dir.path(), StartOptions { paused: true, no_sighup: true }).expect("start");
+    let (h, mut rx) =
+        Analyzer::start_with(&cfg, dir.path(), StartOptions { paused: true, no_sighup: true }).expect("start");
     let mut reqs = Vec::new();
     for i in 0..5 {
         let p = dir.path().join(format!("m{i}.npy"));
@@ -217,7 +231,8 @@ async fn manifest_reloads_on_change_and_keeps_the_previous_one_when_malformed() 
     assert_eq!(r.policy, PolicyVerdict::Unapproved);
 
     // The hub approves the model: the poll notices, the verdict changes and is announced.
-    std::fs::write(&manifest, format!("[[model]]\nsha256 = \"{}\"\nname = \"llama\"\n", sha256_bytes(&bytes))).expect("write");
+    std::fs::write(&manifest, format!("[[model]]\nsha256 = \"{}\"\nname = \"llama\"\n", sha256_bytes(&bytes)))
+        .expect("write");
     bump_mtime(&manifest);
     let (approved, _) = next(&mut rx, |u| match u {
         ArtifactUpdate::ManifestReloaded { approved, denied, .. } => Some((approved, denied)),

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use modelwatch::artifact::{ArtifactConfig, service::{Analyzer, ArtifactUpdate}};
+use modelwatch::artifact::{
+    ArtifactConfig,
+    service::{Analyzer, ArtifactUpdate},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_manifest() {
@@ -12,7 +15,8 @@ async fn sighup_reloads_the_manifest() {
     // Polling off: only the signal can cause the reload.
     let cfg = ArtifactConfig { manifest: Some(manifest.clone()), manifest_poll_secs: 0, ..Default::default() };
     let (h, mut rx) = Analyzer::start(&cfg, dir.path()).expect("start");
-    std::fs::write(&manifest, format!(r#"{{"model": [], "deny": [{{"sha256": "{}"}}]}}"#, "d".repeat(64))).expect("write");
+    std::fs::write(&manifest, format!(r#"{{"model": [], "deny": [{{"sha256": "{}"}}]}}"#, "d".repeat(64)))
+        .expect("write");
     // SAFETY: raising a signal the analyzer handles.
     assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
     let denied = loop {

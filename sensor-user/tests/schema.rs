@@ -75,7 +75,13 @@ fn samples() -> Vec<Event> {
     let payloads = vec![
         P::ProcessExec(ProcessExec { filename: "/usr/bin/python3".into(), old_pid: 4242 }),
         P::ProcessFork(ProcessFork { child_entity_id: "0123456789abcdef0123456789abcdef".into(), child_pid: 4243 }),
-        P::ProcessExit(ProcessExit { exit_code: 0, signal: 9, core_dumped: false, raw_status: 9, duration_ns: 1_740_000_000_000 }),
+        P::ProcessExit(ProcessExit {
+            exit_code: 0,
+            signal: 9,
+            core_dumped: false,
+            raw_status: 9,
+            duration_ns: 1_740_000_000_000,
+        }),
         P::ModelFileOpened(ModelFileOpened {
             file: Some(file()),
             flags: 0o2000000,

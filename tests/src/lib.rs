@@ -131,7 +131,8 @@ impl Sensor {
         });
         let mut sensor = Sensor { child, events, stderr, _dir: dir, reader: Some(reader), _exclusive: exclusive };
         // Every probe must attach: a skipped one (reported as degraded) fails the test here.
-        let health = sensor.wait_for("the first health report", Duration::from_secs(60), |e| kind(e) == "sensor_health");
+        let health =
+            sensor.wait_for("the first health report", Duration::from_secs(60), |e| kind(e) == "sensor_health");
         assert_eq!(health["sensor_health"]["state"], "HEALTH_STATE_OK", "{health:#}");
         sensor
     }
@@ -180,7 +181,11 @@ impl Sensor {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sensor exited ({status}) while waiting for {what}; stderr:\n{}", self.stderr());
             }
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -227,10 +232,7 @@ impl Drop for Sensor {
 pub fn kind(e: &Value) -> &str {
     const ENVELOPE: [&str; 8] =
         ["schema_version", "event_id", "seq", "event_time", "observed_time", "host", "process", "severity"];
-    e.as_object()
-        .and_then(|o| o.keys().find(|k| !ENVELOPE.contains(&k.as_str())))
-        .map(String::as_str)
-        .unwrap_or("")
+    e.as_object().and_then(|o| o.keys().find(|k| !ENVELOPE.contains(&k.as_str()))).map(String::as_str).unwrap_or("")
 }
 
 /// The process pid of an event, if it has a process block.

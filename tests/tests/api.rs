@@ -179,7 +179,8 @@ fn tail_filters_stalled_subscribers_lose_alone_and_status_counts() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let replayed: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(replayed.len(), 1);
     assert_eq!(replayed[0]["process"]["comm"], "cat");
 }
@@ -193,7 +194,11 @@ fn replay_reports_lines_that_are_not_events() {
         "{\"seq\":\"1\",\"process_exit\":{\"exit_code\":3}}\nnot json at all\n{\"seq\":[1,2]}\n{\"seq\":\"4\",\"payload_from_the_future\":{}}\n",
     )
     .unwrap();
-    let out = Command::new(binary()).args(["tail", "--format", "compact", "--color", "never", "--from"]).arg(&capture).output().unwrap();
+    let out = Command::new(binary())
+        .args(["tail", "--format", "compact", "--color", "never", "--from"])
+        .arg(&capture)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("exit") && stdout.contains("code=3"), "{stdout}");

@@ -20,7 +20,9 @@ fn gguf() -> Vec<u8> {
     b.extend(3u32.to_le_bytes());
     b.extend(1u64.to_le_bytes()); // tensors
     b.extend(5u64.to_le_bytes()); // metadata keys
-    for (k, v) in [("general.architecture", "llama"), ("general.name", "tiny-test-model"), ("general.license", "apache-2.0")] {
+    for (k, v) in
+        [("general.architecture", "llama"), ("general.name", "tiny-test-model"), ("general.license", "apache-2.0")]
+    {
         s(&mut b, k);
         b.extend(8u32.to_le_bytes()); // string
         s(&mut b, v);
@@ -79,7 +81,8 @@ fn live_sensor_identifies_fingerprints_judges_and_attaches() {
     // Identified by content, then fingerprinted.
     open_close(&model);
     let verified = sensor.wait_for("the GGUF's verified digest", EVENT_TIMEOUT, |e| {
-        about(e, "artifact_identified", &model) && e["artifact_identified"]["artifact"]["digest_state"] == "DIGEST_STATE_VERIFIED"
+        about(e, "artifact_identified", &model)
+            && e["artifact_identified"]["artifact"]["digest_state"] == "DIGEST_STATE_VERIFIED"
     });
     let a = &verified["artifact_identified"];
     assert_eq!(a["artifact"]["format"], "ARTIFACT_FORMAT_GGUF");
@@ -114,14 +117,21 @@ fn live_sensor_identifies_fingerprints_judges_and_attaches() {
     assert_eq!(finding["severity"], "SEVERITY_CRITICAL");
     assert_eq!(finding["policy_finding"]["artifact"]["pickle"], "PICKLE_VERDICT_MALICIOUS");
     assert_eq!(pid(&finding), Some(me));
-    let ident = sensor.wait_for("the pickle's identification", EVENT_TIMEOUT, |e| about(e, "artifact_identified", &evil));
-    let offending: Vec<&str> = ident["artifact_identified"]["pickle_offending"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    let ident =
+        sensor.wait_for("the pickle's identification", EVENT_TIMEOUT, |e| about(e, "artifact_identified", &evil));
+    let offending: Vec<&str> = ident["artifact_identified"]["pickle_offending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
     assert!(offending.iter().any(|g| g.contains("system")), "{offending:?}");
 
     // A large file of no known format: reported once, then filtered in the kernel.
     open_close(&blob);
     sensor.wait_for("the blob's identification", EVENT_TIMEOUT, |e| {
-        about(e, "artifact_identified", &blob) && e["artifact_identified"]["artifact"]["format"] == "ARTIFACT_FORMAT_UNKNOWN"
+        about(e, "artifact_identified", &blob)
+            && e["artifact_identified"]["artifact"]["format"] == "ARTIFACT_FORMAT_UNKNOWN"
     });
     open_close(&blob);
     // Until the file changes: this open for writing is still filtered, the open after the write
@@ -134,8 +144,11 @@ fn live_sensor_identifies_fingerprints_judges_and_attaches() {
     sensor.wait_for("marker", EVENT_TIMEOUT, |e| about(e, "model_file_opened", &marker));
     std::thread::sleep(Duration::from_millis(100));
     let events = sensor.stop();
-    let blob_opens: Vec<u64> =
-        events.iter().filter(|e| about(e, "model_file_opened", &blob)).map(|e| u64_of(&e["model_file_opened"]["file"]["size"])).collect();
+    let blob_opens: Vec<u64> = events
+        .iter()
+        .filter(|e| about(e, "model_file_opened", &blob))
+        .map(|e| u64_of(&e["model_file_opened"]["file"]["size"]))
+        .collect();
     assert_eq!(blob_opens, [64 << 20, (64 << 20) + 1], "opens of a known non-model are filtered until it changes");
 }
 
@@ -175,7 +188,8 @@ fn a_model_in_another_mount_namespace_is_read_through_the_process_root() {
     assert_eq!(std::fs::metadata(&model).unwrap().ino(), decoy_ino, "the mount leaked into this namespace");
 
     let ident = sensor.wait_for("the namespaced model's verified digest", EVENT_TIMEOUT, |e| {
-        about(e, "artifact_identified", &model) && e["artifact_identified"]["artifact"]["digest_state"] == "DIGEST_STATE_VERIFIED"
+        about(e, "artifact_identified", &model)
+            && e["artifact_identified"]["artifact"]["digest_state"] == "DIGEST_STATE_VERIFIED"
     });
     let _ = child.kill();
     let _ = child.wait();
@@ -186,7 +200,8 @@ fn a_model_in_another_mount_namespace_is_read_through_the_process_root() {
     assert_eq!(pid(&ident), Some(opener), "the shell that opened it (unshare execs it in place)");
     let events = sensor.stop();
     // Other sensors of concurrent tests open it too, to analyse it: only the shell's counts.
-    let opens: Vec<&Value> = events.iter().filter(|e| about(e, "model_file_opened", &model) && pid(e) == Some(opener)).collect();
+    let opens: Vec<&Value> =
+        events.iter().filter(|e| about(e, "model_file_opened", &model) && pid(e) == Some(opener)).collect();
     assert_eq!(opens.len(), 1, "one open by the namespaced shell: {opens:?}");
     assert_eq!(u64_of(&opens[0]["model_file_opened"]["file"]["size"]), bytes.len() as u64);
 }
@@ -209,7 +224,9 @@ fn a_model_gone_before_its_lookup_is_reported_as_not_analysed() {
     open_close(&model);
     std::fs::remove_file(&model).unwrap();
     signal(libc::SIGCONT);
-    sensor.wait_for("the open", EVENT_TIMEOUT, |e| kind(e) == "model_file_opened" && e["model_file_opened"]["file"]["path"] == path.as_str());
+    sensor.wait_for("the open", EVENT_TIMEOUT, |e| {
+        kind(e) == "model_file_opened" && e["model_file_opened"]["file"]["path"] == path.as_str()
+    });
     let lost = sensor.wait_for("the analysis reported as not done", EVENT_TIMEOUT, |e| {
         kind(e) == "events_lost" && e["events_lost"]["source"] == "LOSS_SOURCE_ANALYZER"
     });
@@ -217,7 +234,9 @@ fn a_model_gone_before_its_lookup_is_reported_as_not_analysed() {
     assert_eq!(u64_of(&lost["events_lost"]["count"]), 1);
     let events = sensor.stop();
     assert!(
-        !events.iter().any(|e| kind(e) == "artifact_identified" && e["artifact_identified"]["file"]["path"] == path.as_str()),
+        !events
+            .iter()
+            .any(|e| kind(e) == "artifact_identified" && e["artifact_identified"]["file"]["path"] == path.as_str()),
         "nothing was analysed"
     );
 }

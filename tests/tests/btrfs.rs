@@ -78,7 +78,8 @@ fn subvolume_files_are_matched_with_the_kernels_device() {
     // Known not to be a model: the second open is filtered in the kernel.
     open_close(&big);
     sensor.wait_for("the image's identification", EVENT_TIMEOUT, |e| {
-        about(e, "artifact_identified", &big) && e["artifact_identified"]["artifact"]["format"] == "ARTIFACT_FORMAT_UNKNOWN"
+        about(e, "artifact_identified", &big)
+            && e["artifact_identified"]["artifact"]["format"] == "ARTIFACT_FORMAT_UNKNOWN"
     });
     open_close(&big);
     open_close(&marker);

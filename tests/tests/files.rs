@@ -16,7 +16,10 @@ fn opened_path(e: &Value) -> &str {
 }
 
 fn reasons(e: &Value, payload: &str) -> Vec<String> {
-    e[payload]["reasons"].as_array().map(|a| a.iter().map(|r| r.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+    e[payload]["reasons"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -63,7 +66,9 @@ fn model_file_opens_are_reported_with_absolute_path_pid_and_size() {
         libc::close(dfd);
     }
     let rel = sensor.wait_for("open of x.gguf by relative path", EVENT_TIMEOUT, |e| {
-        kind(e) == "model_file_opened" && pid(e) == Some(me) && e["model_file_opened"]["file"]["requested_path"] == "x.gguf"
+        kind(e) == "model_file_opened"
+            && pid(e) == Some(me)
+            && e["model_file_opened"]["file"]["requested_path"] == "x.gguf"
     });
     assert_eq!(opened_path(&rel), gguf_real);
     assert_eq!(u64_of(&rel["model_file_opened"]["fd"]), fd as u64);
@@ -80,7 +85,8 @@ fn model_file_opens_are_reported_with_absolute_path_pid_and_size() {
     // small file would have arrived before it (the ring buffer is ordered).
     open_close(&small);
     open_close(&marker);
-    sensor.wait_for("marker open", EVENT_TIMEOUT, |e| kind(e) == "model_file_opened" && opened_path(e) == real(&marker));
+    sensor
+        .wait_for("marker open", EVENT_TIMEOUT, |e| kind(e) == "model_file_opened" && opened_path(e) == real(&marker));
     let events = sensor.stop();
     assert!(events.iter().all(|e| opened_path(e) != real(&small)), "small text file was reported");
     // Exactly one event per open of x.gguf (two opens).
@@ -88,7 +94,11 @@ fn model_file_opens_are_reported_with_absolute_path_pid_and_size() {
         .iter()
         // Other tests' sensors (this binary runs tests side by side) open the file too, to
         // analyse it: only this process's opens count.
-        .filter(|e| kind(e) == "model_file_opened" && pid(e) == Some(me) && e["model_file_opened"]["file"]["inode"] == abs["model_file_opened"]["file"]["inode"])
+        .filter(|e| {
+            kind(e) == "model_file_opened"
+                && pid(e) == Some(me)
+                && e["model_file_opened"]["file"]["inode"] == abs["model_file_opened"]["file"]["inode"]
+        })
         .collect();
     assert_eq!(mine.len(), 2, "{mine:#?}");
     assert!(mine.iter().all(|e| opened_path(e) == gguf_real), "{mine:#?}");
@@ -156,7 +166,14 @@ fn large_mappings_are_reported_small_and_anonymous_ones_are_not() {
     // Small file mapping and an anonymous mapping: nothing.
     mmap_file(&small, 4096, libc::PROT_READ, libc::MAP_SHARED);
     let anon = unsafe {
-        libc::mmap(std::ptr::null_mut(), 64 << 20, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            64 << 20,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     assert_ne!(anon, libc::MAP_FAILED);
     unsafe { libc::munmap(anon, 64 << 20) };
@@ -201,7 +218,8 @@ fn stashed_arguments_path_reports_the_same() {
     let mut sensor = Sensor::start_env(CONFIG, &[("MODELWATCH_ARGS", "stash")]);
     let me = std::process::id();
     let attached = sensor.events().into_iter().find(|e| kind(e) == "sensor_health").unwrap();
-    let probes: Vec<&str> = attached["sensor_health"]["probes_attached"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let probes: Vec<&str> =
+        attached["sensor_health"]["probes_attached"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     assert!(probes.contains(&"syscalls/sys_enter_openat"), "stash mode attaches the entry programs: {probes:?}");
     open_close(&gguf);
     let e = sensor.wait_for("open in stash mode", EVENT_TIMEOUT, |e| {

@@ -44,7 +44,9 @@ fn ioctls_on_a_watched_device_are_counted_exactly() {
     // The first ioctl produced one immediate first-use event for this process and device.
     let first: Vec<&Value> = events
         .iter()
-        .filter(|e| kind(e) == "accelerator_activity" && pid(e) == Some(me) && e["accelerator_activity"]["first_use"] == true)
+        .filter(|e| {
+            kind(e) == "accelerator_activity" && pid(e) == Some(me) && e["accelerator_activity"]["first_use"] == true
+        })
         .collect();
     assert_eq!(first.len(), 1, "{first:#?}");
     let a = &first[0]["accelerator_activity"];
@@ -60,5 +62,7 @@ fn ioctls_on_a_watched_device_are_counted_exactly() {
         .any(|c| u64_of(&c["cmd"]) == UNWATCHED_CMD);
     assert!(!any_unwatched);
     // Opening the watched device is reported as an accelerator open.
-    assert!(events.iter().any(|e| kind(e) == "accelerator_opened" && pid(e) == Some(me) && e["accelerator_opened"]["device"]["path"] == "/dev/null"));
+    assert!(events.iter().any(|e| kind(e) == "accelerator_opened"
+        && pid(e) == Some(me)
+        && e["accelerator_opened"]["device"]["path"] == "/dev/null"));
 }

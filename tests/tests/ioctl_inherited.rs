@@ -35,7 +35,9 @@ fn preexisting_and_inherited_device_fds_are_counted() {
     let child_pid = child.id();
     let status = child.wait_with_output().unwrap().status;
     assert!(status.success());
-    sensor.wait_until("both counts", EVENT_TIMEOUT, |evs| count(evs, me, 0x4d59) >= 300 && count(evs, child_pid, 0x4d5a) >= 200);
+    sensor.wait_until("both counts", EVENT_TIMEOUT, |evs| {
+        count(evs, me, 0x4d59) >= 300 && count(evs, child_pid, 0x4d5a) >= 200
+    });
     std::thread::sleep(Duration::from_millis(300));
     let events = sensor.stop();
     assert_eq!(count(&events, me, 0x4d59), 300, "seeded from /proc");

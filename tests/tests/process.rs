@@ -17,10 +17,12 @@ fn exec_fork_and_exit_of_a_child_are_exact() {
     assert_eq!(a.wait().unwrap().code(), Some(7));
     assert!(b.wait().unwrap().code().is_none());
 
-    let exit = sensor.wait_for("exit of sh -c 'exit 7'", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(child));
+    let exit = sensor
+        .wait_for("exit of sh -c 'exit 7'", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(child));
     assert_eq!(exit["process_exit"]["exit_code"], 7);
     assert!(exit["process_exit"]["signal"].is_null(), "{exit}");
-    let exec = sensor.wait_for("exec of /bin/sh", EVENT_TIMEOUT, |e| kind(e) == "process_exec" && pid(e) == Some(child));
+    let exec =
+        sensor.wait_for("exec of /bin/sh", EVENT_TIMEOUT, |e| kind(e) == "process_exec" && pid(e) == Some(child));
     let p = &exec["process"];
     assert_eq!(p["exe"].as_str().unwrap(), std::fs::canonicalize("/bin/sh").unwrap().to_str().unwrap());
     assert_eq!(p["cmdline"], serde_json::json!(["/bin/sh", "-c", "exit 7"]));
@@ -37,7 +39,8 @@ fn exec_fork_and_exit_of_a_child_are_exact() {
     assert_eq!(p["parent_entity_id"], fork["process"]["entity_id"]);
     assert!(u64_of(&exit["process_exit"]["duration_ns"]) > 0);
 
-    let killed_exit = sensor.wait_for("exit by SIGKILL", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(killed));
+    let killed_exit =
+        sensor.wait_for("exit by SIGKILL", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(killed));
     assert_eq!(killed_exit["process_exit"]["signal"], 9);
     assert!(killed_exit["process_exit"]["exit_code"].is_null());
     let events = sensor.stop();

@@ -56,9 +56,12 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
     };
     command("ioctl 20");
     let mut samples = std::fs::OpenOptions::new().append(true).open(&replay).unwrap();
-    writeln!(samples, "{{\"pid\":{wpid},\"device\":\"/dev/null\",\"sm_percent\":63.0,\"memory_bytes\":1073741824}}").unwrap();
+    writeln!(samples, "{{\"pid\":{wpid},\"device\":\"/dev/null\",\"sm_percent\":63.0,\"memory_bytes\":1073741824}}")
+        .unwrap();
 
-    let started = sensor.wait_for("session start for the worker", EVENT_TIMEOUT, |e| kind(e) == "session_started" && pid(e) == Some(wpid));
+    let started = sensor.wait_for("session start for the worker", EVENT_TIMEOUT, |e| {
+        kind(e) == "session_started" && pid(e) == Some(wpid)
+    });
     let s = &started["session_started"];
     assert_eq!(s["engine"], "SESSION_ENGINE_ACCELERATOR");
     assert_eq!(s["accelerators"][0]["path"], "/dev/null");
@@ -69,7 +72,10 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
     assert_eq!(u64_of(&models[0]["bytes_mapped"]), 64 << 20);
     let evidence: Vec<&str> = s["evidence"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(evidence.contains(&"EVIDENCE_KIND_MODEL_MAPPED"), "{evidence:?}");
-    assert!(evidence.contains(&"EVIDENCE_KIND_ACCELERATOR_COMPUTE") || evidence.contains(&"EVIDENCE_KIND_GPU_UTILIZATION"), "{evidence:?}");
+    assert!(
+        evidence.contains(&"EVIDENCE_KIND_ACCELERATOR_COMPUTE") || evidence.contains(&"EVIDENCE_KIND_GPU_UTILIZATION"),
+        "{evidence:?}"
+    );
     let confidence = s["confidence"].as_f64().unwrap();
     assert!((0.5..1.0).contains(&confidence), "{confidence}");
     let id = session_id(&started, "session_started");
@@ -77,17 +83,25 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
     // Keep it busy: more ioctls and samples, so updates carry usage.
     for _ in 0..3 {
         command("ioctl 10");
-        writeln!(samples, "{{\"pid\":{wpid},\"device\":\"/dev/null\",\"sm_percent\":63.0,\"memory_bytes\":1073741824}}").unwrap();
+        writeln!(
+            samples,
+            "{{\"pid\":{wpid},\"device\":\"/dev/null\",\"sm_percent\":63.0,\"memory_bytes\":1073741824}}"
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(150));
     }
     let update = sensor.wait_for("a session update with GPU use", EVENT_TIMEOUT, |e| {
-        kind(e) == "session_updated" && session_id(e, "session_updated") == id && e["session_updated"]["interval"]["gpu_sm_percent_avg"].as_f64() == Some(63.0)
+        kind(e) == "session_updated"
+            && session_id(e, "session_updated") == id
+            && e["session_updated"]["interval"]["gpu_sm_percent_avg"].as_f64() == Some(63.0)
     });
     assert_eq!(u64_of(&update["session_updated"]["interval"]["gpu_memory_bytes"]), 1 << 30);
 
     command("exit");
     assert!(worker.wait().unwrap().success());
-    let ended = sensor.wait_for("session end on exit", EVENT_TIMEOUT, |e| kind(e) == "session_ended" && session_id(e, "session_ended") == id);
+    let ended = sensor.wait_for("session end on exit", EVENT_TIMEOUT, |e| {
+        kind(e) == "session_ended" && session_id(e, "session_ended") == id
+    });
     let en = &ended["session_ended"];
     assert_eq!(en["reason"], "SESSION_END_REASON_PROCESS_EXIT");
     assert!(u64_of(&en["duration_ns"]) > 0);
@@ -109,7 +123,9 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
     let status = Command::new("cp").arg(&model).arg(&copy).status().unwrap();
     assert!(status.success());
     let cp_open = sensor.wait_for("cp's open of the model", EVENT_TIMEOUT, |e| {
-        kind(e) == "model_file_opened" && e["process"]["comm"] == "cp" && e["model_file_opened"]["file"]["path"] == real(&model).as_str()
+        kind(e) == "model_file_opened"
+            && e["process"]["comm"] == "cp"
+            && e["model_file_opened"]["file"]["path"] == real(&model).as_str()
     });
     let cp_pid = pid(&cp_open).unwrap();
     // cp's exit comes after everything it did: once the sensor has seen it, a session for cp

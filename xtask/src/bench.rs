@@ -56,7 +56,8 @@ pub struct BenchArgs {
 /// Analysis appended to the generated report.
 const NOTES: &str = "docs/bench/notes.md";
 
-const LOOPS: [&str; 6] = ["getppid", "open_close_small", "open_close_gguf", "mmap_munmap_1g", "ioctl_watched", "ioctl_unwatched"];
+const LOOPS: [&str; 6] =
+    ["getppid", "open_close_small", "open_close_gguf", "mmap_munmap_1g", "ioctl_watched", "ioctl_unwatched"];
 const CONFIGS: [&str; 4] = ["off", "empty", "modelwatch", "bpftrace"];
 
 pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
@@ -74,7 +75,18 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::setup::ensure_apt("bpftrace", "bpftrace")?;
     println!("bench: building release binaries");
-    run(cargo().args(["build", "--release", "-p", "sensor-user", "--bin", "modelwatch", "-p", "modelwatch-tests", "--bin", "mw-bench"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "sensor-user",
+        "--bin",
+        "modelwatch",
+        "-p",
+        "modelwatch-tests",
+        "--bin",
+        "mw-bench",
+    ]))?;
     let bin = root.join("target/release/modelwatch");
     let driver = root.join("target/release/mw-bench");
     let dir = tempdir()?;
@@ -100,7 +112,8 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     if let Some(parent) = args.json.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?).with_context(|| format!("writing {}", args.json.display()))?;
+    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("writing {}", args.json.display()))?;
     write_report(root, &args.markdown, &results)?;
     println!("bench: wrote {} and {} in {:.0?}", args.markdown.display(), args.json.display(), started.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
@@ -128,9 +141,9 @@ fn write_report(root: &Path, path: &Path, results: &Value) -> anyhow::Result<()>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {NOTES}")),
     };
-    std::fs::write(path, format!("{}\n{notes}", markdown(results))).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, format!("{}\n{notes}", markdown(results)))
+        .with_context(|| format!("writing {}", path.display()))
 }
-
 
 fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("mw-bench-{}", std::process::id()));
@@ -147,7 +160,9 @@ fn fixtures(dir: &Path) -> anyhow::Result<()> {
     // Real bytes for hashing (a sparse file would hash holes, not the page cache).
     let random = dir.join("random-1g.bin");
     if !random.exists() {
-        run(Command::new("dd").args(["if=/dev/urandom", "bs=1M", "count=1024", "status=none"]).arg(format!("of={}", random.display())))?;
+        run(Command::new("dd")
+            .args(["if=/dev/urandom", "bs=1M", "count=1024", "status=none"])
+            .arg(format!("of={}", random.display())))?;
     }
     let common = format!("[api]\nsocket = \"{d}/api.sock\"\n[sensor]\nstate_dir = \"{d}/state\"\n", d = dir.display());
     std::fs::write(
@@ -234,7 +249,12 @@ fn start_pinned(program: &Path, args: &[&str], ready: Ready<'_>) -> anyhow::Resu
         Ready::Socket(bin, sock) => {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let ok = Command::new(bin).args(["status", "--socket"]).arg(sock).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                let ok = Command::new(bin)
+                    .args(["status", "--socket"])
+                    .arg(sock)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
                 if ok.is_ok_and(|s| s.success()) {
                     break;
                 }
@@ -256,7 +276,11 @@ fn start_config(config: &str, bin: &Path, dir: &Path, tracepoints: &[String]) ->
         "modelwatch" => {
             let cfg = dir.join("overhead.toml");
             let sock = dir.join("api.sock");
-            Some(start_pinned(bin, &["run", "--format", "json", "--config", cfg.to_str().context("path")?], Ready::Socket(bin, &sock))?)
+            Some(start_pinned(
+                bin,
+                &["run", "--format", "json", "--config", cfg.to_str().context("path")?],
+                Ready::Socket(bin, &sock),
+            )?)
         }
         "bpftrace" => {
             let script = format!("{} {{ @[pid] = count(); }}", tracepoints.join(", "));
@@ -286,7 +310,11 @@ fn attach_points(bin: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
 
 fn syscall_overhead(bin: &Path, driver: &Path, dir: &Path, rounds: usize, scale: f64) -> anyhow::Result<Value> {
     let tracepoints = attach_points(bin, dir)?;
-    println!("bench: syscall overhead, {rounds} rounds x {} configurations on {} attach points", CONFIGS.len(), tracepoints.len());
+    println!(
+        "bench: syscall overhead, {rounds} rounds x {} configurations on {} attach points",
+        CONFIGS.len(),
+        tracepoints.len()
+    );
     let mut samples: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     for round in 0..rounds {
         // Alternate the order so slow drift does not favour one configuration.
@@ -302,7 +330,11 @@ fn syscall_overhead(bin: &Path, driver: &Path, dir: &Path, rounds: usize, scale:
                 let v = out[l].as_f64().with_context(|| format!("loop {l} missing"))?;
                 samples.entry(config).or_default().entry(l).or_default().push(v);
             }
-            println!("  round {}/{rounds} {config:>10}: open small {:.0} ns", round + 1, out["open_close_small"].as_f64().unwrap_or(0.0));
+            println!(
+                "  round {}/{rounds} {config:>10}: open small {:.0} ns",
+                round + 1,
+                out["open_close_small"].as_f64().unwrap_or(0.0)
+            );
         }
     }
     let stats = |v: &[f64]| {
@@ -381,7 +413,11 @@ fn throughput(bin: &Path, driver: &Path, dir: &Path, quick: bool) -> anyhow::Res
     println!("bench: throughput");
     let cfg = dir.join("throughput.toml");
     let sock = dir.join("api.sock");
-    let sensor = start_pinned(bin, &["run", "--format", "json", "--config", cfg.to_str().context("path")?], Ready::Socket(bin, &sock))?;
+    let sensor = start_pinned(
+        bin,
+        &["run", "--format", "json", "--config", cfg.to_str().context("path")?],
+        Ready::Socket(bin, &sock),
+    )?;
     let pid = sensor.pid();
     std::thread::sleep(Duration::from_secs(if quick { 1 } else { 5 }));
     let idle = json!({ "rss_kib": proc_status_kib(pid, "VmRSS:"), "peak_rss_kib": proc_status_kib(pid, "VmHWM:") });
@@ -397,7 +433,9 @@ fn throughput(bin: &Path, driver: &Path, dir: &Path, quick: bool) -> anyhow::Res
     for (rate, secs) in steps {
         let before = counts(bin, &sock)?;
         let cpu0 = cpu_ns(pid);
-        let gen_ = json_out(Command::new(driver).args(["generate", "1"]).arg(&file).args([rate.to_string(), secs.to_string()]))?;
+        let gen_ = json_out(
+            Command::new(driver).args(["generate", "1"]).arg(&file).args([rate.to_string(), secs.to_string()]),
+        )?;
         let opens = num(&gen_["opens"]);
         // Let the collector drain what the kernel produced.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -416,7 +454,8 @@ fn throughput(bin: &Path, driver: &Path, dir: &Path, quick: bool) -> anyhow::Res
         let loss_free = reconciled && dropped == 0 && sink_dropped == 0;
         if loss_free && achieved > best_loss_free {
             best_loss_free = achieved;
-            after_best = json!({ "rss_kib": proc_status_kib(pid, "VmRSS:"), "peak_rss_kib": proc_status_kib(pid, "VmHWM:") });
+            after_best =
+                json!({ "rss_kib": proc_status_kib(pid, "VmRSS:"), "peak_rss_kib": proc_status_kib(pid, "VmHWM:") });
         }
         println!(
             "  target {:>7} /s for {secs:>4.0} s: {opens} opens ({achieved:.0}/s), produced {produced}, dropped {dropped}, consumed {consumed}, sink dropped {sink_dropped}, {:.2} us CPU/event, reconciled {reconciled}",
@@ -499,17 +538,30 @@ pub fn markdown(r: &Value) -> String {
         ));
     }
     if let Some(tp) = ov["attach_points"].as_array() {
-        o.push_str(&format!("\nAttach points: {}.\n", tp.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")));
+        o.push_str(&format!(
+            "\nAttach points: {}.\n",
+            tp.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+        ));
     }
     let t = &r["throughput"];
-    o.push_str("\n## Throughput without loss (reportable opens generated on CPU 1, collector on CPU 0, JSON to /dev/null)\n\n");
+    o.push_str(
+        "\n## Throughput without loss (reportable opens generated on CPU 1, collector on CPU 0, JSON to /dev/null)\n\n",
+    );
     o.push_str("| target rate /s | seconds | opens | achieved /s | kernel produced | kernel dropped | collector published | sink dropped | reconciled | collector µs CPU / event |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for s in t["steps"].as_array().into_iter().flatten() {
         let target = f(&s["target_rate"]);
         o.push_str(&format!(
             "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} |\n",
             if target > 0.0 { format!("{target:.0}") } else { "max".into() },
-            s["seconds"], s["opens"], f(&s["achieved_rate"]), s["produced"], s["dropped"], s["consumed"], s["sink_dropped"], s["reconciled"], f(&s["collector_us_per_event"])
+            s["seconds"],
+            s["opens"],
+            f(&s["achieved_rate"]),
+            s["produced"],
+            s["dropped"],
+            s["consumed"],
+            s["sink_dropped"],
+            s["reconciled"],
+            f(&s["collector_us_per_event"])
         ));
     }
     o.push_str(&format!("\nHighest loss-free rate: {:.0} events/s.\n", f(&t["highest_loss_free_rate"])));
@@ -529,7 +581,10 @@ pub fn markdown(r: &Value) -> String {
             num(&mem[key]["peak_rss_kib"]) as f64 / 1024.0
         ));
     }
-    o.push_str(&format!("\nBPF maps (fdinfo memlock, all maps of the sensor): {:.1} MiB.\n", num(&mem["bpf_map_bytes"]) as f64 / (1u64 << 20) as f64));
+    o.push_str(&format!(
+        "\nBPF maps (fdinfo memlock, all maps of the sensor): {:.1} MiB.\n",
+        num(&mem["bpf_map_bytes"]) as f64 / (1u64 << 20) as f64
+    ));
     let h = &r["hashing"];
     o.push_str(&format!(
         "\n## Artifact hashing\n\nSHA-256 of a page-cached 1 GiB file on one thread: {:.2} GB/s (the implementation alone, in memory: {:.2} GB/s; CPU SHA extensions: {}).\n",
@@ -551,8 +606,16 @@ fn compare(old: &Value, new: &Value) -> String {
             row(format!("{c}/{l} ns"), f(&old["overhead"][c][l]["median"]), f(&new["overhead"][c][l]["median"]));
         }
     }
-    row("highest loss-free rate /s".into(), f(&old["throughput"]["highest_loss_free_rate"]), f(&new["throughput"]["highest_loss_free_rate"]));
-    row("idle RSS KiB".into(), num(&old["throughput"]["memory"]["idle"]["rss_kib"]) as f64, num(&new["throughput"]["memory"]["idle"]["rss_kib"]) as f64);
+    row(
+        "highest loss-free rate /s".into(),
+        f(&old["throughput"]["highest_loss_free_rate"]),
+        f(&new["throughput"]["highest_loss_free_rate"]),
+    );
+    row(
+        "idle RSS KiB".into(),
+        num(&old["throughput"]["memory"]["idle"]["rss_kib"]) as f64,
+        num(&new["throughput"]["memory"]["idle"]["rss_kib"]) as f64,
+    );
     row("hashing GB/s".into(), f(&old["hashing"]["file_gb_per_s"]), f(&new["hashing"]["file_gb_per_s"]));
     o
 }

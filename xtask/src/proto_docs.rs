@@ -36,7 +36,9 @@ pub fn render(root: &Path) -> anyhow::Result<String> {
     let mut listed: Vec<String> = FILES.iter().map(|f| (*f).to_owned()).collect();
     listed.sort();
     if present != listed {
-        anyhow::bail!("proto/modelwatch/v1 holds {present:?} but the reference lists {listed:?}: update FILES in xtask/src/proto_docs.rs");
+        anyhow::bail!(
+            "proto/modelwatch/v1 holds {present:?} but the reference lists {listed:?}: update FILES in xtask/src/proto_docs.rs"
+        );
     }
     let mut compiler = protox::Compiler::new([root.join("proto")]).context("reading proto/")?;
     compiler.include_source_info(true);
@@ -49,7 +51,11 @@ pub fn render(root: &Path) -> anyhow::Result<String> {
     out.push_str("In JSON (proto3 mapping, proto field names), 64-bit integers are strings, enums are their names,\n");
     out.push_str("timestamps are RFC 3339, and fields with default values are omitted.\n");
     for name in FILES {
-        let file = set.file.iter().find(|f| f.name() == name).with_context(|| format!("{name} did not compile into the set"))?;
+        let file = set
+            .file
+            .iter()
+            .find(|f| f.name() == name)
+            .with_context(|| format!("{name} did not compile into the set"))?;
         render_file(&mut out, file);
     }
     Ok(out)
@@ -92,7 +98,12 @@ fn render_file(out: &mut String, file: &FileDescriptorProto) {
 }
 
 fn render_service(out: &mut String, c: &Comments, s: &ServiceDescriptorProto, i: i32) {
-    let _ = write!(out, "\n### service {}\n\n{}\n\n| method | request | response | description |\n|---|---|---|---|\n", s.name(), c.get(&[6, i]));
+    let _ = write!(
+        out,
+        "\n### service {}\n\n{}\n\n| method | request | response | description |\n|---|---|---|---|\n",
+        s.name(),
+        c.get(&[6, i])
+    );
     for (j, m) in s.method.iter().enumerate() {
         let stream = if m.server_streaming() { "stream " } else { "" };
         let _ = writeln!(
@@ -148,7 +159,8 @@ fn render_message(out: &mut String, c: &Comments, m: &DescriptorProto, path: &[i
 }
 
 fn render_enum(out: &mut String, c: &Comments, e: &EnumDescriptorProto, path: &[i32]) {
-    let _ = write!(out, "\n### enum {}\n\n{}\n\n| value | name | description |\n|---|---|---|\n", e.name(), c.get(path));
+    let _ =
+        write!(out, "\n### enum {}\n\n{}\n\n| value | name | description |\n|---|---|---|\n", e.name(), c.get(path));
     for (j, v) in e.value.iter().enumerate() {
         let mut p = path.to_vec();
         p.extend([2, j as i32]);

@@ -42,7 +42,8 @@ fn ensure_nightly_rust_src() -> anyhow::Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is needed to build the BPF programs (nightly toolchain)")?;
     // The plain `nightly` channel (what `+nightly` selects), not a dated one.
-    let plain_nightly = |l: &str| l.strip_prefix("nightly-").is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()));
+    let plain_nightly =
+        |l: &str| l.strip_prefix("nightly-").is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()));
     if !toolchains.lines().any(plain_nightly) {
         println!("setup: installing the nightly toolchain");
         run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;

@@ -1,9 +1,7 @@
 //! ioctl(2) on watched accelerator devices: counted per (tgid, device, command) in the kernel.
 //! Processes that hold no watched device leave after one map lookup.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 
 use super::syscall_arg;
 use crate::{

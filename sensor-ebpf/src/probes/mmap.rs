@@ -3,9 +3,7 @@
 //! returned address. Arguments come from the saved registers (x86_64) or, elsewhere, from a
 //! stash filled at sys_enter.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 
 use super::{syscall_arg as tp_arg, syscall_ret};
 use crate::{
@@ -62,7 +60,13 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     if (pid_tgid >> 32) as u32 == self_tgid() {
         return 0;
     }
-    let a = MmapArgs { len: tp_arg(&ctx, 1), prot: tp_arg(&ctx, 2), flags: tp_arg(&ctx, 3), fd: tp_arg(&ctx, 4), off: tp_arg(&ctx, 5) };
+    let a = MmapArgs {
+        len: tp_arg(&ctx, 1),
+        prot: tp_arg(&ctx, 2),
+        flags: tp_arg(&ctx, 3),
+        fd: tp_arg(&ctx, 4),
+        off: tp_arg(&ctx, 5),
+    };
     if let Some(p) = judge(&a)
         && PENDING_MMAPS.insert(pid_tgid, p, 0).is_err()
     {
@@ -83,7 +87,13 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
         let Ok(a) = SyscallArgs::read() else {
             return 0;
         };
-        let args = MmapArgs { len: a.get::<1>(), prot: a.get::<2>(), flags: a.get::<3>(), fd: a.get::<4>(), off: a.get::<5>() };
+        let args = MmapArgs {
+            len: a.get::<1>(),
+            prot: a.get::<2>(),
+            flags: a.get::<3>(),
+            fd: a.get::<4>(),
+            off: a.get::<5>(),
+        };
         match judge(&args) {
             Some(p) => p,
             None => return 0,

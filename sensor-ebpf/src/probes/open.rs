@@ -2,9 +2,7 @@
 //! `struct file`. The arguments come from the task's saved user registers where the
 //! architecture keeps them intact (x86_64); elsewhere the sys_enter programs stash them.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 use sensor_ebpf::syscall;
 
 use super::{syscall_arg as tp_arg, syscall_nr, syscall_ret};
@@ -129,15 +127,5 @@ fn on_exit(ctx: &TracePointContext) {
             count(sensor_ebpf::stat::IOCTL_GATE_FULL, 1);
         }
     }
-    emit_open(
-        rec,
-        file,
-        &facts,
-        fd,
-        pending.flags,
-        pending.syscall,
-        reasons,
-        name_len,
-        path_flags,
-    );
+    emit_open(rec, file, &facts, fd, pending.flags, pending.syscall, reasons, name_len, path_flags);
 }

@@ -10,9 +10,7 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use sensor_ebpf::{
-    ARGS_MAX, EventKind, FILENAME_MAX, ProcessExitEvent, ProcessForkEvent, path_flag, stat,
-};
+use sensor_ebpf::{ARGS_MAX, EventKind, FILENAME_MAX, ProcessExitEvent, ProcessForkEvent, path_flag, stat};
 
 use crate::{
     emit::{fill_header, output},
@@ -65,9 +63,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
     let fname = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
     let at = args_len & (ARGS_MAX * 2 - 1);
-    let n = unsafe {
-        bpf_probe_read_kernel_str(tail.wrapping_add(at).cast(), FILENAME_MAX as u32, fname.cast())
-    };
+    let n = unsafe { bpf_probe_read_kernel_str(tail.wrapping_add(at).cast(), FILENAME_MAX as u32, fname.cast()) };
     let filename_len = if n > 0 { (n as usize) & (FILENAME_MAX * 2 - 1) } else { 0 };
     r.ev.filename_len = filename_len as u32;
 
@@ -94,8 +90,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let child: *const u8 = ctx.arg(1);
-    let (Ok(pid), Ok(tgid)) = (read::<i32>(child, off!(task_pid)), read::<i32>(child, off!(task_tgid)))
-    else {
+    let (Ok(pid), Ok(tgid)) = (read::<i32>(child, off!(task_pid)), read::<i32>(child, off!(task_tgid))) else {
         count(stat::READ_FAILED, 1);
         return 0;
     };
@@ -125,7 +120,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let group_dead = match config!(exit_group_dead_off) {
         // Kernels before 6.16: signal->live read after the fact. Two last threads exiting
         // together can both see zero; the collector drops the second record.
-        0 => read_ptr(task, off!(task_signal)).and_then(|signal| read::<i32>(signal, off!(signal_live))).map(|live| live == 0),
+        0 => read_ptr(task, off!(task_signal))
+            .and_then(|signal| read::<i32>(signal, off!(signal_live)))
+            .map(|live| live == 0),
         // Exact: the result of the decrement that took signal->live to zero.
         at => unsafe { ctx.read_at::<u8>(at as usize) }.map(|dead| dead != 0).map_err(|_| ReadError),
     };

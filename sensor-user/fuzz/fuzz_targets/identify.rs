@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
     let r = analyze_bytes(data, &opts);
     // Judgements stay consistent with the findings whatever the input.
     if let Some(p) = &r.pickle {
-        assert!(p.verdict != modelwatch::artifact::Safety::Malicious || r.findings.iter().any(|f| f.code == "pickle_malicious"));
+        assert!(
+            p.verdict != modelwatch::artifact::Safety::Malicious
+                || r.findings.iter().any(|f| f.code == "pickle_malicious")
+        );
     }
 });

@@ -3,7 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelwatch::{output::{OutputFormat, render, sanitize}, proto::v1::Event};
+use modelwatch::{
+    output::{OutputFormat, render, sanitize},
+    proto::v1::Event,
+};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -81,7 +81,8 @@ pub fn discover(roots: &Roots, extra: &[ExtraDevice]) -> Vec<DeviceInfo> {
         }
         // A configured driver name selects the ioctl table (tests use this to drive the
         // session logic through an ordinary device).
-        let driver = dev.driver().and_then(|d| Driver::ALL.into_iter().find(|k| k.as_str() == d)).unwrap_or(Driver::Unknown);
+        let driver =
+            dev.driver().and_then(|d| Driver::ALL.into_iter().find(|k| k.as_str() == d)).unwrap_or(Driver::Unknown);
         let Some((rdev, major, minor)) = char_device(path) else {
             // Looked for again at every scan (it may appear later): the sensor warns once.
             tracing::debug!(device = %path.display(), "configured device is not a character device; not watched");
@@ -126,13 +127,7 @@ fn char_device(path: &Path) -> Option<(u32, u32, u32)> {
 }
 
 fn accel(vendor: &str, driver: &str, kind: AcceleratorKind, index: i32) -> Accelerator {
-    Accelerator {
-        vendor: vendor.into(),
-        driver: driver.into(),
-        kind: kind as i32,
-        index,
-        ..Default::default()
-    }
+    Accelerator { vendor: vendor.into(), driver: driver.into(), kind: kind as i32, index, ..Default::default() }
 }
 
 fn numeric_suffix(name: &str, prefix: &str) -> Option<i32> {
@@ -258,10 +253,7 @@ fn nvidia_minor_to_pci(proc_root: &Path) -> Vec<(u32, String)> {
     rd.filter_map(|e| {
         let e = e.ok()?;
         let info = std::fs::read_to_string(e.path().join("information")).ok()?;
-        let minor = info
-            .lines()
-            .find_map(|l| l.strip_prefix("Device Minor:"))
-            .and_then(|v| v.trim().parse().ok())?;
+        let minor = info.lines().find_map(|l| l.strip_prefix("Device Minor:")).and_then(|v| v.trim().parse().ok())?;
         Some((minor, e.file_name().to_string_lossy().into_owned()))
     })
     .collect()
@@ -274,7 +266,8 @@ mod tests {
     #[test]
     fn classifies_known_node_names() {
         let roots = Roots { dev: "/nonexistent".into(), sys: "/nonexistent".into(), proc: "/nonexistent".into() };
-        let k = |parent: &str, name: &str| classify(parent, name, &roots).map(|a| (a.vendor, a.driver, a.kind, a.index));
+        let k =
+            |parent: &str, name: &str| classify(parent, name, &roots).map(|a| (a.vendor, a.driver, a.kind, a.index));
         use AcceleratorKind::*;
         assert_eq!(k("dev", "nvidia0"), Some(("nvidia".into(), "nvidia".into(), Gpu as i32, 0)));
         assert_eq!(k("dev", "nvidia12"), Some(("nvidia".into(), "nvidia".into(), Gpu as i32, 12)));

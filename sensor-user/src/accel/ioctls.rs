@@ -198,12 +198,7 @@ impl Driver {
     pub const fn is_compute_only(self) -> bool {
         matches!(
             self,
-            Driver::NvidiaUvm
-                | Driver::AmdKfd
-                | Driver::Habanalabs
-                | Driver::Ivpu
-                | Driver::AmdXdna
-                | Driver::Qaic
+            Driver::NvidiaUvm | Driver::AmdKfd | Driver::Habanalabs | Driver::Ivpu | Driver::AmdXdna | Driver::Qaic
         )
     }
 }
@@ -397,18 +392,12 @@ fn drm_private_table(driver: Driver) -> &'static [Entry] {
         Driver::Ivpu => IVPU,
         Driver::AmdXdna => AMDXDNA,
         Driver::Qaic => QAIC,
-        Driver::Drm | Driver::NvidiaRm | Driver::NvidiaUvm | Driver::AmdKfd | Driver::Unknown => {
-            &[]
-        }
+        Driver::Drm | Driver::NvidiaRm | Driver::NvidiaUvm | Driver::AmdKfd | Driver::Unknown => &[],
     }
 }
 
 fn lookup_typed(table: &'static [Entry], ty: u8, cmd: u32) -> Option<&'static Entry> {
-    if ioc_type(cmd) == ty {
-        lookup(table, cmd)
-    } else {
-        None
-    }
+    if ioc_type(cmd) == ty { lookup(table, cmd) } else { None }
 }
 
 /// First entry with the command's nr whose shape matches; else the first entry with that nr.
@@ -427,10 +416,7 @@ fn lookup(table: &'static [Entry], cmd: u32) -> Option<&'static Entry> {
 }
 
 fn lookup_plain(table: &'static [PlainEntry], cmd: u32) -> Option<IoctlInfo> {
-    table.iter().find(|e| e.cmd == cmd).map(|e| IoctlInfo {
-        name: e.name,
-        category: e.category,
-    })
+    table.iter().find(|e| e.cmd == cmd).map(|e| IoctlInfo { name: e.name, category: e.category })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,9 +452,8 @@ pub fn looks_like_compute(mix: &[(IoctlCategory, u64)]) -> bool {
         *slot = slot.saturating_add(u128::from(count));
     }
 
-    let evidence = (submit > 0 && (memory > 0 || sync > 0))
-        || (memory > 0 && sync > 0)
-        || memory >= u128::from(MEMORY_ONLY_MIN);
+    let evidence =
+        (submit > 0 && (memory > 0 || sync > 0)) || (memory > 0 && sync > 0) || memory >= u128::from(MEMORY_ONLY_MIN);
     if !evidence {
         return false;
     }
@@ -513,10 +498,7 @@ struct Entry {
 
 impl Entry {
     const fn info(&self) -> IoctlInfo {
-        IoctlInfo {
-            name: self.name,
-            category: self.category,
-        }
+        IoctlInfo { name: self.name, category: self.category }
     }
 }
 
@@ -532,22 +514,12 @@ use IoctlCategory as C;
 
 /// Entry at an absolute nr.
 const fn at(nr: u8, name: &'static str, category: IoctlCategory) -> Entry {
-    Entry {
-        nr,
-        name,
-        category,
-        shape: Shape::Any,
-    }
+    Entry { nr, name, category, shape: Shape::Any }
 }
 
 /// Entry at an absolute nr that shares it with another name and is told apart by `shape`.
 const fn at_shaped(nr: u8, name: &'static str, category: IoctlCategory, shape: Shape) -> Entry {
-    Entry {
-        nr,
-        name,
-        category,
-        shape,
-    }
+    Entry { nr, name, category, shape }
 }
 
 /// DRM driver-private entry: `off` is the driver's `DRM_<DRIVER>_*` offset, the nr is
@@ -566,11 +538,7 @@ const fn nv(off: u8, name: &'static str, category: IoctlCategory) -> Entry {
 }
 
 const fn plain(cmd: u32, name: &'static str, category: IoctlCategory) -> PlainEntry {
-    PlainEntry {
-        cmd,
-        name,
-        category,
-    }
+    PlainEntry { cmd, name, category }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -833,50 +801,20 @@ static I915: &[Entry] = &[
     drv(0x22, "DRM_IOCTL_I915_GEM_GET_TILING", C::Memory),
     drv(0x23, "DRM_IOCTL_I915_GEM_GET_APERTURE", C::Query),
     // 0x24 is served by the same handler under both names; MMAP_OFFSET is the current one.
-    drv_shaped(
-        0x24,
-        "DRM_IOCTL_I915_GEM_MMAP_OFFSET",
-        C::Memory,
-        Shape::Size(I915_MMAP_OFFSET_SIZE),
-    ),
-    drv_shaped(
-        0x24,
-        "DRM_IOCTL_I915_GEM_MMAP_GTT",
-        C::Memory,
-        Shape::Size(I915_MMAP_GTT_SIZE),
-    ),
+    drv_shaped(0x24, "DRM_IOCTL_I915_GEM_MMAP_OFFSET", C::Memory, Shape::Size(I915_MMAP_OFFSET_SIZE)),
+    drv_shaped(0x24, "DRM_IOCTL_I915_GEM_MMAP_GTT", C::Memory, Shape::Size(I915_MMAP_GTT_SIZE)),
     drv(0x25, "DRM_IOCTL_I915_GET_PIPE_FROM_CRTC_ID", C::Other),
     drv(0x26, "DRM_IOCTL_I915_GEM_MADVISE", C::Memory),
     drv(0x27, "DRM_IOCTL_I915_OVERLAY_PUT_IMAGE", C::Other),
     drv(0x28, "DRM_IOCTL_I915_OVERLAY_ATTRS", C::Other),
     // DRM_I915_GEM_EXECBUFFER2_WR is the same nr encoded _IOWR (returns an out-fence).
-    drv_shaped(
-        0x29,
-        "DRM_IOCTL_I915_GEM_EXECBUFFER2",
-        C::Submit,
-        Shape::Dir(IOC_WRITE),
-    ),
-    drv_shaped(
-        0x29,
-        "DRM_IOCTL_I915_GEM_EXECBUFFER2_WR",
-        C::Submit,
-        Shape::Dir(IOC_READ | IOC_WRITE),
-    ),
+    drv_shaped(0x29, "DRM_IOCTL_I915_GEM_EXECBUFFER2", C::Submit, Shape::Dir(IOC_WRITE)),
+    drv_shaped(0x29, "DRM_IOCTL_I915_GEM_EXECBUFFER2_WR", C::Submit, Shape::Dir(IOC_READ | IOC_WRITE)),
     drv(0x2a, "DRM_IOCTL_I915_GET_SPRITE_COLORKEY", C::Other),
     drv(0x2b, "DRM_IOCTL_I915_SET_SPRITE_COLORKEY", C::Other),
     drv(0x2c, "DRM_IOCTL_I915_GEM_WAIT", C::Sync),
-    drv_shaped(
-        0x2d,
-        "DRM_IOCTL_I915_GEM_CONTEXT_CREATE_EXT",
-        C::Setup,
-        Shape::Size(I915_CONTEXT_CREATE_EXT_SIZE),
-    ),
-    drv_shaped(
-        0x2d,
-        "DRM_IOCTL_I915_GEM_CONTEXT_CREATE",
-        C::Setup,
-        Shape::Size(I915_CONTEXT_CREATE_SIZE),
-    ),
+    drv_shaped(0x2d, "DRM_IOCTL_I915_GEM_CONTEXT_CREATE_EXT", C::Setup, Shape::Size(I915_CONTEXT_CREATE_EXT_SIZE)),
+    drv_shaped(0x2d, "DRM_IOCTL_I915_GEM_CONTEXT_CREATE", C::Setup, Shape::Size(I915_CONTEXT_CREATE_SIZE)),
     drv(0x2e, "DRM_IOCTL_I915_GEM_CONTEXT_DESTROY", C::Setup),
     drv(0x2f, "DRM_IOCTL_I915_GEM_SET_CACHING", C::Memory),
     drv(0x30, "DRM_IOCTL_I915_GEM_GET_CACHING", C::Memory),
@@ -1173,10 +1111,7 @@ mod tests {
             Driver::Habanalabs => vec![DRM_CORE, HABANALABS, HABANALABS_LEGACY],
             drm => vec![DRM_CORE, drm_private_table(drm)],
         };
-        typed
-            .iter()
-            .flat_map(|t| t.iter().map(|e| e.name))
-            .collect()
+        typed.iter().flat_map(|t| t.iter().map(|e| e.name)).collect()
     }
 
     fn all_typed_tables() -> [(&'static str, &'static [Entry]); 13] {
@@ -1222,10 +1157,7 @@ mod tests {
         for dir in 0..4 {
             for size in [0u32, 1, 0x40, 0x3fff] {
                 let cmd = ioc(dir, 0xab, 0xcd, size);
-                assert_eq!(
-                    (ioc_dir(cmd), ioc_type(cmd), ioc_nr(cmd), ioc_size(cmd)),
-                    (dir, 0xab, 0xcd, size)
-                );
+                assert_eq!((ioc_dir(cmd), ioc_type(cmd), ioc_nr(cmd), ioc_size(cmd)), (dir, 0xab, 0xcd, size));
             }
         }
         // Oversized fields are masked, not carried into neighbouring fields.
@@ -1244,154 +1176,47 @@ mod tests {
             // struct drm_version: 3 ints + pad, then 3 (size_t, char *) pairs = 0x40.
             (Driver::Drm, 0xc040_6400, "DRM_IOCTL_VERSION", C::Query),
             // struct drm_gem_close: handle, pad.
-            (
-                Driver::Amdgpu,
-                0x4008_6409,
-                "DRM_IOCTL_GEM_CLOSE",
-                C::Memory,
-            ),
+            (Driver::Amdgpu, 0x4008_6409, "DRM_IOCTL_GEM_CLOSE", C::Memory),
             // union drm_amdgpu_cs: in = 4 x u32 + u64 chunks = 0x18.
-            (
-                Driver::Amdgpu,
-                0xc018_6444,
-                "DRM_IOCTL_AMDGPU_CS",
-                C::Submit,
-            ),
-            (
-                Driver::Amdgpu,
-                0xc020_6440,
-                "DRM_IOCTL_AMDGPU_GEM_CREATE",
-                C::Memory,
-            ),
-            (
-                Driver::Amdgpu,
-                0x4040_6448,
-                "DRM_IOCTL_AMDGPU_GEM_VA",
-                C::Memory,
-            ),
+            (Driver::Amdgpu, 0xc018_6444, "DRM_IOCTL_AMDGPU_CS", C::Submit),
+            (Driver::Amdgpu, 0xc020_6440, "DRM_IOCTL_AMDGPU_GEM_CREATE", C::Memory),
+            (Driver::Amdgpu, 0x4040_6448, "DRM_IOCTL_AMDGPU_GEM_VA", C::Memory),
             // struct drm_syncobj_create: handle, flags.
             (Driver::Xe, 0xc008_64bf, "DRM_IOCTL_SYNCOBJ_CREATE", C::Sync),
             (Driver::Xe, 0xc038_64bc, "DRM_IOCTL_MODE_ATOMIC", C::Other),
-            (
-                Driver::AmdKfd,
-                0x8008_4b01,
-                "AMDKFD_IOC_GET_VERSION",
-                C::Query,
-            ),
-            (
-                Driver::AmdKfd,
-                0xc028_4b16,
-                "AMDKFD_IOC_ALLOC_MEMORY_OF_GPU",
-                C::Memory,
-            ),
-            (
-                Driver::AmdKfd,
-                0xc018_4b18,
-                "AMDKFD_IOC_MAP_MEMORY_TO_GPU",
-                C::Memory,
-            ),
-            (
-                Driver::AmdKfd,
-                0xc018_4b0c,
-                "AMDKFD_IOC_WAIT_EVENTS",
-                C::Sync,
-            ),
-            (
-                Driver::AmdKfd,
-                0x4008_4b17,
-                "AMDKFD_IOC_FREE_MEMORY_OF_GPU",
-                C::Memory,
-            ),
+            (Driver::AmdKfd, 0x8008_4b01, "AMDKFD_IOC_GET_VERSION", C::Query),
+            (Driver::AmdKfd, 0xc028_4b16, "AMDKFD_IOC_ALLOC_MEMORY_OF_GPU", C::Memory),
+            (Driver::AmdKfd, 0xc018_4b18, "AMDKFD_IOC_MAP_MEMORY_TO_GPU", C::Memory),
+            (Driver::AmdKfd, 0xc018_4b0c, "AMDKFD_IOC_WAIT_EVENTS", C::Sync),
+            (Driver::AmdKfd, 0x4008_4b17, "AMDKFD_IOC_FREE_MEMORY_OF_GPU", C::Memory),
             // struct drm_i915_gem_execbuffer2 = 0x40 bytes, _IOW and _IOWR.
-            (
-                Driver::I915,
-                0x4040_6469,
-                "DRM_IOCTL_I915_GEM_EXECBUFFER2",
-                C::Submit,
-            ),
-            (
-                Driver::I915,
-                0xc040_6469,
-                "DRM_IOCTL_I915_GEM_EXECBUFFER2_WR",
-                C::Submit,
-            ),
-            (
-                Driver::I915,
-                0xc010_6446,
-                "DRM_IOCTL_I915_GETPARAM",
-                C::Query,
-            ),
+            (Driver::I915, 0x4040_6469, "DRM_IOCTL_I915_GEM_EXECBUFFER2", C::Submit),
+            (Driver::I915, 0xc040_6469, "DRM_IOCTL_I915_GEM_EXECBUFFER2_WR", C::Submit),
+            (Driver::I915, 0xc010_6446, "DRM_IOCTL_I915_GETPARAM", C::Query),
             // struct drm_xe_exec = 0x38, _IOW.
             (Driver::Xe, 0x4038_6449, "DRM_IOCTL_XE_EXEC", C::Submit),
             (Driver::Xe, 0x4088_6445, "DRM_IOCTL_XE_VM_BIND", C::Memory),
-            (
-                Driver::Nouveau,
-                0xc040_6481,
-                "DRM_IOCTL_NOUVEAU_GEM_PUSHBUF",
-                C::Submit,
-            ),
-            (
-                Driver::Nouveau,
-                0xc028_6452,
-                "DRM_IOCTL_NOUVEAU_EXEC",
-                C::Submit,
-            ),
-            (
-                Driver::Habanalabs,
-                0xc030_6442,
-                "DRM_IOCTL_HL_CS",
-                C::Submit,
-            ),
+            (Driver::Nouveau, 0xc040_6481, "DRM_IOCTL_NOUVEAU_GEM_PUSHBUF", C::Submit),
+            (Driver::Nouveau, 0xc028_6452, "DRM_IOCTL_NOUVEAU_EXEC", C::Submit),
+            (Driver::Habanalabs, 0xc030_6442, "DRM_IOCTL_HL_CS", C::Submit),
             (Driver::Habanalabs, 0xc030_4803, "HL_IOCTL_CS", C::Submit),
             // struct drm_ivpu_submit: u64 + 5 x u32, padded to 0x20; _IOW.
-            (
-                Driver::Ivpu,
-                0x4020_6445,
-                "DRM_IOCTL_IVPU_SUBMIT",
-                C::Submit,
-            ),
+            (Driver::Ivpu, 0x4020_6445, "DRM_IOCTL_IVPU_SUBMIT", C::Submit),
             // struct amdxdna_drm_exec_cmd = 0x38.
-            (
-                Driver::AmdXdna,
-                0xc038_6446,
-                "DRM_IOCTL_AMDXDNA_EXEC_CMD",
-                C::Submit,
-            ),
+            (Driver::AmdXdna, 0xc038_6446, "DRM_IOCTL_AMDXDNA_EXEC_CMD", C::Submit),
             // struct qaic_execute: hdr (2 x u32) + u64 = 0x10, _IOW.
-            (
-                Driver::Qaic,
-                0x4010_6444,
-                "DRM_IOCTL_QAIC_EXECUTE_BO",
-                C::Submit,
-            ),
+            (Driver::Qaic, 0x4010_6444, "DRM_IOCTL_QAIC_EXECUTE_BO", C::Submit),
             // NVOS54_PARAMETERS: 4 x u32 + NvP64 + 2 x u32 = 0x20.
             (Driver::NvidiaRm, 0xc020_462a, "NV_ESC_RM_CONTROL", C::Query),
             // NVOS21_PARAMETERS = 0x20; NVOS00_PARAMETERS = 4 x u32.
             (Driver::NvidiaRm, 0xc020_462b, "NV_ESC_RM_ALLOC", C::Setup),
             (Driver::NvidiaRm, 0xc010_4629, "NV_ESC_RM_FREE", C::Setup),
-            (
-                Driver::NvidiaRm,
-                iowr(b'F', 200, 0x48),
-                "NV_ESC_CARD_INFO",
-                C::Query,
-            ),
-            (
-                Driver::NvidiaRm,
-                iowr(b'F', 218, 8),
-                "NV_ESC_WAIT_OPEN_COMPLETE",
-                C::Setup,
-            ),
+            (Driver::NvidiaRm, iowr(b'F', 200, 0x48), "NV_ESC_CARD_INFO", C::Query),
+            (Driver::NvidiaRm, iowr(b'F', 218, 8), "NV_ESC_WAIT_OPEN_COMPLETE", C::Setup),
         ];
         for &(driver, cmd, want, category) in cases {
             let got = decode(driver, cmd);
-            assert_eq!(
-                got,
-                Some(IoctlInfo {
-                    name: want,
-                    category
-                }),
-                "{driver:?} {cmd:#010x}"
-            );
+            assert_eq!(got, Some(IoctlInfo { name: want, category }), "{driver:?} {cmd:#010x}");
             assert_eq!(category_of(driver, cmd), category);
         }
     }
@@ -1400,17 +1225,11 @@ mod tests {
     fn hand_computed_constants_agree_with_helpers() {
         assert_eq!(iowr(DRM_IOCTL_TYPE, 0x00, 0x40), 0xc040_6400);
         assert_eq!(iow(DRM_IOCTL_TYPE, 0x09, 8), 0x4008_6409);
-        assert_eq!(
-            iowr(DRM_IOCTL_TYPE, DRM_COMMAND_BASE + 0x04, 0x18),
-            0xc018_6444
-        );
+        assert_eq!(iowr(DRM_IOCTL_TYPE, DRM_COMMAND_BASE + 0x04, 0x18), 0xc018_6444);
         assert_eq!(iowr(DRM_IOCTL_TYPE, 0xbf, 8), 0xc008_64bf);
         assert_eq!(iowr(KFD_IOCTL_TYPE, 0x16, 0x28), 0xc028_4b16);
         assert_eq!(iowr(NV_IOCTL_TYPE, 0x2a, 0x20), 0xc020_462a);
-        assert_eq!(
-            iow(DRM_IOCTL_TYPE, DRM_COMMAND_BASE + 0x29, 0x40),
-            0x4040_6469
-        );
+        assert_eq!(iow(DRM_IOCTL_TYPE, DRM_COMMAND_BASE + 0x29, 0x40), 0x4040_6469);
         assert_eq!(iowr(HL_LEGACY_IOCTL_TYPE, 0x03, 0x30), 0xc030_4803);
     }
 
@@ -1493,12 +1312,7 @@ mod tests {
         }
         for table in [AMDGPU, I915, XE, NOUVEAU, HABANALABS, IVPU, AMDXDNA, QAIC] {
             for e in table {
-                assert!(
-                    (DRM_COMMAND_BASE..DRM_COMMAND_END).contains(&e.nr),
-                    "{} at {:#x}",
-                    e.name,
-                    e.nr
-                );
+                assert!((DRM_COMMAND_BASE..DRM_COMMAND_END).contains(&e.nr), "{} at {:#x}", e.name, e.nr);
             }
         }
         assert!(is_drm_core_nr(0x3f) && is_drm_core_nr(0xa0) && is_drm_core_nr(0xff));
@@ -1522,18 +1336,9 @@ mod tests {
         ];
         for driver in drm_drivers {
             assert_eq!(name(driver, 0x4008_6409), Some("DRM_IOCTL_GEM_CLOSE"));
-            assert_eq!(
-                name(driver, 0xc00c_642e),
-                Some("DRM_IOCTL_PRIME_FD_TO_HANDLE")
-            );
-            assert_eq!(
-                name(driver, iowr(b'd', 0xc3, 0x28)),
-                Some("DRM_IOCTL_SYNCOBJ_WAIT")
-            );
-            assert_eq!(
-                name(driver, iowr(b'd', 0xb0, 0x18)),
-                Some("DRM_IOCTL_MODE_PAGE_FLIP")
-            );
+            assert_eq!(name(driver, 0xc00c_642e), Some("DRM_IOCTL_PRIME_FD_TO_HANDLE"));
+            assert_eq!(name(driver, iowr(b'd', 0xc3, 0x28)), Some("DRM_IOCTL_SYNCOBJ_WAIT"));
+            assert_eq!(name(driver, iowr(b'd', 0xb0, 0x18)), Some("DRM_IOCTL_MODE_PAGE_FLIP"));
         }
     }
 
@@ -1558,30 +1363,15 @@ mod tests {
     #[test]
     fn grown_or_shrunk_structs_still_decode() {
         // AMDGPU_CS with a hypothetical larger argument and with a different direction.
-        assert_eq!(
-            name(Driver::Amdgpu, iowr(b'd', 0x44, 0x40)),
-            Some("DRM_IOCTL_AMDGPU_CS")
-        );
-        assert_eq!(
-            name(Driver::Amdgpu, iow(b'd', 0x44, 0x18)),
-            Some("DRM_IOCTL_AMDGPU_CS")
-        );
+        assert_eq!(name(Driver::Amdgpu, iowr(b'd', 0x44, 0x40)), Some("DRM_IOCTL_AMDGPU_CS"));
+        assert_eq!(name(Driver::Amdgpu, iow(b'd', 0x44, 0x18)), Some("DRM_IOCTL_AMDGPU_CS"));
         // KFD CREATE_QUEUE: 0x58 bytes in the 6.1 header, 0x60 in v7.2.
-        assert_eq!(
-            name(Driver::AmdKfd, 0xc058_4b02),
-            Some("AMDKFD_IOC_CREATE_QUEUE")
-        );
-        assert_eq!(
-            name(Driver::AmdKfd, 0xc060_4b02),
-            Some("AMDKFD_IOC_CREATE_QUEUE")
-        );
+        assert_eq!(name(Driver::AmdKfd, 0xc058_4b02), Some("AMDKFD_IOC_CREATE_QUEUE"));
+        assert_eq!(name(Driver::AmdKfd, 0xc060_4b02), Some("AMDKFD_IOC_CREATE_QUEUE"));
         // NVIDIA RM_ALLOC: NVOS21 (0x20) and NVOS64 (0x30) parameter blocks.
         assert_eq!(name(Driver::NvidiaRm, 0xc030_462b), Some("NV_ESC_RM_ALLOC"));
         // DRM core: drm_version of a 32-bit process (0x24 bytes).
-        assert_eq!(
-            name(Driver::Drm, iowr(b'd', 0x00, 0x24)),
-            Some("DRM_IOCTL_VERSION")
-        );
+        assert_eq!(name(Driver::Drm, iowr(b'd', 0x00, 0x24)), Some("DRM_IOCTL_VERSION"));
     }
 
     #[test]
@@ -1598,10 +1388,7 @@ mod tests {
 
         // Direction none/read-only is neither encoding: canonical name, same category.
         let exec = ioc(IOC_NONE, b'd', 0x69, 0x40);
-        assert_eq!(
-            name(Driver::I915, exec),
-            Some("DRM_IOCTL_I915_GEM_EXECBUFFER2")
-        );
+        assert_eq!(name(Driver::I915, exec), Some("DRM_IOCTL_I915_GEM_EXECBUFFER2"));
         assert_eq!(category_of(Driver::I915, exec), C::Submit);
     }
 
@@ -1610,38 +1397,18 @@ mod tests {
     #[test]
     fn uvm_uses_plain_numbers() {
         assert_eq!(name(Driver::NvidiaUvm, 0x3000_0001), Some("UVM_INITIALIZE"));
-        assert_eq!(
-            name(Driver::NvidiaUvm, 0x3000_0002),
-            Some("UVM_DEINITIALIZE")
-        );
+        assert_eq!(name(Driver::NvidiaUvm, 0x3000_0002), Some("UVM_DEINITIALIZE"));
         assert_eq!(name(Driver::NvidiaUvm, 23), Some("UVM_CREATE_RANGE_GROUP"));
         assert_eq!(name(Driver::NvidiaUvm, 27), Some("UVM_REGISTER_CHANNEL"));
-        assert_eq!(
-            name(Driver::NvidiaUvm, 33),
-            Some("UVM_MAP_EXTERNAL_ALLOCATION")
-        );
+        assert_eq!(name(Driver::NvidiaUvm, 33), Some("UVM_MAP_EXTERNAL_ALLOCATION"));
         assert_eq!(name(Driver::NvidiaUvm, 37), Some("UVM_REGISTER_GPU"));
         assert_eq!(name(Driver::NvidiaUvm, 51), Some("UVM_MIGRATE"));
-        assert_eq!(
-            name(Driver::NvidiaUvm, 68),
-            Some("UVM_ALLOC_SEMAPHORE_POOL")
-        );
+        assert_eq!(name(Driver::NvidiaUvm, 68), Some("UVM_ALLOC_SEMAPHORE_POOL"));
         assert_eq!(name(Driver::NvidiaUvm, 2047), Some("UVM_IS_8_SUPPORTED"));
         assert_eq!(category_of(Driver::NvidiaUvm, 33), C::Memory);
         assert_eq!(category_of(Driver::NvidiaUvm, 56), C::Query);
         // Gaps, neighbours and _IOC-style encodings of a valid number are not UVM commands.
-        for cmd in [
-            0,
-            8,
-            32,
-            36,
-            81,
-            2046,
-            2048,
-            0x3000_0000,
-            0x3000_0003,
-            iowr(b'F', 33, 8),
-        ] {
+        for cmd in [0, 8, 32, 36, 81, 2046, 2048, 0x3000_0000, 0x3000_0003, iowr(b'F', 33, 8)] {
             assert_eq!(decode(Driver::NvidiaUvm, cmd), None, "{cmd:#x}");
         }
         // And UVM numbers mean nothing on the RM node.
@@ -1710,11 +1477,7 @@ mod tests {
             (C::Setup, 3),
         ]));
         // NVIDIA: no visible submit, memory mapping plus lots of RM_CONTROL.
-        assert!(looks_like_compute(&[
-            (C::Query, 200),
-            (C::Setup, 30),
-            (C::Memory, 12)
-        ]));
+        assert!(looks_like_compute(&[(C::Query, 200), (C::Setup, 30), (C::Memory, 12)]));
         // KFD steady state with some allocation: memory plus event waits.
         assert!(looks_like_compute(&[(C::Sync, 90), (C::Memory, 2)]));
         // Repeated categories are summed.
@@ -1725,12 +1488,7 @@ mod tests {
     fn heuristic_display_and_query_mixes() {
         // Compositor: one atomic commit (plus property and vblank traffic) per frame around its
         // rendering submits and fence waits.
-        assert!(!looks_like_compute(&[
-            (C::Other, 180),
-            (C::Submit, 60),
-            (C::Sync, 120),
-            (C::Memory, 6),
-        ]));
+        assert!(!looks_like_compute(&[(C::Other, 180), (C::Submit, 60), (C::Sync, 120), (C::Memory, 6),]));
         // nvidia-smi / vulkaninfo / clinfo: setup and queries only.
         assert!(!looks_like_compute(&[(C::Setup, 40), (C::Query, 400)]));
         // Waits only, a lone submit, a couple of buffer closes.
@@ -1743,36 +1501,20 @@ mod tests {
     fn heuristic_empty_and_unknown_mixes() {
         assert!(!looks_like_compute(&[]));
         assert!(!looks_like_compute(&[(C::Unknown, 1_000_000)]));
-        assert!(!looks_like_compute(&[
-            (C::Submit, 0),
-            (C::Memory, 0),
-            (C::Sync, 0)
-        ]));
+        assert!(!looks_like_compute(&[(C::Submit, 0), (C::Memory, 0), (C::Sync, 0)]));
     }
 
     #[test]
     fn heuristic_documented_limit_render_node_graphics() {
         // A browser GPU process on a render node is indistinguishable by category: it is
         // reported compute-shaped, as the module docs warn.
-        assert!(looks_like_compute(&[
-            (C::Submit, 60),
-            (C::Memory, 20),
-            (C::Sync, 60)
-        ]));
+        assert!(looks_like_compute(&[(C::Submit, 60), (C::Memory, 20), (C::Sync, 60)]));
     }
 
     #[test]
     fn heuristic_saturates_instead_of_overflowing() {
-        assert!(looks_like_compute(&[
-            (C::Submit, u64::MAX),
-            (C::Submit, u64::MAX),
-            (C::Sync, 1)
-        ]));
-        assert!(!looks_like_compute(&[
-            (C::Submit, u64::MAX),
-            (C::Sync, u64::MAX),
-            (C::Other, u64::MAX),
-        ]));
+        assert!(looks_like_compute(&[(C::Submit, u64::MAX), (C::Submit, u64::MAX), (C::Sync, 1)]));
+        assert!(!looks_like_compute(&[(C::Submit, u64::MAX), (C::Sync, u64::MAX), (C::Other, u64::MAX),]));
     }
 
     // ----- enums ----------------------------------------------------------------------------
@@ -1785,10 +1527,7 @@ mod tests {
         let cats: HashSet<_> = all.iter().map(|c| c.as_str()).collect();
         assert_eq!(cats.len(), all.len());
         for s in drivers.iter().chain(cats.iter()) {
-            assert!(
-                s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            );
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
         }
         assert_eq!(Driver::AmdKfd.as_str(), "amd_kfd");
         assert_eq!(IoctlCategory::Submit.as_str(), "submit");

@@ -20,7 +20,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::artifact::{FileIdentity, io::is_sha256_hex, io::hex};
+use crate::artifact::{FileIdentity, io::hex, io::is_sha256_hex};
 
 /// Read size for hashing: large enough that syscalls are noise next to the compression
 /// function, small enough to stay in L2.
@@ -323,7 +323,9 @@ mod tests {
         assert_eq!((c.len(), c.get(&v2), c.get(&v1)), (1, None, Some(sha.clone())));
 
         // An entry written before nanoseconds were kept matches only a whole-second ctime.
-        let old = format!(r#"{{"version":1,"entries":[{{"dev":1,"ino":2,"size":3,"mtime_ns":4,"ctime_sec":5,"sha256":"{sha}","seen":0}}]}}"#);
+        let old = format!(
+            r#"{{"version":1,"entries":[{{"dev":1,"ino":2,"size":3,"mtime_ns":4,"ctime_sec":5,"sha256":"{sha}","seen":0}}]}}"#
+        );
         std::fs::write(&path, old).expect("write");
         let mut c = DigestCache::load(&path, 8);
         assert_eq!((c.get(&v1), c.get(&FileIdentity { ctime_nsec: 0, ..v1 })), (None, Some(sha)));
@@ -336,7 +338,10 @@ mod tests {
         assert_eq!(claimed_digest(Path::new(&format!("/o/models/blobs/sha256-{}", h.to_uppercase()))), Some(h.clone()));
         assert_eq!(claimed_digest(Path::new(&format!("/x/{h}"))), None);
         assert_eq!(claimed_digest(Path::new(&format!("/c/blobs/{}", "a".repeat(40)))), None);
-        assert_eq!(hf_repo(Path::new("/h/hub/models--meta-llama--Llama-3.1-8B/blobs/x")), Some("meta-llama/Llama-3.1-8B".into()));
+        assert_eq!(
+            hf_repo(Path::new("/h/hub/models--meta-llama--Llama-3.1-8B/blobs/x")),
+            Some("meta-llama/Llama-3.1-8B".into())
+        );
         assert_eq!(hf_repo(Path::new("/h/hub/datasets--a--b/blobs/x")), None);
     }
 }

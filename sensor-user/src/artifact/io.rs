@@ -286,8 +286,7 @@ impl<'de> serde::Deserialize<'de> for JsonScalar {
 /// Lossy, length-bounded text for reporting strings that came from a file.
 pub fn clean_text(bytes: &[u8], max_chars: usize) -> String {
     let s = String::from_utf8_lossy(bytes);
-    let mut out: String =
-        s.chars().filter(|c| !c.is_control() || *c == ' ').take(max_chars).collect();
+    let mut out: String = s.chars().filter(|c| !c.is_control() || *c == ' ').take(max_chars).collect();
     if s.chars().count() > max_chars {
         out.push('…');
     }

@@ -36,7 +36,10 @@ fn norm(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expr {
     /// An id, possibly with `+` and/or `WITH exception` (lowercase, as written).
-    Term { id: String, with: Option<String> },
+    Term {
+        id: String,
+        with: Option<String>,
+    },
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
 }
@@ -175,7 +178,9 @@ impl LicensePolicy {
     /// Judges a licence; `source` says where it came from (`content` or `manifest`).
     pub fn judge(&self, license: Option<&str>, source: &str) -> Option<LicenseFinding> {
         match license.map(str::trim).filter(|l| !l.is_empty()) {
-            None if self.require => Some(LicenseFinding { problem: LicenseProblem::Missing, license: None, source: None }),
+            None if self.require => {
+                Some(LicenseFinding { problem: LicenseProblem::Missing, license: None, source: None })
+            }
             None => None,
             Some(l) if self.is_allowed(l) => None,
             Some(l) => Some(LicenseFinding {
@@ -208,7 +213,10 @@ mod tests {
 
     #[test]
     fn parentheses_and_precedence() {
-        let p = LicensePolicy::new(&["Apache-2.0".into(), "MIT".into(), "GPL-2.0 WITH Classpath-exception-2.0".into()], true);
+        let p = LicensePolicy::new(
+            &["Apache-2.0".into(), "MIT".into(), "GPL-2.0 WITH Classpath-exception-2.0".into()],
+            true,
+        );
         // AND binds tighter than OR; parentheses regroup.
         assert!(!p.is_allowed("GPL-3.0 AND (MIT OR Apache-2.0)"));
         assert!(p.is_allowed("GPL-3.0 AND MIT OR Apache-2.0"));

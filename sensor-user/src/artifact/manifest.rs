@@ -17,7 +17,11 @@
 //! The file comes from outside, so it is bounded in size and entry count, unknown keys are
 //! refused (a typo must not silently approve nothing), and every error names the entry.
 
-use std::{collections::HashMap, io::Read, path::{Path, PathBuf}};
+use std::{
+    collections::HashMap,
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 
@@ -74,11 +78,12 @@ impl Manifest {
         }
         let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8".into()))?;
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        Self::parse(&text, ext.as_deref()).map(|mut m| {
-            m.path = path.to_owned();
-            m
-        })
-        .map_err(err)
+        Self::parse(&text, ext.as_deref())
+            .map(|mut m| {
+                m.path = path.to_owned();
+                m
+            })
+            .map_err(err)
     }
 
     /// Parses manifest text; `ext` (`toml`/`json`) picks the syntax, otherwise TOML then JSON.
@@ -90,7 +95,8 @@ impl Manifest {
             Some("toml") => toml::from_str(text).map_err(toml_err)?,
             _ => match toml::from_str(text) {
                 Ok(s) => s,
-                Err(te) => serde_json::from_str(text).map_err(|je| format!("neither TOML ({}) nor JSON ({je})", toml_err(te)))?,
+                Err(te) => serde_json::from_str(text)
+                    .map_err(|je| format!("neither TOML ({}) nor JSON ({je})", toml_err(te)))?,
             },
         };
         if shape.model.len() + shape.deny.len() > MAX_ENTRIES {
@@ -102,14 +108,25 @@ impl Manifest {
                 let sha = e.sha256.trim();
                 let sha = sha.strip_prefix("sha256:").unwrap_or(sha).to_ascii_lowercase();
                 if !is_sha256_hex(&sha) {
-                    return Err(format!("{list}[{i}].sha256: `{}` is not 64 hex digits", e.sha256.chars().take(80).collect::<String>()));
+                    return Err(format!(
+                        "{list}[{i}].sha256: `{}` is not 64 hex digits",
+                        e.sha256.chars().take(80).collect::<String>()
+                    ));
                 }
-                for (field, v) in [("name", &e.name), ("version", &e.version), ("license", &e.license), ("notes", &e.notes)] {
+                for (field, v) in
+                    [("name", &e.name), ("version", &e.version), ("license", &e.license), ("notes", &e.notes)]
+                {
                     if v.as_ref().is_some_and(|v| v.len() > MAX_TEXT) {
                         return Err(format!("{list}[{i}].{field}: longer than {MAX_TEXT} bytes"));
                     }
                 }
-                let entry = ManifestMatch { sha256: sha.clone(), name: e.name, version: e.version, license: e.license, notes: e.notes };
+                let entry = ManifestMatch {
+                    sha256: sha.clone(),
+                    name: e.name,
+                    version: e.version,
+                    license: e.license,
+                    notes: e.notes,
+                };
                 let target = if list == "model" { &mut m.approved } else { &mut m.denied };
                 if target.insert(sha.clone(), entry).is_some() {
                     return Err(format!("{list}[{i}].sha256: {sha} is listed twice"));
@@ -151,7 +168,13 @@ mod tests {
     fn toml_and_json_forms() {
         let a = "a".repeat(64);
         let b = "B".repeat(64);
-        let m = Manifest::parse(&format!("[[model]]\nsha256 = \"{a}\"\nname = \"x\"\nlicense = \"MIT\"\n[[deny]]\nsha256 = \"sha256:{b}\"\n"), Some("toml")).expect("toml");
+        let m = Manifest::parse(
+            &format!(
+                "[[model]]\nsha256 = \"{a}\"\nname = \"x\"\nlicense = \"MIT\"\n[[deny]]\nsha256 = \"sha256:{b}\"\n"
+            ),
+            Some("toml"),
+        )
+        .expect("toml");
         assert_eq!(m.verdict(&a).0, PolicyVerdict::Approved);
         assert_eq!(m.verdict(&a).1.and_then(|e| e.license), Some("MIT".into()));
         assert_eq!(m.verdict(&b.to_lowercase()).0, PolicyVerdict::Denied);
@@ -165,11 +188,14 @@ mod tests {
         let a = "a".repeat(64);
         let e = Manifest::parse("[[model]]\nsha256 = \"nothex\"\n", Some("toml")).unwrap_err();
         assert!(e.starts_with("model[0].sha256"), "{e}");
-        let e = Manifest::parse(&format!("[[model]]\nsha256 = \"{a}\"\nlicence = \"MIT\"\n"), Some("toml")).unwrap_err();
+        let e =
+            Manifest::parse(&format!("[[model]]\nsha256 = \"{a}\"\nlicence = \"MIT\"\n"), Some("toml")).unwrap_err();
         assert!(e.contains("licence"), "{e}");
-        let e = Manifest::parse(&format!("[[model]]\nsha256 = \"{a}\"\n[[deny]]\nsha256 = \"{a}\"\n"), Some("toml")).unwrap_err();
+        let e = Manifest::parse(&format!("[[model]]\nsha256 = \"{a}\"\n[[deny]]\nsha256 = \"{a}\"\n"), Some("toml"))
+            .unwrap_err();
         assert!(e.contains("both approved and denied"), "{e}");
-        let e = Manifest::parse(&format!("[[model]]\nsha256 = \"{a}\"\n[[model]]\nsha256 = \"{a}\"\n"), Some("toml")).unwrap_err();
+        let e = Manifest::parse(&format!("[[model]]\nsha256 = \"{a}\"\n[[model]]\nsha256 = \"{a}\"\n"), Some("toml"))
+            .unwrap_err();
         assert!(e.contains("model[1]") && e.contains("twice"), "{e}");
         assert!(Manifest::parse("{{{", None).is_err());
     }

@@ -38,8 +38,8 @@ pub use licence::LicensePolicy;
 pub use manifest::Manifest;
 pub use pickle_scan::PicklePolicy;
 pub use report::{
-    ArtifactReport, Digest, DigestState, Finding, Format, LicenseFinding, LicenseProblem, ManifestMatch,
-    ModelMetadata, Opset, PickleVerdict, PolicyVerdict, Safety, Severity, ShardInfo, codes,
+    ArtifactReport, Digest, DigestState, Finding, Format, LicenseFinding, LicenseProblem, ManifestMatch, ModelMetadata,
+    Opset, PickleVerdict, PolicyVerdict, Safety, Severity, ShardInfo, codes,
 };
 
 /// Bounds on what parsing may read (see [`ArtifactConfig`] for the meaning of each).
@@ -229,7 +229,11 @@ pub fn evaluate(report: &mut ArtifactReport, manifest: Option<&Manifest>, licens
     match verdict {
         PolicyVerdict::Denied => {
             let why = entry.as_ref().and_then(|e| e.notes.clone()).map(|n| format!(": {n}")).unwrap_or_default();
-            report.findings.push(Finding::new(Severity::High, codes::MODEL_DENIED, format!("the manifest denies this model{why}")));
+            report.findings.push(Finding::new(
+                Severity::High,
+                codes::MODEL_DENIED,
+                format!("the manifest denies this model{why}"),
+            ));
         }
         PolicyVerdict::Unapproved if model => {
             report.findings.push(Finding::new(
@@ -251,12 +255,18 @@ pub fn evaluate(report: &mut ArtifactReport, manifest: Option<&Manifest>, licens
                 LicenseProblem::Missing => (
                     codes::LICENSE_MISSING,
                     Severity::Low,
-                    format!("the model declares no licence ({} carries none in its content; name it in the manifest)", report.format),
+                    format!(
+                        "the model declares no licence ({} carries none in its content; name it in the manifest)",
+                        report.format
+                    ),
                 ),
                 LicenseProblem::NotAllowed => (
                     codes::LICENSE_NOT_ALLOWED,
                     Severity::Medium,
-                    format!("licence `{}` ({source}) is not in the allowed list", f.license.clone().unwrap_or_default()),
+                    format!(
+                        "licence `{}` ({source}) is not in the allowed list",
+                        f.license.clone().unwrap_or_default()
+                    ),
                 ),
             };
             report.findings.push(Finding::new(sev, code, msg));

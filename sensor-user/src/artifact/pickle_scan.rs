@@ -41,10 +41,7 @@ use std::{
     rc::Rc,
 };
 
-use crate::artifact::{
-    io::Reader,
-    report::Safety,
-};
+use crate::artifact::{io::Reader, report::Safety};
 
 /// Strings longer than this are not kept (a module or attribute name is never this long).
 const MAX_KEPT_STRING: u64 = 4096;
@@ -677,7 +674,13 @@ fn storage_element_size(v: &V) -> Option<u64> {
 /// `r[r.pos()..end]`, reading exactly what torch's `legacy_load` reads: its pickles are walked
 /// and its raw blocks skipped. Where the length of a raw block depends on something the walker
 /// does not model, the walk stops incomplete.
-pub fn walk_torch_tar_member(member: TarMember, r: &mut Reader<'_>, end: u64, budget: u64, policy: &PicklePolicy) -> Walk {
+pub fn walk_torch_tar_member(
+    member: TarMember,
+    r: &mut Reader<'_>,
+    end: u64,
+    budget: u64,
+    policy: &PicklePolicy,
+) -> Walk {
     let mut m = Machine::new(policy);
     let used = std::cell::Cell::new(0u64);
     let next = |m: &mut Machine<'_>, r: &mut Reader<'_>| -> Step {
@@ -751,7 +754,8 @@ pub fn walk_torch_tar_member(member: TarMember, r: &mut Reader<'_>, end: u64, bu
             }
             TarMember::Tensors => {
                 // A short read or a negative ndim makes torch's struct.unpack raise.
-                let Some(ndim) = raw(r, 4).and_then(|b| u64::try_from(i32::from_le_bytes(b.try_into().ok()?)).ok()) else {
+                let Some(ndim) = raw(r, 4).and_then(|b| u64::try_from(i32::from_le_bytes(b.try_into().ok()?)).ok())
+                else {
                     finished = false;
                     break;
                 };
@@ -927,12 +931,10 @@ fn walk_one(src: &mut Src<'_>, m: &mut Machine<'_>) -> Result<V, Stop> {
                 m.push(tuple(items))?;
             }
             // --- memo ---
-            b'g' => {
-                match src.line()?.and_then(|l| py_int(&l, 10)) {
-                    Some(k) => m.memo_get(u64::try_from(k).or_else(|_| err("negative memo key"))?)?,
-                    None => m.push(V::Other)?,
-                }
-            }
+            b'g' => match src.line()?.and_then(|l| py_int(&l, 10)) {
+                Some(k) => m.memo_get(u64::try_from(k).or_else(|_| err("negative memo key"))?)?,
+                None => m.push(V::Other)?,
+            },
             b'h' => {
                 let k = src.exact::<1>()?[0] as u64;
                 m.memo_get(k)?;
@@ -1029,7 +1031,9 @@ fn walk_one(src: &mut Src<'_>, m: &mut Machine<'_>) -> Result<V, Stop> {
                 if m.joblib_wrapper {
                     // joblib's unpickler reads the array bytes from the stream right here, at
                     // a length only the pickled dtype and shape tell.
-                    return err("joblib reads raw array bytes after this BUILD of its array wrapper; the rest of the stream was not walked");
+                    return err(
+                        "joblib reads raw array bytes after this BUILD of its array wrapper; the rest of the stream was not walked",
+                    );
                 }
             }
             b'Q' => {
@@ -1241,14 +1245,54 @@ const IMPORT_MAPPING: &[(&str, &str)] = &[
 
 /// Python 2 exception names that `NAME_MAPPING` moves from `exceptions` to `builtins`.
 const PYTHON2_EXCEPTIONS: &[&str] = &[
-    "ArithmeticError", "AssertionError", "AttributeError", "BaseException", "BufferError", "BytesWarning",
-    "DeprecationWarning", "EOFError", "EnvironmentError", "Exception", "FloatingPointError", "FutureWarning",
-    "GeneratorExit", "IOError", "ImportError", "ImportWarning", "IndentationError", "IndexError", "KeyError",
-    "KeyboardInterrupt", "LookupError", "MemoryError", "NameError", "NotImplementedError", "OSError",
-    "OverflowError", "PendingDeprecationWarning", "ReferenceError", "RuntimeError", "RuntimeWarning",
-    "StopIteration", "SyntaxError", "SyntaxWarning", "SystemError", "SystemExit", "TabError", "TypeError",
-    "UnboundLocalError", "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError", "UnicodeTranslateError",
-    "UnicodeWarning", "UserWarning", "ValueError", "Warning", "ZeroDivisionError", "WindowsError",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BaseException",
+    "BufferError",
+    "BytesWarning",
+    "DeprecationWarning",
+    "EOFError",
+    "EnvironmentError",
+    "Exception",
+    "FloatingPointError",
+    "FutureWarning",
+    "GeneratorExit",
+    "IOError",
+    "ImportError",
+    "ImportWarning",
+    "IndentationError",
+    "IndexError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "NameError",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PendingDeprecationWarning",
+    "ReferenceError",
+    "RuntimeError",
+    "RuntimeWarning",
+    "StopIteration",
+    "SyntaxError",
+    "SyntaxWarning",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "UnicodeTranslateError",
+    "UnicodeWarning",
+    "UserWarning",
+    "ValueError",
+    "Warning",
+    "ZeroDivisionError",
+    "WindowsError",
 ];
 
 /// The Python 3 (module, name) the unpickler imports for a Python 2 spelling.
@@ -1265,37 +1309,169 @@ fn normalise(module: &str, name: &str) -> (String, String) {
 
 /// Modules every attribute of which can run code, touch files or the network, or import more.
 const DENY_MODULES: &[&str] = &[
-    "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "_posixsubprocess", "_winapi",
-    "pty", "socket", "_socket", "ssl", "runpy", "webbrowser", "importlib", "imp", "zipimport",
-    "pkgutil", "ctypes", "_ctypes", "cffi", "sys", "code", "codeop", "multiprocessing",
-    "asyncio", "pdb", "bdb", "timeit", "marshal", "types", "cProfile", "profile", "_lsprof",
-    "trace", "pickle", "_pickle", "dill", "cloudpickle", "shelve", "shutil", "requests",
-    "urllib", "urllib3", "http", "ftplib", "smtplib", "telnetlib", "poplib", "imaplib",
-    "xmlrpc", "socketserver", "paramiko", "pip", "setuptools", "distutils", "venv", "ensurepip",
-    "site", "signal", "_thread", "threading", "platform", "pydoc", "idlelib", "doctest",
-    "_osx_support", "_aix_support", "tkinter", "turtle", "gc",
-    "linecache", "tempfile", "glob", "fileinput", "sqlite3", "dbm", "mmap", "fcntl", "resource",
-    "ptrace", "numpy.f2py", "numpy.distutils", "numpy.ctypeslib", "numpy.testing",
-    "torch.hub", "torch.utils.cpp_extension", "torch.jit", "torch.package", "torch.ops",
-    "torch.classes", "torch._C", "torch.cuda", "torch.distributed", "torch.multiprocessing",
-    "IPython", "jinja2", "yaml", "subprocess32", "commands", "popen2", "winreg", "msvcrt",
+    "os",
+    "posix",
+    "nt",
+    "posixpath",
+    "ntpath",
+    "subprocess",
+    "_posixsubprocess",
+    "_winapi",
+    "pty",
+    "socket",
+    "_socket",
+    "ssl",
+    "runpy",
+    "webbrowser",
+    "importlib",
+    "imp",
+    "zipimport",
+    "pkgutil",
+    "ctypes",
+    "_ctypes",
+    "cffi",
+    "sys",
+    "code",
+    "codeop",
+    "multiprocessing",
+    "asyncio",
+    "pdb",
+    "bdb",
+    "timeit",
+    "marshal",
+    "types",
+    "cProfile",
+    "profile",
+    "_lsprof",
+    "trace",
+    "pickle",
+    "_pickle",
+    "dill",
+    "cloudpickle",
+    "shelve",
+    "shutil",
+    "requests",
+    "urllib",
+    "urllib3",
+    "http",
+    "ftplib",
+    "smtplib",
+    "telnetlib",
+    "poplib",
+    "imaplib",
+    "xmlrpc",
+    "socketserver",
+    "paramiko",
+    "pip",
+    "setuptools",
+    "distutils",
+    "venv",
+    "ensurepip",
+    "site",
+    "signal",
+    "_thread",
+    "threading",
+    "platform",
+    "pydoc",
+    "idlelib",
+    "doctest",
+    "_osx_support",
+    "_aix_support",
+    "tkinter",
+    "turtle",
+    "gc",
+    "linecache",
+    "tempfile",
+    "glob",
+    "fileinput",
+    "sqlite3",
+    "dbm",
+    "mmap",
+    "fcntl",
+    "resource",
+    "ptrace",
+    "numpy.f2py",
+    "numpy.distutils",
+    "numpy.ctypeslib",
+    "numpy.testing",
+    "torch.hub",
+    "torch.utils.cpp_extension",
+    "torch.jit",
+    "torch.package",
+    "torch.ops",
+    "torch.classes",
+    "torch._C",
+    "torch.cuda",
+    "torch.distributed",
+    "torch.multiprocessing",
+    "IPython",
+    "jinja2",
+    "yaml",
+    "subprocess32",
+    "commands",
+    "popen2",
+    "winreg",
+    "msvcrt",
 ];
 
 /// Single callables that run code, open files or reach arbitrary attributes, as `module.name`.
 const DENY_NAMES: &[&str] = &[
-    "builtins.eval", "builtins.exec", "builtins.execfile", "builtins.compile", "builtins.open",
-    "builtins.file", "builtins.input", "builtins.raw_input", "builtins.breakpoint",
-    "builtins.__import__", "builtins.getattr", "builtins.setattr", "builtins.delattr",
-    "builtins.globals", "builtins.locals", "builtins.vars", "builtins.reload", "builtins.apply",
-    "builtins.exit", "builtins.quit", "builtins.help", "builtins.memoryview", "builtins.type",
-    "builtins.super", "operator.attrgetter", "operator.methodcaller", "_operator.attrgetter",
-    "_operator.methodcaller", "codecs.open", "codecs.EncodedFile", "_codecs.lookup",
-    "_codecs.decode", "functools.partial", "functools.reduce", "_functools.partial",
-    "_functools.reduce", "numpy.load", "numpy.loadtxt", "numpy.fromfile", "numpy.lib.npyio.load",
-    "numpy.lib._npyio_impl.load", "torch.load", "torch.serialization.load",
-    "torch.serialization._load", "torch.serialization._legacy_load", "io.open", "io.open_code",
-    "io.FileIO", "_io.open", "_io.open_code", "_io.FileIO", "torch.storage._load_from_bytes",
-    "joblib.load", "collections.namedtuple", "logging.config.listen", "logging.config.fileConfig",
+    "builtins.eval",
+    "builtins.exec",
+    "builtins.execfile",
+    "builtins.compile",
+    "builtins.open",
+    "builtins.file",
+    "builtins.input",
+    "builtins.raw_input",
+    "builtins.breakpoint",
+    "builtins.__import__",
+    "builtins.getattr",
+    "builtins.setattr",
+    "builtins.delattr",
+    "builtins.globals",
+    "builtins.locals",
+    "builtins.vars",
+    "builtins.reload",
+    "builtins.apply",
+    "builtins.exit",
+    "builtins.quit",
+    "builtins.help",
+    "builtins.memoryview",
+    "builtins.type",
+    "builtins.super",
+    "operator.attrgetter",
+    "operator.methodcaller",
+    "_operator.attrgetter",
+    "_operator.methodcaller",
+    "codecs.open",
+    "codecs.EncodedFile",
+    "_codecs.lookup",
+    "_codecs.decode",
+    "functools.partial",
+    "functools.reduce",
+    "_functools.partial",
+    "_functools.reduce",
+    "numpy.load",
+    "numpy.loadtxt",
+    "numpy.fromfile",
+    "numpy.lib.npyio.load",
+    "numpy.lib._npyio_impl.load",
+    "torch.load",
+    "torch.serialization.load",
+    "torch.serialization._load",
+    "torch.serialization._legacy_load",
+    "io.open",
+    "io.open_code",
+    "io.FileIO",
+    "_io.open",
+    "_io.open_code",
+    "_io.FileIO",
+    "torch.storage._load_from_bytes",
+    "joblib.load",
+    "collections.namedtuple",
+    "logging.config.listen",
+    "logging.config.fileConfig",
     "uuid._get_command_stdout",
 ];
 
@@ -1316,8 +1492,21 @@ const ALLOW_NAMES: &[(&str, &[&str])] = &[
     (
         "builtins",
         &[
-            "set", "frozenset", "list", "dict", "tuple", "bytearray", "bytes", "complex", "slice",
-            "range", "int", "float", "str", "bool", "object",
+            "set",
+            "frozenset",
+            "list",
+            "dict",
+            "tuple",
+            "bytearray",
+            "bytes",
+            "complex",
+            "slice",
+            "range",
+            "int",
+            "float",
+            "str",
+            "bool",
+            "object",
         ],
     ),
     ("copyreg", &["_reconstructor", "__newobj__", "__newobj_ex__"]),
@@ -1325,29 +1514,94 @@ const ALLOW_NAMES: &[(&str, &[&str])] = &[
     (
         "torch._utils",
         &[
-            "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-            "_rebuild_parameter_with_state", "_rebuild_qtensor", "_rebuild_sparse_tensor",
-            "_rebuild_meta_tensor_no_storage", "_rebuild_wrapper_subclass",
-            "_rebuild_device_tensor_from_numpy", "_rebuild_nested_tensor",
+            "_rebuild_tensor",
+            "_rebuild_tensor_v2",
+            "_rebuild_tensor_v3",
+            "_rebuild_parameter",
+            "_rebuild_parameter_with_state",
+            "_rebuild_qtensor",
+            "_rebuild_sparse_tensor",
+            "_rebuild_meta_tensor_no_storage",
+            "_rebuild_wrapper_subclass",
+            "_rebuild_device_tensor_from_numpy",
+            "_rebuild_nested_tensor",
         ],
     ),
     ("torch._tensor", &["_rebuild_from_type_v2", "_rebuild_from_type"]),
     (
         "torch",
         &[
-            "FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage",
-            "IntStorage", "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage",
-            "ComplexFloatStorage", "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage",
-            "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage", "UntypedStorage",
-            "TypedStorage", "Size", "device", "Tensor", "float32", "float", "float64", "double",
-            "float16", "half", "bfloat16", "complex32", "chalf", "complex64", "cfloat",
-            "complex128", "cdouble", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
-            "short", "int32", "int", "int64", "long", "bool", "qint8", "quint8", "qint32",
-            "quint4x2", "quint2x4", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
-            "float8_e5m2fnuz", "strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr",
-            "sparse_bsc", "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric",
-            "per_channel_symmetric", "per_channel_affine_float_qparams", "contiguous_format",
-            "channels_last", "channels_last_3d", "preserve_format",
+            "FloatStorage",
+            "DoubleStorage",
+            "HalfStorage",
+            "BFloat16Storage",
+            "LongStorage",
+            "IntStorage",
+            "ShortStorage",
+            "CharStorage",
+            "ByteStorage",
+            "BoolStorage",
+            "ComplexFloatStorage",
+            "ComplexDoubleStorage",
+            "QInt8Storage",
+            "QUInt8Storage",
+            "QInt32Storage",
+            "QUInt4x2Storage",
+            "QUInt2x4Storage",
+            "UntypedStorage",
+            "TypedStorage",
+            "Size",
+            "device",
+            "Tensor",
+            "float32",
+            "float",
+            "float64",
+            "double",
+            "float16",
+            "half",
+            "bfloat16",
+            "complex32",
+            "chalf",
+            "complex64",
+            "cfloat",
+            "complex128",
+            "cdouble",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "int8",
+            "int16",
+            "short",
+            "int32",
+            "int",
+            "int64",
+            "long",
+            "bool",
+            "qint8",
+            "quint8",
+            "qint32",
+            "quint4x2",
+            "quint2x4",
+            "float8_e4m3fn",
+            "float8_e5m2",
+            "float8_e4m3fnuz",
+            "float8_e5m2fnuz",
+            "strided",
+            "sparse_coo",
+            "sparse_csr",
+            "sparse_csc",
+            "sparse_bsr",
+            "sparse_bsc",
+            "per_tensor_affine",
+            "per_channel_affine",
+            "per_tensor_symmetric",
+            "per_channel_symmetric",
+            "per_channel_affine_float_qparams",
+            "contiguous_format",
+            "channels_last",
+            "channels_last_3d",
+            "preserve_format",
         ],
     ),
     ("torch.storage", &["UntypedStorage", "TypedStorage", "_TypedStorage"]),
@@ -1360,9 +1614,26 @@ const ALLOW_NAMES: &[(&str, &[&str])] = &[
     (
         "numpy",
         &[
-            "ndarray", "dtype", "bool_", "int8", "int16", "int32", "int64", "uint8", "uint16",
-            "uint32", "uint64", "float16", "float32", "float64", "longdouble", "complex64",
-            "complex128", "str_", "bytes_", "void",
+            "ndarray",
+            "dtype",
+            "bool_",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "float16",
+            "float32",
+            "float64",
+            "longdouble",
+            "complex64",
+            "complex128",
+            "str_",
+            "bytes_",
+            "void",
         ],
     ),
     ("joblib.numpy_pickle", &["NumpyArrayWrapper"]),
@@ -1554,9 +1825,18 @@ mod tests {
         assert_eq!(py_int(b"1_000", 10), Some(1000));
         assert_eq!(py_int(b"0x10", 10), None);
         // An explicit base takes its own prefix only; other letters are digits where valid.
-        assert_eq!((py_int(b"0o17", 8), py_int(b"0x_1f", 16), py_int(b"0b1", 16), py_int(b"0x1", 8)), (Some(15), Some(31), Some(0xb1), None));
+        assert_eq!(
+            (py_int(b"0o17", 8), py_int(b"0x_1f", 16), py_int(b"0b1", 16), py_int(b"0x1", 8)),
+            (Some(15), Some(31), Some(0xb1), None)
+        );
         // Spellings the unpickler accepts never stop the walk (the global after them is seen).
-        for p in [&b"I0x1\n0cos\nsystem\n."[..], b"I1_0\n0cos\nsystem\n.", b"L0o7L\n0cos\nsystem\n.", b"F1_0\n0cos\nsystem\n.", b"Iabc\n0cos\nsystem\n."] {
+        for p in [
+            &b"I0x1\n0cos\nsystem\n."[..],
+            b"I1_0\n0cos\nsystem\n.",
+            b"L0o7L\n0cos\nsystem\n.",
+            b"F1_0\n0cos\nsystem\n.",
+            b"Iabc\n0cos\nsystem\n.",
+        ] {
             let r = w(p);
             assert!(r.complete(), "{p:?}: {r:?}");
             assert_eq!(names(&r), ["os.system"], "{p:?}");
@@ -1691,18 +1971,43 @@ mod tests {
     #[test]
     fn torch_tar_members_are_walked_past_their_raw_blocks() {
         let record = b"\x80\x02X\x01\x00\x00\x000X\x03\x00\x00\x00cpuctorch\nFloatStorage\n\x87.";
-        let storages = cat(&[b"\x80\x02K\x02.", record, &2u64.to_le_bytes(), &[0xffu8; 8], record, &1u64.to_le_bytes(), b"cos\n", b"cos\nsystem\n."]);
+        let storages = cat(&[
+            b"\x80\x02K\x02.",
+            record,
+            &2u64.to_le_bytes(),
+            &[0xffu8; 8],
+            record,
+            &1u64.to_le_bytes(),
+            b"cos\n",
+            b"cos\nsystem\n.",
+        ]);
         let r = tar_member(TarMember::Storages, &storages);
         assert_eq!((names(&r), r.pickles), (vec!["torch.FloatStorage".to_string(), "os.system".into()], 4), "{r:?}");
         // The raw block lengths come from the records: a storage type the walker cannot size
         // leaves the member incomplete.
-        let odd = cat(&[b"\x80\x02K\x01.", b"\x80\x02X\x01\x00\x00\x000X\x03\x00\x00\x00cpucmylib\nS\n\x87.", &[0u8; 16]]);
+        let odd =
+            cat(&[b"\x80\x02K\x01.", b"\x80\x02X\x01\x00\x00\x000X\x03\x00\x00\x00cpucmylib\nS\n\x87.", &[0u8; 16]]);
         assert!(!tar_member(TarMember::Storages, &odd).complete());
-        let tensors = cat(&[b"\x80\x02K\x01.", b"\x80\x02K\x00K\x00N\x87.", &1i32.to_le_bytes(), &[0u8; 4 + 16 + 8], b"cos\nsystem\n."]);
+        let tensors = cat(&[
+            b"\x80\x02K\x01.",
+            b"\x80\x02K\x00K\x00N\x87.",
+            &1i32.to_le_bytes(),
+            &[0u8; 4 + 16 + 8],
+            b"cos\nsystem\n.",
+        ]);
         // After its records nothing more of `tensors` is unpickled.
         let r = tar_member(TarMember::Tensors, &tensors);
         assert!(r.complete() && names(&r).is_empty(), "{r:?}");
-        let r = tar_member(TarMember::Tensors, &cat(&[b"\x80\x02K\x02.", b"\x80\x02K\x00K\x00N\x87.", &0i32.to_le_bytes(), &[0u8; 12], b"cos\nsystem\n(tR."]));
+        let r = tar_member(
+            TarMember::Tensors,
+            &cat(&[
+                b"\x80\x02K\x02.",
+                b"\x80\x02K\x00K\x00N\x87.",
+                &0i32.to_le_bytes(),
+                &[0u8; 12],
+                b"cos\nsystem\n(tR.",
+            ]),
+        );
         assert_eq!(names(&r), ["os.system"]);
     }
 

@@ -21,9 +21,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::artifact::{
-    AnalyzeOptions, ArtifactConfig, ArtifactReport, DigestState, PolicyVerdict, Severity, apply_digest,
-    codes, digest, evaluate, identify_open, open_artifact,
-    report::Finding,
+    AnalyzeOptions, ArtifactConfig, ArtifactReport, DigestState, PolicyVerdict, Severity, apply_digest, codes, digest,
+    evaluate, identify_open, open_artifact, report::Finding,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -60,15 +59,40 @@ pub struct ScanArgs {
 
 impl ScanArgs {
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        Self { paths, format: ScanFormat::Text, manifest: None, no_digest: false, fail_on: Severity::Low, all: false, max_depth: 16 }
+        Self {
+            paths,
+            format: ScanFormat::Text,
+            manifest: None,
+            no_digest: false,
+            fail_on: Severity::Low,
+            all: false,
+            max_depth: 16,
+        }
     }
 }
 
 /// File-name extensions of model formats: a walked file with one is reported even when its
 /// content is not a model.
 const MODEL_EXTENSIONS: &[&str] = &[
-    "gguf", "ggml", "safetensors", "pt", "pth", "bin", "ckpt", "pkl", "pickle", "joblib", "npy", "npz", "onnx",
-    "tflite", "pb", "keras", "h5", "hdf5", "mlmodel",
+    "gguf",
+    "ggml",
+    "safetensors",
+    "pt",
+    "pth",
+    "bin",
+    "ckpt",
+    "pkl",
+    "pickle",
+    "joblib",
+    "npy",
+    "npz",
+    "onnx",
+    "tflite",
+    "pb",
+    "keras",
+    "h5",
+    "hdf5",
+    "mlmodel",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,7 +179,8 @@ fn analyze(t: &Target, opts: &AnalyzeOptions, all: bool) -> Result<Option<Artifa
     if opts.digest {
         use std::io::{Seek, SeekFrom};
         file.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
-        let (hex, _) = digest::sha256_reader(&mut file).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
+        let (hex, _) =
+            digest::sha256_reader(&mut file).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
         apply_digest(&mut report, &hex);
     }
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
@@ -369,7 +394,11 @@ fn write_report(w: &mut dyn Write, a: &ArtifactReport) -> std::io::Result<()> {
         facts.push(format!("by {p} {}", m.producer_version.clone().unwrap_or_default()).trim_end().to_owned());
     }
     if !m.opsets.is_empty() {
-        let o: Vec<String> = m.opsets.iter().map(|o| format!("{}:{}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version)).collect();
+        let o: Vec<String> = m
+            .opsets
+            .iter()
+            .map(|o| format!("{}:{}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version))
+            .collect();
         facts.push(format!("opsets {}", o.join(",")));
     }
     if let Some(g) = &m.graph_name {
@@ -410,7 +439,8 @@ fn write_report(w: &mut dyn Write, a: &ArtifactReport) -> std::io::Result<()> {
         }
     }
     if a.policy != PolicyVerdict::NoManifest {
-        let name = a.manifest_entry.as_ref().and_then(|e| e.name.clone()).map(|n| format!(" ({n})")).unwrap_or_default();
+        let name =
+            a.manifest_entry.as_ref().and_then(|e| e.name.clone()).map(|n| format!(" ({n})")).unwrap_or_default();
         writeln!(w, "  policy    {}{name}", a.policy.as_str())?;
     }
     for f in &a.findings {

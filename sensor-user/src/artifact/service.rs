@@ -54,12 +54,29 @@ pub struct ArtifactRequest {
 
 #[derive(Debug, Clone)]
 pub enum ArtifactUpdate {
-    Identified { identity: FileIdentity, report: Arc<ArtifactReport> },
-    Digest { identity: FileIdentity, report: Arc<ArtifactReport> },
-    PolicyChanged { identity: FileIdentity, report: Arc<ArtifactReport> },
+    Identified {
+        identity: FileIdentity,
+        report: Arc<ArtifactReport>,
+    },
+    Digest {
+        identity: FileIdentity,
+        report: Arc<ArtifactReport>,
+    },
+    PolicyChanged {
+        identity: FileIdentity,
+        report: Arc<ArtifactReport>,
+    },
     /// The file could not be analysed (gone, unreadable, changed under us).
-    Failed { identity: FileIdentity, path: PathBuf, error: String },
-    ManifestReloaded { path: PathBuf, approved: usize, denied: usize },
+    Failed {
+        identity: FileIdentity,
+        path: PathBuf,
+        error: String,
+    },
+    ManifestReloaded {
+        path: PathBuf,
+        approved: usize,
+        denied: usize,
+    },
     /// The manifest could not be (re)loaded; the previous one stays in force.
     ManifestError(String),
 }
@@ -173,7 +190,10 @@ impl Analyzer {
     /// Starts the identification thread, `hash_workers` hashing threads and the manifest
     /// watcher. Fails when the configuration is invalid or the configured manifest cannot be
     /// loaded (at start there is no previous manifest to keep).
-    pub fn start(cfg: &ArtifactConfig, state_dir: &Path) -> Result<(AnalyzerHandle, Receiver<ArtifactUpdate>), ArtifactError> {
+    pub fn start(
+        cfg: &ArtifactConfig,
+        state_dir: &Path,
+    ) -> Result<(AnalyzerHandle, Receiver<ArtifactUpdate>), ArtifactError> {
         Self::start_with(cfg, state_dir, StartOptions::default())
     }
 
@@ -220,7 +240,10 @@ impl Analyzer {
         {
             let inner = inner.clone();
             let poll = Duration::from_secs(cfg.manifest_poll_secs);
-            threads.push(spawn("mw-artifact-manifest".into(), Box::new(move || manifest_loop(&inner, manifest_rx, poll)))?);
+            threads.push(spawn(
+                "mw-artifact-manifest".into(),
+                Box::new(move || manifest_loop(&inner, manifest_rx, poll)),
+            )?);
         }
         if let Ok(mut t) = inner.threads.lock() {
             t.extend(threads);
@@ -247,7 +270,9 @@ impl Analyzer {
                                 }
                             });
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; the manifest reloads on change only"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot watch SIGHUP; the manifest reloads on change only")
+                        }
                     }
                 }
                 Err(_) => tracing::debug!("no Tokio runtime: the manifest reloads on change only"),
@@ -402,7 +427,8 @@ pub fn lower_thread_priority(idle_io: bool, nice: i32) {
     const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
     const IOPRIO_CLASS_BE: libc::c_long = 2;
     const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    let prio = if idle_io { IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT } else { (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7 };
+    let prio =
+        if idle_io { IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT } else { (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7 };
     // SAFETY: plain syscalls on the calling thread (who = 0); no memory is passed.
     unsafe {
         if libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, prio) != 0 {
@@ -612,7 +638,14 @@ fn reload(inner: &Inner, path: &Path) {
         Err(_) => return,
     };
     tracing::info!(path = %path.display(), approved = m.approved_count(), denied = m.denied_count(), "manifest loaded");
-    send(inner, ArtifactUpdate::ManifestReloaded { path: path.to_owned(), approved: m.approved_count(), denied: m.denied_count() });
+    send(
+        inner,
+        ArtifactUpdate::ManifestReloaded {
+            path: path.to_owned(),
+            approved: m.approved_count(),
+            denied: m.denied_count(),
+        },
+    );
     // Re-judge what is known; announce what changed.
     let known: Vec<(FileIdentity, Arc<ArtifactReport>)> = match inner.slots.lock() {
         Ok(s) => s.iter().filter_map(|(k, v)| v.report.clone().map(|r| (*k, r))).collect(),
@@ -661,7 +694,13 @@ mod tests {
     fn eviction_also_frees_versions_whose_hashing_was_dropped() {
         let id = |ino| FileIdentity { dev: 1, ino, size: 1, mtime_ns: 0, ctime_sec: 0, ctime_nsec: 0 };
         let mut slots = HashMap::new();
-        for (ino, phase) in [(1, Phase::HashDropped), (2, Phase::HashDropped), (3, Phase::Queued), (4, Phase::Hashing), (5, Phase::Done)] {
+        for (ino, phase) in [
+            (1, Phase::HashDropped),
+            (2, Phase::HashDropped),
+            (3, Phase::Queued),
+            (4, Phase::Hashing),
+            (5, Phase::Done),
+        ] {
             slots.insert(id(ino), Slot { phase, report: None });
         }
         evict(&mut slots, 10);

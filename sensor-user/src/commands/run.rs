@@ -46,8 +46,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (sensor, ring) = Sensor::start(cfg.clone(), bus.clone())?;
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = if cfg.api.enabled {
-            let service = Service::new(bus.clone(), sensor.status(), sink_stats, sensor.host(), cfg.api.subscriber_queue)
-                .with_live_stats(sensor.stats_requests());
+            let service =
+                Service::new(bus.clone(), sensor.status(), sink_stats, sensor.host(), cfg.api.subscriber_queue)
+                    .with_live_stats(sensor.stats_requests());
             let handle = api::serve(&cfg.api.socket, service, async {
                 let _ = api_stopped.await;
             })

@@ -36,7 +36,13 @@ pub fn text(s: &SensorStatus) -> String {
         (up / 60) % 60,
         up % 60
     );
-    let _ = writeln!(o, "backend:  {}, {} probes attached, {} skipped", s.backend, s.probes_attached.len(), s.probes_skipped.len());
+    let _ = writeln!(
+        o,
+        "backend:  {}, {} probes attached, {} skipped",
+        s.backend,
+        s.probes_attached.len(),
+        s.probes_skipped.len()
+    );
     for p in &s.probes_skipped {
         let _ = writeln!(o, "  skipped {p}");
     }
@@ -63,7 +69,11 @@ pub fn text(s: &SensorStatus) -> String {
     if s.decode_errors > 0 {
         let _ = writeln!(o, "decode errors: {}", s.decode_errors);
     }
-    let _ = writeln!(o, "devices:  {}", if s.devices_watched.is_empty() { "none".into() } else { s.devices_watched.join(", ") });
+    let _ = writeln!(
+        o,
+        "devices:  {}",
+        if s.devices_watched.is_empty() { "none".into() } else { s.devices_watched.join(", ") }
+    );
     let _ = writeln!(o, "nvml:     {}", if s.nvml.is_empty() { "-" } else { &s.nvml });
     let _ = writeln!(o, "clients:  {}", s.subscribers.len());
     for c in &s.subscribers {

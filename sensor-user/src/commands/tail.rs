@@ -103,7 +103,10 @@ fn replay(path: &Path, filter: &Filter, format: OutputFormat, color: bool) -> an
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }

@@ -1,12 +1,11 @@
 //! Artifact reports (from `crate::artifact`) as schema messages: the summary attached to file
 //! events, `ArtifactIdentified`, and one `PolicyFinding` per finding.
 
-
 use crate::{
     artifact::{self, ArtifactReport, FileIdentity},
     proto::v1::{
-        ApprovalVerdict, ArtifactFormat, ArtifactIdentified, ArtifactSummary, DigestState, FileRef,
-        Finding, LicenseState, ManifestEntry, ModelMetadata, PickleVerdict, PolicyFinding, Severity,
+        ApprovalVerdict, ArtifactFormat, ArtifactIdentified, ArtifactSummary, DigestState, FileRef, Finding,
+        LicenseState, ManifestEntry, ModelMetadata, PickleVerdict, PolicyFinding, Severity,
     },
 };
 
@@ -85,12 +84,8 @@ pub fn summary(r: &ArtifactReport, id: &FileIdentity) -> ArtifactSummary {
             },
         ),
     };
-    let name = r
-        .metadata
-        .name
-        .clone()
-        .or_else(|| r.manifest_entry.as_ref().and_then(|m| m.name.clone()))
-        .unwrap_or_default();
+    let name =
+        r.metadata.name.clone().or_else(|| r.manifest_entry.as_ref().and_then(|m| m.name.clone())).unwrap_or_default();
     let license = r
         .metadata
         .license
@@ -195,4 +190,3 @@ pub fn policy_finding(r: &ArtifactReport, id: &FileIdentity, f: &artifact::Findi
 pub fn kernel_dev(id: &FileIdentity) -> u32 {
     sensor_ebpf::kernel_dev_from_user(id.dev)
 }
-

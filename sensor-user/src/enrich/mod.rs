@@ -15,8 +15,8 @@ use crate::{
     host::BootClock,
     process::ProcessInfo,
     proto::v1::{
-        Event, FileRef, Host, IoctlCategory, IoctlCount, MatchReason, ModelFileOpened,
-        ModelMapped, Process, ProcessExit, event::Payload,
+        Event, FileRef, Host, IoctlCategory, IoctlCount, MatchReason, ModelFileOpened, ModelMapped, Process,
+        ProcessExit, event::Payload,
     },
 };
 

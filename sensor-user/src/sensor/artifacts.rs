@@ -99,7 +99,9 @@ impl Sensor {
         };
         let mark = if report.format.is_model() {
             Some(sensor_ebpf::mark::MODEL)
-        } else if self.cfg.files.suppress_known_non_models && matches!(report.format, Format::NotAModel | Format::Unknown) {
+        } else if self.cfg.files.suppress_known_non_models
+            && matches!(report.format, Format::NotAModel | Format::Unknown)
+        {
             Some(sensor_ebpf::mark::NOT_MODEL)
         } else {
             None
@@ -139,5 +141,4 @@ impl Sensor {
             self.publish(ev);
         }
     }
-
 }

@@ -15,9 +15,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use artifacts::MAX_ARTIFACT_FILES;
 use aya::maps::{MapData, RingBuf};
 use lru::LruCache;
-use artifacts::MAX_ARTIFACT_FILES;
 use resolver::{Answer, FileKey, Job, Resolver};
 use sensor_ebpf::{EventKind, FileId, IoctlKey, kernel_dev_from_user, reason};
 use tokio::io::{Interest, unix::AsyncFd};
@@ -25,29 +25,28 @@ use tokio::io::{Interest, unix::AsyncFd};
 use tokio::time::Instant as TInstant;
 
 use crate::{
-    artifact::{
-        FileIdentity, Format,
-        service::{Analyzer, AnalyzerHandle, ArtifactRequest, ArtifactUpdate},
-    },
-    enrich::artifact as art,
     accel::{
         discovery::{self, DeviceInfo, Roots},
         ioctls,
     },
-    session::{Observation, SessionConfig, SessionEvent, Tracker},
-    telemetry::{GpuTelemetry, Telemetry, fdinfo::FdinfoTelemetry, nvml::NvmlTelemetry, replay::ReplayTelemetry},
+    artifact::{
+        FileIdentity, Format,
+        service::{Analyzer, AnalyzerHandle, ArtifactRequest, ArtifactUpdate},
+    },
     bus::Bus,
     config::{self, Config},
     decode::{self, KernelEvent},
+    enrich::artifact as art,
     enrich::{self, Enricher},
     host,
     probes::{self, KernelMaps, KernelStats, ProbeSettings, Probes},
     process::{ProcessInfo, ProcessTable},
     proto::v1::{
-        AcceleratorActivity, AcceleratorOpened, CategoryCount, Event, EventsLost, HealthState,
-        KernelCounters, LossSource, ProcessExec, ProcessFork, SensorHealth, Severity,
-        event::Payload,
+        AcceleratorActivity, AcceleratorOpened, CategoryCount, Event, EventsLost, HealthState, KernelCounters,
+        LossSource, ProcessExec, ProcessFork, SensorHealth, Severity, event::Payload,
     },
+    session::{Observation, SessionConfig, SessionEvent, Tracker},
+    telemetry::{GpuTelemetry, Telemetry, fdinfo::FdinfoTelemetry, nvml::NvmlTelemetry, replay::ReplayTelemetry},
 };
 
 /// Shared, read-mostly view of the sensor for the API's Status call.
@@ -69,12 +68,7 @@ pub type StatsRequest = tokio::sync::oneshot::Sender<KernelStats>;
 
 /// Kernel counters as the schema reports them.
 pub fn kernel_counters(s: &KernelStats) -> KernelCounters {
-    let by_kind = |v: &[u64]| {
-        EventKind::ALL
-            .iter()
-            .map(|k| (k.name().to_owned(), v[k.index() as usize]))
-            .collect()
-    };
+    let by_kind = |v: &[u64]| EventKind::ALL.iter().map(|k| (k.name().to_owned(), v[k.index() as usize])).collect();
     KernelCounters {
         produced: s.produced_total(),
         dropped: s.dropped_total(),
@@ -299,7 +293,8 @@ impl Sensor {
     /// on any filesystem) and accelerator devices that appeared since the last scan.
     fn rescan(&mut self) -> Result<(), SensorError> {
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let dirs: Vec<PathBuf> = self.cfg.files.model_dirs.iter().flat_map(|spec| config::expand_home(spec, &passwd)).collect();
+        let dirs: Vec<PathBuf> =
+            self.cfg.files.model_dirs.iter().flat_map(|spec| config::expand_home(spec, &passwd)).collect();
         if !dirs.is_empty() && !self.resolver.submit(Job::Dirs(dirs)) {
             tracing::debug!("file lookups queue full: model directories looked for next time");
         }
@@ -412,7 +407,10 @@ impl Sensor {
             KernelEvent::Fork(f) => {
                 let child = self.table.on_fork(f);
                 let parent = self.table.resolve(&h);
-                let payload = Payload::ProcessFork(ProcessFork { child_entity_id: child.entity_id.clone(), child_pid: child.pid });
+                let payload = Payload::ProcessFork(ProcessFork {
+                    child_entity_id: child.entity_id.clone(),
+                    child_pid: child.pid,
+                });
                 (parent, payload)
             }
             KernelEvent::Exit(x) => {
@@ -455,7 +453,10 @@ impl Sensor {
                 if !mapped.runtime_library.is_empty() {
                     self.observe(&p, Observation::RuntimeLibrary { name: &mapped.runtime_library });
                 } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
-                    self.observe(&p, Observation::ModelMapped { file, length: m.len, artifact: mapped.artifact.as_ref() });
+                    self.observe(
+                        &p,
+                        Observation::ModelMapped { file, length: m.len, artifact: mapped.artifact.as_ref() },
+                    );
                 }
                 (p, Payload::ModelMapped(mapped))
             }
@@ -604,8 +605,9 @@ impl Sensor {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), SensorError> {
         // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
-        let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| SensorError::EventLoop { what: "registering the ring buffer with the event loop", source: e.into() })?;
+        let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
+            SensorError::EventLoop { what: "registering the ring buffer with the event loop", source: e.into() }
+        })?;
         self.publish(self.health(HealthState::Ok));
         let mut drain = tokio::time::interval(self.cfg.drain_interval());
         let mut housekeeping = tokio::time::interval(Duration::from_millis(self.cfg.sensor.housekeeping_ms));

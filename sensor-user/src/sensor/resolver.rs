@@ -35,7 +35,10 @@ pub enum Job {
 
 pub enum Answer {
     /// `None`: no candidate is that file any more (or it is not a regular file).
-    Identity { key: FileKey, found: Option<(FileIdentity, PathBuf)> },
+    Identity {
+        key: FileKey,
+        found: Option<(FileIdentity, PathBuf)>,
+    },
     Dirs(Vec<(PathBuf, FileId)>),
 }
 
@@ -135,7 +138,9 @@ mod tests {
         let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
         let (mut r, mut answers) = Resolver::start().unwrap();
         assert!(r.submit(Job::Identity { key, candidates: [dir.path().join("nope"), file.clone()] }));
-        let Some(Answer::Identity { key: k, found: Some((id, path)) }) = answers.recv().await else { panic!("no identity") };
+        let Some(Answer::Identity { key: k, found: Some((id, path)) }) = answers.recv().await else {
+            panic!("no identity")
+        };
         assert_eq!((k, id.ino, path), (key, md.ino(), file.clone()));
         // Another inode under the same name is not the file the kernel reported.
         assert!(r.submit(Job::Identity { key: (key.0, key.1 + 1, 4), candidates: [file.clone(), file.clone()] }));

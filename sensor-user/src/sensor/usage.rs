@@ -59,7 +59,12 @@ impl Sensor {
             let Some(p) = self.table.get(s.pid) else { continue };
             self.observe(
                 &p,
-                Observation::Gpu { device: s.device, sm_percent: s.sm_percent, memory_bytes: s.memory_bytes, engine_busy_ns: s.engine_busy_ns },
+                Observation::Gpu {
+                    device: s.device,
+                    sm_percent: s.sm_percent,
+                    memory_bytes: s.memory_bytes,
+                    engine_busy_ns: s.engine_busy_ns,
+                },
             );
         }
         let out = self.tracker.tick(TInstant::now());
@@ -119,5 +124,4 @@ impl Sensor {
             self.ioctl_seen.retain(|k, _| !users.contains(&k.tgid));
         }
     }
-
 }

@@ -67,11 +67,16 @@ impl GpuTelemetry for NvmlTelemetry {
         for index in 0..count {
             let Ok(dev) = nvml.device_by_index(index) else { continue };
             // /dev/nvidiaN is named by the device's minor number, as discovery names it.
-            let node = dev.minor_number().map(|m| format!("/dev/nvidia{m}")).unwrap_or_else(|_| format!("nvml:{index}"));
+            let node =
+                dev.minor_number().map(|m| format!("/dev/nvidia{m}")).unwrap_or_else(|_| format!("nvml:{index}"));
             let mut per_pid: HashMap<u32, ProcessGpuSample> = HashMap::new();
             if let Ok(procs) = dev.running_compute_processes() {
                 for p in procs {
-                    let e = per_pid.entry(p.pid).or_insert_with(|| ProcessGpuSample { pid: p.pid, device: node.clone(), ..Default::default() });
+                    let e = per_pid.entry(p.pid).or_insert_with(|| ProcessGpuSample {
+                        pid: p.pid,
+                        device: node.clone(),
+                        ..Default::default()
+                    });
                     if let UsedGpuMemory::Used(bytes) = p.used_gpu_memory {
                         e.memory_bytes = Some(e.memory_bytes.unwrap_or(0).saturating_add(bytes));
                     }
@@ -82,7 +87,11 @@ impl GpuTelemetry for NvmlTelemetry {
                 let mut newest = since.unwrap_or(0);
                 for s in samples {
                     newest = newest.max(s.timestamp);
-                    let e = per_pid.entry(s.pid).or_insert_with(|| ProcessGpuSample { pid: s.pid, device: node.clone(), ..Default::default() });
+                    let e = per_pid.entry(s.pid).or_insert_with(|| ProcessGpuSample {
+                        pid: s.pid,
+                        device: node.clone(),
+                        ..Default::default()
+                    });
                     // Several samples per interval: keep the highest.
                     e.sm_percent = Some(e.sm_percent.unwrap_or(0.0).max(s.sm_util as f64));
                 }

@@ -11,9 +11,7 @@ use std::{
 use serde_json::{Value, json};
 
 fn usage() -> ! {
-    eprintln!(
-        "usage: mw-bench loops CPU DIR SCALE | mw-bench generate CPU FILE RATE SECONDS | mw-bench hash FILE"
-    );
+    eprintln!("usage: mw-bench loops CPU DIR SCALE | mw-bench generate CPU FILE RATE SECONDS | mw-bench hash FILE");
     std::process::exit(2)
 }
 
@@ -76,7 +74,12 @@ fn loops(cpu: usize, dir: &Path, scale: f64) -> Value {
     };
     let mut result = serde_json::Map::new();
     // SAFETY (all closures): plain syscalls on fds and paths this process owns.
-    result.insert("getppid".into(), json!(measure(n(2_000_000.0), || unsafe { libc::getppid(); })));
+    result.insert(
+        "getppid".into(),
+        json!(measure(n(2_000_000.0), || unsafe {
+            libc::getppid();
+        })),
+    );
     result.insert("open_close_small".into(), json!(measure(n(200_000.0), || open_close(&small))));
     result.insert("open_close_gguf".into(), json!(measure(n(100_000.0), || open_close(&gguf))));
     result.insert(
@@ -90,9 +93,19 @@ fn loops(cpu: usize, dir: &Path, scale: f64) -> Value {
     // this process holds the watched device its ioctls are all looked at (that is the point of
     // the per-process gate), so the order matters.
     let zero = open_ro(Path::new("/dev/zero"));
-    result.insert("ioctl_unwatched".into(), json!(measure(n(1_000_000.0), || unsafe { libc::ioctl(zero, 0x4d57, 0); })));
+    result.insert(
+        "ioctl_unwatched".into(),
+        json!(measure(n(1_000_000.0), || unsafe {
+            libc::ioctl(zero, 0x4d57, 0);
+        })),
+    );
     let full = open_ro(Path::new("/dev/full"));
-    result.insert("ioctl_watched".into(), json!(measure(n(1_000_000.0), || unsafe { libc::ioctl(full, 0x4d57, 0); })));
+    result.insert(
+        "ioctl_watched".into(),
+        json!(measure(n(1_000_000.0), || unsafe {
+            libc::ioctl(full, 0x4d57, 0);
+        })),
+    );
     // SAFETY: closing our own fds.
     unsafe {
         libc::close(big);
@@ -147,7 +160,11 @@ fn hash(file: &Path) -> Value {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let out = match a.get(1).map(String::as_str) {
-        Some("loops") if a.len() == 5 => loops(a[2].parse().unwrap_or_else(|_| usage()), &PathBuf::from(&a[3]), a[4].parse().unwrap_or_else(|_| usage())),
+        Some("loops") if a.len() == 5 => loops(
+            a[2].parse().unwrap_or_else(|_| usage()),
+            &PathBuf::from(&a[3]),
+            a[4].parse().unwrap_or_else(|_| usage()),
+        ),
         Some("generate") if a.len() == 6 => generate(
             a[2].parse().unwrap_or_else(|_| usage()),
             Path::new(&a[3]),

@@ -37,11 +37,13 @@ fn main() {
         std::process::exit(code);
     }
     assert!(args.len() >= 4, "usage: mw-worker MODEL DEVICE CMD_HEX...");
-    let cmds: Vec<u64> = args[3..].iter().map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).expect("hex cmd")).collect();
+    let cmds: Vec<u64> =
+        args[3..].iter().map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).expect("hex cmd")).collect();
     let model = std::ffi::CString::new(args[1].as_str()).unwrap();
     let device = std::ffi::CString::new(args[2].as_str()).unwrap();
     // SAFETY: plain syscalls on paths and fds this process owns.
-    let (model_fd, dev_fd) = unsafe { (libc::open(model.as_ptr(), libc::O_RDONLY), libc::open(device.as_ptr(), libc::O_RDWR)) };
+    let (model_fd, dev_fd) =
+        unsafe { (libc::open(model.as_ptr(), libc::O_RDONLY), libc::open(device.as_ptr(), libc::O_RDWR)) };
     assert!(model_fd >= 0 && dev_fd >= 0, "open: {}", std::io::Error::last_os_error());
     let len = unsafe {
         let mut st: libc::stat = std::mem::zeroed();

@@ -340,7 +340,8 @@ pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
             Some((per, size)) if elems.is_multiple_of(per) => (elems / per).checked_mul(size),
             _ => Some(0),
         };
-        let end = bytes.and_then(|b| offset.checked_add(b)).ok_or_else(|| ParseError::invalid("tensor extent overflows"))?;
+        let end =
+            bytes.and_then(|b| offset.checked_add(b)).ok_or_else(|| ParseError::invalid("tensor extent overflows"))?;
         data_needed = data_needed.max(end);
         if dtypes.len() < 64 {
             dtypes.insert(name);

@@ -56,7 +56,14 @@ pub fn find_signature(r: &mut Reader<'_>) -> PResult<Option<u64>> {
 }
 
 /// The offsets of every needle in `[start, end)`, in one pass, at most `max` in all.
-fn find(r: &mut Reader<'_>, start: u64, end: u64, needles: &[&[u8]], max: usize, found: &mut Vec<(usize, u64)>) -> PResult<()> {
+fn find(
+    r: &mut Reader<'_>,
+    start: u64,
+    end: u64,
+    needles: &[&[u8]],
+    max: usize,
+    found: &mut Vec<(usize, u64)>,
+) -> PResult<()> {
     let longest = needles.iter().map(|n| n.len() as u64).max().unwrap_or(1).max(1);
     let mut pos = start;
     while pos < end && found.len() < max {
@@ -171,10 +178,14 @@ pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
                 covered = start + json.len() as u64;
                 match scan_config(&json, ctx.policy, &mut scan) {
                     // Keras reads the model from the configuration that has layers.
-                    Ok(s) if best.as_ref().is_none_or(|b| b.config_layers.is_none() && s.config_layers.is_some()) => best = Some(s),
+                    Ok(s) if best.as_ref().is_none_or(|b| b.config_layers.is_none() && s.config_layers.is_some()) => {
+                        best = Some(s)
+                    }
                     Ok(_) => {}
                     Err(e) => {
-                        first_error.get_or_insert_with(|| ParseError::invalid(format!("keras configuration is not JSON: {e}")));
+                        first_error.get_or_insert_with(|| {
+                            ParseError::invalid(format!("keras configuration is not JSON: {e}"))
+                        });
                     }
                 }
             }
@@ -221,23 +232,49 @@ fn is_keras_module(m: &str) -> bool {
 /// (CVE-2025-8747: `keras.utils.get_file`), run Python or load further models. Matched by name
 /// in any Keras or TensorFlow module, since each is exported under several paths.
 const KERAS_DENY_NAMES: &[&str] = &[
-    "enable_unsafe_deserialization", "get_file", "load_model", "load_weights", "save_model", "save_weights",
-    "TFSMLayer", "py_func", "py_function", "numpy_function", "eager_py_func", "read_file", "write_file",
-    "load_library", "load_op_library", "exec", "eval",
+    "enable_unsafe_deserialization",
+    "get_file",
+    "load_model",
+    "load_weights",
+    "save_model",
+    "save_weights",
+    "TFSMLayer",
+    "py_func",
+    "py_function",
+    "numpy_function",
+    "eager_py_func",
+    "read_file",
+    "write_file",
+    "load_library",
+    "load_op_library",
+    "exec",
+    "eval",
 ];
 
 /// Keras and TensorFlow modules whose every callable reads, writes or fetches files or loads
 /// models.
 const KERAS_DENY_MODULES: &[&str] = &[
-    "tensorflow.io", "tensorflow.compat.v1.io", "tensorflow.compat.v2.io", "tensorflow.gfile",
-    "tensorflow.compat.v1.gfile", "tensorflow.saved_model", "tensorflow.compat.v1.saved_model",
-    "tensorflow.python.ops.script_ops", "tensorflow.python.lib.io", "keras.src.utils.file_utils",
-    "keras.utils.file_utils", "keras.src.saving", "keras.saving", "tf_keras.src.saving", "tf_keras.saving",
+    "tensorflow.io",
+    "tensorflow.compat.v1.io",
+    "tensorflow.compat.v2.io",
+    "tensorflow.gfile",
+    "tensorflow.compat.v1.gfile",
+    "tensorflow.saved_model",
+    "tensorflow.compat.v1.saved_model",
+    "tensorflow.python.ops.script_ops",
+    "tensorflow.python.lib.io",
+    "keras.src.utils.file_utils",
+    "keras.utils.file_utils",
+    "keras.src.saving",
+    "keras.saving",
+    "tf_keras.src.saving",
+    "tf_keras.saving",
 ];
 
 /// Keras modules whose functions load or save models, but whose classes are the models
 /// themselves: Keras 3 writes every functional model as `keras.src.models.functional.Functional`.
-const KERAS_DENY_FUNCTION_MODULES: &[&str] = &["keras.models", "keras.src.models", "tf_keras.models", "tf_keras.src.models"];
+const KERAS_DENY_FUNCTION_MODULES: &[&str] =
+    &["keras.models", "keras.src.models", "tf_keras.models", "tf_keras.src.models"];
 
 fn in_module(module: &str, list: &[&str]) -> bool {
     list.iter().any(|d| module == *d || module.strip_prefix(d).is_some_and(|r| r.starts_with('.')))
@@ -284,7 +321,10 @@ impl Scan {
             ctx.finding(
                 if worst == Safety::Malicious { Severity::Critical } else { Severity::Medium },
                 codes::CUSTOM_OPS,
-                format!("keras configuration refers to code outside Keras or to unsafe Keras functions: {}", names.join(", ")),
+                format!(
+                    "keras configuration refers to code outside Keras or to unsafe Keras functions: {}",
+                    names.join(", ")
+                ),
             );
             md.custom_ops = names;
         }

@@ -201,13 +201,7 @@ impl<'a> Ctx<'a> {
             ),
             _ => {}
         }
-        Some(PickleVerdict {
-            verdict,
-            globals,
-            offending,
-            streams: self.streams.clone(),
-            complete: self.complete,
-        })
+        Some(PickleVerdict { verdict, globals, offending, streams: self.streams.clone(), complete: self.complete })
     }
 }
 

@@ -264,9 +264,9 @@ impl P<'_> {
                     b"True" => Ok(Lit::Bool(true)),
                     b"False" => Ok(Lit::Bool(false)),
                     b"None" => Ok(Lit::None),
-                    w => int_literal(w)
-                        .map(Lit::Int)
-                        .ok_or_else(|| ParseError::invalid(format!("unexpected `{}` in npy header", clean_text(w, 32)))),
+                    w => int_literal(w).map(Lit::Int).ok_or_else(|| {
+                        ParseError::invalid(format!("unexpected `{}` in npy header", clean_text(w, 32)))
+                    }),
                 }
             }
             _ => Err(ParseError::invalid("unexpected character in npy header")),
@@ -293,11 +293,57 @@ fn int_literal(w: &[u8]) -> Option<u64> {
 
 /// Type names NumPy maps to plain (object-free) dtypes.
 const PLAIN_NAMES: &[&str] = &[
-    "bool", "bool_", "bool8", "byte", "ubyte", "short", "ushort", "intc", "uintc", "int_", "uint", "intp", "uintp",
-    "long", "ulong", "longlong", "ulonglong", "half", "single", "double", "float", "longdouble", "longfloat",
-    "csingle", "cdouble", "clongdouble", "complex", "int", "bytes", "bytes_", "str", "str_", "unicode", "void",
-    "datetime64", "timedelta64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64", "float128", "complex64", "complex128", "complex256",
+    "bool",
+    "bool_",
+    "bool8",
+    "byte",
+    "ubyte",
+    "short",
+    "ushort",
+    "intc",
+    "uintc",
+    "int_",
+    "uint",
+    "intp",
+    "uintp",
+    "long",
+    "ulong",
+    "longlong",
+    "ulonglong",
+    "half",
+    "single",
+    "double",
+    "float",
+    "longdouble",
+    "longfloat",
+    "csingle",
+    "cdouble",
+    "clongdouble",
+    "complex",
+    "int",
+    "bytes",
+    "bytes_",
+    "str",
+    "str_",
+    "unicode",
+    "void",
+    "datetime64",
+    "timedelta64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "float128",
+    "complex64",
+    "complex128",
+    "complex256",
 ];
 
 /// What one dtype string says about objects: `i4`, `|O`, `object`, `(2,3)f8`, `i4,O`.
@@ -356,7 +402,8 @@ fn combine(parts: impl IntoIterator<Item = Objects>) -> Objects {
 /// What a `descr` says about objects: a dtype string, a `(dtype, shape)` tuple, or a list of
 /// `(name, dtype[, shape])` fields.
 fn objects(l: &Lit) -> Objects {
-    let shape = |l: &Lit| matches!(l, Lit::Int(_)) || matches!(l, Lit::Seq(v) if v.iter().all(|x| matches!(x, Lit::Int(_))));
+    let shape =
+        |l: &Lit| matches!(l, Lit::Int(_)) || matches!(l, Lit::Seq(v) if v.iter().all(|x| matches!(x, Lit::Int(_))));
     match l {
         Lit::Str(s) => dtype_str_objects(s),
         Lit::Seq(v) if v.len() == 2 && shape(&v[1]) && !matches!(v[0], Lit::Seq(_)) => objects(&v[0]),
@@ -376,7 +423,9 @@ fn repr(l: &Lit) -> String {
         Lit::Bool(b) => b.to_string(),
         Lit::None => "None".into(),
         Lit::Seq(v) => format!("[{}]", v.iter().map(repr).collect::<Vec<_>>().join(", ")),
-        Lit::Dict(v) => format!("{{{}}}", v.iter().map(|(k, x)| format!("{k}: {}", repr(x))).collect::<Vec<_>>().join(", ")),
+        Lit::Dict(v) => {
+            format!("{{{}}}", v.iter().map(|(k, x)| format!("{k}: {}", repr(x))).collect::<Vec<_>>().join(", "))
+        }
     }
 }
 
@@ -522,12 +571,19 @@ mod tests {
     fn parses_plain_structured_and_object_headers() {
         let h = parse("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }\n").expect("header");
         assert_eq!((h.descr.as_str(), h.shape.as_slice(), h.objects), ("<f4", &[3u64, 4][..], Objects::No));
-        let h = parse("{'descr': [('a', '<i4'), ('b', '|O')], 'fortran_order': True, 'shape': (2,)}").expect("structured");
+        let h =
+            parse("{'descr': [('a', '<i4'), ('b', '|O')], 'fortran_order': True, 'shape': (2,)}").expect("structured");
         assert!(h.objects == Objects::Yes && h.fortran_order);
         assert_eq!(h.shape, [2]);
         let h = parse("{'descr': '|O', 'fortran_order': False, 'shape': ()}").expect("object");
         assert!(h.objects == Objects::Yes && h.shape.is_empty());
-        for bad in ["{'descr': '<f4'", "{'descr': '<f4', 'shape': (1,)}", "[1,2]", "{'descr': __import__('os')}", &"(".repeat(100)] {
+        for bad in [
+            "{'descr': '<f4'",
+            "{'descr': '<f4', 'shape': (1,)}",
+            "[1,2]",
+            "{'descr': __import__('os')}",
+            &"(".repeat(100),
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -535,12 +591,24 @@ mod tests {
     #[test]
     fn object_dtypes_in_every_spelling() {
         for d in [
-            "'object'", "'O8'", "'i4,O'", "'\\x4f'", "u'|O'", "b'|O'", "'|' 'O'", "('|O')", "\"\"\"|O\"\"\"", "[('a', ('O', (2,)))]", "('O', (3,))", "'(2,)O'",
+            "'object'",
+            "'O8'",
+            "'i4,O'",
+            "'\\x4f'",
+            "u'|O'",
+            "b'|O'",
+            "'|' 'O'",
+            "('|O')",
+            "\"\"\"|O\"\"\"",
+            "[('a', ('O', (2,)))]",
+            "('O', (3,))",
+            "'(2,)O'",
         ] {
             let h = parse(&format!("{{'descr': {d}, 'fortran_order': False, 'shape': (1,)}}")).expect(d);
             assert_eq!(h.objects, Objects::Yes, "{d}");
         }
-        for d in ["'<f8'", "'|b1'", "'<M8[ns]'", "'float32'", "[('x', '<i4'), ('y', '<f8', (2,))]", "'<U10'", "r'<i2'"] {
+        for d in ["'<f8'", "'|b1'", "'<M8[ns]'", "'float32'", "[('x', '<i4'), ('y', '<f8', (2,))]", "'<U10'", "r'<i2'"]
+        {
             let h = parse(&format!("{{'descr': {d}, 'fortran_order': False, 'shape': (1,)}}")).expect(d);
             assert_eq!(h.objects, Objects::No, "{d}");
         }

@@ -54,7 +54,11 @@ fn data_type(t: u64) -> String {
 }
 
 fn standard_domain(d: &str) -> bool {
-    d.is_empty() || d == "ai.onnx" || d.starts_with("ai.onnx.") || d == "com.microsoft" || d.starts_with("com.microsoft.")
+    d.is_empty()
+        || d == "ai.onnx"
+        || d.starts_with("ai.onnx.")
+        || d == "com.microsoft"
+        || d.starts_with("com.microsoft.")
 }
 
 #[derive(Default)]
@@ -153,13 +157,18 @@ pub fn parse(r: &mut crate::artifact::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut
         ctx.finding(
             Severity::Medium,
             codes::CUSTOM_OPS,
-            format!("operators from custom domains need native code the runtime must load: {}", m.custom_ops.join(", ")),
+            format!(
+                "operators from custom domains need native code the runtime must load: {}",
+                m.custom_ops.join(", ")
+            ),
         );
     }
     let escaping: Vec<&String> = m
         .external_data
         .iter()
-        .filter(|l| l.starts_with('/') || l.starts_with('\\') || l.split(['/', '\\']).any(|c| c == "..") || l.contains(':'))
+        .filter(|l| {
+            l.starts_with('/') || l.starts_with('\\') || l.split(['/', '\\']).any(|c| c == "..") || l.contains(':')
+        })
         .collect();
     if !escaping.is_empty() {
         ctx.finding(
@@ -181,7 +190,13 @@ pub fn parse(r: &mut crate::artifact::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut
 }
 
 /// A GraphProto. `m` is set for the main graph only: its counts and name are the model's.
-fn graph(pb: &mut Pb<'_, '_>, end: u64, st: &mut Stats, mut m: Option<&mut crate::artifact::report::ModelMetadata>, depth: u32) -> PResult<()> {
+fn graph(
+    pb: &mut Pb<'_, '_>,
+    end: u64,
+    st: &mut Stats,
+    mut m: Option<&mut crate::artifact::report::ModelMetadata>,
+    depth: u32,
+) -> PResult<()> {
     if depth > MAX_DEPTH {
         return Err(ParseError::limit("ONNX subgraph nesting", u64::from(MAX_DEPTH)));
     }

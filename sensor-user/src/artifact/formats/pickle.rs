@@ -34,7 +34,8 @@ pub fn parse_unframed(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Option<Parsed> {
 }
 
 fn describe(walk: &Walk) -> Parsed {
-    let joblib = walk.imports.iter().any(|i| matches!(i, Import::Named { module, .. } if module.starts_with("joblib.")));
+    let joblib =
+        walk.imports.iter().any(|i| matches!(i, Import::Named { module, .. } if module.starts_with("joblib.")));
     let mut p = if walk.torch_legacy_magic {
         Parsed::new(Format::Pytorch, Some("legacy"))
     } else if joblib {

@@ -40,7 +40,9 @@ const MAX_LINK_DEPTH: u32 = 8;
 
 /// Whether `head` starts with a block `tarfile` accepts as a tar header.
 pub fn is_tar(head: &[u8]) -> bool {
-    head.get(..512).and_then(|h| <&[u8; 512]>::try_from(h).ok()).is_some_and(|h| h.iter().any(|b| *b != 0) && checksum_ok(h))
+    head.get(..512)
+        .and_then(|h| <&[u8; 512]>::try_from(h).ok())
+        .is_some_and(|h| h.iter().any(|b| *b != 0) && checksum_ok(h))
 }
 
 /// `tarfile.calc_chksums`: the header summed with its checksum field as spaces, bytes taken
@@ -199,7 +201,8 @@ impl Walker<'_, '_> {
             name = format!("{prefix}/{name}");
         }
         let data = offset + 512;
-        let after = |n: u64| data.checked_add(block(n)).ok_or_else(|| Stop::Fatal(ParseError::invalid("tar offset overflows")));
+        let after =
+            |n: u64| data.checked_add(block(n)).ok_or_else(|| Stop::Fatal(ParseError::invalid("tar offset overflows")));
         match kind {
             b'L' | b'K' => {
                 self.r.seek_to(data.min(self.r.len()))?;
@@ -225,7 +228,8 @@ impl Walker<'_, '_> {
                 self.r.seek_to(data.min(self.r.len()))?;
                 let n = block(size).min(self.r.remaining());
                 let buf = self.r.read_vec(n, block(MAX_PAX_RECORD), "PAX header")?;
-                let records = pax_records(&buf).ok_or_else(|| Stop::Invalid(format!("bad PAX record at offset {offset}")))?;
+                let records =
+                    pax_records(&buf).ok_or_else(|| Stop::Invalid(format!("bad PAX record at offset {offset}")))?;
                 if kind == b'g' {
                     self.global_pax.extend(records.clone());
                 }
@@ -238,7 +242,10 @@ impl Walker<'_, '_> {
                 if kind != b'g' {
                     apply_pax(&mut next, &local)?;
                     if local.contains_key("size") {
-                        next_offset = next.data.checked_add(if has_data(next.kind) { block(next.size) } else { 0 }).ok_or_else(|| Stop::Fatal(ParseError::invalid("tar offset overflows")))?;
+                        next_offset = next
+                            .data
+                            .checked_add(if has_data(next.kind) { block(next.size) } else { 0 })
+                            .ok_or_else(|| Stop::Fatal(ParseError::invalid("tar offset overflows")))?;
                     }
                 }
                 Ok((next, next_offset))
@@ -256,7 +263,9 @@ impl Walker<'_, '_> {
                     data += 512;
                 }
                 let m = Member { name, kind, linkname: nts(&h[157..257]), data, size, sparse: true };
-                let next = data.checked_add(block(size)).ok_or_else(|| Stop::Fatal(ParseError::invalid("tar offset overflows")))?;
+                let next = data
+                    .checked_add(block(size))
+                    .ok_or_else(|| Stop::Fatal(ParseError::invalid("tar offset overflows")))?;
                 Ok((m, next))
             }
             _ => {
@@ -277,7 +286,9 @@ impl Walker<'_, '_> {
     fn subsequent(&mut self, offset: u64, chain: u32) -> Result<(Member, u64), Stop> {
         self.member(offset, chain + 1).map_err(|e| match e {
             Stop::Fatal(e) => Stop::Fatal(e),
-            _ => Stop::Fatal(ParseError::invalid(format!("missing or bad tar header at offset {offset} after an extension header"))),
+            _ => Stop::Fatal(ParseError::invalid(format!(
+                "missing or bad tar header at offset {offset} after an extension header"
+            ))),
         })
     }
 }
@@ -299,7 +310,10 @@ fn pax_records(buf: &[u8]) -> Option<Vec<(String, String)>> {
         }
         let value_end = (pos + length).checked_sub(1)?;
         let value = buf.get(kw_start + kw_len + 1..value_end.max(kw_start + kw_len + 1))?;
-        out.push((String::from_utf8_lossy(&buf[kw_start..kw_start + kw_len]).into_owned(), String::from_utf8_lossy(value).into_owned()));
+        out.push((
+            String::from_utf8_lossy(&buf[kw_start..kw_start + kw_len]).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
         pos += length;
     }
     Some(out)
@@ -336,7 +350,13 @@ fn members(r: &mut Reader<'_>) -> (Vec<Member>, End) {
         }
         // tarfile reads the byte before the next header to check the last member's data.
         if offset > w.r.len() {
-            return (out, End::Broken(ParseError::Truncated(format!("tar member data runs past the end ({offset} > {})", w.r.len()))));
+            return (
+                out,
+                End::Broken(ParseError::Truncated(format!(
+                    "tar member data runs past the end ({offset} > {})",
+                    w.r.len()
+                ))),
+            );
         }
         match w.member(offset, 0) {
             Ok((m, next)) => {
@@ -360,7 +380,13 @@ fn members(r: &mut Reader<'_>) -> (Vec<Member>, End) {
 
 /// posixpath.normpath, which `tarfile` applies to both sides when it resolves a link.
 fn normpath(p: &str) -> String {
-    let slashes = if p.starts_with("//") && !p.starts_with("///") { 2 } else if p.starts_with('/') { 1 } else { 0 };
+    let slashes = if p.starts_with("//") && !p.starts_with("///") {
+        2
+    } else if p.starts_with('/') {
+        1
+    } else {
+        0
+    };
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {
@@ -395,7 +421,9 @@ fn content<'m>(ms: &'m [Member], m: &'m Member, depth: u32) -> Result<Vec<&'m Me
             }
             Ok(out)
         }
-        b'2' => Err(format!("it is a symbolic link to `{}`, which extraction may point outside the archive", m.linkname)),
+        b'2' => {
+            Err(format!("it is a symbolic link to `{}`, which extraction may point outside the archive", m.linkname))
+        }
         b'3' | b'4' | b'6' => Err("it is a device or a FIFO".into()),
         b'5' => Ok(Vec::new()),
         _ => Ok(vec![m]),
@@ -416,7 +444,9 @@ pub fn parse_tar(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
     let format = if torch { Format::Pytorch } else { Format::Unknown };
     match end {
         End::Marked => {}
-        End::Unmarked => ctx.finding(Severity::Low, codes::MALFORMED, "tar ends without its end-of-archive blocks (truncated?)"),
+        End::Unmarked => {
+            ctx.finding(Severity::Low, codes::MALFORMED, "tar ends without its end-of-archive blocks (truncated?)")
+        }
         End::Truncated => ctx.finding(Severity::Medium, codes::MALFORMED, "tar ends inside a header (truncated?)"),
         End::Broken(e) => {
             if ms.is_empty() {
@@ -443,7 +473,11 @@ pub fn parse_tar(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
             let label = if std::ptr::eq(s, m) { name.to_owned() } else { format!("{name} (hard link to {})", s.name) };
             let end = s.data.saturating_add(s.size);
             if end > r.len() {
-                ctx.finding(Severity::Medium, codes::MALFORMED, format!("tar member {label} runs past the end of the file"));
+                ctx.finding(
+                    Severity::Medium,
+                    codes::MALFORMED,
+                    format!("tar member {label} runs past the end of the file"),
+                );
                 continue;
             }
             r.seek_to(s.data)?;
@@ -475,7 +509,10 @@ mod tests {
         assert_eq!(normpath("./a//b/../storages"), "a/storages");
         assert_eq!(normpath("/../x"), "/x");
         assert_eq!(normpath(""), ".");
-        assert_eq!(pax_records(b"20 path=storages/xy\n12 size=100\n"), Some(vec![("path".into(), "storages/xy".into()), ("size".into(), "100".into())]));
+        assert_eq!(
+            pax_records(b"20 path=storages/xy\n12 size=100\n"),
+            Some(vec![("path".into(), "storages/xy".into()), ("size".into(), "100".into())])
+        );
         assert_eq!(pax_records(b"x path=y\n"), None);
     }
 }

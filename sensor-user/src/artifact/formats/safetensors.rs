@@ -7,12 +7,7 @@
 //! 100 MB header costs its own bytes and no JSON tree (`serde_json` bounds the nesting): no
 //! shape is kept as a vector and only the `__metadata__` entries that are reported are kept.
 
-use std::{
-    borrow::Cow,
-    collections::BTreeSet,
-    fmt,
-    path::Path,
-};
+use std::{borrow::Cow, collections::BTreeSet, fmt, path::Path};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -112,9 +107,11 @@ impl<'de> Visitor<'de> for &mut Header {
             let t: TensorInfo<'_> = map.next_value()?;
             let dtype = t.dtype.ok_or_else(|| A::Error::custom(format!("tensor {tname} has no dtype")))?;
             let shape = t.shape.ok_or_else(|| A::Error::custom(format!("tensor {tname} has no shape")))?;
-            let (begin, end) = t.data_offsets.ok_or_else(|| A::Error::custom(format!("tensor {tname} has no valid data_offsets")))?;
+            let (begin, end) =
+                t.data_offsets.ok_or_else(|| A::Error::custom(format!("tensor {tname} has no valid data_offsets")))?;
             let elems = shape.0.ok_or_else(|| A::Error::custom(format!("tensor {tname} size overflows")))?;
-            self.params = self.params.checked_add(elems).ok_or_else(|| A::Error::custom("parameter count overflows"))?;
+            self.params =
+                self.params.checked_add(elems).ok_or_else(|| A::Error::custom("parameter count overflows"))?;
             self.tensors += 1;
             if self.dtypes.len() < 64 {
                 self.dtypes.insert(clean_text(dtype.as_bytes(), 32));
@@ -123,11 +120,11 @@ impl<'de> Visitor<'de> for &mut Header {
                 Some(format!("tensor {tname} data [{begin}, {end}) lies outside the {} data bytes", self.data_len))
             } else {
                 match dtype_bits(&dtype) {
-                    Some(Some(bits)) => elems
-                        .checked_mul(bits)
-                        .map(|b| b.div_ceil(8))
-                        .filter(|want| *want != end - begin)
-                        .map(|want| format!("tensor {tname} has {} bytes, its shape and dtype need {want}", end - begin)),
+                    Some(Some(bits)) => {
+                        elems.checked_mul(bits).map(|b| b.div_ceil(8)).filter(|want| *want != end - begin).map(|want| {
+                            format!("tensor {tname} has {} bytes, its shape and dtype need {want}", end - begin)
+                        })
+                    }
                     Some(None) => None,
                     None => Some(format!("tensor {tname} has unknown dtype {}", clean_text(dtype.as_bytes(), 32))),
                 }
@@ -257,7 +254,8 @@ pub fn shard_info(path: &Path, limits: &Limits) -> Option<ShardInfo> {
             total_size: Option<JsonScalar>,
         }
         if let Ok(bytes) = read_bounded(&mut f, limits.max_parse_bytes.min(64 << 20), "index")
-            && let Ok(Index { metadata: Some(IndexMetadata { total_size: Some(JsonScalar::U64(n)) }) }) = serde_json::from_slice(&bytes)
+            && let Ok(Index { metadata: Some(IndexMetadata { total_size: Some(JsonScalar::U64(n)) }) }) =
+                serde_json::from_slice(&bytes)
         {
             info.total_size = Some(n);
         }

@@ -53,13 +53,19 @@ impl<'a> RatioGuard<'a> {
 impl Read for RatioGuard<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.read >= self.cap && !buf.is_empty() {
-            return Err(io::Error::other(format!("the artifact's inflate budget is spent after {} bytes of this entry", self.read)));
+            return Err(io::Error::other(format!(
+                "the artifact's inflate budget is spent after {} bytes of this entry",
+                self.read
+            )));
         }
         let want = buf.len().min(usize::try_from(self.cap - self.read).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         self.read += n as u64;
         if self.read > self.ratio_max {
-            return Err(io::Error::other(format!("entry inflates beyond {} bytes (decompression ratio bound)", self.ratio_max)));
+            return Err(io::Error::other(format!(
+                "entry inflates beyond {} bytes (decompression ratio bound)",
+                self.ratio_max
+            )));
         }
         Ok(n)
     }
@@ -136,7 +142,10 @@ fn first_entry_name(r: &mut Reader<'_>) -> Option<String> {
 }
 
 fn guess_from_name(name: &str) -> Format {
-    if name.split_once('/').is_some_and(|(root, rest)| !root.is_empty() && (rest == "data.pkl" || rest == "version" || rest == "byteorder" || rest.starts_with("data/"))) {
+    if name.split_once('/').is_some_and(|(root, rest)| {
+        !root.is_empty()
+            && (rest == "data.pkl" || rest == "version" || rest == "byteorder" || rest.starts_with("data/"))
+    }) {
         Format::Pytorch
     } else if name.ends_with(".npy") {
         Format::Numpy
@@ -239,11 +248,17 @@ fn archive(r: &mut Reader<'_>, prefix: &str, depth: u32, ctx: &mut Ctx<'_>) -> P
         ctx.finding(
             Severity::High,
             codes::ZIP_DUPLICATE_NAMES,
-            format!("zip {}has several entries with the same name: loaders and scanners may read different ones", label(prefix, "")),
+            format!(
+                "zip {}has several entries with the same name: loaders and scanners may read different ones",
+                label(prefix, "")
+            ),
         );
         match eocd.as_ref().and_then(|e| hidden_records(r, e, &entries)) {
             Some(h) => hidden = h,
-            None => ctx.pickle_unreadable(&label(prefix, "<duplicate entries>"), "the central directory could not be walked for them"),
+            None => ctx.pickle_unreadable(
+                &label(prefix, "<duplicate entries>"),
+                "the central directory could not be walked for them",
+            ),
         }
     }
 
@@ -255,14 +270,14 @@ fn archive(r: &mut Reader<'_>, prefix: &str, depth: u32, ctx: &mut Ctx<'_>) -> P
     let kind = Kind { torch, keras };
 
     let mut p = if torch {
-        let script = names().any(|n| n.split_once('/').is_some_and(|(_, rest)| rest == "constants.pkl" || rest.starts_with("code/")));
+        let script = names()
+            .any(|n| n.split_once('/').is_some_and(|(_, rest)| rest == "constants.pkl" || rest.starts_with("code/")));
         let mut p = Parsed::new(Format::Pytorch, Some(if script { "torchscript" } else { "zip" }));
         let storages: Vec<&&Entry> = files.iter().filter(|e| is_torch_storage(&e.name)).collect();
         p.metadata.tensor_count = Some(storages.len() as u64);
-        p.metadata.properties.insert(
-            "storage_bytes".into(),
-            storages.iter().fold(0u64, |a, e| a.saturating_add(e.size)).to_string(),
-        );
+        p.metadata
+            .properties
+            .insert("storage_bytes".into(), storages.iter().fold(0u64, |a, e| a.saturating_add(e.size)).to_string());
         p
     } else if npz {
         Parsed::new(Format::Numpy, Some("npz"))
@@ -318,7 +333,14 @@ fn archive(r: &mut Reader<'_>, prefix: &str, depth: u32, ctx: &mut Ctx<'_>) -> P
 /// Whether an entry is examined: not torch's raw storage, not a second name for a local
 /// header already read the same way, and only while the inflate budget lasts (saying so once
 /// it is spent).
-fn admit(ctx: &mut Ctx<'_>, kind: Kind, name: &str, header: u64, headers: &mut HashSet<(u64, Role)>, prefix: &str) -> bool {
+fn admit(
+    ctx: &mut Ctx<'_>,
+    kind: Kind,
+    name: &str,
+    header: u64,
+    headers: &mut HashSet<(u64, Role)>,
+    prefix: &str,
+) -> bool {
     if kind.torch && is_torch_storage(name) {
         return false; // raw tensor bytes: torch never unpickles them
     }
@@ -340,7 +362,10 @@ fn budget_spent(ctx: &mut Ctx<'_>, where_: &str, what: &str) {
     ctx.finding(
         Severity::Medium,
         codes::LIMIT_EXCEEDED,
-        format!("the artifact's inflate budget ({} bytes) is spent: zip entry {where_}: {what}", ctx.limits.max_parse_bytes),
+        format!(
+            "the artifact's inflate budget ({} bytes) is spent: zip entry {where_}: {what}",
+            ctx.limits.max_parse_bytes
+        ),
     );
     ctx.pickle_unreadable(where_, &format!("the artifact's inflate budget is spent; {what}"));
 }
@@ -400,7 +425,8 @@ fn examine(
         ctx.spend_inflate(g.read);
         let objects = match raw.map(|raw| numpy::parse_header(&raw)) {
             Ok(Ok(h)) => {
-                npz.params = npz.params.saturating_add(h.shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d)).unwrap_or(0));
+                npz.params =
+                    npz.params.saturating_add(h.shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d)).unwrap_or(0));
                 if npz.dtypes.len() < 64 {
                     npz.dtypes.insert(h.descr.clone());
                 }
@@ -439,7 +465,8 @@ fn examine(
             Ok(bytes) => {
                 let mut cur = io::Cursor::new(bytes);
                 let nested_len = cur.get_ref().len() as u64;
-                let nested = Reader::new(&mut cur, nested_len).and_then(|mut nr| archive(&mut nr, &format!("{where_}!"), depth + 1, ctx));
+                let nested = Reader::new(&mut cur, nested_len)
+                    .and_then(|mut nr| archive(&mut nr, &format!("{where_}!"), depth + 1, ctx));
                 if let Err(err) = nested {
                     ctx.finding(Severity::Medium, codes::MALFORMED, format!("nested zip {where_}: {err}"));
                 }
