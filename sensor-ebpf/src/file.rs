@@ -101,7 +101,7 @@ fn inspect_into(file: *const u8, out: *mut FileFacts) -> i64 {
         return -1;
     };
     let facts =
-        FileFacts { inode, dentry, sb, mode: mode as u32, ino, size: if size < 0 { 0 } else { size as u64 }, rdev };
+        FileFacts { inode, dentry, sb, mode: u32::from(mode), ino, size: if size < 0 { 0 } else { size as u64 }, rdev };
     // SAFETY: out points to the caller's FileFacts slot.
     unsafe { out.write(facts) };
     0
@@ -177,7 +177,7 @@ pub extern "C" fn mw_ext_known(buf: *const [u8; EXT_MAX + 1], n: i64) -> u64 {
         j += 1;
     }
     let key: ExtKey = unsafe { core::mem::transmute(key) };
-    EXTENSIONS.get_ptr(key).is_some() as u64
+    u64::from(EXTENSIONS.get_ptr(key).is_some())
 }
 
 /// Bytes of `struct dentry` copied at once (d_parent, d_name, d_inode).
@@ -284,14 +284,14 @@ fn under_model_dir(facts: &FileFacts) -> bool {
     if MODEL_DIRS_PRESENT.get(0).is_none_or(|n| *n == 0) {
         return false;
     }
-    mw_under_model_dir(facts.dentry as u64, facts.dev() as u64) != 0
+    mw_under_model_dir(facts.dentry as u64, u64::from(facts.dev())) != 0
 }
 
 /// A global BPF function, verified once (see [`mw_ext_known`]).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn mw_under_model_dir(dentry: u64, dev: u64) -> u64 {
-    try_under_model_dir(dentry as *const u8, dev as u32).unwrap_or(false) as u64
+    u64::from(try_under_model_dir(dentry as *const u8, dev as u32).unwrap_or(false))
 }
 
 #[inline(always)]
@@ -348,7 +348,7 @@ pub fn open_reasons(
         reasons |= reason::SIZE;
     }
     let final_tail = dentry_tail(facts.dentry);
-    if final_tail.as_ref().is_some_and(|t| t.ext_known()) {
+    if final_tail.as_ref().is_some_and(NameTail::ext_known) {
         reasons |= reason::EXTENSION;
     }
     if under_model_dir(facts) {
@@ -358,7 +358,7 @@ pub fn open_reasons(
     // stores link model-named paths to blobs whose names have no extension at all. A real name
     // with an ordinary extension (.so, .py, .json) is taken as the truth, which saves the read
     // of user memory on most opens.
-    let real_has_ext = final_tail.as_ref().is_some_and(|t| t.has_dot());
+    let real_has_ext = final_tail.as_ref().is_some_and(NameTail::has_dot);
     if reasons == 0 && real_has_ext {
         return 0;
     }
@@ -392,19 +392,24 @@ pub fn open_reasons(
     }
 }
 
+/// The open call a record is about: its new fd and the arguments the caller passed.
+pub struct OpenCall<'a> {
+    pub fd: i64,
+    pub args: &'a crate::maps::PendingOpen,
+}
+
 /// Completes and sends an open record whose tail already holds the caller's name.
 #[inline(always)]
 pub fn emit_open(
     rec: *mut OpenRecord,
     file: *const u8,
     facts: &FileFacts,
-    fd: i64,
-    flags: u32,
-    syscall: u32,
+    call: &OpenCall<'_>,
     reasons: u32,
     name_len: usize,
     path_flags: u32,
 ) {
+    let (fd, flags, syscall) = (call.fd, call.args.flags, call.args.syscall);
     let r = unsafe { &mut *rec };
     fill_header(&mut r.ev.header, EventKind::FileOpen);
     r.ev.ino = facts.ino;
@@ -424,8 +429,8 @@ pub fn emit_open(
     r.ev.path_flags = path_flags | walked.flags;
     r.ev.name_len = name_len as u32;
     r.ev.path_len = walked.len;
-    let len = core::mem::size_of_val(&r.ev) + name_len + walked.len as usize;
-    output(EventKind::FileOpen, rec.cast(), len, core::mem::size_of::<OpenRecord>());
+    let len = size_of_val(&r.ev) + name_len + walked.len as usize;
+    output(EventKind::FileOpen, rec.cast(), len, size_of::<OpenRecord>());
 }
 
 /// Does the file name start with a known inference-runtime library prefix?
@@ -487,8 +492,8 @@ pub fn emit_mmap(rec: *mut MmapRecord, p: &PendingMmap, addr: u64) {
     r.ev.path_flags = walked.flags;
     r.ev.path_len = walked.len;
     r.ev._pad0 = 0;
-    let len = core::mem::size_of_val(&r.ev) + walked.len as usize;
-    output(EventKind::FileMmap, rec.cast(), len, core::mem::size_of::<MmapRecord>());
+    let len = size_of_val(&r.ev) + walked.len as usize;
+    output(EventKind::FileMmap, rec.cast(), len, size_of::<MmapRecord>());
 }
 
 /// Counts an ioctl on `file` when its device is watched; the first one per (process, device)
@@ -524,6 +529,6 @@ pub fn count_ioctl(file: *const u8, fd: i64, cmd: u32, tgid: u32) {
     ev.rdev = rdev;
     ev.cmd = cmd;
     ev.fd = fd as i32;
-    let size = core::mem::size_of::<DeviceIoctlEvent>();
+    let size = size_of::<DeviceIoctlEvent>();
     output(EventKind::DeviceFirstIoctl, (&raw mut ev).cast(), size, size);
 }

@@ -151,11 +151,11 @@ impl<const N: usize> Window<N> {
     #[inline(always)]
     pub fn get<T: Copy>(&self, offset: usize) -> Result<T, ReadError> {
         let rel = offset.wrapping_sub(self.start);
-        if offset >= self.start && rel + core::mem::size_of::<T>() <= N {
+        if offset >= self.start && rel + size_of::<T>() <= N {
             let p = unsafe { self.buf.0.as_ptr().add(rel) };
             // Kernel members are naturally aligned, and so is the window's start: the aligned
             // load is the one taken (offsets are constants, the verifier drops the other).
-            if rel.is_multiple_of(core::mem::align_of::<T>()) {
+            if rel.is_multiple_of(align_of::<T>()) {
                 Ok(unsafe { core::ptr::read(p.cast::<T>()) })
             } else {
                 Ok(unsafe { core::ptr::read_unaligned(p.cast::<T>()) })
@@ -214,14 +214,14 @@ pub fn file_from_fd(fd: i64) -> Result<*const u8, ReadError> {
         return Err(ReadError);
     }
     let max_fds = unsafe { core::ptr::read_volatile(fdt.add(max_off).cast::<u32>()) };
-    if fd as u64 >= max_fds as u64 {
+    if fd as u64 >= u64::from(max_fds) {
         return Err(ReadError);
     }
     let fds = unsafe { core::ptr::read_volatile(fdt.add(fd_off).cast::<*const u8>()) };
     if fds.is_null() {
         return Err(ReadError);
     }
-    read_ptr(fds, (fd as usize) * core::mem::size_of::<usize>())
+    read_ptr(fds, (fd as usize) * size_of::<usize>())
 }
 
 /// `task->group_leader->start_boottime`: with the tgid it names the process.

@@ -481,12 +481,12 @@ pub const fn user_dev_from_kernel(dev: u32) -> u64 {
 /// Size of the fixed part of each kind's record.
 pub const fn fixed_size(kind: EventKind) -> usize {
     match kind {
-        EventKind::ProcessExec => core::mem::size_of::<ProcessExecEvent>(),
-        EventKind::ProcessFork => core::mem::size_of::<ProcessForkEvent>(),
-        EventKind::ProcessExit => core::mem::size_of::<ProcessExitEvent>(),
-        EventKind::FileOpen => core::mem::size_of::<FileOpenEvent>(),
-        EventKind::FileMmap => core::mem::size_of::<FileMmapEvent>(),
-        EventKind::DeviceFirstIoctl => core::mem::size_of::<DeviceIoctlEvent>(),
+        EventKind::ProcessExec => size_of::<ProcessExecEvent>(),
+        EventKind::ProcessFork => size_of::<ProcessForkEvent>(),
+        EventKind::ProcessExit => size_of::<ProcessExitEvent>(),
+        EventKind::FileOpen => size_of::<FileOpenEvent>(),
+        EventKind::FileMmap => size_of::<FileMmapEvent>(),
+        EventKind::DeviceFirstIoctl => size_of::<DeviceIoctlEvent>(),
     }
 }
 
@@ -526,7 +526,7 @@ plain!(
 /// Reads a `Plain` value from the start of `bytes`; `None` when too short. Unaligned input is
 /// fine (ring-buffer records are 8-byte aligned, test buffers may not be).
 pub fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() < core::mem::size_of::<T>() {
+    if bytes.len() < size_of::<T>() {
         return None;
     }
     // SAFETY: length checked above; `Plain` guarantees any bit pattern is a valid `T`.
@@ -536,13 +536,13 @@ pub fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {
 /// The bytes of a `Plain` value (for tests and for building records in userspace).
 pub fn plain_bytes<T: Plain>(value: &T) -> &[u8] {
     // SAFETY: `Plain` types have no padding, so every byte is initialised.
-    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
 // Layout guards: a change here is an ABI change (bump ABI_VERSION) and must keep every size a
 // multiple of 8 so records stay aligned and padding-free.
 const _: () = {
-    use core::mem::size_of;
+    use size_of;
     assert!(size_of::<EventHeader>() == 64);
     assert!(size_of::<FileOpenEvent>() == 64 + 56);
     assert!(size_of::<FileMmapEvent>() == 64 + 72);

@@ -33,14 +33,14 @@ pub fn walk(path: *const u8, tail: *mut u8, start: usize) -> Walked {
 #[inline(never)]
 pub extern "C" fn mw_walk_path(path: u64, tail: *mut [u8; TAIL_MAX], start: u64) -> u64 {
     if tail.is_null() {
-        return (path_flag::TRUNCATED as u64) << 32;
+        return u64::from(path_flag::TRUNCATED) << 32;
     }
     let start = (start as usize) & TAIL_OFFSET_MASK;
     match try_walk(path as *const u8, tail.cast(), start) {
-        Ok(w) => ((w.flags as u64) << 32) | w.len as u64,
+        Ok(w) => (u64::from(w.flags) << 32) | u64::from(w.len),
         Err(_) => {
             count(stat::READ_FAILED, 1);
-            (path_flag::TRUNCATED as u64) << 32
+            u64::from(path_flag::TRUNCATED) << 32
         }
     }
 }

@@ -101,7 +101,7 @@ impl Service {
             probes_attached: view.probes_attached,
             probes_skipped: view.probes_skipped,
             started_at: Some(timestamp(started)),
-            uptime_seconds: started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+            uptime_seconds: started.elapsed().map_or(0, |d| d.as_secs()),
             events_by_kind: self.bus.counts_by_kind().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             last_seq: self.bus.last_seq(),
             kernel: Some(kernel_counters(&view.kernel)),
@@ -161,7 +161,7 @@ impl ModelwatchService for Service {
 pub async fn serve(
     socket: &Path,
     service: Service,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, ApiError> {
     let listener = bind(socket).await?;
     let path = socket.to_owned();

@@ -135,7 +135,7 @@ impl Bus {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the counters inconsistent in a way that
         // matters more than losing the stream, so recover the guard.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Numbers, stamps and delivers an event. Returns it as delivered.

@@ -111,7 +111,59 @@ pub struct ScanCmd {
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
-    pub args: crate::artifact::scan::ScanArgs,
+    pub args: ScanArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScanArgs {
+    /// Files or directories to analyse (directories are walked).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+    pub format: ScanFormat,
+    /// Approved-model manifest (TOML or JSON); overrides `artifact.manifest`.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Do not compute SHA-256 digests (policy verdicts become `unknown`).
+    #[arg(long)]
+    pub no_digest: bool,
+    /// The lowest finding severity that makes the exit code 1.
+    #[arg(long, value_enum, default_value_t = SeverityArg::Low, value_name = "SEVERITY")]
+    pub fail_on: SeverityArg,
+    /// In walked directories, also report files that are not models.
+    #[arg(long)]
+    pub all: bool,
+    /// How many directory levels are walked below each PATH.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_depth: usize,
+}
+
+impl ScanArgs {
+    /// The scan these arguments ask for.
+    pub fn options(&self) -> modelwatch_artifact::scan::ScanOptions {
+        use modelwatch_artifact::Severity as S;
+        modelwatch_artifact::scan::ScanOptions {
+            paths: self.paths.clone(),
+            manifest: self.manifest.clone(),
+            digest: !self.no_digest,
+            fail_on: match self.fail_on {
+                SeverityArg::Info => S::Info,
+                SeverityArg::Low => S::Low,
+                SeverityArg::Medium => S::Medium,
+                SeverityArg::High => S::High,
+                SeverityArg::Critical => S::Critical,
+            },
+            all: self.all,
+            max_depth: self.max_depth,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -122,4 +174,36 @@ pub struct ConfigArgs {
     /// Validate a configuration file.
     #[arg(long)]
     pub check: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn scan_arguments_parse() {
+        let c = Cli::try_parse_from([
+            "modelwatch",
+            "scan",
+            "--format",
+            "json",
+            "--no-digest",
+            "--fail-on",
+            "high",
+            "--all",
+            "--max-depth",
+            "3",
+            "a",
+            "b",
+        ])
+        .expect("parse");
+        let Command::Scan(scan) = c.command else { panic!("not scan") };
+        assert_eq!(scan.args.format, ScanFormat::Json);
+        let o = scan.args.options();
+        assert!(!o.digest && o.all);
+        assert_eq!((o.fail_on, o.max_depth, o.paths.len()), (modelwatch_artifact::Severity::High, 3, 2));
+        assert!(Cli::try_parse_from(["modelwatch", "scan"]).is_err(), "a path is required");
+    }
 }

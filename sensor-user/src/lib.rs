@@ -4,7 +4,6 @@
 //! (sequence numbers, fan-out) → `sink`s and the API. `sensor` owns the loop that wires these.
 pub mod accel;
 pub mod api;
-pub mod artifact;
 pub mod bus;
 pub mod cli;
 pub mod commands;

@@ -341,7 +341,7 @@ mod tests {
             ..Default::default()
         };
         let line = compact_line(&ev, false);
-        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.contains("5.0 MiB") && line.contains("(extension)"), "{line}");
         let colored = compact_line(&ev, true);
         assert!(colored.contains("\x1b[32mopen"), "{colored:?}");
@@ -358,7 +358,7 @@ mod tests {
             ..Default::default()
         };
         let line = compact_line(&ev, false);
-        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(!line.chars().any(char::is_control), "{line:?}");
         for id in ["é", "ééééééééé", ""] {
             let ev = Event {
                 payload: Some(Payload::SessionUpdated(crate::proto::v1::InferenceSessionUpdated {

@@ -160,7 +160,7 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
         exit_group_dead_off: exit_group_dead_offset(),
         self_tgid: settings.self_tgid,
         size_threshold: settings.size_threshold,
-        args_from_regs: from_regs as u32,
+        args_from_regs: u32::from(from_regs),
         nr_openat: syscall_nr(Sys::Openat),
         nr_openat2: syscall_nr(Sys::Openat2),
         nr_open: syscall_nr(Sys::Open),
@@ -535,7 +535,7 @@ impl KernelMaps {
     }
 
     pub fn stats(&self) -> KernelStats {
-        let slot = |i: u32| -> u64 { self.stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        let slot = |i: u32| -> u64 { self.stats.get(&i, 0).map_or(0, |v| v.iter().sum()) };
         let mut s = KernelStats::default();
         for i in 0..stat::KIND_SLOTS {
             s.produced[i as usize] = slot(stat::PRODUCED + i);

@@ -1,7 +1,7 @@
 //! The generated protobuf types of `proto/modelwatch/v1` (prost), their proto3 JSON mapping
 //! (pbjson, proto field names) and the tonic service. These types are the sensor's event model:
 //! the pipeline builds them directly, so what the sinks write is exactly the schema.
-#![allow(clippy::all, missing_docs, rustdoc::all)]
+#![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all, unused_qualifications)]
 
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/modelwatch.v1.rs"));

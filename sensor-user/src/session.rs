@@ -126,7 +126,7 @@ impl Usage {
     fn to_proto(&self, interval: Duration, model_bytes: u64) -> SessionUsage {
         let secs = interval.as_secs_f64();
         SessionUsage {
-            gpu_sm_percent_avg: if self.sm_samples > 0 { self.sm_sum / self.sm_samples as f64 } else { 0.0 },
+            gpu_sm_percent_avg: if self.sm_samples > 0 { self.sm_sum / f64::from(self.sm_samples) } else { 0.0 },
             gpu_sm_percent_max: self.sm_max,
             gpu_memory_bytes: self.gpu_mem_last,
             gpu_memory_peak_bytes: self.gpu_mem_peak,
@@ -317,7 +317,7 @@ impl Tracker {
 
     fn is_decoy(&self, s: &Subject) -> bool {
         let exe = Self::basename(&s.exe);
-        let argv0 = s.cmdline.first().map(|a| Self::basename(a)).unwrap_or("");
+        let argv0 = s.cmdline.first().map_or("", |a| Self::basename(a));
         self.cfg.non_inference_executables.iter().any(|d| d == exe || d == argv0)
     }
 
@@ -460,7 +460,7 @@ impl Tracker {
                 if busy || holds_memory {
                     let detail = format!(
                         "{device}: {}{}",
-                        sm_percent.map(|s| format!("{s:.0}% busy")).unwrap_or_else(|| "busy".into()),
+                        sm_percent.map_or_else(|| "busy".into(), |s| format!("{s:.0}% busy")),
                         memory_bytes.map(|m| format!(", {} memory", crate::output::human_bytes(m))).unwrap_or_default()
                     );
                     p.last_gpu = Some((now, detail));

@@ -179,7 +179,7 @@ impl JsonlFileSink {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let written = file.metadata().map_or(0, |m| m.len());
         Ok(Self { path: path.to_owned(), max_bytes, keep, out: BufWriter::new(file), written })
     }
 

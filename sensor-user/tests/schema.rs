@@ -224,7 +224,7 @@ fn samples() -> Vec<Event> {
         .enumerate()
         .map(|(i, p)| Event {
             schema_version: 1,
-            event_id: format!("01a21660-0000-7000-8000-{:012}", i),
+            event_id: format!("01a21660-0000-7000-8000-{i:012}"),
             seq: i as u64 + 1,
             event_time: ts(1_795_000_000 + i as i64),
             observed_time: ts(1_795_000_001 + i as i64),

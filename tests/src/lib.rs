@@ -232,7 +232,7 @@ impl Drop for Sensor {
 pub fn kind(e: &Value) -> &str {
     const ENVELOPE: [&str; 8] =
         ["schema_version", "event_id", "seq", "event_time", "observed_time", "host", "process", "severity"];
-    e.as_object().and_then(|o| o.keys().find(|k| !ENVELOPE.contains(&k.as_str()))).map(String::as_str).unwrap_or("")
+    e.as_object().and_then(|o| o.keys().find(|k| !ENVELOPE.contains(&k.as_str()))).map_or("", String::as_str)
 }
 
 /// The process pid of an event, if it has a process block.

@@ -68,7 +68,7 @@ fn thread_group_exits_once(mode: &str) {
         let c = Command::new(env!("CARGO_BIN_EXE_mw-worker")).args(["--threads", "8", "3"]).spawn().unwrap();
         children.push(c);
     }
-    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
     for mut c in children {
         assert_eq!(c.wait().unwrap().code(), Some(3));
     }

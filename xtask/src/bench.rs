@@ -68,7 +68,7 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
     crate::require_root("cargo xtask bench")?;
     // Loops run on CPU 1 and tracers on CPU 0, so they never share a core.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if cpus < 2 {
         bail!("cargo xtask bench needs at least 2 CPUs (found {cpus})");
     }
@@ -79,7 +79,7 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         "build",
         "--release",
         "-p",
-        "sensor-user",
+        "modelwatch",
         "--bin",
         "modelwatch",
         "-p",
@@ -405,7 +405,7 @@ fn counts(bin: &Path, sock: &Path) -> anyhow::Result<Counts> {
         produced: num(&s["kernel"]["produced_by_kind"]["file_open"]),
         dropped: num(&s["kernel"]["dropped_by_kind"]["file_open"]),
         consumed: num(&s["events_by_kind"]["model_file_opened"]),
-        sink_dropped: s["sinks"].as_array().map(|a| a.iter().map(|k| num(&k["dropped"])).sum()).unwrap_or(0),
+        sink_dropped: s["sinks"].as_array().map_or(0, |a| a.iter().map(|k| num(&k["dropped"])).sum()),
     })
 }
 
@@ -492,7 +492,7 @@ fn machine() -> Value {
     json!({
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         "memory_kib": std::fs::read_to_string("/proc/meminfo").unwrap_or_default().lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0),
     })
 }

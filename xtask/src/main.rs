@@ -123,7 +123,7 @@ pub fn cargo() -> Command {
 
 fn build(release: bool) -> anyhow::Result<()> {
     let mut cmd = cargo();
-    cmd.args(["build", "--package", "sensor-user", "--bin", "modelwatch"]);
+    cmd.args(["build", "--package", "modelwatch", "--bin", "modelwatch"]);
     if release {
         cmd.arg("--release");
     }
@@ -143,11 +143,33 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask test (the integration tests)")?;
     // The btrfs test formats a loop-mounted image.
     setup::ensure_apt("mkfs.btrfs", "btrfs-progs")?;
+    lint(root)?;
     // The integration tests run the real binary.
     build(false)?;
+    // --workspace: the root integration tests (`tests/`) are not a default member, so that a
+    // contributor's plain `cargo test` runs without root; here everything runs.
     run(cargo().args(["test", "--workspace"]).args(args))?;
     proto_checks(root)?;
     println!("all tests passed");
+    Ok(())
+}
+
+/// The format and lint gate: rustfmt on every crate (the fuzz crate too), clippy with warnings
+/// as errors on every host crate and target, and on the BPF programs for their own target.
+fn lint(root: &Path) -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    for fuzz in FUZZ_CRATES {
+        run(cargo().args(["fmt", "--check", "--manifest-path"]).arg(root.join(fuzz).join("Cargo.toml")))?;
+    }
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The BPF binary is built by modelwatch's build script, which clippy does not see.
+    run(Command::new("cargo")
+        .args(["+nightly", "clippy", "--features", "ebpf", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--bins", "--target-dir"])
+        .arg(root.join("target/bpf-clippy"))
+        .args(["--", "-D", "warnings"])
+        .current_dir(root.join("sensor-ebpf")))?;
+    println!("fmt and clippy: clean");
     Ok(())
 }
 
@@ -196,30 +218,35 @@ fn proto_checks(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The fuzz crates: the artifact parsers', and the collector's other outside inputs.
+const FUZZ_CRATES: [&str; 2] = ["artifact/fuzz", "sensor-user/fuzz"];
+
 fn fuzz(root: &Path, seconds: u64) -> anyhow::Result<()> {
-    let fuzz_dir = root.join("sensor-user/fuzz");
-    if !fuzz_dir.join("Cargo.toml").exists() {
-        bail!("no fuzz crate at {}", fuzz_dir.display());
-    }
     setup::ensure_cargo_fuzz()?;
-    let out = Command::new("cargo")
-        .args(["+nightly", "fuzz", "list"])
-        .current_dir(root.join("sensor-user"))
-        .output()
-        .context("cargo fuzz list")?;
-    if !out.status.success() {
-        bail!("cargo fuzz list failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let targets = String::from_utf8_lossy(&out.stdout).to_string();
-    let targets: Vec<&str> = targets.lines().map(str::trim).filter(|t| !t.is_empty()).collect();
-    if targets.is_empty() {
-        bail!("cargo fuzz list found no targets in {}", fuzz_dir.display());
-    }
-    for target in targets {
-        println!("fuzzing {target} for {seconds}s");
-        run(Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}")])
-            .current_dir(root.join("sensor-user")))?;
+    for krate in FUZZ_CRATES {
+        let dir = root.join(krate).parent().map(Path::to_path_buf).context("fuzz crate path")?;
+        if !root.join(krate).join("Cargo.toml").exists() {
+            bail!("no fuzz crate at {krate}");
+        }
+        let out = Command::new("cargo")
+            .args(["+nightly", "fuzz", "list"])
+            .current_dir(&dir)
+            .output()
+            .context("cargo fuzz list")?;
+        if !out.status.success() {
+            bail!("cargo fuzz list failed in {krate}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let targets = String::from_utf8_lossy(&out.stdout).to_string();
+        let targets: Vec<&str> = targets.lines().map(str::trim).filter(|t| !t.is_empty()).collect();
+        if targets.is_empty() {
+            bail!("cargo fuzz list found no targets in {krate}");
+        }
+        for target in targets {
+            println!("fuzzing {krate} {target} for {seconds}s");
+            run(Command::new("cargo")
+                .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}")])
+                .current_dir(&dir))?;
+        }
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ pub fn render(root: &Path) -> anyhow::Result<String> {
     let mut present: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".proto"))
+        .filter(|n| Path::new(n).extension().is_some_and(|e| e == "proto"))
         .map(|n| format!("modelwatch/v1/{n}"))
         .collect();
     present.sort();
@@ -126,7 +126,8 @@ fn field_type(f: &prost_types::FieldDescriptorProto, msg: &DescriptorProto) -> S
         Type::Message | Type::Enum => {
             // Map fields are repeated synthetic *Entry messages.
             if let Some(entry) = msg.nested_type.iter().find(|n| {
-                n.options.as_ref().is_some_and(|o| o.map_entry()) && f.type_name().ends_with(&format!(".{}", n.name()))
+                n.options.as_ref().is_some_and(prost_types::MessageOptions::map_entry)
+                    && f.type_name().ends_with(&format!(".{}", n.name()))
             }) {
                 let k = entry.field.first().map(|k| field_type(k, entry)).unwrap_or_default();
                 let v = entry.field.get(1).map(|v| field_type(v, entry)).unwrap_or_default();

@@ -17,7 +17,7 @@ pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
     if PROC_DEVICES.get_ptr(tgid).is_none() || tgid == self_tgid() {
         return 0;
     }
-    let fd = syscall_arg(&ctx, 0) as i64 as i32 as i64;
+    let fd = i64::from(syscall_arg(&ctx, 0) as i64 as i32);
     let Ok(file) = file_from_fd(fd) else {
         return 0;
     };

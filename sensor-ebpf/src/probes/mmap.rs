@@ -29,7 +29,7 @@ fn judge(a: &MmapArgs) -> Option<PendingMmap> {
     if a.flags & MAP_ANONYMOUS != 0 || fd < 0 {
         return None;
     }
-    let file = file_from_fd(fd as i64).ok()?;
+    let file = file_from_fd(i64::from(fd)).ok()?;
     let Ok(facts) = inspect(file) else {
         count(sensor_ebpf::stat::READ_FAILED, 1);
         return None;

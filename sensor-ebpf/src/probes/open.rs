@@ -7,7 +7,7 @@ use sensor_ebpf::syscall;
 
 use super::{syscall_arg as tp_arg, syscall_nr, syscall_ret};
 use crate::{
-    file::{emit_open, inspect, open_reasons},
+    file::{OpenCall, emit_open, inspect, open_reasons},
     kernel::{SyscallArgs, args_from_regs, config, file_from_fd, self_tgid},
     maps::{OPEN_SCRATCH, PENDING_OPENS, PROC_DEVICES, PendingOpen, count},
 };
@@ -127,5 +127,5 @@ fn on_exit(ctx: &TracePointContext) {
             count(sensor_ebpf::stat::IOCTL_GATE_FULL, 1);
         }
     }
-    emit_open(rec, file, &facts, fd, pending.flags, pending.syscall, reasons, name_len, path_flags);
+    emit_open(rec, file, &facts, &OpenCall { fd, args: &pending }, reasons, name_len, path_flags);
 }

@@ -79,8 +79,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     r.ev.path_len = walked.len;
     r.ev.path_flags = walked.flags;
     r.ev._pad0 = 0;
-    let len = core::mem::size_of_val(&r.ev) + start + walked.len as usize;
-    output(EventKind::ProcessExec, rec.cast(), len, core::mem::size_of::<ExecRecord>());
+    let len = size_of_val(&r.ev) + start + walked.len as usize;
+    output(EventKind::ProcessExec, rec.cast(), len, size_of::<ExecRecord>());
     0
 }
 
@@ -100,13 +100,13 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     // Device fds are inherited: so is the ioctl watch.
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     if PROC_DEVICES.get_ptr(parent).is_some() && PROC_DEVICES.insert(tgid as u32, 1u32, 0).is_err() {
-        count(sensor_ebpf::stat::IOCTL_GATE_FULL, 1);
+        count(stat::IOCTL_GATE_FULL, 1);
     }
     let mut ev = ProcessForkEvent::default();
     fill_header(&mut ev.header, EventKind::ProcessFork);
     ev.child_tgid = tgid as u32;
     ev.child_start_boottime_ns = read(child, off!(task_start_boottime)).unwrap_or(0);
-    let size = core::mem::size_of::<ProcessForkEvent>();
+    let size = size_of::<ProcessForkEvent>();
     output(EventKind::ProcessFork, (&raw mut ev).cast(), size, size);
     0
 }
@@ -138,7 +138,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     fill_header(&mut ev.header, EventKind::ProcessExit);
     ev.exit_code = read::<i32>(task, off!(task_exit_code)).unwrap_or(0) as u32;
     ev.ppid = parent_tgid(task);
-    let size = core::mem::size_of::<ProcessExitEvent>();
+    let size = size_of::<ProcessExitEvent>();
     output(EventKind::ProcessExit, (&raw mut ev).cast(), size, size);
     0
 }

@@ -18,7 +18,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Status(args) => status::run(args),
-        Command::Scan(cmd) => scan(cmd),
+        Command::Scan(cmd) => scan(&cmd),
         Command::Config(args) => config_cmd::run(args),
         Command::BaselineProbes => baseline_probes(),
     };
@@ -52,9 +52,9 @@ fn baseline_probes() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn scan(cmd: crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {
+fn scan(cmd: &crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {
     let cfg = load_config(cmd.config.as_deref())?;
-    match crate::artifact::scan::run(&cmd.args, &cfg.artifact) {
+    match print_scan(&cmd.args, &cfg.artifact) {
         Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(EXIT_CONFIG))),
         Err(e) => {
             // scan's contract: 2 for every error, configuration or I/O.
@@ -62,6 +62,27 @@ fn scan(cmd: crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_CONFIG))
         }
     }
+}
+
+/// Runs the scan and prints it. Returns the scan's exit code (0 clean, 1 findings, 2 a path
+/// could not be analysed); `Err` when the scan cannot start or its output cannot be written.
+fn print_scan(args: &crate::cli::ScanArgs, cfg: &modelwatch_artifact::ArtifactConfig) -> anyhow::Result<i32> {
+    use std::io::Write as _;
+
+    use anyhow::Context as _;
+    let out = modelwatch_artifact::scan::execute(&args.options(), cfg).context("artifact configuration")?;
+    let mut w = std::io::stdout().lock();
+    match args.format {
+        crate::cli::ScanFormat::Json => {
+            serde_json::to_writer_pretty(&mut w, &out).context("writing JSON")?;
+            writeln!(w).context("writing to stdout")?;
+        }
+        crate::cli::ScanFormat::Text => {
+            modelwatch_artifact::scan::write_text(&mut w, &out).context("writing to stdout")?;
+        }
+    }
+    w.flush().context("writing to stdout")?;
+    Ok(out.summary.exit_code)
 }
 
 /// Whether to colour output: `auto` colours terminals unless NO_COLOR is set.

@@ -1,12 +1,11 @@
-//! Artifact reports (from `crate::artifact`) as schema messages: the summary attached to file
+//! Artifact reports (from `modelwatch_artifact`) as schema messages: the summary attached to file
 //! events, `ArtifactIdentified`, and one `PolicyFinding` per finding.
 
-use crate::{
-    artifact::{self, ArtifactReport, FileIdentity},
-    proto::v1::{
-        ApprovalVerdict, ArtifactFormat, ArtifactIdentified, ArtifactSummary, DigestState, FileRef, Finding,
-        LicenseState, ManifestEntry, ModelMetadata, PickleVerdict, PolicyFinding, Severity,
-    },
+use modelwatch_artifact::{self as artifact, ArtifactReport, FileIdentity};
+
+use crate::proto::v1::{
+    ApprovalVerdict, ArtifactFormat, ArtifactIdentified, ArtifactSummary, DigestState, FileRef, Finding, LicenseState,
+    ManifestEntry, ModelMetadata, PickleVerdict, PolicyFinding, Severity,
 };
 
 /// The schema's format for a report: the schema splits some formats by variant.
@@ -99,7 +98,7 @@ pub fn summary(r: &ArtifactReport, id: &FileIdentity) -> ArtifactSummary {
         sha256,
         digest_state: digest_state as i32,
         approval: approval(r.policy) as i32,
-        pickle: r.pickle.as_ref().map(|p| pickle(p.verdict) as i32).unwrap_or(0),
+        pickle: r.pickle.as_ref().map_or(0, |p| pickle(p.verdict) as i32),
         license,
     }
 }
@@ -116,13 +115,13 @@ fn metadata(r: &ArtifactReport) -> ModelMetadata {
         tensor_count: m.tensor_count.unwrap_or(0),
         dtypes: m.dtypes.clone(),
         chat_template: m.chat_template.unwrap_or(false),
-        ir_version: m.ir_version.map(|v| v.max(0) as u64).unwrap_or(0),
+        ir_version: m.ir_version.map_or(0, |v| v.max(0) as u64),
         producer: m.producer.clone().unwrap_or_default(),
         opsets: m.opsets.iter().map(|o| format!("{}:{}", o.domain, o.version)).collect(),
         graph_name: m.graph_name.clone().unwrap_or_default(),
         lambda_layers: !m.lambda_layers.is_empty(),
-        shard_count: m.shard.as_ref().map(|s| s.count).unwrap_or(0),
-        format_version: m.format_version.map(|v| v.min(u32::MAX as u64) as u32).unwrap_or(0),
+        shard_count: m.shard.as_ref().map_or(0, |s| s.count),
+        format_version: m.format_version.map_or(0, |v| v.min(u64::from(u32::MAX)) as u32),
         extra: m.properties.clone(),
         variant: r.variant.clone().unwrap_or_default(),
         producer_version: m.producer_version.clone().unwrap_or_default(),

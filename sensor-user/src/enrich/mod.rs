@@ -169,7 +169,7 @@ pub fn ioctl_count(device: Option<&DeviceInfo>, cmd: u32, count: u64) -> IoctlCo
     IoctlCount {
         cmd,
         name: info.map(|i| i.name.to_owned()).unwrap_or_default(),
-        category: category(info.map(|i| i.category).unwrap_or(Cat::Unknown)) as i32,
+        category: category(info.map_or(Cat::Unknown, |i| i.category)) as i32,
         count,
     }
 }

@@ -4,7 +4,12 @@
 
 use std::num::NonZeroUsize;
 
-use super::*;
+use modelwatch_artifact::service::{Disconnected, UpdateSink};
+
+use super::{
+    AnalyzerHandle, Arc, ArtifactRequest, ArtifactUpdate, Duration, FileId, FileIdentity, FileKey, Format, HealthState,
+    Instant, Job, PathBuf, Payload, ProcessInfo, Sensor, Severity, art, host,
+};
 
 /// Identity lookups in flight at most.
 const MAX_PENDING: usize = 1024;
@@ -12,6 +17,43 @@ const MAX_PENDING: usize = 1024;
 /// How long a file's stat(2) identity is trusted before it is checked again (it is still used
 /// while the check runs).
 const IDENTITY_TTL: Duration = Duration::from_secs(2);
+
+/// Analyzer updates waiting for the event loop; when full, the analyzer's threads wait.
+pub(super) const ARTIFACT_UPDATES: usize = 1024;
+
+/// Delivers the analyzer's updates (sent from its own threads) into the event loop.
+pub(super) struct LoopUpdates(pub tokio::sync::mpsc::Sender<ArtifactUpdate>);
+
+impl UpdateSink for LoopUpdates {
+    fn deliver(&self, update: ArtifactUpdate) -> Result<(), Disconnected> {
+        self.0.blocking_send(update).map_err(|_| Disconnected)
+    }
+}
+
+/// Re-reads the approved-model manifest on SIGHUP. Registered before the sensor reports ready,
+/// so a SIGHUP right after start is neither missed nor fatal (its default action terminates).
+pub fn reload_manifest_on_sighup(analyzer: &AnalyzerHandle) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!("no async runtime: the manifest reloads on change only");
+        return;
+    };
+    let registered = {
+        let _enter = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
+    match registered {
+        Ok(mut sig) => {
+            let analyzer = analyzer.clone();
+            rt.spawn(async move {
+                while sig.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the model manifest");
+                    analyzer.reload_manifest();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; the manifest reloads on change only"),
+    }
+}
 
 /// Bound on the per-file bookkeeping above.
 pub(super) const MAX_ARTIFACT_FILES: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
@@ -119,7 +161,7 @@ impl Sensor {
         if let Some(f) = &mut identified.file {
             f.path = kernel_path.clone();
         }
-        let severity = report.max_severity().map(art::severity).unwrap_or(Severity::Info);
+        let severity = report.max_severity().map_or(Severity::Info, art::severity);
         let who = process.as_deref().map(|p| (p, p.pid));
         let mut ev = self.enricher.event(host::boottime_ns(), who, Payload::ArtifactIdentified(identified));
         ev.severity = severity.max(Severity::Info) as i32;
@@ -128,7 +170,7 @@ impl Sensor {
         let fresh: Vec<_> = report
             .findings
             .iter()
-            .filter(|f| f.severity > crate::artifact::Severity::Info && reported.insert(f.code.clone()))
+            .filter(|f| f.severity > modelwatch_artifact::Severity::Info && reported.insert(f.code.clone()))
             .cloned()
             .collect();
         for f in fresh {

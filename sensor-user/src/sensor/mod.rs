@@ -15,9 +15,14 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use artifacts::MAX_ARTIFACT_FILES;
+pub use artifacts::reload_manifest_on_sighup;
+use artifacts::{ARTIFACT_UPDATES, LoopUpdates, MAX_ARTIFACT_FILES};
 use aya::maps::{MapData, RingBuf};
 use lru::LruCache;
+use modelwatch_artifact::{
+    FileIdentity, Format,
+    service::{Analyzer, AnalyzerHandle, ArtifactRequest, ArtifactUpdate},
+};
 use resolver::{Answer, FileKey, Job, Resolver};
 use sensor_ebpf::{EventKind, FileId, IoctlKey, kernel_dev_from_user, reason};
 use tokio::io::{Interest, unix::AsyncFd};
@@ -28,10 +33,6 @@ use crate::{
     accel::{
         discovery::{self, DeviceInfo, Roots},
         ioctls,
-    },
-    artifact::{
-        FileIdentity, Format,
-        service::{Analyzer, AnalyzerHandle, ArtifactRequest, ArtifactUpdate},
     },
     bus::Bus,
     config::{self, Config},
@@ -97,7 +98,7 @@ pub struct Sensor {
     last_drain: Instant,
     forget: Vec<u32>,
     reported_drops: KernelStats,
-    reported_analyzer: crate::artifact::service::AnalyzerStats,
+    reported_analyzer: modelwatch_artifact::service::AnalyzerStats,
     reported_untracked: u64,
     decode_errors: u64,
     reported_decode_errors: u64,
@@ -140,7 +141,8 @@ const FINAL_DRAIN_MAX: Duration = Duration::from_secs(2);
 /// Shared objects are code, never weights, however large (libcudnn, libtorch_cuda).
 fn is_shared_object(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    name.ends_with(".so") || name.contains(".so.")
+    Path::new(name).extension().is_some_and(|e| e.eq_ignore_ascii_case("so"))
+        || name.to_ascii_lowercase().contains(".so.")
 }
 
 fn telemetry_sources(cfg: &Config) -> Telemetry {
@@ -171,9 +173,9 @@ fn session_config(cfg: &Config) -> SessionConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
     #[error(transparent)]
-    Probes(#[from] crate::probes::ProbeError),
+    Probes(#[from] probes::ProbeError),
     #[error("artifact analysis: {0}")]
-    Analyzer(#[from] crate::artifact::ArtifactError),
+    Analyzer(#[from] modelwatch_artifact::ArtifactError),
     #[error("{what}: {source}")]
     EventLoop { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
 }
@@ -187,8 +189,7 @@ impl Sensor {
             self_tgid: std::process::id(),
             // Overridable for kernels that keep BTF elsewhere (and to test the error path).
             btf_path: std::env::var_os("MODELWATCH_BTF")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(crate::offsets::VMLINUX_BTF)),
+                .map_or_else(|| PathBuf::from(crate::offsets::VMLINUX_BTF), PathBuf::from),
         };
         let (probes, mut maps, ring) = probes::load(&settings)?;
         maps.set_extensions(cfg.files.extensions.iter().map(String::as_str))?;
@@ -206,7 +207,11 @@ impl Sensor {
         }));
         let cfg_for_sessions = cfg.clone();
         let (stats_tx, stats_rx) = tokio::sync::mpsc::channel(16);
-        let (analyzer, artifact_rx) = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir)?;
+        let (updates, artifact_rx) = tokio::sync::mpsc::channel(ARTIFACT_UPDATES);
+        let analyzer = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir, LoopUpdates(updates))?;
+        if cfg.artifact.manifest.is_some() {
+            reload_manifest_on_sighup(&analyzer);
+        }
         let (resolver, answers) = Resolver::start()
             .map_err(|e| SensorError::EventLoop { what: "starting the file lookup thread", source: e.into() })?;
         let mut sensor = Self {
@@ -258,7 +263,7 @@ impl Sensor {
         // unless their filesystem hangs: then they join when the lookup returns.
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
-            match sensor.answers.as_mut().map(|a| a.try_recv()) {
+            match sensor.answers.as_mut().map(tokio::sync::mpsc::Receiver::try_recv) {
                 Some(Ok(answer)) => {
                     let dirs = matches!(answer, Answer::Dirs(_));
                     sensor.on_answer(answer)?;
@@ -599,11 +604,7 @@ impl Sensor {
     }
 
     /// Runs until `shutdown` resolves, then drains what the kernel still holds.
-    pub async fn run(
-        mut self,
-        ring: RingBuf<MapData>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<(), SensorError> {
+    pub async fn run(mut self, ring: RingBuf<MapData>, shutdown: impl Future<Output = ()>) -> Result<(), SensorError> {
         // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
         let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
             SensorError::EventLoop { what: "registering the ring buffer with the event loop", source: e.into() }

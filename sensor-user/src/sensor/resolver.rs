@@ -16,7 +16,9 @@ use std::{
 
 use sensor_ebpf::{FileId, kernel_dev_from_user};
 
-use crate::{artifact::FileIdentity, mounts::MountDevs};
+use modelwatch_artifact::FileIdentity;
+
+use crate::mounts::MountDevs;
 
 /// Jobs waiting at most; more are dropped (and counted).
 const QUEUE: usize = 1024;
@@ -116,7 +118,7 @@ fn run(mounts: &mut MountDevs, job: Job) -> Answer {
         Job::Dirs(dirs) => Answer::Dirs(
             dirs.into_iter()
                 .filter_map(|dir| {
-                    let md = std::fs::metadata(&dir).ok().filter(|m| m.is_dir())?;
+                    let md = std::fs::metadata(&dir).ok().filter(std::fs::Metadata::is_dir)?;
                     let id = FileId { dev: mounts.kernel_dev(&dir, md.dev()), _pad0: 0, ino: md.ino() };
                     Some((dir, id))
                 })

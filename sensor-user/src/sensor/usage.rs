@@ -1,7 +1,10 @@
 //! The sensor's side of usage: draining the kernel's ioctl counts, sampling CPU time and GPU
 //! telemetry, and feeding the session tracker whose conclusions become session events.
 
-use super::*;
+use super::{
+    AcceleratorActivity, Arc, BTreeMap, CategoryCount, DeviceInfo, Instant, Observation, Payload, ProcessInfo, Sensor,
+    SessionEvent, SystemTime, TInstant, enrich, host, ioctls,
+};
 
 /// ioctl counts of one drain, per decoded category.
 fn category_mix(dev: &DeviceInfo, cmds: &[(u32, u64)]) -> Vec<(ioctls::IoctlCategory, u64)> {

@@ -90,10 +90,6 @@ impl Telemetry {
 
     /// The NVML source's state, for the `nvml` field of health and status.
     pub fn nvml_state(&self) -> String {
-        self.sources
-            .iter()
-            .find(|s| s.name() == "nvml")
-            .map(|s| s.state().describe())
-            .unwrap_or_else(|| "disabled".into())
+        self.sources.iter().find(|s| s.name() == "nvml").map_or_else(|| "disabled".into(), |s| s.state().describe())
     }
 }

@@ -67,8 +67,7 @@ impl GpuTelemetry for NvmlTelemetry {
         for index in 0..count {
             let Ok(dev) = nvml.device_by_index(index) else { continue };
             // /dev/nvidiaN is named by the device's minor number, as discovery names it.
-            let node =
-                dev.minor_number().map(|m| format!("/dev/nvidia{m}")).unwrap_or_else(|_| format!("nvml:{index}"));
+            let node = dev.minor_number().map_or_else(|_| format!("nvml:{index}"), |m| format!("/dev/nvidia{m}"));
             let mut per_pid: HashMap<u32, ProcessGpuSample> = HashMap::new();
             if let Ok(procs) = dev.running_compute_processes() {
                 for p in procs {
@@ -93,7 +92,7 @@ impl GpuTelemetry for NvmlTelemetry {
                         ..Default::default()
                     });
                     // Several samples per interval: keep the highest.
-                    e.sm_percent = Some(e.sm_percent.unwrap_or(0.0).max(s.sm_util as f64));
+                    e.sm_percent = Some(e.sm_percent.unwrap_or(0.0).max(f64::from(s.sm_util)));
                 }
                 self.last_seen.insert(index, newest);
             }

@@ -20,7 +20,7 @@ fn pin(cpu: usize) {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
             panic!("sched_setaffinity({cpu}): {}", std::io::Error::last_os_error());
         }
     }
@@ -148,13 +148,57 @@ fn generate(cpu: usize, file: &Path, rate: f64, seconds: f64) -> Value {
     json!({ "opens": opens, "seconds": secs, "rate": opens as f64 / secs })
 }
 
+/// Hashing throughput of the analyzer's streaming SHA-256 (the artifact library alone): a
+/// page-cached file and an in-memory buffer.
 fn hash(file: &Path) -> Value {
-    let t = modelwatch::artifact::bench::hash_throughput(file).expect("hash");
-    let m = modelwatch::artifact::bench::hash_throughput_memory(64 << 20, Duration::from_secs(2));
+    let (bytes, seconds) = hash_throughput(file).expect("hash");
+    let (mem_bytes, mem_seconds) = hash_throughput_memory(64 << 20, Duration::from_secs(2));
     json!({
-        "file_bytes": t.bytes, "file_seconds": t.seconds, "file_gb_per_s": t.gb_per_s(),
-        "memory_gb_per_s": m.gb_per_s(), "sha_extensions": modelwatch::artifact::bench::sha_extensions(),
+        "file_bytes": bytes, "file_seconds": seconds, "file_gb_per_s": gb_per_s(bytes, seconds),
+        "memory_gb_per_s": gb_per_s(mem_bytes, mem_seconds), "sha_extensions": sha_extensions(),
     })
+}
+
+fn gb_per_s(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 { bytes as f64 / seconds / 1e9 } else { 0.0 }
+}
+
+/// Whether the CPU has SHA extensions that `sha2` will use.
+fn sha_extensions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("sha2")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// Hashes `path` once to warm the page cache, then again timed, on one thread.
+fn hash_throughput(path: &Path) -> std::io::Result<(u64, f64)> {
+    let mut f = std::fs::File::open(path)?;
+    modelwatch_artifact::digest::sha256_reader(&mut f)?;
+    let mut f = std::fs::File::open(path)?;
+    let t = Instant::now();
+    let (_, bytes) = modelwatch_artifact::digest::sha256_reader(&mut f)?;
+    Ok((bytes, t.elapsed().as_secs_f64()))
+}
+
+/// Hashes an in-memory buffer of `size` bytes repeatedly for at least `min_time`.
+fn hash_throughput_memory(size: usize, min_time: Duration) -> (u64, f64) {
+    let buf: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(31)).collect();
+    let t = Instant::now();
+    let mut bytes = 0u64;
+    while t.elapsed() < min_time || bytes == 0 {
+        std::hint::black_box(modelwatch_artifact::digest::sha256_bytes(std::hint::black_box(&buf)));
+        bytes += size as u64;
+    }
+    (bytes, t.elapsed().as_secs_f64())
 }
 
 fn main() {

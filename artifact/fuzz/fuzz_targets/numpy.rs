@@ -1,0 +1,11 @@
+//! Fuzz target: the .npy header reader (and object-array pickles).
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    common::with_reader(data, |r, ctx| {
+        let _ = modelwatch_artifact::formats::numpy::parse_npy(r, ctx);
+    });
+});

@@ -1,0 +1,331 @@
+//! Model artifact intelligence: what a model file is, what it contains, whether loading it runs
+//! code, who approved it and under which licence.
+//!
+//! - [`formats`] identifies a file by content and reads its headers (bounded, never panicking);
+//! - [`pickle_scan`] walks pickle opcodes statically and judges the imported globals;
+//! - [`digest`] streams SHA-256 and keeps the persistent digest cache;
+//! - [`manifest`] and [`licence`] hold the approval and licence policies;
+//! - [`service`] is the live analyzer the sensor feeds with opened files;
+//! - [`scan`] is the offline `modelwatch scan` command;
+//!
+//! [`analyze_path`] ties them together for one file. Nothing here executes, imports or
+//! unpickles anything from an artifact.
+
+pub mod config;
+pub mod digest;
+pub mod formats;
+pub mod io;
+pub mod licence;
+pub mod manifest;
+pub mod pickle_scan;
+pub mod report;
+pub mod scan;
+pub mod service;
+pub mod size;
+
+use std::{
+    fs::File,
+    io::{Seek, SeekFrom},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use config::ArtifactConfig;
+pub use licence::LicensePolicy;
+pub use manifest::Manifest;
+pub use pickle_scan::PicklePolicy;
+pub use report::{
+    ArtifactReport, Digest, DigestState, Finding, Format, LicenseFinding, LicenseProblem, ManifestMatch, ModelMetadata,
+    Opset, PickleVerdict, PolicyVerdict, Safety, Severity, ShardInfo, codes,
+};
+pub use size::ByteSize;
+
+/// Bounds on what parsing may read (see [`ArtifactConfig`] for the meaning of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_parse_bytes: u64,
+    pub max_pickle_bytes: u64,
+    pub max_zip_entries: usize,
+    pub max_zip_ratio: u64,
+    pub max_nesting: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        ArtifactConfig::default().limits()
+    }
+}
+
+/// Which file an analysis is about: what `stat(2)` says, so that a result is tied to one
+/// version of one inode. `dev` uses the `st_dev` (userspace) encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_sec: i64,
+    /// The nanoseconds of the ctime (a rewrite within the same second changes only these).
+    pub ctime_nsec: i64,
+}
+
+impl FileIdentity {
+    pub fn from_metadata(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+            ctime_sec: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    #[error("artifact config key `{key}`: {message}")]
+    Config { key: String, message: String },
+    #[error("cannot start the artifact analyzer: {0}")]
+    Start(String),
+}
+
+/// How [`analyze_path`] works.
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    pub limits: Limits,
+    /// Compute the SHA-256 (otherwise only a store's claimed digest is reported).
+    pub digest: bool,
+    pub manifest: Option<Arc<Manifest>>,
+    pub license: LicensePolicy,
+    pub pickle: Arc<PicklePolicy>,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            digest: true,
+            manifest: None,
+            license: LicensePolicy::default(),
+            pickle: Arc::new(PicklePolicy::default()),
+        }
+    }
+}
+
+impl AnalyzeOptions {
+    /// Options from the configuration; loads the manifest when one is configured.
+    pub fn from_config(cfg: &ArtifactConfig) -> Result<Self, ArtifactError> {
+        cfg.validate().map_err(|(key, message)| ArtifactError::Config { key, message })?;
+        let manifest = match &cfg.manifest {
+            Some(p) => Some(Arc::new(Manifest::load(p)?)),
+            None => None,
+        };
+        Ok(Self {
+            limits: cfg.limits(),
+            digest: true,
+            manifest,
+            license: LicensePolicy::new(&cfg.allowed_licenses, cfg.require_license),
+            pickle: Arc::new(PicklePolicy::new(&cfg.pickle_allow, &cfg.pickle_deny)),
+        })
+    }
+}
+
+/// Opens `path` for analysis and checks it is a regular file.
+pub fn open_artifact(path: &Path) -> Result<(File, std::fs::Metadata), ArtifactError> {
+    let file = digest::open_readonly(path).map_err(|source| ArtifactError::Open { path: path.to_owned(), source })?;
+    let meta = file.metadata().map_err(|source| ArtifactError::Read { path: path.to_owned(), source })?;
+    if !meta.is_file() {
+        return Err(ArtifactError::NotRegular { path: path.to_owned() });
+    }
+    Ok((file, meta))
+}
+
+/// Identification and content findings of an open file, without digest or policy.
+pub fn identify_open(path: &Path, file: &mut File, size: u64, opts: &AnalyzeOptions) -> ArtifactReport {
+    let id = formats::identify(file, size, &opts.limits, &opts.pickle);
+    let mut metadata = id.metadata;
+    if id.format == Format::Safetensors {
+        metadata.shard = formats::safetensors::shard_info(path, &opts.limits);
+    }
+    if let Some(repo) = digest::hf_repo(path) {
+        metadata.properties.insert("hf_repo".into(), repo);
+    }
+    let mut report = ArtifactReport {
+        path: path.to_owned(),
+        size,
+        format: id.format,
+        variant: id.variant,
+        metadata,
+        digest: digest::claimed_digest(path).map(|c| Digest {
+            sha256_hex: c.clone(),
+            state: DigestState::Claimed,
+            claimed_sha256_hex: Some(c),
+        }),
+        pickle: id.pickle,
+        policy: PolicyVerdict::Unknown,
+        manifest_entry: None,
+        license_finding: None,
+        findings: id.findings,
+    };
+    report.sort_findings();
+    report
+}
+
+/// Records a computed digest: verified, or a mismatch (with a critical finding) when the
+/// store claimed another one.
+pub fn apply_digest(report: &mut ArtifactReport, computed_hex: &str) {
+    let claimed = report.digest.as_ref().and_then(|d| d.claimed_sha256_hex.clone());
+    let state = match &claimed {
+        Some(c) if !c.eq_ignore_ascii_case(computed_hex) => {
+            report.findings.push(Finding::new(
+                Severity::Critical,
+                codes::DIGEST_MISMATCH,
+                format!("the store names this file sha256 {c} but its content hashes to {computed_hex}: the blob was altered or replaced"),
+            ));
+            DigestState::Mismatch
+        }
+        _ => DigestState::Verified,
+    };
+    report.digest = Some(Digest { sha256_hex: computed_hex.to_owned(), state, claimed_sha256_hex: claimed });
+    report.sort_findings();
+}
+
+/// (Re)computes the policy verdict and the licence finding from the digest, the manifest and
+/// the licence policy. Idempotent: the findings it owns are replaced, not added twice.
+pub fn evaluate(report: &mut ArtifactReport, manifest: Option<&Manifest>, license: &LicensePolicy) {
+    report.findings.retain(|f| !codes::POLICY.contains(&f.code.as_str()));
+    report.manifest_entry = None;
+    report.license_finding = None;
+    if report.format == Format::NotAModel {
+        report.policy = if manifest.is_some() { PolicyVerdict::Unknown } else { PolicyVerdict::NoManifest };
+        return;
+    }
+    let (verdict, entry) = match (manifest, report.digest.as_ref()) {
+        (None, _) => (PolicyVerdict::NoManifest, None),
+        (Some(_), None) => (PolicyVerdict::Unknown, None),
+        // A digest named by the path is anyone's to write: it may deny a model (refusing on a
+        // false claim costs nothing) but never approve one before the content is hashed.
+        (Some(m), Some(d)) if d.state == DigestState::Claimed => match m.verdict(&d.sha256_hex) {
+            (PolicyVerdict::Denied, e) => (PolicyVerdict::Denied, e),
+            _ => (PolicyVerdict::Unknown, None),
+        },
+        // Verified, or a mismatch: `sha256_hex` is then what the content hashes to.
+        (Some(m), Some(d)) => m.verdict(&d.sha256_hex),
+    };
+    report.policy = verdict;
+    let model = report.format.is_model();
+    match verdict {
+        PolicyVerdict::Denied => {
+            let why = entry.as_ref().and_then(|e| e.notes.clone()).map(|n| format!(": {n}")).unwrap_or_default();
+            report.findings.push(Finding::new(
+                Severity::High,
+                codes::MODEL_DENIED,
+                format!("the manifest denies this model{why}"),
+            ));
+        }
+        PolicyVerdict::Unapproved if model => {
+            report.findings.push(Finding::new(
+                Severity::Medium,
+                codes::MODEL_UNAPPROVED,
+                "the model is not on the approved-model manifest",
+            ));
+        }
+        _ => {}
+    }
+    if model {
+        let (declared, source) = match (&report.metadata.license, entry.as_ref().and_then(|e| e.license.as_ref())) {
+            (Some(l), _) => (Some(l.as_str()), "content"),
+            (None, Some(l)) => (Some(l.as_str()), "manifest"),
+            (None, None) => (None, "content"),
+        };
+        if let Some(f) = license.judge(declared, source) {
+            let (code, sev, msg) = match f.problem {
+                LicenseProblem::Missing => (
+                    codes::LICENSE_MISSING,
+                    Severity::Low,
+                    format!(
+                        "the model declares no licence ({} carries none in its content; name it in the manifest)",
+                        report.format
+                    ),
+                ),
+                LicenseProblem::NotAllowed => (
+                    codes::LICENSE_NOT_ALLOWED,
+                    Severity::Medium,
+                    format!(
+                        "licence `{}` ({source}) is not in the allowed list",
+                        f.license.clone().unwrap_or_default()
+                    ),
+                ),
+            };
+            report.findings.push(Finding::new(sev, code, msg));
+            report.license_finding = Some(f);
+        }
+    }
+    report.manifest_entry = entry;
+    report.sort_findings();
+}
+
+/// Full analysis of one file: format, metadata, pickle verdict, digest (per `opts`), licence
+/// and manifest verdict. Synchronous; reads the whole file when hashing.
+pub fn analyze_path(path: &Path, opts: &AnalyzeOptions) -> Result<ArtifactReport, ArtifactError> {
+    let (mut file, meta) = open_artifact(path)?;
+    let mut report = identify_open(path, &mut file, meta.len(), opts);
+    if opts.digest {
+        let read_err = |source| ArtifactError::Read { path: path.to_owned(), source };
+        file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        let (hex, _) = digest::sha256_reader(&mut file).map_err(read_err)?;
+        apply_digest(&mut report, &hex);
+    }
+    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    Ok(report)
+}
+
+/// Analysis of bytes in memory (no path, no digest, no policy): what the fuzz targets and the
+/// corpus tools use.
+pub fn analyze_bytes(bytes: &[u8], opts: &AnalyzeOptions) -> formats::Identified {
+    let mut cur = std::io::Cursor::new(bytes);
+    formats::identify(&mut cur, bytes.len() as u64, &opts.limits, &opts.pickle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_differing_only_in_ctime_nanoseconds_are_distinct() {
+        // A rewrite within one second with the mtime set back changes only the ctime's
+        // nanoseconds: that must still be another version (another analysis, another digest).
+        let a = FileIdentity { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_sec: 5, ctime_nsec: 6 };
+        let b = FileIdentity { ctime_nsec: 7, ..a };
+        assert_ne!(a, b);
+        let set: std::collections::HashSet<FileIdentity> = [a, b, a].into_iter().collect();
+        assert_eq!(set.len(), 2);
+
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m");
+        std::fs::write(&path, b"xyz").expect("write");
+        let m = std::fs::metadata(&path).expect("stat");
+        let expected = FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: 3,
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_sec: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        };
+        assert_eq!(FileIdentity::from_metadata(&m), expected);
+    }
+}
