@@ -1,4 +1,5 @@
-//! Sizes in configuration files: a number of bytes, or a string with a binary unit.
+//! Sizes: in configuration files (a number of bytes, or a string with a binary unit) and for
+//! people (the same binary units).
 
 use serde::{Deserialize, Serialize};
 
@@ -46,4 +47,31 @@ fn parse_size(s: &str) -> Result<u64, String> {
         other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
     };
     n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// A size for people, in binary units with one decimal: `512 B`, `6.1 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1 PiB").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(6_549_825_126), "6.1 GiB");
+    }
 }

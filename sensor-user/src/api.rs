@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status, transport::Server};
 
 use crate::{
     bus::Bus,
+    enrich::kernel_counters,
     filter::Filter,
     host::timestamp,
     proto::v1::{
@@ -26,8 +27,8 @@ use crate::{
         modelwatch_service_client::ModelwatchServiceClient,
         modelwatch_service_server::{ModelwatchService, ModelwatchServiceServer},
     },
-    sensor::{SharedStatus, StatsRequest, kernel_counters},
     sink::SinkStats,
+    status::{SharedStatus, StatsRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +74,7 @@ impl Service {
 
     /// Asks the sensor loop; a loop that does not answer within 2 s (stalled, or its request
     /// queue full) leaves Status with the last periodic snapshot.
-    async fn live_kernel_stats(&self) -> Option<crate::probes::KernelStats> {
+    async fn live_kernel_stats(&self) -> Option<crate::loader::KernelStats> {
         let tx = self.stats.as_ref()?;
         let ask = async {
             let (reply, rx) = tokio::sync::oneshot::channel();
@@ -83,7 +84,7 @@ impl Service {
         tokio::time::timeout(std::time::Duration::from_secs(2), ask).await.ok()?
     }
 
-    fn status_with(&self, live: Option<crate::probes::KernelStats>) -> SensorStatus {
+    fn status_with(&self, live: Option<crate::loader::KernelStats>) -> SensorStatus {
         let mut view = self.status.lock().map(|v| v.clone()).unwrap_or_default();
         if let Some(k) = live {
             view.kernel = k;

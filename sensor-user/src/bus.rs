@@ -18,7 +18,7 @@ use crate::{
     filter::Filter,
     host::timestamp,
     proto::{
-        SCHEMA_VERSION,
+        SCHEMA_VERSION, kind_name,
         v1::{Event, EventsLost, LossSource, Severity, event::Payload},
     },
 };
@@ -64,51 +64,6 @@ pub struct Subscription {
     pub id: u64,
     pub rx: mpsc::Receiver<SharedEvent>,
 }
-
-/// Name of an event's payload, as in the proto `oneof` (also the filter's kind names).
-pub fn kind_name(ev: &Event) -> &'static str {
-    match &ev.payload {
-        Some(p) => payload_name(p),
-        None => "none",
-    }
-}
-
-pub fn payload_name(p: &Payload) -> &'static str {
-    match p {
-        Payload::ProcessExec(_) => "process_exec",
-        Payload::ProcessFork(_) => "process_fork",
-        Payload::ProcessExit(_) => "process_exit",
-        Payload::ModelFileOpened(_) => "model_file_opened",
-        Payload::ModelMapped(_) => "model_mapped",
-        Payload::ArtifactIdentified(_) => "artifact_identified",
-        Payload::PolicyFinding(_) => "policy_finding",
-        Payload::AcceleratorOpened(_) => "accelerator_opened",
-        Payload::AcceleratorActivity(_) => "accelerator_activity",
-        Payload::SessionStarted(_) => "session_started",
-        Payload::SessionUpdated(_) => "session_updated",
-        Payload::SessionEnded(_) => "session_ended",
-        Payload::SensorHealth(_) => "sensor_health",
-        Payload::EventsLost(_) => "events_lost",
-    }
-}
-
-/// Every payload name, for validating filters.
-pub const PAYLOAD_NAMES: [&str; 14] = [
-    "process_exec",
-    "process_fork",
-    "process_exit",
-    "model_file_opened",
-    "model_mapped",
-    "artifact_identified",
-    "policy_finding",
-    "accelerator_opened",
-    "accelerator_activity",
-    "session_started",
-    "session_updated",
-    "session_ended",
-    "sensor_health",
-    "events_lost",
-];
 
 impl Bus {
     pub fn new() -> Self {

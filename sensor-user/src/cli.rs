@@ -33,10 +33,6 @@ pub enum Command {
     Scan(ScanCmd),
     /// Configuration helpers.
     Config(ConfigArgs),
-    /// Attach empty programs to the probes' attach points until stopped (for benchmarks: the
-    /// kernel's own cost of the tracepoints, without modelwatch's logic).
-    #[command(hide = true)]
-    BaselineProbes,
 }
 
 #[derive(Debug, Args)]

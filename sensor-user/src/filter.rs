@@ -2,8 +2,8 @@
 //! tests. Empty lists match everything; filters combine with AND, values within a list with OR.
 
 use crate::{
-    bus::{PAYLOAD_NAMES, kind_name},
     proto::v1::{ArtifactSummary, Event, FileRef, Severity, TailRequest, event::Payload},
+    proto::{PAYLOAD_NAMES, kind_name},
 };
 
 #[derive(Debug, Clone, Default, PartialEq)]

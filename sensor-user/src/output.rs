@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+pub use modelwatch_artifact::size::human_bytes;
+
 use crate::proto::v1::{
     AcceleratorKind, ApprovalVerdict, ArtifactFormat, DigestState, Event, HealthState, IoctlCategory, LossSource,
     MatchReason, PickleVerdict, SessionEndReason, SessionEngine, Severity, event::Payload,
@@ -57,17 +59,6 @@ fn short(s: &str, max: usize) -> String {
         t.push('…');
         t
     }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 fn hms(ts: &Option<pbjson_types::Timestamp>) -> String {
@@ -369,11 +360,5 @@ mod tests {
             };
             assert!(compact_line(&ev, false).contains(&prefix(id, 8)));
         }
-    }
-
-    #[test]
-    fn byte_sizes_are_human() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(6_549_825_126), "6.1 GiB");
     }
 }

@@ -21,7 +21,7 @@ use crate::decode::{Header, ProcessExec, ProcessFork};
 /// Most bytes of /proc/<pid>/cmdline kept (the kernel captures argv up to the same bound).
 const CMDLINE_MAX: usize = sensor_ebpf::ARGS_MAX;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub entity_id: String,
     pub pid: u32,

@@ -29,6 +29,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use modelwatch_artifact::size::human_bytes;
 use tokio::time::Instant;
 
 use crate::{
@@ -461,7 +462,7 @@ impl Tracker {
                     let detail = format!(
                         "{device}: {}{}",
                         sm_percent.map_or_else(|| "busy".into(), |s| format!("{s:.0}% busy")),
-                        memory_bytes.map(|m| format!(", {} memory", crate::output::human_bytes(m))).unwrap_or_default()
+                        memory_bytes.map(|m| format!(", {} memory", human_bytes(m))).unwrap_or_default()
                     );
                     p.last_gpu = Some((now, detail));
                 }
@@ -611,7 +612,7 @@ fn try_start(
     if cpu {
         p.note(
             EvidenceKind::CpuBusy,
-            format!("{:.0}% CPU with {} of model mapped", p.cpu_percent, crate::output::human_bytes(p.model_bytes())),
+            format!("{:.0}% CPU with {} of model mapped", p.cpu_percent, human_bytes(p.model_bytes())),
             wall,
         );
     }

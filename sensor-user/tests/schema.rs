@@ -5,8 +5,8 @@
 use std::{collections::BTreeMap, path::PathBuf};
 
 use modelwatch::{
-    bus::{PAYLOAD_NAMES, kind_name},
     proto::v1::*,
+    proto::{PAYLOAD_NAMES, kind_name},
 };
 use pbjson_types::Timestamp;
 use prost::Message as _;

@@ -43,7 +43,7 @@ pub fn require_root() {
 }
 
 /// A running sensor whose stdout (JSON lines) is collected in the background.
-pub struct Sensor {
+pub struct RunningSensor {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
@@ -57,7 +57,7 @@ pub struct Sensor {
 
 static ONE_SENSOR: Mutex<()> = Mutex::new(());
 
-impl Sensor {
+impl RunningSensor {
     /// Starts `modelwatch run --format json` with `config` (TOML) and waits until it reports
     /// healthy. Extra arguments follow `run`.
     pub fn start(config: &str) -> Self {
@@ -129,7 +129,8 @@ impl Sensor {
                 s.push('\n');
             }
         });
-        let mut sensor = Sensor { child, events, stderr, _dir: dir, reader: Some(reader), _exclusive: exclusive };
+        let mut sensor =
+            RunningSensor { child, events, stderr, _dir: dir, reader: Some(reader), _exclusive: exclusive };
         // Every probe must attach: a skipped one (reported as degraded) fails the test here.
         let health =
             sensor.wait_for("the first health report", Duration::from_secs(60), |e| kind(e) == "sensor_health");
@@ -219,7 +220,7 @@ impl Sensor {
     }
 }
 
-impl Drop for Sensor {
+impl Drop for RunningSensor {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();

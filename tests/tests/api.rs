@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use modelwatch_tests::{EVENT_TIMEOUT, Sensor, binary, kind, make_file, open_close, pid, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, binary, kind, make_file, open_close, pid, u64_of};
 use serde_json::Value;
 
 const FLOOD: usize = 20_000;
@@ -59,7 +59,7 @@ fn tail_filters_stalled_subscribers_lose_alone_and_status_counts() {
     let jsonl = dir.path().join("events.jsonl");
     let file = dir.path().join("w.mwapi");
     make_file(&file, b"", 8);
-    let sensor = Sensor::start(&format!(
+    let sensor = RunningSensor::start(&format!(
         "[files]\nextensions = [\".mwapi\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
          [output.jsonl]\npath = \"{}\"\n\
          [api]\nsocket = \"{}\"\nsubscriber_queue = 1024\n",

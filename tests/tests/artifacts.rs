@@ -5,7 +5,7 @@
 
 use std::{os::unix::fs::MetadataExt as _, path::Path, time::Duration};
 
-use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, make_file, open_close, pid, real, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, open_close, pid, real, u64_of};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -75,7 +75,7 @@ fn live_sensor_identifies_fingerprints_judges_and_attaches() {
     let marker = dir.path().join("marker.onnx");
     make_file(&marker, b"", 1);
 
-    let mut sensor = Sensor::start("");
+    let mut sensor = RunningSensor::start("");
     let me = std::process::id();
 
     // Identified by content, then fingerprinted.
@@ -166,7 +166,7 @@ fn a_model_in_another_mount_namespace_is_read_through_the_process_root() {
     std::fs::write(&model, b"a decoy in the sensor's namespace").unwrap();
     let decoy_ino = std::fs::metadata(&model).unwrap().ino();
 
-    let mut sensor = Sensor::start("");
+    let mut sensor = RunningSensor::start("");
     // A private mount namespace with a tmpfs over `dir`: the model is copied in under a name
     // no probe matches and renamed, then the shell opens it and becomes `sleep` with the fd
     // still open, so its /proc root outlives the analysis.
@@ -215,7 +215,7 @@ fn a_model_gone_before_its_lookup_is_reported_as_not_analysed() {
     let model = dir.path().join("short-lived.gguf");
     std::fs::write(&model, gguf()).unwrap();
     let path = real(&model);
-    let mut sensor = Sensor::start("");
+    let mut sensor = RunningSensor::start("");
     let signal = |sig| {
         // SAFETY: signalling our own child.
         assert_eq!(unsafe { libc::kill(sensor.pid() as i32, sig) }, 0, "{}", std::io::Error::last_os_error());

@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, make_file, open_close, real, require_root};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, open_close, real, require_root};
 use serde_json::Value;
 
 /// A loop-mounted btrfs filesystem, unmounted on drop.
@@ -68,7 +68,7 @@ fn subvolume_files_are_matched_with_the_kernels_device() {
     let st = std::fs::metadata(&blob).unwrap();
     assert_ne!(format!("{}:{}", libc::major(st.dev()), libc::minor(st.dev())), sb_dev);
 
-    let mut sensor = Sensor::start(&format!("[files]\nmodel_dirs = [\"{}\"]\n", real(&models)));
+    let mut sensor = RunningSensor::start(&format!("[files]\nmodel_dirs = [\"{}\"]\n", real(&models)));
     open_close(&blob);
     let opened = sensor.wait_for("the blob's open", EVENT_TIMEOUT, |e| about(e, "model_file_opened", &blob));
     assert_eq!(opened["model_file_opened"]["reasons"], serde_json::json!(["MATCH_REASON_MODEL_DIR"]));

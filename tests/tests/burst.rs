@@ -3,7 +3,7 @@
 //!
 //! Alone in its own test binary so no other test's events share the sensor's counters.
 
-use modelwatch_tests::{Sensor, kind, make_file, open_close, real, u64_of};
+use modelwatch_tests::{RunningSensor, kind, make_file, open_close, real, u64_of};
 
 const OPENS: usize = 10_000;
 
@@ -13,7 +13,7 @@ fn burst_of_model_opens_is_delivered_or_counted_exactly() {
     let file = dir.path().join("burst.mwburst");
     make_file(&file, b"", 16);
     // Only our extension is reportable, and the ring holds only a few hundred records.
-    let sensor = Sensor::start(
+    let sensor = RunningSensor::start(
         "[files]\nextensions = [\".mwburst\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
          [sensor]\nring_buffer_kib = 64\n",
     );

@@ -2,7 +2,7 @@
 
 use std::{os::unix::fs::MetadataExt as _, path::Path, time::Duration};
 
-use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, make_file, open_close, pid, real, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, open_close, pid, real, u64_of};
 use serde_json::Value;
 
 /// These tests check the kernel's match rules, so the collector's verdicts must not feed back
@@ -35,7 +35,7 @@ fn model_file_opens_are_reported_with_absolute_path_pid_and_size() {
     let marker = dir.path().join("marker.onnx");
     make_file(&marker, b"", 1);
 
-    let mut sensor = Sensor::start(CONFIG);
+    let mut sensor = RunningSensor::start(CONFIG);
     let me = std::process::id();
 
     // By absolute path.
@@ -116,7 +116,7 @@ fn symlinked_content_addressed_store_reports_both_names() {
     let link = snap.join("model.safetensors");
     std::os::unix::fs::symlink(format!("../../blobs/{digest}"), &link).unwrap();
 
-    let mut sensor = Sensor::start(CONFIG);
+    let mut sensor = RunningSensor::start(CONFIG);
     open_close(&link);
     let e = sensor.wait_for("open through the snapshot symlink", EVENT_TIMEOUT, |e| {
         kind(e) == "model_file_opened" && opened_path(e) == real(&blob)
@@ -149,7 +149,7 @@ fn large_mappings_are_reported_small_and_anonymous_ones_are_not() {
     let marker = dir.path().join("marker.pt");
     make_file(&marker, b"", 1);
 
-    let mut sensor = Sensor::start(CONFIG);
+    let mut sensor = RunningSensor::start(CONFIG);
     let me = std::process::id();
     let addr = mmap_file(&weights, 1 << 30, libc::PROT_READ, libc::MAP_PRIVATE);
     let e = sensor.wait_for("mmap of a 1 GiB file", EVENT_TIMEOUT, |e| {
@@ -191,7 +191,7 @@ fn large_mappings_are_reported_small_and_anonymous_ones_are_not() {
 
 #[test]
 fn the_sensor_never_reports_itself() {
-    let mut sensor = Sensor::start(CONFIG);
+    let mut sensor = RunningSensor::start(CONFIG);
     let sensor_pid = sensor.pid();
     // Give it time to do its own work (seeding /proc, draining, rescans).
     let dir = tempfile::tempdir().unwrap();
@@ -215,7 +215,7 @@ fn stashed_arguments_path_reports_the_same() {
     make_file(&gguf, b"GGUF", 4096);
     let weights = dir.path().join("weights.raw");
     make_file(&weights, b"", 64 << 20);
-    let mut sensor = Sensor::start_env(CONFIG, &[("MODELWATCH_ARGS", "stash")]);
+    let mut sensor = RunningSensor::start_env(CONFIG, &[("MODELWATCH_ARGS", "stash")]);
     let me = std::process::id();
     let attached = sensor.events().into_iter().find(|e| kind(e) == "sensor_health").unwrap();
     let probes: Vec<&str> =
@@ -256,7 +256,7 @@ fn every_open_syscall_is_reported_with_its_name_and_flags() {
         let created = dir.path().join("created.safetensors");
         let two = dir.path().join("two.onnx");
         make_file(&two, b"", 64);
-        let mut sensor = Sensor::start_env(CONFIG, &[("MODELWATCH_ARGS", mode)]);
+        let mut sensor = RunningSensor::start_env(CONFIG, &[("MODELWATCH_ARGS", mode)]);
         let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         let (c_legacy, c_created, c_two) = (c(&legacy), c(&created), c(&two));
         let how = OpenHow { flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64, mode: 0, resolve: 0 };
@@ -293,7 +293,7 @@ fn every_open_syscall_is_reported_with_its_name_and_flags() {
 /// leading slash: it lives on no mounted filesystem.
 #[test]
 fn memfd_mappings_are_reported_by_their_name() {
-    let mut sensor = Sensor::start(CONFIG);
+    let mut sensor = RunningSensor::start(CONFIG);
     let name = std::ffi::CString::new("mw-weights.gguf").unwrap();
     let len = 64usize << 20;
     // SAFETY: plain syscalls on an fd this test owns.

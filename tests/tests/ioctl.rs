@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, pid, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, pid, u64_of};
 use serde_json::Value;
 
 const WATCHED_CMD: u64 = 0x4d57;
@@ -32,7 +32,7 @@ fn ioctls(path: &str, cmd: u64, n: u64) {
 
 #[test]
 fn ioctls_on_a_watched_device_are_counted_exactly() {
-    let mut sensor = Sensor::start("[devices]\nextra = [\"/dev/null\"]\ndrain_interval_ms = 100\n");
+    let mut sensor = RunningSensor::start("[devices]\nextra = [\"/dev/null\"]\ndrain_interval_ms = 100\n");
     let me = std::process::id();
     ioctls("/dev/null", WATCHED_CMD, N);
     ioctls("/dev/zero", UNWATCHED_CMD, N);

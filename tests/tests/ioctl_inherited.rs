@@ -4,7 +4,7 @@
 
 use std::{process::Command, time::Duration};
 
-use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, pid, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, pid, u64_of};
 use serde_json::Value;
 
 fn count(events: &[Value], who: u32, cmd: u64) -> u64 {
@@ -23,7 +23,7 @@ fn preexisting_and_inherited_device_fds_are_counted() {
     let c = std::ffi::CString::new("/dev/null").unwrap();
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
     assert!(fd >= 0);
-    let mut sensor = Sensor::start("[devices]\nextra = [\"/dev/null\"]\ndrain_interval_ms = 100\n");
+    let mut sensor = RunningSensor::start("[devices]\nextra = [\"/dev/null\"]\ndrain_interval_ms = 100\n");
     let me = std::process::id();
     for _ in 0..300 {
         unsafe { libc::ioctl(fd, 0x4d59, 0) };

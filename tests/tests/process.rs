@@ -2,11 +2,11 @@
 
 use std::process::Command;
 
-use modelwatch_tests::{EVENT_TIMEOUT, Sensor, kind, pid, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, pid, u64_of};
 
 #[test]
 fn exec_fork_and_exit_of_a_child_are_exact() {
-    let mut sensor = Sensor::start("");
+    let mut sensor = RunningSensor::start("");
     let me = std::process::id();
     let status = Command::new("/bin/sh").args(["-c", "exit 7"]).spawn().unwrap();
     let child = status.id();
@@ -62,7 +62,7 @@ fn a_thread_group_exits_once() {
 }
 
 fn thread_group_exits_once(mode: &str) {
-    let mut sensor = Sensor::start_env("", &[("MODELWATCH_EXIT", mode)]);
+    let mut sensor = RunningSensor::start_env("", &[("MODELWATCH_EXIT", mode)]);
     let mut children = Vec::new();
     for _ in 0..5 {
         let c = Command::new(env!("CARGO_BIN_EXE_mw-worker")).args(["--threads", "8", "3"]).spawn().unwrap();

@@ -269,10 +269,16 @@ fn start_pinned(program: &Path, args: &[&str], ready: Ready<'_>) -> anyhow::Resu
     Ok(Running { child })
 }
 
-fn start_config(config: &str, bin: &Path, dir: &Path, tracepoints: &[String]) -> anyhow::Result<Option<Running>> {
+fn start_config(
+    config: &str,
+    bin: &Path,
+    driver: &Path,
+    dir: &Path,
+    tracepoints: &[String],
+) -> anyhow::Result<Option<Running>> {
     Ok(match config {
         "off" => None,
-        "empty" => Some(start_pinned(bin, &["baseline-probes"], Ready::Line("attached"))?),
+        "empty" => Some(start_pinned(driver, &["baseline"], Ready::Line("attached"))?),
         "modelwatch" => {
             let cfg = dir.join("overhead.toml");
             let sock = dir.join("api.sock");
@@ -293,7 +299,7 @@ fn start_config(config: &str, bin: &Path, dir: &Path, tracepoints: &[String]) ->
 /// The attach points modelwatch uses on this kernel, in bpftrace's syntax (bpftrace 0.17 has
 /// no raw tracepoints: sched_process_fork is taken as a regular tracepoint).
 fn attach_points(bin: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
-    let sensor = start_config("modelwatch", bin, dir, &[])?.context("sensor")?;
+    let sensor = start_config("modelwatch", bin, Path::new(""), dir, &[])?.context("sensor")?;
     let status = json_out(Command::new(bin).args(["status", "--format", "json", "--socket"]).arg(dir.join("api.sock")));
     sensor.stop();
     let status = status?;
@@ -320,7 +326,7 @@ fn syscall_overhead(bin: &Path, driver: &Path, dir: &Path, rounds: usize, scale:
         // Alternate the order so slow drift does not favour one configuration.
         let order: Vec<&str> = if round % 2 == 0 { CONFIGS.to_vec() } else { CONFIGS.iter().rev().copied().collect() };
         for config in order {
-            let running = start_config(config, bin, dir, &tracepoints)?;
+            let running = start_config(config, bin, driver, dir, &tracepoints)?;
             let out = json_out(Command::new(driver).args(["loops", "1"]).arg(dir).arg(scale.to_string()));
             if let Some(r) = running {
                 r.stop();

@@ -20,7 +20,6 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Scan(cmd) => scan(&cmd),
         Command::Config(args) => config_cmd::run(args),
-        Command::BaselineProbes => baseline_probes(),
     };
     match result {
         Ok(code) => code,
@@ -33,23 +32,6 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             }
         }
     }
-}
-
-fn baseline_probes() -> anyhow::Result<ExitCode> {
-    let (_ebpf, attached) = crate::probes::load_baseline(std::path::Path::new(crate::offsets::VMLINUX_BTF))?;
-    println!("attached {} empty programs", attached.len());
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    let rt = client_runtime()?;
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
 }
 
 fn scan(cmd: &crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {

@@ -4,7 +4,7 @@
 
 pub mod artifact;
 
-use sensor_ebpf::{reason, syscall, user_dev_from_kernel};
+use sensor_ebpf::{EventKind, reason, syscall, user_dev_from_kernel};
 
 use crate::{
     accel::{
@@ -13,10 +13,11 @@ use crate::{
     },
     decode::{FileMmap, FileOpen, KernelPath},
     host::BootClock,
+    loader::KernelStats,
     process::ProcessInfo,
     proto::v1::{
-        Event, FileRef, Host, IoctlCategory, IoctlCount, MatchReason, ModelFileOpened, ModelMapped, Process,
-        ProcessExit, event::Payload,
+        Event, FileRef, Host, IoctlCategory, IoctlCount, KernelCounters, MatchReason, ModelFileOpened, ModelMapped,
+        Process, ProcessExit, event::Payload,
     },
 };
 
@@ -136,6 +137,23 @@ pub fn mmap_payload(m: &FileMmap) -> ModelMapped {
         reasons: match_reasons(m.reasons),
         runtime_library,
         artifact: None,
+    }
+}
+
+/// Kernel counters as the schema reports them.
+pub fn kernel_counters(s: &KernelStats) -> KernelCounters {
+    let by_kind = |v: &[u64]| EventKind::ALL.iter().map(|k| (k.name().to_owned(), v[k.index() as usize])).collect();
+    KernelCounters {
+        produced: s.produced_total(),
+        dropped: s.dropped_total(),
+        produced_by_kind: by_kind(&s.produced),
+        dropped_by_kind: by_kind(&s.dropped),
+        pending_full: s.pending_full,
+        ioctl_counts_full: s.ioctl_counts_full,
+        ioctl_gate_full: s.ioctl_gate_full,
+        paths_truncated: s.path_truncated,
+        read_failures: s.read_failed,
+        ioctls_counted: s.ioctls_counted,
     }
 }
 

@@ -1,87 +1,89 @@
-//! The running sensor: probes → decode → enrich → bus. One task owns all mutable state (process
-//! table, kernel map handles, counters) and reacts to ring-buffer records and timers, so there
-//! is no locking on the hot path. [`artifacts`] connects it to the artifact analyzer,
-//! [`usage`] to ioctl counts, telemetry and the session tracker.
+//! The running sensor: the wiring of the pipeline's components and the event loop that drives
+//! them. One task owns all mutable state, so there is no locking on the hot path.
+//!
+//! Records come from the kernel's ring buffer and are decoded (`decode`), attributed to a
+//! process (`process::ProcessTable`), turned into schema events (`enrich`) and published on the
+//! `bus`. The components here each own their state and answer through a narrow interface:
+//! - [`artifacts::ArtifactLink`]: which file version an event is about, and the analyzer;
+//! - [`devices::DeviceUsage`]: watched accelerators and the kernel's ioctl counts;
+//! - [`usage::Sampler`]: CPU and GPU samples for the session tracker;
+//! - [`model_dirs::ModelDirs`]: the configured model directories in the kernel filter;
+//! - [`losses::LossLedger`]: every loss counter, reported once;
+//! - [`resolver::Resolver`]: stat(2)s off the loop, for the first and the fourth;
+//! - `session::Tracker` (its own module): inference sessions.
+//!
+//! A new kernel event kind gets one arm in [`Sensor::on_event`].
 
 mod artifacts;
+mod devices;
+mod losses;
+mod model_dirs;
 mod resolver;
 mod usage;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    os::unix::fs::FileTypeExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
-pub use artifacts::reload_manifest_on_sighup;
-use artifacts::{ARTIFACT_UPDATES, LoopUpdates, MAX_ARTIFACT_FILES};
 use aya::maps::{MapData, RingBuf};
-use lru::LruCache;
-use modelwatch_artifact::{
-    FileIdentity, Format,
-    service::{Analyzer, AnalyzerHandle, ArtifactRequest, ArtifactUpdate},
+use modelwatch_artifact::service::{Analyzer, ArtifactUpdate};
+use sensor_ebpf::{EventKind, reason};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc::Receiver,
 };
-use resolver::{Answer, FileKey, Job, Resolver};
-use sensor_ebpf::{EventKind, FileId, IoctlKey, kernel_dev_from_user, reason};
-use tokio::io::{Interest, unix::AsyncFd};
 
-use tokio::time::Instant as TInstant;
-
+pub use self::artifacts::reload_manifest_on_sighup;
+use self::{
+    artifacts::{ARTIFACT_UPDATES, ArtifactLink, ArtifactNews, LoopUpdates},
+    devices::DeviceUsage,
+    losses::{Loss, LossLedger},
+    model_dirs::ModelDirs,
+    resolver::{Answer, Resolver},
+    usage::Sampler,
+};
 use crate::{
-    accel::{
-        discovery::{self, DeviceInfo, Roots},
-        ioctls,
-    },
     bus::Bus,
-    config::{self, Config},
+    config::Config,
     decode::{self, KernelEvent},
-    enrich::artifact as art,
     enrich::{self, Enricher},
     host,
-    probes::{self, KernelMaps, KernelStats, ProbeSettings, Probes},
+    loader::{self, KernelMaps, KernelStats, LoadSettings, LoaderError, Probes},
     process::{ProcessInfo, ProcessTable},
     proto::v1::{
-        AcceleratorActivity, AcceleratorOpened, CategoryCount, Event, EventsLost, HealthState, KernelCounters,
-        LossSource, ProcessExec, ProcessFork, SensorHealth, Severity, event::Payload,
+        AcceleratorActivity, AcceleratorOpened, Event, HealthState, LossSource, ProcessExec, ProcessFork, SensorHealth,
+        Severity, event::Payload,
     },
     session::{Observation, SessionConfig, SessionEvent, Tracker},
-    telemetry::{GpuTelemetry, Telemetry, fdinfo::FdinfoTelemetry, nvml::NvmlTelemetry, replay::ReplayTelemetry},
+    status::{SharedStatus, StatsRequest, StatusView},
 };
 
-/// Shared, read-mostly view of the sensor for the API's Status call.
-#[derive(Debug, Clone, Default)]
-pub struct StatusView {
-    pub started_at: Option<SystemTime>,
-    pub probes_attached: Vec<String>,
-    pub probes_skipped: Vec<String>,
-    pub kernel: KernelStats,
-    pub decode_errors: u64,
-    pub devices_watched: Vec<String>,
-    pub nvml: String,
+/// Pause after draining the ring buffer (see the run loop).
+const RING_BATCH_PAUSE: Duration = Duration::from_micros(500);
+/// Records handled per turn of the run loop before the other work gets its turn.
+const RING_BATCH_MAX: usize = 16_384;
+/// How long the drain at shutdown may take.
+const FINAL_DRAIN_MAX: Duration = Duration::from_secs(2);
+/// How long start-up waits for the model directories (a hung filesystem: they join later).
+const MODEL_DIRS_AT_START: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error("artifact analysis: {0}")]
+    Analyzer(#[from] modelwatch_artifact::ArtifactError),
+    #[error("{what}: {source}")]
+    EventLoop { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
 }
 
-pub type SharedStatus = Arc<Mutex<StatusView>>;
-
-/// Asks the sensor loop for fresh kernel counters (the API's Status reads them live).
-pub type StatsRequest = tokio::sync::oneshot::Sender<KernelStats>;
-
-/// Kernel counters as the schema reports them.
-pub fn kernel_counters(s: &KernelStats) -> KernelCounters {
-    let by_kind = |v: &[u64]| EventKind::ALL.iter().map(|k| (k.name().to_owned(), v[k.index() as usize])).collect();
-    KernelCounters {
-        produced: s.produced_total(),
-        dropped: s.dropped_total(),
-        produced_by_kind: by_kind(&s.produced),
-        dropped_by_kind: by_kind(&s.dropped),
-        pending_full: s.pending_full,
-        ioctl_counts_full: s.ioctl_counts_full,
-        ioctl_gate_full: s.ioctl_gate_full,
-        paths_truncated: s.path_truncated,
-        read_failures: s.read_failed,
-        ioctls_counted: s.ioctls_counted,
-    }
+/// What reaches the loop from other threads and tasks.
+struct Inbox {
+    artifacts: Receiver<ArtifactUpdate>,
+    answers: Receiver<Answer>,
+    stats: Receiver<StatsRequest>,
 }
 
 pub struct Sensor {
@@ -92,71 +94,23 @@ pub struct Sensor {
     enricher: Enricher,
     bus: Bus,
     status: SharedStatus,
-    devices: HashMap<u32, DeviceInfo>,
-    model_dirs: Vec<(PathBuf, FileId)>,
-    ioctl_seen: HashMap<IoctlKey, u64>,
-    last_drain: Instant,
-    forget: Vec<u32>,
-    reported_drops: KernelStats,
-    reported_analyzer: modelwatch_artifact::service::AnalyzerStats,
-    reported_untracked: u64,
-    decode_errors: u64,
-    reported_decode_errors: u64,
-    tracker: Tracker,
-    telemetry: Telemetry,
-    ns_per_tick: u64,
-    analyzer: AnalyzerHandle,
-    artifact_rx: Option<tokio::sync::mpsc::Receiver<ArtifactUpdate>>,
-    /// Which process opened a file version, and the path the kernel reported for it.
-    /// With the device number the kernel knows the file by (for its inode marks).
-    artifact_files: LruCache<FileIdentity, (Arc<ProcessInfo>, String, u32)>,
-    /// Finding codes already published per file version.
-    reported_findings: LruCache<FileIdentity, std::collections::BTreeSet<String>>,
-    /// (kernel dev, ino, size) → the file's identity and where it was found, so a model opened
-    /// a thousand times a second is not stat(2)ed a thousand times.
-    identities: LruCache<FileKey, (FileIdentity, PathBuf, Instant)>,
-    /// stat(2)s run here, off the loop (see the resolver module).
     resolver: Resolver,
-    answers: Option<tokio::sync::mpsc::Receiver<Answer>>,
-    /// Identity lookups in flight: who asked, about which path.
-    pending: HashMap<FileKey, (Arc<ProcessInfo>, String)>,
-    /// Lookups not made because too many were in flight.
-    lookups_refused: u64,
-    /// Lookups that found no file with the reported inode (deleted, or in a mount namespace
-    /// whose last process exited before the lookup ran): those files are not analysed.
-    lookups_unresolved: u64,
-    reported_lookups_dropped: u64,
-    reported_lookups_unresolved: u64,
+    artifacts: ArtifactLink,
+    devices: DeviceUsage,
+    model_dirs: ModelDirs,
+    sampler: Sampler,
+    tracker: Tracker,
+    losses: LossLedger,
+    decode_errors: u64,
     stats_tx: tokio::sync::mpsc::Sender<StatsRequest>,
-    stats_rx: Option<tokio::sync::mpsc::Receiver<StatsRequest>>,
+    inbox: Option<Inbox>,
 }
-
-/// Pause after draining the ring buffer (see the run loop).
-const RING_BATCH_PAUSE: Duration = Duration::from_micros(500);
-/// Records handled per turn of the run loop before the other work gets its turn.
-const RING_BATCH_MAX: usize = 16_384;
-/// How long the drain at shutdown may take.
-const FINAL_DRAIN_MAX: Duration = Duration::from_secs(2);
 
 /// Shared objects are code, never weights, however large (libcudnn, libtorch_cuda).
 fn is_shared_object(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     Path::new(name).extension().is_some_and(|e| e.eq_ignore_ascii_case("so"))
         || name.to_ascii_lowercase().contains(".so.")
-}
-
-fn telemetry_sources(cfg: &Config) -> Telemetry {
-    let mut sources: Vec<Box<dyn GpuTelemetry>> = Vec::new();
-    if cfg.telemetry.nvml {
-        sources.push(Box::new(NvmlTelemetry::new()));
-    }
-    if cfg.telemetry.drm_fdinfo {
-        sources.push(Box::new(FdinfoTelemetry::new(PathBuf::from("/proc"))));
-    }
-    if let Some(path) = &cfg.telemetry.replay {
-        sources.push(Box::new(ReplayTelemetry::new(path.clone())));
-    }
-    Telemetry::new(sources)
 }
 
 fn session_config(cfg: &Config) -> SessionConfig {
@@ -170,20 +124,10 @@ fn session_config(cfg: &Config) -> SessionConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SensorError {
-    #[error(transparent)]
-    Probes(#[from] probes::ProbeError),
-    #[error("artifact analysis: {0}")]
-    Analyzer(#[from] modelwatch_artifact::ArtifactError),
-    #[error("{what}: {source}")]
-    EventLoop { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
-}
-
 impl Sensor {
     /// Loads the probes and prepares every kernel map from the configuration.
     pub fn start(cfg: Config, bus: Bus) -> Result<(Self, RingBuf<MapData>), SensorError> {
-        let settings = ProbeSettings {
+        let settings = LoadSettings {
             size_threshold: cfg.files.size_threshold.0,
             ring_buffer_bytes: cfg.sensor.ring_buffer_kib.saturating_mul(1024),
             self_tgid: std::process::id(),
@@ -191,7 +135,7 @@ impl Sensor {
             btf_path: std::env::var_os("MODELWATCH_BTF")
                 .map_or_else(|| PathBuf::from(crate::offsets::VMLINUX_BTF), PathBuf::from),
         };
-        let (probes, mut maps, ring) = probes::load(&settings)?;
+        let (probes, mut maps, ring) = loader::load(&settings)?;
         maps.set_extensions(cfg.files.extensions.iter().map(String::as_str))?;
         maps.set_runtime_libraries(cfg.files.runtime_libraries.iter().map(String::as_str))?;
         let host_info = host::host_info();
@@ -205,8 +149,7 @@ impl Sensor {
             nvml: "not sampled".into(),
             ..Default::default()
         }));
-        let cfg_for_sessions = cfg.clone();
-        let (stats_tx, stats_rx) = tokio::sync::mpsc::channel(16);
+        let (stats_tx, stats) = tokio::sync::mpsc::channel(16);
         let (updates, artifact_rx) = tokio::sync::mpsc::channel(ARTIFACT_UPDATES);
         let analyzer = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir, LoopUpdates(updates))?;
         if cfg.artifact.manifest.is_some() {
@@ -214,7 +157,13 @@ impl Sensor {
         }
         let (resolver, answers) = Resolver::start()
             .map_err(|e| SensorError::EventLoop { what: "starting the file lookup thread", source: e.into() })?;
+        let sampler = Sampler::new(&cfg.telemetry);
+        if let Ok(mut st) = status.lock() {
+            st.nvml = sampler.nvml_state();
+        }
         let mut sensor = Self {
+            artifacts: ArtifactLink::new(analyzer, cfg.files.suppress_known_non_models),
+            tracker: Tracker::new(session_config(&cfg)),
             cfg,
             maps,
             probes,
@@ -222,58 +171,38 @@ impl Sensor {
             enricher: Enricher::new(host_info),
             bus,
             status,
-            devices: HashMap::new(),
-            model_dirs: Vec::new(),
-            ioctl_seen: HashMap::new(),
-            last_drain: Instant::now(),
-            forget: Vec::new(),
-            reported_drops: KernelStats::default(),
-            reported_analyzer: Default::default(),
-            reported_untracked: 0,
-            decode_errors: 0,
-            reported_decode_errors: 0,
-            tracker: Tracker::new(session_config(&cfg_for_sessions)),
-            telemetry: telemetry_sources(&cfg_for_sessions),
-            ns_per_tick: 1_000_000_000 / host::clock_ticks(),
-            analyzer,
-            artifact_rx: Some(artifact_rx),
-            artifact_files: LruCache::new(MAX_ARTIFACT_FILES),
-            reported_findings: LruCache::new(MAX_ARTIFACT_FILES),
-            identities: LruCache::new(MAX_ARTIFACT_FILES),
             resolver,
-            answers: Some(answers),
-            pending: HashMap::new(),
-            lookups_refused: 0,
-            lookups_unresolved: 0,
-            reported_lookups_dropped: 0,
-            reported_lookups_unresolved: 0,
+            devices: DeviceUsage::default(),
+            model_dirs: ModelDirs::default(),
+            sampler,
+            losses: LossLedger::default(),
+            decode_errors: 0,
             stats_tx,
-            stats_rx: Some(stats_rx),
+            inbox: None,
         };
-        if let Ok(mut st) = sensor.status.lock() {
-            st.nvml = sensor.telemetry.nvml_state();
-        }
         sensor.rescan()?;
         for extra in &sensor.cfg.devices.extra {
-            if !sensor.devices.values().any(|d| Path::new(&d.accel.path) == extra.path()) {
+            if !sensor.devices.paths().iter().any(|d| Path::new(d) == extra.path()) {
                 tracing::warn!(device = %extra.path().display(), "configured device is not a character device (yet); watched once it is");
             }
         }
         // Model directories that exist now are in force before the sensor reports ready,
         // unless their filesystem hangs: then they join when the lookup returns.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut answers = answers;
+        let deadline = Instant::now() + MODEL_DIRS_AT_START;
         while Instant::now() < deadline {
-            match sensor.answers.as_mut().map(tokio::sync::mpsc::Receiver::try_recv) {
-                Some(Ok(answer)) => {
+            match answers.try_recv() {
+                Ok(answer) => {
                     let dirs = matches!(answer, Answer::Dirs(_));
                     sensor.on_answer(answer)?;
                     if dirs {
                         break;
                     }
                 }
-                _ => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
+        sensor.inbox = Some(Inbox { artifacts: artifact_rx, answers, stats });
         // Start-up parsed the kernel's BTF (tens of MB of short-lived allocations); give the
         // freed memory back to the system instead of keeping it in the allocator's free lists.
         // SAFETY: malloc_trim has no preconditions.
@@ -294,30 +223,13 @@ impl Sensor {
         self.enricher.host.clone()
     }
 
-    /// Looks for model directories (through the resolver: they may lie under a user's home,
-    /// on any filesystem) and accelerator devices that appeared since the last scan.
+    /// Looks for model directories (through the resolver) and accelerator devices that
+    /// appeared since the last scan.
     fn rescan(&mut self) -> Result<(), SensorError> {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let dirs: Vec<PathBuf> =
-            self.cfg.files.model_dirs.iter().flat_map(|spec| config::expand_home(spec, &passwd)).collect();
-        if !dirs.is_empty() && !self.resolver.submit(Job::Dirs(dirs)) {
-            tracing::debug!("file lookups queue full: model directories looked for next time");
-        }
-        for dev in discovery::discover(&Roots::default(), &self.cfg.devices.extra) {
-            if self.devices.contains_key(&dev.rdev) {
-                continue;
-            }
-            self.maps.watch_device(dev.rdev, dev.accel.kind as u32)?;
-            tracing::info!(device = %dev.accel.path, driver = %dev.accel.driver, "watching accelerator");
-            self.devices.insert(dev.rdev, dev);
-        }
-        if !self.devices.is_empty() {
-            self.seed_device_users();
-        }
+        self.model_dirs.look_for(&self.cfg.files.model_dirs, &mut self.resolver);
+        self.devices.discover(&mut self.maps, &self.cfg.devices.extra)?;
         if let Ok(mut s) = self.status.lock() {
-            let mut devs: Vec<String> = self.devices.values().map(|d| d.accel.path.clone()).collect();
-            devs.sort();
-            s.devices_watched = devs;
+            s.devices_watched = self.devices.paths();
         }
         Ok(())
     }
@@ -326,63 +238,12 @@ impl Sensor {
     fn on_answer(&mut self, answer: Answer) -> Result<(), SensorError> {
         match answer {
             Answer::Identity { key, found } => {
-                self.on_identity(key, found);
+                if let Some(known) = self.artifacts.on_identity(key, found) {
+                    self.on_artifact(known);
+                }
                 Ok(())
             }
-            Answer::Dirs(found) => self.on_dirs(found),
-        }
-    }
-
-    /// Puts the model directories that are new in force.
-    fn on_dirs(&mut self, found: Vec<(PathBuf, FileId)>) -> Result<(), SensorError> {
-        let mut new_dirs: Vec<(PathBuf, FileId)> = Vec::new();
-        for (dir, id) in found {
-            if !self.model_dirs.iter().any(|(_, known)| *known == id) && !new_dirs.iter().any(|(_, n)| *n == id) {
-                new_dirs.push((dir, id));
-            }
-        }
-        if !new_dirs.is_empty() {
-            let ids: Vec<FileId> = new_dirs.iter().map(|(_, id)| *id).collect();
-            let (added, result) = self.maps.add_model_dirs(&ids);
-            // Only directories in force count as known: the others are tried again next scan.
-            for (dir, id) in new_dirs.into_iter().take(added) {
-                tracing::info!(dir = %dir.display(), "watching model directory");
-                self.model_dirs.push((dir, id));
-            }
-            result?;
-        }
-        Ok(())
-    }
-
-    /// Processes that already hold a watched device (opened before the sensor started, or
-    /// received over a socket) are found in /proc, so their ioctls are counted too.
-    /// Each fd's target is read as a link (procfs answers that itself) and only device paths
-    /// are stat(2)ed: following every fd would reach into any filesystem, a hung one included.
-    fn seed_device_users(&mut self) {
-        use std::os::unix::fs::MetadataExt as _;
-        let Ok(procs) = std::fs::read_dir("/proc") else { return };
-        let me = std::process::id();
-        let known: Vec<PathBuf> = self.devices.values().map(|d| PathBuf::from(&d.accel.path)).collect();
-        for entry in procs.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if pid == me {
-                continue;
-            }
-            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-            let holds = fds.flatten().any(|fd| {
-                let Ok(target) = std::fs::read_link(fd.path()) else { return false };
-                if !target.starts_with("/dev/") && !known.contains(&target) {
-                    return false;
-                }
-                // The fd itself, not the path: the process may live in another mount namespace.
-                std::fs::metadata(fd.path())
-                    .ok()
-                    .filter(|m| m.file_type().is_char_device())
-                    .is_some_and(|m| self.devices.contains_key(&kernel_dev_from_user(m.rdev())))
-            });
-            if holds && let Err(e) = self.maps.add_device_user(pid) {
-                tracing::debug!(pid, "cannot watch ioctls: {e}");
-            }
+            Answer::Dirs(found) => Ok(self.model_dirs.on_found(found, &mut self.maps)?),
         }
     }
 
@@ -390,10 +251,17 @@ impl Sensor {
         self.bus.publish(ev);
     }
 
+    /// Publishes an event about `process` (thread `tid`) at kernel time `ktime_ns`.
+    fn publish_about(&self, ktime_ns: u64, process: Option<(&ProcessInfo, u32)>, payload: Payload, severity: Severity) {
+        let mut ev = self.enricher.event(ktime_ns, process, payload);
+        ev.severity = severity as i32;
+        self.publish(ev);
+    }
+
     /// Handles one ring-buffer record.
     pub fn on_record(&mut self, bytes: &[u8]) {
         match decode::decode(bytes) {
-            Ok(ev) => self.on_event(ev),
+            Ok(ev) => self.on_event(&ev),
             Err(e) => {
                 self.decode_errors += 1;
                 tracing::debug!("undecodable record: {e}");
@@ -401,9 +269,9 @@ impl Sensor {
         }
     }
 
-    fn on_event(&mut self, ev: KernelEvent) {
+    fn on_event(&mut self, ev: &KernelEvent) {
         let h = ev.header().clone();
-        let (p, payload) = match &ev {
+        let (p, payload) = match ev {
             KernelEvent::Exec(e) => {
                 let p = self.table.on_exec(e);
                 self.observe(&p, Observation::Exec);
@@ -423,7 +291,7 @@ impl Sensor {
                     tracing::debug!(tgid = h.tgid, "duplicate exit record");
                     return;
                 };
-                self.forget.push(h.tgid);
+                self.devices.exited(h.tgid);
                 let duration = h.ktime_ns.saturating_sub(p.start_boottime_ns);
                 // The exit event goes out first, then the session's end.
                 let payload = Payload::ProcessExit(enrich::exit_payload(x.exit_code, duration));
@@ -432,7 +300,7 @@ impl Sensor {
                 return;
             }
             KernelEvent::Open(o) if o.reasons & reason::DEVICE != 0 => {
-                let Some(dev) = self.devices.get(&o.rdev) else { return };
+                let Some(dev) = self.devices.get(o.rdev) else { return };
                 let device = dev.accel.clone();
                 let p = self.table.resolve(&h);
                 self.observe(&p, Observation::AcceleratorOpened { device: &device });
@@ -441,8 +309,9 @@ impl Sensor {
             KernelEvent::Open(o) => {
                 let p = self.table.resolve(&h);
                 let mut opened = enrich::open_payload(o);
-                if o.mode & 0o170000 == 0o100000 && !o.path.truncated {
-                    opened.artifact = self.artifact_for(&p, &o.path.path, o.ino, o.dev, o.size);
+                if o.mode & 0o170_000 == 0o100_000 && !o.path.truncated {
+                    let key = (o.dev, o.ino, o.size);
+                    opened.artifact = self.artifacts.summary(&mut self.resolver, &p, &o.path.path, key);
                 }
                 if let Some(file) = &opened.file {
                     self.observe(&p, Observation::ModelOpened { file, artifact: opened.artifact.as_ref() });
@@ -453,7 +322,8 @@ impl Sensor {
                 let p = self.table.resolve(&h);
                 let mut mapped = enrich::mmap_payload(m);
                 if mapped.runtime_library.is_empty() && !m.path.truncated {
-                    mapped.artifact = self.artifact_for(&p, &m.path.path, m.ino, m.dev, m.size);
+                    let key = (m.dev, m.ino, m.size);
+                    mapped.artifact = self.artifacts.summary(&mut self.resolver, &p, &m.path.path, key);
                 }
                 if !mapped.runtime_library.is_empty() {
                     self.observe(&p, Observation::RuntimeLibrary { name: &mapped.runtime_library });
@@ -466,7 +336,7 @@ impl Sensor {
                 (p, Payload::ModelMapped(mapped))
             }
             KernelEvent::DeviceIoctl(d) => {
-                let dev = self.devices.get(&d.rdev);
+                let dev = self.devices.get(d.rdev);
                 let payload = Payload::AcceleratorActivity(AcceleratorActivity {
                     device: dev.map(|d| d.accel.clone()),
                     first_use: true,
@@ -479,80 +349,134 @@ impl Sensor {
         self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
     }
 
-    /// Publishes EventsLost for everything not delivered since the last check: kernel drops,
-    /// undecodable records, kernel maps that were full, artifact analyses that did not happen.
-    pub fn report_losses(&mut self) {
-        let stats = self.maps.stats();
-        let kernel: Vec<(&str, u64, u64)> = EventKind::ALL
-            .iter()
-            .map(|k| (k.name(), self.reported_drops.dropped[k.index() as usize], stats.dropped[k.index() as usize]))
-            .collect();
-        self.report_counters(Severity::High, LossSource::Kernel, "the kernel ring buffer was full", &kernel);
-        self.report_counters(
-            Severity::Medium,
-            LossSource::Decode,
-            "records the collector could not decode",
-            &[("undecodable", self.reported_decode_errors, self.decode_errors)],
-        );
-        self.reported_decode_errors = self.decode_errors;
-        let (was, now) = (&self.reported_drops, &stats);
-        self.report_counters(
-            Severity::High,
-            LossSource::KernelMap,
-            "a kernel map was full",
-            &[
-                ("pending_full", was.pending_full, now.pending_full),
-                ("ioctl_counts_full", was.ioctl_counts_full, now.ioctl_counts_full),
-                ("ioctl_gate_full", was.ioctl_gate_full, now.ioctl_gate_full),
-            ],
-        );
-        let (was, now) = (self.reported_analyzer, self.analyzer.stats());
-        let lookups = self.resolver.dropped() + self.lookups_refused;
-        self.report_counters(
-            Severity::Medium,
-            LossSource::Analyzer,
-            "artifact analyses that did not happen",
-            &[
-                ("lookup_dropped", self.reported_lookups_dropped, lookups),
-                ("file_not_found", self.reported_lookups_unresolved, self.lookups_unresolved),
-                ("identification_dropped", was.dropped, now.dropped),
-                ("hash_dropped", was.hash_dropped, now.hash_dropped),
-                ("failed", was.failed, now.failed),
-            ],
-        );
-        self.reported_analyzer = now;
-        self.reported_lookups_dropped = lookups;
-        self.reported_lookups_unresolved = self.lookups_unresolved;
-        let untracked = self.tracker.untracked();
-        self.report_counters(
-            Severity::Medium,
-            LossSource::SessionTracker,
-            "processes not followed: the session table is full",
-            &[("untracked", self.reported_untracked, untracked)],
-        );
-        self.reported_untracked = untracked;
-        if let Ok(mut s) = self.status.lock() {
-            s.kernel = stats.clone();
-            s.decode_errors = self.decode_errors;
+    /// Publishes what the analyzer learnt, tells the kernel which inodes are models (so their
+    /// mappings are reported) and which are not (so their opens cost nothing), and lets the
+    /// session tracker know.
+    fn on_artifact(&mut self, update: ArtifactUpdate) {
+        let ArtifactNews { events, mark, known, manifest_error } = self.artifacts.on_update(update);
+        if let Some(message) = manifest_error {
+            let mut health = self.health(HealthState::Degraded);
+            if let Some(Payload::SensorHealth(h)) = &mut health.payload {
+                h.state = HealthState::Degraded as i32;
+                h.message = format!("model manifest: {message} (the previous manifest stays in force)");
+            }
+            health.severity = Severity::Medium as i32;
+            self.publish(health);
         }
-        self.reported_drops = stats;
+        if let Some((id, m)) = mark
+            && let Err(e) = self.maps.mark_inode(id, m)
+        {
+            tracing::warn!("cannot mark inode: {e}");
+        }
+        if let Some((path, summary)) = known {
+            self.tracker.artifact_known(&path, &summary);
+        }
+        let now = host::boottime_ns();
+        for (process, payload, severity) in events {
+            self.publish_about(now, process.as_deref().map(|p| (p, p.pid)), payload, severity);
+        }
     }
 
-    /// One EventsLost for the counters of `source` that grew: (name, last reported, now).
-    fn report_counters(&self, severity: Severity, source: LossSource, detail: &str, counters: &[(&str, u64, u64)]) {
-        let by_kind: BTreeMap<String, u64> = counters
-            .iter()
-            .filter(|(_, was, now)| now > was)
-            .map(|(name, was, now)| ((*name).to_owned(), now - was))
-            .collect();
-        if by_kind.is_empty() {
-            return;
+    /// Feeds the session tracker and publishes what it concludes.
+    fn observe(&mut self, p: &Arc<ProcessInfo>, obs: Observation<'_>) {
+        let out = self.tracker.observe(tokio::time::Instant::now(), SystemTime::now(), p, obs);
+        self.publish_sessions(out);
+    }
+
+    fn publish_sessions(&self, events: Vec<SessionEvent>) {
+        for ev in events {
+            let (subject, payload) = match ev {
+                SessionEvent::Started(s, p) => (s, Payload::SessionStarted(p)),
+                SessionEvent::Updated(s, p) => (s, Payload::SessionUpdated(p)),
+                SessionEvent::Ended(s, p) => (s, Payload::SessionEnded(p)),
+            };
+            // The table's entry when the process is still there (it may have exec'd since),
+            // else the identity the session was opened with.
+            let process = self.table.get(subject.pid).filter(|p| p.entity_id == subject.entity_id).unwrap_or(subject);
+            self.publish(self.enricher.event(host::boottime_ns(), Some((&process, process.pid)), payload));
         }
-        let count = by_kind.values().sum();
-        self.publish(self.sensor_event(
-            severity,
-            Payload::EventsLost(EventsLost { count, source: source as i32, detail: detail.into(), by_kind }),
-        ));
+    }
+
+    /// Samples CPU time of session candidates and GPU utilisation, then lets the tracker
+    /// update and expire sessions.
+    pub fn sample_usage(&mut self) {
+        for pid in self.tracker.candidates() {
+            let Some(p) = self.table.get(pid) else { continue };
+            if let Some(cpu_time_ns) = self.sampler.cpu_time_ns(pid) {
+                self.observe(&p, Observation::Cpu { cpu_time_ns });
+            }
+        }
+        let snapshot = self.sampler.gpu(&self.tracker.accelerator_users());
+        for s in snapshot.processes {
+            let Some(p) = self.table.get(s.pid) else { continue };
+            self.observe(
+                &p,
+                Observation::Gpu {
+                    device: s.device,
+                    sm_percent: s.sm_percent,
+                    memory_bytes: s.memory_bytes,
+                    engine_busy_ns: s.engine_busy_ns,
+                },
+            );
+        }
+        let out = self.tracker.tick(tokio::time::Instant::now());
+        self.publish_sessions(out);
+        let nvml = self.sampler.nvml_state();
+        if let Ok(mut st) = self.status.lock() {
+            st.nvml = nvml;
+        }
+    }
+
+    /// Reports the ioctl counts that grew since the last drain, per process and device.
+    pub fn drain_ioctls(&mut self) {
+        let (interval_ns, deltas) = self.devices.drain(&mut self.maps);
+        let ktime = host::boottime_ns();
+        for d in deltas {
+            let payload = Payload::AcceleratorActivity(self.devices.activity(&d, interval_ns));
+            let process = self.table.get(d.tgid);
+            self.publish(self.enricher.event(ktime, process.as_deref().map(|p| (p, d.tgid)), payload));
+            if let (Some(p), Some((dev, categories))) = (process, self.devices.category_mix(&d)) {
+                let (device, compute_only_driver) = (dev.accel.clone(), dev.driver.is_compute_only());
+                self.observe(&p, Observation::Ioctls { device: &device, compute_only_driver, categories });
+            }
+        }
+    }
+
+    /// Every loss counter, cumulative, for the ledger.
+    fn loss_counters(&self, kernel: &KernelStats) -> Vec<Loss> {
+        let mut c: Vec<Loss> = EventKind::ALL
+            .iter()
+            .map(|k| Loss::new(LossSource::Kernel, k.name(), kernel.dropped[k.index() as usize]))
+            .collect();
+        let link = self.artifacts.losses(&self.resolver);
+        c.extend([
+            Loss::new(LossSource::Decode, "undecodable", self.decode_errors),
+            Loss::new(LossSource::KernelMap, "pending_full", kernel.pending_full),
+            Loss::new(LossSource::KernelMap, "ioctl_counts_full", kernel.ioctl_counts_full),
+            Loss::new(LossSource::KernelMap, "ioctl_gate_full", kernel.ioctl_gate_full),
+            Loss::new(LossSource::Analyzer, "lookup_dropped", link.lookups_dropped),
+            Loss::new(LossSource::Analyzer, "file_not_found", link.file_not_found),
+            Loss::new(LossSource::Analyzer, "identification_dropped", link.analyzer.dropped),
+            Loss::new(LossSource::Analyzer, "hash_dropped", link.analyzer.hash_dropped),
+            Loss::new(LossSource::Analyzer, "failed", link.analyzer.failed),
+            Loss::new(LossSource::SessionTracker, "untracked", self.tracker.untracked()),
+        ]);
+        c
+    }
+
+    /// Publishes EventsLost for everything not delivered since the last check: kernel drops,
+    /// undecodable records, kernel maps that were full, artifact analyses that did not happen,
+    /// processes the session table had no room for.
+    pub fn report_losses(&mut self) {
+        let stats = self.maps.stats();
+        let counters = self.loss_counters(&stats);
+        for (severity, lost) in self.losses.report(&counters) {
+            self.publish(self.sensor_event(severity, Payload::EventsLost(lost)));
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.kernel = stats;
+            s.decode_errors = self.decode_errors;
+        }
     }
 
     fn sensor_event(&self, severity: Severity, payload: Payload) -> Event {
@@ -567,8 +491,6 @@ impl Sensor {
 
     pub fn health(&self, state: HealthState) -> Event {
         let stats = self.maps.stats();
-        let degraded = !self.probes.skipped.is_empty() || stats.dropped_total() > 0;
-        let state = if state == HealthState::Ok && degraded { HealthState::Degraded } else { state };
         let mut notes = Vec::new();
         if !self.probes.skipped.is_empty() {
             notes.push(format!("probes skipped: {}", self.probes.skipped.join(", ")));
@@ -580,7 +502,8 @@ impl Sensor {
         if let Some((secs, what)) = &stuck {
             notes.push(format!("file lookups stuck for {secs} s on {what} (its filesystem does not answer)"));
         }
-        let state = if state == HealthState::Ok && stuck.is_some() { HealthState::Degraded } else { state };
+        let degraded = !self.probes.skipped.is_empty() || stats.dropped_total() > 0 || stuck.is_some();
+        let state = if state == HealthState::Ok && degraded { HealthState::Degraded } else { state };
         let nvml = self.status.lock().map(|s| s.nvml.clone()).unwrap_or_default();
         self.sensor_event(
             Severity::Info,
@@ -590,17 +513,35 @@ impl Sensor {
                 backend: "tracepoint".into(),
                 probes_attached: self.probes.attached.clone(),
                 probes_skipped: self.probes.skipped.clone(),
-                kernel: Some(kernel_counters(&stats)),
+                kernel: Some(enrich::kernel_counters(&stats)),
                 nvml,
                 decode_errors: self.decode_errors,
                 rss_bytes: rss_bytes(),
-                devices_watched: self.devices.len() as u32,
-                artifacts_queued: {
-                    let a = self.analyzer.stats();
-                    a.submitted.saturating_sub(a.duplicates + a.dropped + a.identified + a.failed)
-                },
+                devices_watched: self.devices.count() as u32,
+                artifacts_queued: self.artifacts.queued(),
             }),
         )
+    }
+
+    /// Housekeeping: processes whose exit record was lost are ended, exited ones forgotten,
+    /// new model directories and accelerators looked for, and memory given back.
+    fn housekeeping(&mut self) {
+        for p in self.table.sweep(Instant::now()) {
+            tracing::debug!(pid = p.pid, "process gone without an exit record");
+            self.devices.exited(p.pid);
+            self.observe(&p, Observation::Exit);
+        }
+        for pid in self.table.evict(Instant::now()) {
+            tracing::trace!(pid, "evicted exited process");
+        }
+        if let Err(e) = self.rescan() {
+            tracing::warn!("rescan failed: {e:#}");
+        }
+        // A burst fills the bus and sink queues; once they drain, glibc keeps the freed memory
+        // in its free lists (and per-thread arenas) for good. An endpoint agent should shrink
+        // back: a trim every housekeeping tick costs about a millisecond.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
     }
 
     /// Runs until `shutdown` resolves, then drains what the kernel still holds.
@@ -619,31 +560,16 @@ impl Sensor {
             t.reset();
         }
         tokio::pin!(shutdown);
-        let mut artifacts = self.artifact_rx.take();
-        let mut answers = self.answers.take();
-        let mut stats_requests = self.stats_rx.take();
+        let Some(mut inbox) = self.inbox.take() else {
+            return Err(SensorError::EventLoop { what: "starting the event loop", source: "run twice".into() });
+        };
         loop {
             tokio::select! {
-                request = async { match stats_requests.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    match request {
-                        Some(reply) => {
-                            let _ = reply.send(self.maps.stats());
-                        }
-                        None => stats_requests = None,
-                    }
+                Some(reply) = inbox.stats.recv() => {
+                    let _ = reply.send(self.maps.stats());
                 }
-                answer = async { match answers.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    match answer {
-                        Some(a) => self.on_answer(a)?,
-                        None => answers = None,
-                    }
-                }
-                update = async { match artifacts.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    match update {
-                        Some(u) => self.on_artifact(u),
-                        None => artifacts = None,
-                    }
-                }
+                Some(answer) = inbox.answers.recv() => self.on_answer(answer)?,
+                Some(update) = inbox.artifacts.recv() => self.on_artifact(update),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(|e| SensorError::EventLoop { what: "waiting on the ring buffer", source: e.into() })?;
                     let rb = guard.get_inner_mut();
@@ -668,29 +594,10 @@ impl Sensor {
                     self.drain_ioctls();
                     self.report_losses();
                 }
-                _ = housekeeping.tick() => {
-                    // Processes whose exit record was lost: end what is kept about them.
-                    for p in self.table.sweep(Instant::now()) {
-                        tracing::debug!(pid = p.pid, "process gone without an exit record");
-                        self.forget.push(p.pid);
-                        self.observe(&p, Observation::Exit);
-                    }
-                    for pid in self.table.evict(Instant::now()) {
-                        tracing::trace!(pid, "evicted exited process");
-                    }
-                    if let Err(e) = self.rescan() {
-                        tracing::warn!("rescan failed: {e:#}");
-                    }
-                    // A burst fills the bus and sink queues; once they drain, glibc keeps the
-                    // freed memory in its free lists (and per-thread arenas) for good. An
-                    // endpoint agent should shrink back: a trim every housekeeping tick costs
-                    // about a millisecond.
-                    // SAFETY: malloc_trim has no preconditions.
-                    unsafe { libc::malloc_trim(0) };
-                }
+                _ = housekeeping.tick() => self.housekeeping(),
                 _ = health.tick() => self.publish(self.health(HealthState::Ok)),
                 _ = usage.tick() => self.sample_usage(),
-                _ = &mut shutdown => break,
+                () = &mut shutdown => break,
             }
         }
         // Whatever the kernel produced before we stopped is still delivered; the probes are
@@ -705,9 +612,9 @@ impl Sensor {
         }
         self.drain_ioctls();
         self.report_losses();
-        let ends = self.tracker.shutdown(TInstant::now());
+        let ends = self.tracker.shutdown(tokio::time::Instant::now());
         self.publish_sessions(ends);
-        self.analyzer.shutdown();
+        self.artifacts.shutdown();
         self.publish(self.health(HealthState::Stopping));
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The measuring side of `cargo xtask bench`, built in release mode: syscall loops pinned to
 //! one CPU and timed with that thread's CPU clock, an event generator with a target rate, and
-//! the hashing throughput. Prints one JSON object; xtask orchestrates and reports.
+//! the hashing throughput, and the empty programs on the probes' attach points (the kernel's own
+//! cost of the tracepoints). Prints one JSON object; xtask orchestrates and reports.
 
 use std::{
     ffi::CString,
@@ -11,7 +12,10 @@ use std::{
 use serde_json::{Value, json};
 
 fn usage() -> ! {
-    eprintln!("usage: mw-bench loops CPU DIR SCALE | mw-bench generate CPU FILE RATE SECONDS | mw-bench hash FILE");
+    eprintln!(
+        "usage: mw-bench loops CPU DIR SCALE | mw-bench generate CPU FILE RATE SECONDS | mw-bench hash FILE \
+         | mw-bench baseline"
+    );
     std::process::exit(2)
 }
 
@@ -201,6 +205,22 @@ fn hash_throughput_memory(size: usize, min_time: Duration) -> (u64, f64) {
     (bytes, t.elapsed().as_secs_f64())
 }
 
+/// Empty programs with the probes' names, built by this crate's build script.
+static EMPTY_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-empty-probes"));
+
+/// Attaches the empty programs to every attach point the sensor uses and holds them until
+/// killed (SIGTERM's default action ends the process; the kernel detaches with the last fd).
+fn baseline() -> ! {
+    let btf = Path::new(modelwatch::offsets::VMLINUX_BTF);
+    let (_ebpf, attached) = modelwatch::loader::load_on_probe_points(EMPTY_OBJECT, btf).expect("attach");
+    println!("attached {} empty programs", attached.len());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let out = match a.get(1).map(String::as_str) {
@@ -216,6 +236,7 @@ fn main() {
             a[5].parse().unwrap_or_else(|_| usage()),
         ),
         Some("hash") if a.len() == 3 => hash(Path::new(&a[2])),
+        Some("baseline") if a.len() == 2 => baseline(),
         _ => usage(),
     };
     println!("{out}");

@@ -1,4 +1,5 @@
-//! Loading and attaching the BPF programs, and the collector's handles on their maps.
+//! The loader: loading and attaching the BPF programs (the probes, built from `sensor-ebpf`),
+//! and the collector's handles on their maps.
 //!
 //! This module owns the preconditions (privileges, tracefs, BTF offsets), the list of attach
 //! points, and every userspace read or write of a kernel map. It knows nothing about what the
@@ -22,11 +23,8 @@ use crate::offsets::{self, OffsetError};
 
 static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-probes"));
 
-/// Empty programs on the same attach points, for measuring the kernel's own cost.
-static EMPTY_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modelwatch-empty-probes"));
-
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub enum LoaderError {
     #[error(
         "modelwatch must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE) to load its kernel probes; it runs as uid {0}"
     )]
@@ -115,7 +113,7 @@ const SPECS: &[Spec] = &[
 
 /// What the collector asks of the probes.
 #[derive(Debug, Clone)]
-pub struct ProbeSettings {
+pub struct LoadSettings {
     pub size_threshold: u64,
     pub ring_buffer_bytes: u32,
     pub self_tgid: u32,
@@ -149,7 +147,7 @@ pub struct KernelMaps {
 
 /// Checks privileges, mounts tracefs if needed, resolves offsets, loads and attaches.
 /// Returns the probes, the map handles and the event ring buffer.
-pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<MapData>), ProbeError> {
+pub fn load(settings: &LoadSettings) -> Result<(Probes, KernelMaps, RingBuf<MapData>), LoaderError> {
     check_privileges()?;
     ensure_tracefs()?;
     raise_memlock();
@@ -172,7 +170,7 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
         .override_global("PROBE_CONFIG", &config, true)
         .map_max_entries("EVENTS", settings.ring_buffer_bytes)
         .load(PROBES_OBJECT)
-        .map_err(ProbeError::Load)?;
+        .map_err(LoaderError::Load)?;
 
     let (attached, skipped) = attach_all(&mut ebpf, from_regs)?;
 
@@ -183,7 +181,7 @@ pub fn load(settings: &ProbeSettings) -> Result<(Probes, KernelMaps, RingBuf<Map
 
 /// Loads and attaches every program of `ebpf` to its attach points. Returns the attached and
 /// the skipped (optional, absent on this kernel) attach points.
-fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<String>), ProbeError> {
+fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<String>), LoaderError> {
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
     let started = std::time::Instant::now();
@@ -196,7 +194,7 @@ fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<Stri
             && !tracepoint_exists(category, spec.name)
         {
             if spec.required {
-                return Err(ProbeError::Attach {
+                return Err(LoaderError::Attach {
                     program: spec.program,
                     target,
                     detail: "this kernel has no such tracepoint".into(),
@@ -206,22 +204,22 @@ fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<Stri
             skipped.push(target);
             continue;
         }
-        let program = ebpf.program_mut(spec.program).ok_or(ProbeError::Missing(spec.program))?;
-        let attach_err = |e: ProgramError| ProbeError::Attach {
+        let program = ebpf.program_mut(spec.program).ok_or(LoaderError::Missing(spec.program))?;
+        let attach_err = |e: ProgramError| LoaderError::Attach {
             program: spec.program,
             target: target.clone(),
             detail: e.to_string(),
         };
         match spec.target {
             Target::TracePoint { category } => {
-                let p: &mut TracePoint = program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
+                let p: &mut TracePoint = program.try_into().map_err(|_| LoaderError::Missing(spec.program))?;
                 if p.fd().is_err() {
                     p.load().map_err(|e| verify_err(spec.program, e))?;
                 }
                 p.attach(category, spec.name).map_err(attach_err)?;
             }
             Target::RawTracePoint => {
-                let p: &mut RawTracePoint = program.try_into().map_err(|_| ProbeError::Missing(spec.program))?;
+                let p: &mut RawTracePoint = program.try_into().map_err(|_| LoaderError::Missing(spec.program))?;
                 if p.fd().is_err() {
                     p.load().map_err(|e| verify_err(spec.program, e))?;
                 }
@@ -239,14 +237,15 @@ fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<Stri
     Ok((attached, skipped))
 }
 
-/// Loads the empty baseline programs on the same attach points (benchmarks only).
-pub fn load_baseline(btf: &Path) -> Result<(Ebpf, Vec<String>), ProbeError> {
+/// Loads another object's programs (named like the probes) on the probes' attach points: the
+/// benchmarks attach empty programs this way to measure the kernel's own cost of them.
+pub fn load_on_probe_points(object: &[u8], btf: &Path) -> Result<(Ebpf, Vec<String>), LoaderError> {
     check_privileges()?;
     ensure_tracefs()?;
     raise_memlock();
-    check_abi(EMPTY_OBJECT)?;
+    check_abi(object)?;
     let from_regs = args_from_regs(&offsets::resolve(btf)?);
-    let mut ebpf = EbpfLoader::new().load(EMPTY_OBJECT).map_err(ProbeError::Load)?;
+    let mut ebpf = EbpfLoader::new().load(object).map_err(LoaderError::Load)?;
     let (attached, _) = attach_all(&mut ebpf, from_regs)?;
     Ok((ebpf, attached))
 }
@@ -269,7 +268,7 @@ fn exit_group_dead_offset() -> u32 {
 }
 
 /// Refuses an object built against another ABI than this collector's (a stale build product).
-fn check_abi(object: &[u8]) -> Result<(), ProbeError> {
+fn check_abi(object: &[u8]) -> Result<(), LoaderError> {
     use object::{Object as _, ObjectSection as _};
     let found = object::File::parse(object)
         .ok()
@@ -277,7 +276,7 @@ fn check_abi(object: &[u8]) -> Result<(), ProbeError> {
         .map(u32::from_le_bytes);
     match found {
         Some(v) if v == ABI_VERSION => Ok(()),
-        other => Err(ProbeError::Abi {
+        other => Err(LoaderError::Abi {
             object: other.map_or_else(|| "none (no modelwatch_abi section)".to_owned(), |v| v.to_string()),
             collector: ABI_VERSION,
         }),
@@ -325,7 +324,7 @@ fn syscall_nr(s: Sys) -> u32 {
     nr as u32
 }
 
-fn verify_err(program: &'static str, e: ProgramError) -> ProbeError {
+fn verify_err(program: &'static str, e: ProgramError) -> LoaderError {
     let detail = match &e {
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
@@ -340,19 +339,19 @@ fn verify_err(program: &'static str, e: ProgramError) -> ProbeError {
         }
         other => other.to_string(),
     };
-    ProbeError::Verify { program, detail }
+    LoaderError::Verify { program, detail }
 }
 
 fn take<T>(
     ebpf: &mut Ebpf,
     name: &'static str,
     convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
-) -> Result<T, ProbeError> {
-    let map = ebpf.take_map(name).ok_or(ProbeError::Missing(name))?;
-    convert(map).map_err(|source| ProbeError::Map { map: name, source })
+) -> Result<T, LoaderError> {
+    let map = ebpf.take_map(name).ok_or(LoaderError::Missing(name))?;
+    convert(map).map_err(|source| LoaderError::Map { map: name, source })
 }
 
-fn check_privileges() -> Result<(), ProbeError> {
+fn check_privileges() -> Result<(), LoaderError> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid == 0 {
@@ -369,7 +368,7 @@ fn check_privileges() -> Result<(), ProbeError> {
     if caps & (1 << CAP_BPF) != 0 && caps & (1 << CAP_PERFMON) != 0 {
         Ok(())
     } else {
-        Err(ProbeError::NotPrivileged(euid))
+        Err(LoaderError::NotPrivileged(euid))
     }
 }
 
@@ -383,7 +382,7 @@ fn tracepoint_exists(category: &str, name: &str) -> bool {
     tracefs_root().is_some_and(|root| root.join("events").join(category).join(name).is_dir())
 }
 
-fn ensure_tracefs() -> Result<(), ProbeError> {
+fn ensure_tracefs() -> Result<(), LoaderError> {
     if tracefs_root().is_some() {
         return Ok(());
     }
@@ -392,7 +391,7 @@ fn ensure_tracefs() -> Result<(), ProbeError> {
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
-        return Err(ProbeError::Tracefs(std::io::Error::last_os_error()));
+        return Err(LoaderError::Tracefs(std::io::Error::last_os_error()));
     }
     tracing::info!("mounted tracefs at {}", TRACEFS[0]);
     Ok(())
@@ -430,7 +429,7 @@ impl KernelStats {
 }
 
 impl KernelMaps {
-    fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+    fn take(ebpf: &mut Ebpf) -> Result<Self, LoaderError> {
         Ok(Self {
             extensions: take(ebpf, "EXTENSIONS", HashMap::try_from)?,
             runtime_libs: take(ebpf, "RUNTIME_LIBS", LpmTrie::try_from)?,
@@ -447,23 +446,26 @@ impl KernelMaps {
         })
     }
 
-    pub fn set_extensions<'a>(&mut self, exts: impl IntoIterator<Item = &'a str>) -> Result<(), ProbeError> {
+    pub fn set_extensions<'a>(&mut self, exts: impl IntoIterator<Item = &'a str>) -> Result<(), LoaderError> {
         for ext in exts {
             if let Some(key) = sensor_ebpf::ext_key(ext) {
-                self.extensions.insert(key, 1, 0).map_err(|source| ProbeError::Map { map: "EXTENSIONS", source })?;
+                self.extensions.insert(key, 1, 0).map_err(|source| LoaderError::Map { map: "EXTENSIONS", source })?;
             }
         }
         Ok(())
     }
 
-    pub fn set_runtime_libraries<'a>(&mut self, prefixes: impl IntoIterator<Item = &'a str>) -> Result<(), ProbeError> {
+    pub fn set_runtime_libraries<'a>(
+        &mut self,
+        prefixes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), LoaderError> {
         for prefix in prefixes {
             let bytes = prefix.as_bytes();
             let n = bytes.len().min(LIB_PREFIX_MAX);
             let mut data = [0u8; LIB_PREFIX_MAX];
             data[..n].copy_from_slice(&bytes[..n]);
             let key = Key::new((n * 8) as u32, data);
-            self.runtime_libs.insert(&key, 1, 0).map_err(|source| ProbeError::Map { map: "RUNTIME_LIBS", source })?;
+            self.runtime_libs.insert(&key, 1, 0).map_err(|source| LoaderError::Map { map: "RUNTIME_LIBS", source })?;
         }
         Ok(())
     }
@@ -471,12 +473,12 @@ impl KernelMaps {
     /// Adds model directories and forgets cached per-directory verdicts, which may now be
     /// wrong. Returns how many of `dirs` (a prefix) are in force: on an error, the ones before
     /// it are, and the caller retries the rest later.
-    pub fn add_model_dirs(&mut self, dirs: &[FileId]) -> (usize, Result<(), ProbeError>) {
+    pub fn add_model_dirs(&mut self, dirs: &[FileId]) -> (usize, Result<(), LoaderError>) {
         let mut added = 0;
         let mut result = Ok(());
         for id in dirs {
             if let Err(source) = self.model_dirs.insert(*id, 1, 0) {
-                result = Err(ProbeError::Map { map: "MODEL_DIRS", source });
+                result = Err(LoaderError::Map { map: "MODEL_DIRS", source });
                 break;
             }
             added += 1;
@@ -493,25 +495,25 @@ impl KernelMaps {
         if let Err(source) = self.model_dirs_present.set(0, self.model_dir_count, 0) {
             // The count gates the lookups: without it none of the directories is in force.
             self.model_dir_count -= added as u32;
-            return (0, Err(ProbeError::Map { map: "MODEL_DIRS_PRESENT", source }));
+            return (0, Err(LoaderError::Map { map: "MODEL_DIRS_PRESENT", source }));
         }
         (added, result)
     }
 
     /// Marks a process as holding a watched device (found in /proc at start): its ioctls are
     /// counted from now on.
-    pub fn add_device_user(&mut self, tgid: u32) -> Result<(), ProbeError> {
-        self.proc_devices.insert(tgid, 1, 0).map_err(|source| ProbeError::Map { map: "PROC_DEVICES", source })
+    pub fn add_device_user(&mut self, tgid: u32) -> Result<(), LoaderError> {
+        self.proc_devices.insert(tgid, 1, 0).map_err(|source| LoaderError::Map { map: "PROC_DEVICES", source })
     }
 
-    pub fn mark_inode(&mut self, id: FileId, mark: InodeMark) -> Result<(), ProbeError> {
-        self.inode_marks.insert(id, mark, 0).map_err(|source| ProbeError::Map { map: "INODE_MARKS", source })
+    pub fn mark_inode(&mut self, id: FileId, mark: InodeMark) -> Result<(), LoaderError> {
+        self.inode_marks.insert(id, mark, 0).map_err(|source| LoaderError::Map { map: "INODE_MARKS", source })
     }
 
-    pub fn watch_device(&mut self, rdev: u32, class: u32) -> Result<(), ProbeError> {
+    pub fn watch_device(&mut self, rdev: u32, class: u32) -> Result<(), LoaderError> {
         self.watched
             .insert(rdev, WatchedDevice { class, _pad0: 0 }, 0)
-            .map_err(|source| ProbeError::Map { map: "WATCHED_DEVICES", source })
+            .map_err(|source| LoaderError::Map { map: "WATCHED_DEVICES", source })
     }
 
     /// Current cumulative ioctl counts, summed over CPUs.
@@ -558,7 +560,6 @@ mod tests {
     #[test]
     fn embedded_objects_carry_this_abi_and_others_are_refused() {
         check_abi(PROBES_OBJECT).unwrap();
-        check_abi(EMPTY_OBJECT).unwrap();
         let err = check_abi(b"not an ELF file").unwrap_err().to_string();
         assert!(err.contains("none (no modelwatch_abi section)") && err.contains(&ABI_VERSION.to_string()), "{err}");
     }
