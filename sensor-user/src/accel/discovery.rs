@@ -214,34 +214,28 @@ fn fill_from_sysfs(a: &mut Accelerator, device: &Path) {
         "0x1ae0" => "google",
         "0x1d0f" => "aws",
         "0x1e52" => "tenstorrent",
-        _ => match a.driver.as_str() {
-            "amdgpu" | "radeon" | "amdxdna" => "amd",
-            "i915" | "xe" | "intel_vpu" => "intel",
-            "nouveau" | "nvidia-drm" => "nvidia",
-            "habanalabs" => "habana",
-            "qaic" => "qualcomm",
-            _ => "",
-        },
+        _ => vendor_of_driver(&a.driver),
     }
     .to_owned();
 }
 
-/// Which ioctl table decodes a device's commands.
+/// Vendor of a DRM/accel node from its driver name, for when the PCI vendor id does not say.
+fn vendor_of_driver(name: &str) -> &'static str {
+    match name {
+        // DRM drivers without an ioctl table of their own, hence without a descriptor.
+        "radeon" => "amd",
+        "nvidia-drm" => "nvidia",
+        _ => Driver::from_kernel_name(name).map_or("", Driver::vendor),
+    }
+}
+
+/// Which ioctl table decodes a device's commands: the driver whose descriptor names it, else the
+/// DRM core alone for any other DRM or accel node.
 fn driver_table(a: &Accelerator) -> Driver {
-    match a.driver.as_str() {
-        "nvidia" | "nvidia-caps" | "nvidia-modeset" => Driver::NvidiaRm,
-        "nvidia-uvm" => Driver::NvidiaUvm,
-        "amdgpu" => Driver::Amdgpu,
-        "amdkfd" => Driver::AmdKfd,
-        "i915" => Driver::I915,
-        "xe" => Driver::Xe,
-        "nouveau" => Driver::Nouveau,
-        "habanalabs" => Driver::Habanalabs,
-        "intel_vpu" => Driver::Ivpu,
-        "amdxdna" => Driver::AmdXdna,
-        "qaic" => Driver::Qaic,
-        _ if a.path.starts_with("/dev/dri/") || a.path.starts_with("/dev/accel/") => Driver::Drm,
-        _ => Driver::Unknown,
+    match Driver::from_kernel_name(&a.driver) {
+        Some(driver) => driver,
+        None if a.path.starts_with("/dev/dri/") || a.path.starts_with("/dev/accel/") => Driver::Drm,
+        None => Driver::Unknown,
     }
 }
 
@@ -319,5 +313,40 @@ mod tests {
         assert_eq!((a.vendor.as_str(), a.driver.as_str(), a.pci_slot.as_str()), ("amd", "amdgpu", "0000:03:00.0"));
         let a = Accelerator { path: "/dev/dri/renderD128".into(), ..a };
         assert_eq!(driver_table(&a), Driver::Amdgpu);
+    }
+
+    #[test]
+    fn driver_names_select_table_and_vendor() {
+        let table = |driver: &str, path: &str| {
+            driver_table(&Accelerator { driver: driver.into(), path: path.into(), ..Default::default() })
+        };
+        // The names discovery mapped before the mapping moved into the descriptors. A new driver
+        // needs no case here: the registry tests in `ioctls` check its names resolve.
+        let cases = [
+            ("nvidia", Driver::NvidiaRm, ""),
+            ("nvidia-caps", Driver::NvidiaRm, ""),
+            ("nvidia-modeset", Driver::NvidiaRm, ""),
+            ("nvidia-uvm", Driver::NvidiaUvm, ""),
+            ("amdgpu", Driver::Amdgpu, "amd"),
+            ("amdkfd", Driver::AmdKfd, ""),
+            ("i915", Driver::I915, "intel"),
+            ("xe", Driver::Xe, "intel"),
+            ("nouveau", Driver::Nouveau, "nvidia"),
+            ("habanalabs", Driver::Habanalabs, "habana"),
+            ("intel_vpu", Driver::Ivpu, "intel"),
+            ("amdxdna", Driver::AmdXdna, "amd"),
+            ("qaic", Driver::Qaic, "qualcomm"),
+        ];
+        for (name, driver, vendor) in cases {
+            assert_eq!(table(name, "/dev/whatever"), driver, "{name}");
+            assert_eq!(vendor_of_driver(name), vendor, "{name}");
+        }
+        // DRM drivers without a table decode the core range; their vendor is still known.
+        assert_eq!(table("radeon", "/dev/dri/renderD128"), Driver::Drm);
+        assert_eq!(table("nvidia-drm", "/dev/dri/card1"), Driver::Drm);
+        assert_eq!(table("", "/dev/accel/accel0"), Driver::Drm);
+        assert_eq!(table("neuron", "/dev/neuron0"), Driver::Unknown);
+        assert_eq!((vendor_of_driver("radeon"), vendor_of_driver("nvidia-drm")), ("amd", "nvidia"));
+        assert_eq!(vendor_of_driver("neuron"), "");
     }
 }
