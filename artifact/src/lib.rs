@@ -18,6 +18,7 @@ pub mod io;
 pub mod licence;
 pub mod manifest;
 pub mod pickle_scan;
+mod pyint;
 pub mod report;
 pub mod scan;
 pub mod service;
