@@ -20,7 +20,7 @@ use crate::{pyint::py_int, report::Safety};
 const MAX_STACK: usize = 1 << 20;
 const MAX_MEMO: usize = 1 << 22;
 /// Distinct imports listed per walk (and per artifact). Past it imports are still judged as
-/// they are met, but only the malicious ones are listed (up to [`MAX_EXTRA_MALICIOUS`]).
+/// they are met, but only the malicious ones are listed (up to `MAX_EXTRA_MALICIOUS`).
 pub const MAX_GLOBALS: usize = 10_000;
 /// Bytes of module and name text the listed imports may hold together.
 const MAX_GLOBALS_BYTES: usize = 4 << 20;
