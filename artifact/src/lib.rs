@@ -1,15 +1,28 @@
 //! Model artifact intelligence: what a model file is, what it contains, whether loading it runs
 //! code, who approved it and under which licence.
 //!
-//! - [`formats`] identifies a file by content and reads its headers (bounded, never panicking);
-//! - [`pickle_scan`] walks pickle opcodes statically and judges the imported globals;
+//! - [`formats`] identifies a file by content and reads its headers (bounded, never panicking):
+//!   [`formats::spec`] is the one table of formats (extensions, signature, parser, variants),
+//!   one parser file per format beside it, `protobuf` the wire reader ONNX, Core ML and
+//!   SavedModel share, and [`formats::Ctx`] the state of one identification;
+//! - [`pickle_scan`] walks pickle opcodes statically and judges the imported globals (walker,
+//!   legacy torch tar members, allow/deny policy, Python 2 names); `pyint` reads integers the
+//!   way CPython does, for the walker and the parsers;
 //! - [`digest`] streams SHA-256 and keeps the persistent digest cache;
 //! - [`manifest`] and [`licence`] hold the approval and licence policies;
 //! - [`service`] is the live analyzer the sensor feeds with opened files;
 //! - [`scan`] is the offline `modelwatch scan` command;
+//! - [`report`] is the result, shaped for the collector's protobuf messages; [`io`] the
+//!   bounded reader every parser reads through; [`config`] and [`size`] the `[artifact]`
+//!   configuration.
 //!
 //! [`analyze_path`] ties them together for one file. Nothing here executes, imports or
 //! unpickles anything from an artifact.
+//!
+//! A new format is a [`Format`] variant, a parser file in `formats/` and one row of
+//! [`formats::spec::FORMATS`]: identification, `modelwatch scan` and the collector's default
+//! kernel filter (`files.extensions`) all read that table. The collector maps [`Format`] onto
+//! its protobuf enum (`sensor-user/src/enrich/artifact.rs`).
 
 pub mod config;
 pub mod digest;
@@ -18,6 +31,7 @@ pub mod io;
 pub mod licence;
 pub mod manifest;
 pub mod pickle_scan;
+mod pyint;
 pub mod report;
 pub mod scan;
 pub mod service;

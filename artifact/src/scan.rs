@@ -2,7 +2,8 @@
 //!
 //! Named files are always reported. In walked directories (bounded depth, symbolic links not
 //! followed, so loops are impossible) a file is reported when its content is a model, when its
-//! name has a model extension (so a `.gguf` that is really text says so), or with `--all`;
+//! name has a model extension (so a `.gguf` that is really text says so; the extensions are
+//! those of `formats::spec`, which the collector's kernel filter also uses), or with `--all`;
 //! identification runs first and only reported files are hashed. Shards of one safetensors
 //! model are also summarised as one model. Exit code: 0 clean, 1 findings at or above
 //! `--fail-on`, 2 when a path could not be analysed.
@@ -21,7 +22,7 @@ use serde::Serialize;
 
 use crate::{
     AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, DigestState, PolicyVerdict, Severity, apply_digest,
-    codes, digest, evaluate, identify_open, open_artifact, report::Finding,
+    codes, digest, evaluate, formats, identify_open, open_artifact, report::Finding,
 };
 
 /// What to scan and how (the CLI's `modelwatch scan` arguments, without the output format).
@@ -46,30 +47,6 @@ impl ScanOptions {
         Self { paths, manifest: None, digest: true, fail_on: Severity::Low, all: false, max_depth: 16 }
     }
 }
-
-/// File-name extensions of model formats: a walked file with one is reported even when its
-/// content is not a model.
-const MODEL_EXTENSIONS: &[&str] = &[
-    "gguf",
-    "ggml",
-    "safetensors",
-    "pt",
-    "pth",
-    "bin",
-    "ckpt",
-    "pkl",
-    "pickle",
-    "joblib",
-    "npy",
-    "npz",
-    "onnx",
-    "tflite",
-    "pb",
-    "keras",
-    "h5",
-    "hdf5",
-    "mlmodel",
-];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanError {
@@ -112,10 +89,6 @@ struct Target {
     explicit: bool,
 }
 
-fn has_model_extension(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| MODEL_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
 fn collect(args: &ScanOptions, errors: &mut Vec<ScanError>) -> Vec<Target> {
     let mut out = Vec::new();
     for root in &args.paths {
@@ -149,7 +122,7 @@ fn collect(args: &ScanOptions, errors: &mut Vec<ScanError>) -> Vec<Target> {
 fn analyze(t: &Target, opts: &AnalyzeOptions, all: bool) -> Result<Option<ArtifactReport>, String> {
     let (mut file, meta) = open_artifact(&t.path).map_err(|e| e.to_string())?;
     let mut report = identify_open(&t.path, &mut file, meta.len(), opts);
-    if !(t.explicit || all || report.format.is_model() || has_model_extension(&t.path)) {
+    if !(t.explicit || all || report.format.is_model() || formats::has_model_extension(&t.path)) {
         return Ok(None);
     }
     if opts.digest {

@@ -15,7 +15,9 @@ use std::{
 use generated::*;
 use modelwatch_artifact::{
     AnalyzeOptions, ArtifactReport, DigestState, Format, Limits, Opset, Safety, Severity, analyze_bytes, analyze_path,
-    codes, formats::identify, report::ModelMetadata,
+    codes,
+    formats::{has_model_extension, identify, spec::spec_of},
+    report::ModelMetadata,
 };
 
 /// Counts the bytes each thread holds, so that a test can bound what one analysis allocates
@@ -906,6 +908,24 @@ fn truncated_variants_keep_their_format_and_say_malformed() {
                     [codes::MALFORMED, codes::LIMIT_EXCEEDED, codes::PICKLE_INCOMPLETE].contains(&f.code.as_str())
                 }) || r.pickle.as_ref().is_some_and(|p| !p.complete);
                 assert!(damaged, "{name} cut at {cut}/{}: no damage reported: {:?}", bytes.len(), r.findings);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_format_table_names_every_reported_format_and_variant() {
+    let opts = AnalyzeOptions::default();
+    for (name, format, bytes) in all_samples() {
+        let spec = spec_of(format).expect("a row");
+        assert!(spec.extensions.iter().all(|e| has_model_extension(&PathBuf::from(format!("m.{e}")))), "{name}");
+        // Whole and cut: a cut zip is named by its first entry, with the variant `zip`.
+        let step = (bytes.len() / 50).max(1);
+        for cut in (0..=bytes.len()).step_by(step) {
+            let r = analyze_bytes(&bytes[..cut], &opts);
+            let Some(spec) = spec_of(r.format) else { continue };
+            if let (Some(v), Some(listed)) = (&r.variant, spec.variants) {
+                assert!(listed.contains(&v.as_str()), "{name} cut at {cut}: {} variant {v}", r.format);
             }
         }
     }

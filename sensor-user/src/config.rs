@@ -169,7 +169,8 @@ impl Default for TelemetryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilesConfig {
-    /// File name extensions of model weights and serialised models (case-insensitive).
+    /// File name extensions of model weights and serialised models (case-insensitive). The
+    /// default is every extension of the artifact crate's format table.
     pub extensions: Vec<String>,
     /// Regular files at least this large are reported whatever their name. Bytes, or a string
     /// such as "32MiB".
@@ -302,30 +303,9 @@ impl Default for FilesConfig {
     fn default() -> Self {
         let s = |v: &[&str]| v.iter().map(ToString::to_string).collect();
         Self {
-            extensions: s(&[
-                ".gguf",
-                ".ggml",
-                ".safetensors",
-                ".pt",
-                ".pth",
-                ".bin",
-                ".ckpt",
-                ".pkl",
-                ".pickle",
-                ".joblib",
-                ".onnx",
-                ".tflite",
-                ".pb",
-                ".h5",
-                ".keras",
-                ".npz",
-                ".mlmodel",
-                ".llamafile",
-                ".mar",
-                ".nemo",
-                ".engine",
-                ".plan",
-            ]),
+            // The artifact crate's format table, so that the kernel filter and `modelwatch
+            // scan` look at the same files.
+            extensions: modelwatch_artifact::formats::model_extensions().map(|e| format!(".{e}")).collect(),
             size_threshold: ByteSize(32 << 20),
             model_dirs: s(&[
                 "~/.ollama/models",
@@ -563,6 +543,19 @@ mod tests {
         let text = Config::default_toml();
         assert_eq!(parse(&text).unwrap(), Config::default(), "{text}");
         assert!(text.contains("size_threshold = \"32MiB\""), "{text}");
+    }
+
+    #[test]
+    fn default_extensions_are_the_format_tables() {
+        let exts = FilesConfig::default().extensions;
+        assert_eq!(exts.len(), modelwatch_artifact::formats::model_extensions().count());
+        for e in [".gguf", ".safetensors", ".npy", ".hdf5", ".llamafile", ".mar", ".nemo", ".engine", ".plan"] {
+            assert!(exts.iter().any(|x| x == e), "{e}");
+        }
+        // Every one is a valid kernel key, and the kernel's EXTENSIONS map (128 entries,
+        // sensor-ebpf/src/maps.rs) holds them with room for the user's own.
+        assert!(exts.iter().all(|e| sensor_ebpf::ext_key(e).is_some()));
+        assert!(exts.len() <= 64);
     }
 
     #[test]

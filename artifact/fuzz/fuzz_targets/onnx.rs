@@ -4,11 +4,6 @@
 #[path = "common.rs"]
 mod common;
 
-use modelwatch_artifact::{formats::Parsed, report::Format};
+use modelwatch_artifact::{formats::onnx, report::Format};
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    common::with_reader(data, |r, ctx| {
-        let mut p = Parsed::new(Format::Onnx, None);
-        let _ = modelwatch_artifact::formats::onnx::parse(r, ctx, &mut p);
-    });
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::with_filling_parser(data, Format::Onnx, onnx::parse));

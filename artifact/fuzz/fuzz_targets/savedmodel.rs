@@ -4,11 +4,6 @@
 #[path = "common.rs"]
 mod common;
 
-use modelwatch_artifact::{formats::Parsed, report::Format};
+use modelwatch_artifact::{formats::savedmodel, report::Format};
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    common::with_reader(data, |r, ctx| {
-        let mut p = Parsed::new(Format::TfSavedmodel, None);
-        let _ = modelwatch_artifact::formats::savedmodel::parse(r, ctx, &mut p);
-    });
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::with_filling_parser(data, Format::TfSavedmodel, savedmodel::parse));

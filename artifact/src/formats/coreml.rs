@@ -6,7 +6,7 @@
 use crate::{
     formats::{
         Ctx, Parsed,
-        protobuf::{Pb, Wire},
+        protobuf::{Pb, TopFields, Wire},
     },
     io::{PResult, Reader},
     report::{ModelMetadata, Severity, codes},
@@ -53,6 +53,18 @@ fn model_type(n: u32) -> Option<&'static str> {
         3000 => "serializedModel",
         _ => return None,
     })
+}
+
+/// Whether top-level fields are those of a Core ML `Model`: specificationVersion 1,
+/// description 2, isUpdatable 10, and one model type at 200 and above.
+pub fn shape(top: &TopFields) -> bool {
+    top.all(|n, k| match n {
+        1 | 10 => k == 0,
+        2 => k == 2,
+        n if n >= 200 => k == 2,
+        _ => false,
+    }) && top.has(1)
+        && top.fields.iter().any(|&(n, _)| n >= 200)
 }
 
 pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>, p: &mut Parsed) -> PResult<()> {

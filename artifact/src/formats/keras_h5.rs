@@ -55,6 +55,11 @@ pub fn find_signature(r: &mut Reader<'_>) -> PResult<Option<u64>> {
     Ok(None)
 }
 
+/// Whether the file holds an HDF5 signature where the library looks for one.
+pub fn sniff(r: &mut Reader<'_>) -> bool {
+    find_signature(r).ok().flatten().is_some()
+}
+
 /// The offsets of every needle in `[start, end)`, in one pass, at most `max` in all.
 fn find(
     r: &mut Reader<'_>,

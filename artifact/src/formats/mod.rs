@@ -1,16 +1,20 @@
 //! Format identification and header parsing.
 //!
 //! [`identify`] looks at the content only — magic bytes and structure, never the file name —
-//! and hands the source to the one parser whose signature matched. Each parser is bounded by
-//! [`Limits`], returns a [`ParseError`] rather than panicking, and reads only the headers it
-//! needs (tensor data is skipped by seeking). When a signature matches but the structure
-//! behind it is broken, the format is still reported, with a `malformed` finding: a truncated
-//! GGUF is still a GGUF, and saying so is more useful than "unknown".
+//! and hands the source to the one parser whose signature matched, trying the rows of the
+//! format table ([`spec::FORMATS`]) in order. Each parser is bounded by [`crate::Limits`],
+//! returns a [`ParseError`] rather than panicking, and reads only the headers it needs (tensor
+//! data is skipped by seeking). When a signature matches but the structure behind it is
+//! broken, the format is still reported, with a `malformed` finding: a truncated GGUF is still
+//! a GGUF, and saying so is more useful than "unknown". Content no row recognises is told
+//! apart here: a Git LFS pointer, a protocol-0 pickle, text, or unknown.
 //!
-//! The parsers are public so that the fuzz targets (`artifact/fuzz`) can drive each one
-//! directly on byte slices.
+//! The parsers (one file per format, `protobuf` the wire reader the protobuf formats share)
+//! are public so that the fuzz targets (`artifact/fuzz`) can drive each one directly on byte
+//! slices; [`Ctx`] is the state they share during one identification.
 
 pub mod coreml;
+mod ctx;
 pub mod gguf;
 pub mod keras_h5;
 pub mod numpy;
@@ -20,17 +24,20 @@ pub mod protobuf;
 pub mod pytorch;
 pub mod safetensors;
 pub mod savedmodel;
+pub mod spec;
 pub mod tflite;
 pub mod zipfile;
 
-use std::{collections::HashSet, io::Read};
+pub use ctx::Ctx;
+pub use spec::{has_model_extension, model_extensions};
 
 use crate::{
     Limits,
     io::{ParseError, ReadSeek, Reader},
-    pickle_scan::{self, Import, PicklePolicy},
-    report::{Finding, Format, ModelMetadata, PickleVerdict, Safety, Severity, codes},
+    pickle_scan::PicklePolicy,
+    report::{Finding, Format, ModelMetadata, PickleVerdict, Severity, codes},
 };
+use spec::{Detect, FORMATS, HEAD};
 
 /// What the content says, before digest and policy are added.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,163 +62,11 @@ impl Parsed {
     }
 }
 
-/// State shared by the parsers during one identification: the bounds, the pickle policy, the
-/// pickle and inflate budgets left, the pickles walked so far and the findings.
-pub struct Ctx<'a> {
-    pub limits: &'a Limits,
-    pub policy: &'a PicklePolicy,
-    pub findings: Vec<Finding>,
-    pickle_budget: u64,
-    inflate_budget: u64,
-    imports: Vec<Import>,
-    import_set: HashSet<Import>,
-    imports_unlisted: u64,
-    malicious_unlisted: usize,
-    streams: Vec<String>,
-    complete: bool,
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(limits: &'a Limits, policy: &'a PicklePolicy) -> Self {
-        Self {
-            limits,
-            policy,
-            findings: Vec::new(),
-            pickle_budget: limits.max_pickle_bytes,
-            inflate_budget: limits.max_parse_bytes,
-            imports: Vec::new(),
-            import_set: HashSet::new(),
-            imports_unlisted: 0,
-            malicious_unlisted: 0,
-            streams: Vec::new(),
-            complete: true,
-        }
-    }
-
-    pub fn finding(&mut self, severity: Severity, code: &str, message: impl Into<String>) {
-        self.findings.push(Finding::new(severity, code, message));
-    }
-
-    /// Bytes that zip entries other than pickles may still inflate to, across the whole
-    /// artifact (nested zips, configurations, NumPy headers): duplicates and nesting cannot
-    /// multiply what one file costs. Pickle entries are bounded by the pickle budget.
-    pub fn inflate_left(&self) -> u64 {
-        self.inflate_budget
-    }
-
-    pub fn spend_inflate(&mut self, bytes: u64) {
-        self.inflate_budget = self.inflate_budget.saturating_sub(bytes);
-    }
-
-    /// Walks the pickle stream(s) in `r`, labelled `label` in the report.
-    pub fn scan_pickle(&mut self, label: &str, r: &mut dyn Read) -> pickle_scan::Walk {
-        let walk = pickle_scan::walk(r, self.pickle_budget, self.policy);
-        self.record_walk(label, walk.clone());
-        walk
-    }
-
-    /// Walks a `storages` or `tensors` member of a legacy torch tar (`r[r.pos()..end]`).
-    pub fn scan_torch_tar_member(&mut self, label: &str, member: pickle_scan::TarMember, r: &mut Reader<'_>, end: u64) {
-        let walk = pickle_scan::walk_torch_tar_member(member, r, end, self.pickle_budget, self.policy);
-        self.record_walk(label, walk);
-    }
-
-    /// Walks `r` from its start as a pickle, as any loader that unpickles the whole file
-    /// would, and records the walk only if it shows a pickle: content in another format can
-    /// start with one (a tar name field, an HDF5 user block). Returns the walk when recorded.
-    pub fn sniff_pickle(&mut self, label: &str, r: &mut dyn Read) -> Option<pickle_scan::Walk> {
-        let walk = pickle_scan::walk(r, self.pickle_budget, self.policy);
-        if !pickle_scan::walk_shows_pickle(&walk) {
-            // Not recorded, but read: it still spends the budget.
-            self.pickle_budget = self.pickle_budget.saturating_sub(walk.bytes);
-            return None;
-        }
-        self.record_walk(label, walk.clone());
-        Some(walk)
-    }
-
-    /// Records a walk made elsewhere.
-    fn record_walk(&mut self, label: &str, walk: pickle_scan::Walk) {
-        self.pickle_budget = self.pickle_budget.saturating_sub(walk.bytes);
-        if let Some(why) = walk.incomplete_reason(self.limits.max_pickle_bytes) {
-            self.complete = false;
-            self.finding(
-                Severity::Medium,
-                codes::PICKLE_INCOMPLETE,
-                format!("pickle stream {label} could not be walked to its end: {why}"),
-            );
-        }
-        for imp in walk.imports {
-            if self.import_set.contains(&imp) {
-                continue;
-            }
-            if self.import_set.len() < pickle_scan::MAX_GLOBALS {
-                self.import_set.insert(imp.clone());
-                self.imports.push(imp);
-                continue;
-            }
-            // Past the bound the import is judged now: a malicious one is listed anyway.
-            if self.imports_unlisted == 0 {
-                self.complete = false;
-                self.finding(
-                    Severity::Medium,
-                    codes::PICKLE_INCOMPLETE,
-                    format!("the pickles import more than {} distinct globals; those past the bound were judged but are not listed", pickle_scan::MAX_GLOBALS),
-                );
-            }
-            self.imports_unlisted += 1;
-            if self.malicious_unlisted < 64 && self.policy.judge(&imp) == Safety::Malicious {
-                self.malicious_unlisted += 1;
-                self.imports.push(imp);
-            }
-        }
-        if self.streams.len() < 256 {
-            self.streams.push(label.to_owned());
-        }
-    }
-
-    /// Marks the pickle judgement as incomplete without a walk (a stream that could not even
-    /// be opened, such as an encrypted zip entry, or content that was not examined).
-    pub fn pickle_unreadable(&mut self, label: &str, why: &str) {
-        self.complete = false;
-        if self.streams.len() < 256 {
-            self.streams.push(label.to_owned());
-        }
-        self.finding(Severity::Medium, codes::PICKLE_INCOMPLETE, format!("pickle {label} could not be read: {why}"));
-    }
-
-    fn pickle_verdict(&mut self) -> Option<PickleVerdict> {
-        if self.streams.is_empty() {
-            return None;
-        }
-        let (verdict, offending) = pickle_scan::verdict(self.policy, &self.imports, self.complete);
-        let mut globals: Vec<String> = self.imports.iter().map(Import::display).collect();
-        globals.sort();
-        globals.dedup();
-        match verdict {
-            Safety::Malicious => self.finding(
-                Severity::Critical,
-                codes::PICKLE_MALICIOUS,
-                format!("loading this pickle runs code: it imports {}", offending.join(", ")),
-            ),
-            Safety::Suspicious if !offending.is_empty() => self.finding(
-                Severity::High,
-                codes::PICKLE_SUSPICIOUS,
-                format!("pickle imports globals outside the allowlist: {}", offending.join(", ")),
-            ),
-            _ => {}
-        }
-        Some(PickleVerdict { verdict, globals, offending, streams: self.streams.clone(), complete: self.complete })
-    }
-}
-
 /// Turns a parse failure of a recognised format into a finding.
 pub fn malformed(ctx: &mut Ctx<'_>, format: Format, e: &ParseError) {
     let code = if e.is_limit() { codes::LIMIT_EXCEEDED } else { codes::MALFORMED };
     ctx.finding(Severity::Medium, code, format!("{format} content is not valid: {e}"));
 }
-
-const HEAD: usize = 4096;
 
 /// Identifies `src` (of length `len`) by content.
 pub fn identify(src: &mut dyn ReadSeek, len: u64, limits: &Limits, policy: &PicklePolicy) -> Identified {
@@ -246,52 +101,13 @@ fn dispatch(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Parsed {
             return Parsed::new(Format::Unknown, None);
         }
     };
-    // Each arm: (format, parser). The parser sees the reader at offset 0.
-    type ParseFn = fn(&mut Reader<'_>, &mut Ctx<'_>) -> Result<Parsed, ParseError>;
-    let candidate: Option<(Format, ParseFn)> = if head.starts_with(b"GGUF") {
-        Some((Format::Gguf, gguf::parse))
-    } else if head.starts_with(b"\x93NUMPY") {
-        Some((Format::Numpy, numpy::parse_npy))
-    } else if head.get(4..8) == Some(b"TFL3") {
-        Some((Format::Tflite, tflite::parse))
-    } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        Some((Format::Unknown, zipfile::parse))
-    } else if pytorch::is_tar(&head) {
-        Some((Format::Unknown, pytorch::parse_tar))
-    } else if safetensors::sniff(&head) {
-        Some((Format::Safetensors, safetensors::parse))
-    } else if keras_h5::find_signature(r).ok().flatten().is_some() {
-        // Before the pickle check: a user block may start with a pickle (walked below), and
-        // Keras still loads the HDF5 model behind it.
-        Some((Format::Hdf5, keras_h5::parse))
-    } else if pickle_scan::starts_with_proto(&head) {
-        Some((Format::Pickle, pickle::parse))
-    } else {
-        None
-    };
-    if let Some((format, parse)) = candidate {
-        // pickle.load, joblib.load and torch.load's legacy path unpickle a file from its first
-        // byte whatever format it is in, so a pickle can hide at the start of a tar's name
-        // field or an HDF5 user block. Only there: other formats open with a magic or length
-        // field that is no pickle, yet a walk of it can read far (an opcode that takes a line
-        // reads to the next newline) — a benign safetensors whose length starts with `I`
-        // would be read whole. A zip is spared: those loaders fail on its first byte (`P`
-        // needs a persistent-id hook) and torch reads zips as zips.
-        let leading = format == Format::Hdf5 || pytorch::is_tar(&head);
-        if leading && r.seek_to(0).is_ok() {
-            ctx.sniff_pickle("<file>", r);
-        }
-        return match r.seek_to(0).and_then(|_| parse(r, ctx)) {
-            Ok(p) => p,
-            Err(e) => {
-                malformed(ctx, format, &e);
-                Parsed::new(format, None)
-            }
-        };
+    if let Some(p) = by_signature(r, ctx, &head) {
+        return p;
     }
-    // Protobuf-based formats have no magic; their structure decides.
+    // Protobuf-based formats have no magic; their structure decides. All of them open with
+    // field 1 as a varint (tag 0x08).
     if head.first() == Some(&0x08)
-        && let Some(p) = protobuf::classify_and_parse(r, ctx)
+        && let Some(p) = by_protobuf_shape(r, ctx)
     {
         return p;
     }
@@ -323,6 +139,52 @@ fn dispatch(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Parsed {
         return Parsed::new(Format::NotAModel, Some(kind));
     }
     Parsed::new(Format::Unknown, None)
+}
+
+/// The first row whose signature `head` (or the file) matches, parsed; `None` when none does.
+fn by_signature(r: &mut Reader<'_>, ctx: &mut Ctx<'_>, head: &[u8]) -> Option<Parsed> {
+    let (spec, parse) = FORMATS.iter().find_map(|s| match s.detect {
+        Detect::Signature { sniff, parse } if sniff.matches(head, r) => Some((s, parse)),
+        _ => None,
+    })?;
+    let format = spec.format();
+    // See `FormatSpec::leading_pickle`. A tar header can carry any magic in its name field and
+    // is still opened as a tar, so a tar counts whichever row matched. A zip is spared: those
+    // loaders fail on its first byte (`P` needs a persistent-id hook) and torch reads zips as
+    // zips.
+    let leading = spec.leading_pickle || pytorch::is_tar(head);
+    if leading && r.seek_to(0).is_ok() {
+        ctx.sniff_pickle("<file>", r);
+    }
+    Some(match r.seek_to(0).and_then(|_| parse(r, ctx)) {
+        Ok(p) => p,
+        Err(e) => {
+            malformed(ctx, format, &e);
+            Parsed::new(format, None)
+        }
+    })
+}
+
+/// The first protobuf row whose shape the top-level fields have, parsed; `None` when none has.
+fn by_protobuf_shape(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Option<Parsed> {
+    let top = protobuf::top_fields(r).ok()?;
+    // Garbage that happens to start with 0x08 fails within a field or two; the version in
+    // field 1 must also be plausible (ONNX IR, Core ML spec and SavedModel schema versions are
+    // small numbers).
+    if (top.error.is_some() && top.fields.len() < 2) || !top.field1_varint.is_some_and(|v| (1..=64).contains(&v)) {
+        return None;
+    }
+    let (spec, parse) = FORMATS.iter().find_map(|s| match s.detect {
+        Detect::Protobuf { shape, parse } if shape(&top) => Some((s, parse)),
+        _ => None,
+    })?;
+    let format = spec.format();
+    let mut p = Parsed::new(format, None);
+    let result = r.seek_to(0).and_then(|_| parse(r, ctx, &mut p));
+    if let Some(e) = result.err().or(top.error) {
+        malformed(ctx, format, &e);
+    }
+    Some(p)
 }
 
 /// What kind of text `head` is, if it is text.

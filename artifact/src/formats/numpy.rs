@@ -14,6 +14,7 @@ use std::io::Read;
 use crate::{
     formats::{Ctx, Parsed, malformed},
     io::{PResult, ParseError, Reader, clean_text},
+    pyint::py_int,
     report::{Format, Severity, codes},
 };
 
@@ -275,19 +276,9 @@ impl P<'_> {
 
 /// A non-negative integer literal: decimal, `0x`/`0o`/`0b`, underscores, a Python 2 `L`.
 fn int_literal(w: &[u8]) -> Option<u64> {
-    let w = std::str::from_utf8(w).ok()?;
-    let w = w.strip_suffix(['L', 'l']).unwrap_or(w);
-    let (digits, radix) = match w.get(..2).map(str::to_ascii_lowercase).as_deref() {
-        Some("0x") => (&w[2..], 16),
-        Some("0o") => (&w[2..], 8),
-        Some("0b") => (&w[2..], 2),
-        _ => (w, 10),
-    };
-    let digits = digits.strip_prefix('_').filter(|_| radix != 10).unwrap_or(digits);
-    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
-        return None;
-    }
-    u64::from_str_radix(&digits.replace('_', ""), radix).ok()
+    let w = w.strip_suffix(b"L").or_else(|| w.strip_suffix(b"l")).unwrap_or(w);
+    // Base 0 reads the prefixes; base 10 the decimals with leading zeros that base 0 refuses.
+    u64::try_from(py_int(w, 0).or_else(|| py_int(w, 10))?).ok()
 }
 
 /// Type names NumPy maps to plain (object-free) dtypes.
@@ -584,6 +575,29 @@ mod tests {
             &"(".repeat(100),
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn integer_literals_in_every_spelling() {
+        for (w, v) in [
+            (&b"12"[..], Some(12)),
+            (b"007", Some(7)),
+            (b"00", Some(0)),
+            (b"1_000", Some(1000)),
+            (b"0x_1F", Some(31)),
+            (b"0o17", Some(15)),
+            (b"0B101", Some(5)),
+            (b"10L", Some(10)),
+            (b"18446744073709551615", Some(u64::MAX)),
+            (b"18446744073709551616", None),
+            (b"0b2", None),
+            (b"1__0", None),
+            (b"1_", None),
+            (b"0x", None),
+            (b"1e5", None),
+        ] {
+            assert_eq!(int_literal(w), v, "{w:?}");
         }
     }
 

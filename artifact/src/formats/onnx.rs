@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use crate::{
     formats::{
         Ctx, Parsed,
-        protobuf::{Pb, Wire},
+        protobuf::{Pb, TopFields, Wire},
     },
     io::{PResult, ParseError},
     report::{Opset, Severity, codes},
@@ -72,6 +72,18 @@ struct Stats {
     /// Model-local functions (domain, name): calling one needs no native code.
     functions: BTreeSet<(String, String)>,
     external: BTreeSet<String>,
+}
+
+/// Whether top-level fields are those of a `ModelProto`: ir_version 1, producer_name 2,
+/// producer_version 3, domain 4, model_version 5, doc_string 6, graph 7, opset_import 8,
+/// metadata_props 14, training_info 20, functions 25, configuration 26.
+pub fn shape(top: &TopFields) -> bool {
+    top.all(|n, k| match n {
+        1 | 5 => k == 0,
+        2 | 3 | 4 | 6 | 7 | 8 | 14 | 20 | 25 | 26 => k == 2,
+        _ => false,
+    }) && top.has(1)
+        && (top.has(7) || top.has(8))
 }
 
 pub fn parse(r: &mut crate::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut Parsed) -> PResult<()> {

@@ -1,21 +1,18 @@
-//! A minimal protobuf wire-format reader for model headers (ONNX, Core ML, SavedModel), and
-//! the structural test that tells those three apart — none of them has a magic number, and all
-//! three start with field 1 as a varint.
+//! A minimal protobuf wire-format reader for model headers (ONNX, Core ML, SavedModel): fields
+//! walked in place ([`Pb`]), and the top-level fields of a whole file ([`top_fields`]), whose
+//! shape is all that tells those formats apart (none has a magic number). Which shape is which
+//! format is the formats' own business (their `shape` functions, tried by `formats::spec`).
 //!
 //! Written by hand rather than with `prost` because the messages hold the weights: decoding a
 //! 2 GB `ModelProto` into memory to read its producer name is exactly what a sensor must not
 //! do. This reader walks fields in place, seeks over the payloads it does not need, descends
 //! into the few sub-messages that matter, and bounds the number of fields it visits.
 
-use crate::{
-    formats::{Ctx, Parsed, coreml, malformed, onnx, savedmodel},
-    io::{PResult, ParseError, Reader, clean_text},
-    report::Format,
-};
+use crate::io::{PResult, ParseError, Reader, clean_text};
 
 /// Fields visited per parse, across all nesting levels.
 pub const MAX_FIELDS: u64 = 20_000_000;
-/// Top-level fields examined when classifying.
+/// Top-level fields examined by [`top_fields`].
 const MAX_TOP_FIELDS: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,14 +128,34 @@ impl<'r, 'a> Pb<'r, 'a> {
     }
 }
 
-/// (field number, wire kind) of each top-level field, the value of field 1 when it is a
-/// varint, and the error that stopped the walk early.
-type TopFields = (Vec<(u32, u8)>, Option<u64>, Option<ParseError>);
+/// The top-level fields of the whole input, in order: what tells the protobuf formats apart.
+#[derive(Debug)]
+pub struct TopFields {
+    /// (field number, wire kind: 0 varint, 1 i64, 2 len, 5 i32) of each field. A field whose
+    /// tag was read but whose payload runs past the end is included, so that a truncated file
+    /// still shows its shape.
+    pub fields: Vec<(u32, u8)>,
+    /// The value of the first field 1 that is a varint.
+    pub field1_varint: Option<u64>,
+    /// The error that stopped the walk early, if any.
+    pub error: Option<ParseError>,
+}
 
-/// Top-level field numbers and wire kinds (0 varint, 1 i64, 2 len, 5 i32), in order, and the
-/// error that stopped the walk early, if any. A field whose tag was read but whose payload runs
-/// past the end is included, so that a truncated file still shows its shape.
-fn top_fields(r: &mut Reader<'_>) -> PResult<TopFields> {
+impl TopFields {
+    /// Whether every field satisfies `ok(number, wire kind)`.
+    pub fn all(&self, ok: impl Fn(u32, u8) -> bool) -> bool {
+        self.fields.iter().all(|&(n, k)| ok(n, k))
+    }
+
+    /// Whether field `n` is present.
+    pub fn has(&self, n: u32) -> bool {
+        self.fields.iter().any(|&(f, _)| f == n)
+    }
+}
+
+/// Walks the top-level fields of `r` from its start (at most `MAX_TOP_FIELDS`), skipping
+/// their payloads.
+pub fn top_fields(r: &mut Reader<'_>) -> PResult<TopFields> {
     r.seek_to(0)?;
     let end = r.len();
     let mut pb = Pb::new(r);
@@ -148,7 +165,7 @@ fn top_fields(r: &mut Reader<'_>) -> PResult<TopFields> {
     loop {
         let at = pb.r.pos();
         match pb.next(end) {
-            Ok(None) => return Ok((out, first, None)),
+            Ok(None) => return Ok(TopFields { fields: out, field1_varint: first, error: None }),
             Ok(Some(f)) => {
                 if let (1, Wire::Varint(v), None) = (f.number, f.wire, first) {
                     first = Some(v);
@@ -172,60 +189,8 @@ fn top_fields(r: &mut Reader<'_>) -> PResult<TopFields> {
                 {
                     out.push((n, (tag & 7) as u8));
                 }
-                return Ok((out, first, Some(e)));
+                return Ok(TopFields { fields: out, field1_varint: first, error: Some(e) });
             }
         }
     }
-}
-
-/// Decides whether the content is an ONNX `ModelProto`, a Core ML `Model` or a TensorFlow
-/// `SavedModel` by its top-level fields, then parses it. `None`: none of them.
-pub fn classify_and_parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> Option<Parsed> {
-    let (fields, version, error) = top_fields(r).ok()?;
-    // Garbage that happens to start with 0x08 fails within a field or two; the version in
-    // field 1 must also be plausible (ONNX IR, Core ML spec and SavedModel schema versions
-    // are small numbers).
-    if (error.is_some() && fields.len() < 2) || !version.is_some_and(|v| (1..=64).contains(&v)) {
-        return None;
-    }
-    let all = |ok: &dyn Fn(u32, u8) -> bool| fields.iter().all(|&(n, k)| ok(n, k));
-    let has = |n: u32| fields.iter().any(|&(f, _)| f == n);
-    // ONNX ModelProto: ir_version 1, producer_name 2, producer_version 3, domain 4,
-    // model_version 5, doc_string 6, graph 7, opset_import 8, metadata_props 14,
-    // training_info 20, functions 25, configuration 26.
-    let onnx_shape = all(&|n, k| match n {
-        1 | 5 => k == 0,
-        2 | 3 | 4 | 6 | 7 | 8 | 14 | 20 | 25 | 26 => k == 2,
-        _ => false,
-    }) && has(1)
-        && (has(7) || has(8));
-    // Core ML Model: specificationVersion 1, description 2, isUpdatable 10, and one model
-    // type at 200 and above.
-    let coreml_shape = all(&|n, k| match n {
-        1 | 10 => k == 0,
-        2 => k == 2,
-        n if n >= 200 => k == 2,
-        _ => false,
-    }) && has(1)
-        && fields.iter().any(|&(n, _)| n >= 200);
-    // SavedModel: saved_model_schema_version 1, meta_graphs 2.
-    let saved_shape = all(&|n, k| (n == 1 && k == 0) || (n == 2 && k == 2)) && has(2) && has(1);
-
-    type ParseFn = fn(&mut Reader<'_>, &mut Ctx<'_>, &mut Parsed) -> PResult<()>;
-    let (format, parse): (Format, ParseFn) = if onnx_shape {
-        (Format::Onnx, onnx::parse)
-    } else if coreml_shape {
-        (Format::Coreml, coreml::parse)
-    } else if saved_shape {
-        (Format::TfSavedmodel, savedmodel::parse)
-    } else {
-        return None;
-    };
-    // Parsers fill `p` as they go, so a truncated file keeps what was read before the cut.
-    let mut p = Parsed::new(format, None);
-    let result = r.seek_to(0).and_then(|_| parse(r, ctx, &mut p));
-    if let Some(e) = result.err().or(error) {
-        malformed(ctx, format, &e);
-    }
-    Some(p)
 }

@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use crate::{
     formats::{Ctx, Parsed},
     io::{PResult, ParseError, Reader},
-    pickle_scan::{TarMember, py_int},
+    pickle_scan::TarMember,
+    pyint::py_int,
     report::{Format, Severity, codes},
 };
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use crate::{
     formats::{
         Ctx, Parsed,
-        protobuf::{Pb, Wire},
+        protobuf::{Pb, TopFields, Wire},
     },
     io::{PResult, Reader},
     report::{Severity, codes},
@@ -35,6 +35,12 @@ struct St {
     ops: BTreeSet<String>,
     tags: BTreeSet<String>,
     tf_version: Option<String>,
+}
+
+/// Whether top-level fields are those of a `SavedModel`: saved_model_schema_version 1,
+/// meta_graphs 2.
+pub fn shape(top: &TopFields) -> bool {
+    top.all(|n, k| (n == 1 && k == 0) || (n == 2 && k == 2)) && top.has(2) && top.has(1)
 }
 
 pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>, p: &mut Parsed) -> PResult<()> {

@@ -79,9 +79,30 @@ impl Fb<'_, '_> {
         Ok(Some(clean_text(&b, max)))
     }
 
-    /// The table referenced by element `k` of a vector of tables starting at `start`.
-    fn table_in(&mut self, start: u64, k: u64) -> PResult<u64> {
-        self.deref(start + 4 * k)
+    /// Visits, in order, the tables of the vector field `i` of `table`, at most `max` of them;
+    /// returns the vector's length (`None` when the field is absent). When there are more than
+    /// `max`, `over` (if any) is reported before the visit, as "only the first `max` of `n`
+    /// `over`".
+    fn each_table(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        table: u64,
+        i: u16,
+        max: u64,
+        over: Option<(Severity, &str)>,
+        mut visit: impl FnMut(&mut Self, u64) -> PResult<()>,
+    ) -> PResult<Option<u64>> {
+        let Some((n, start)) = self.vector(table, i, 4)? else { return Ok(None) };
+        if n > max
+            && let Some((severity, what)) = over
+        {
+            ctx.finding(severity, codes::LIMIT_EXCEEDED, format!("only the first {max} of {n} {what}"));
+        }
+        for k in 0..n.min(max) {
+            let t = self.deref(start + 4 * k)?;
+            visit(self, t)?;
+        }
+        Ok(Some(n))
     }
 
     fn scalar_i64(&mut self, table: u64, i: u16, size: u8) -> PResult<Option<i64>> {
@@ -106,65 +127,47 @@ pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
     }
     // operator_codes: custom operators.
     let mut custom = BTreeSet::new();
-    let mut op_kinds = 0u64;
-    if let Some((n, start)) = fb.vector(root, 1, 4)? {
-        op_kinds = n;
-        if n > MAX_TABLES {
-            ctx.finding(
-                Severity::Medium,
-                codes::LIMIT_EXCEEDED,
-                format!("only the first {MAX_TABLES} of {n} operator codes were examined for custom operators"),
-            );
+    let over = (Severity::Medium, "operator codes were examined for custom operators");
+    let op_kinds = fb.each_table(ctx, root, 1, MAX_TABLES, Some(over), |fb, t| {
+        let deprecated = fb.scalar_i64(t, 0, 1)?.unwrap_or(0);
+        let builtin = fb.scalar_i64(t, 3, 4)?.unwrap_or(deprecated).max(deprecated);
+        if builtin == BUILTIN_CUSTOM
+            && let Some(c) = fb.string(t, 1, 128)?
+            && custom.len() < 256
+        {
+            custom.insert(c);
         }
-        for k in 0..n.min(MAX_TABLES) {
-            let t = fb.table_in(start, k)?;
-            let deprecated = fb.scalar_i64(t, 0, 1)?.unwrap_or(0);
-            let builtin = fb.scalar_i64(t, 3, 4)?.unwrap_or(deprecated).max(deprecated);
-            if builtin == BUILTIN_CUSTOM
-                && let Some(c) = fb.string(t, 1, 128)?
-                && custom.len() < 256
-            {
-                custom.insert(c);
-            }
-        }
-    }
+        Ok(())
+    })?;
     // subgraphs: operators and tensors.
     let (mut ops, mut tensors) = (0u64, 0u64);
-    if let Some((n, start)) = fb.vector(root, 2, 4)? {
+    let over = (Severity::Low, "subgraphs were counted");
+    let subgraphs = fb.each_table(ctx, root, 2, MAX_TABLES, Some(over), |fb, t| {
+        if let Some((c, _)) = fb.vector(t, 0, 4)? {
+            tensors += c;
+        }
+        if let Some((c, _)) = fb.vector(t, 3, 4)? {
+            ops += c;
+        }
+        Ok(())
+    })?;
+    if let Some(n) = subgraphs {
         p.metadata.properties.insert("subgraphs".into(), n.to_string());
-        if n > MAX_TABLES {
-            ctx.finding(
-                Severity::Low,
-                codes::LIMIT_EXCEEDED,
-                format!("only the first {MAX_TABLES} of {n} subgraphs were counted"),
-            );
-        }
-        for k in 0..n.min(MAX_TABLES) {
-            let t = fb.table_in(start, k)?;
-            if let Some((c, _)) = fb.vector(t, 0, 4)? {
-                tensors += c;
-            }
-            if let Some((c, _)) = fb.vector(t, 3, 4)? {
-                ops += c;
-            }
-        }
     }
     // metadata names (e.g. min_runtime_version, TFLITE_METADATA).
-    if let Some((n, start)) = fb.vector(root, 6, 4)? {
-        let mut names = Vec::new();
-        for k in 0..n.min(64) {
-            let t = fb.table_in(start, k)?;
-            if let Some(s) = fb.string(t, 0, 64)? {
-                names.push(s);
-            }
+    let mut names = Vec::new();
+    fb.each_table(ctx, root, 6, 64, None, |fb, t| {
+        if let Some(s) = fb.string(t, 0, 64)? {
+            names.push(s);
         }
-        if !names.is_empty() {
-            p.metadata.properties.insert("metadata".into(), names.join(","));
-        }
+        Ok(())
+    })?;
+    if !names.is_empty() {
+        p.metadata.properties.insert("metadata".into(), names.join(","));
     }
     p.metadata.node_count = Some(ops);
     p.metadata.tensor_count = Some(tensors);
-    p.metadata.properties.insert("operator_codes".into(), op_kinds.to_string());
+    p.metadata.properties.insert("operator_codes".into(), op_kinds.unwrap_or(0).to_string());
     let flex_unsafe: Vec<String> = custom
         .iter()
         .filter_map(|c| c.strip_prefix("Flex"))

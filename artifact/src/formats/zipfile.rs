@@ -117,6 +117,11 @@ fn precheck(r: &mut Reader<'_>, max_entries: usize) -> PResult<Option<Eocd>> {
     Ok(cd_start.map(|cd_start| Eocd { cd_start, entries }))
 }
 
+/// Whether `head` opens a zip: a local file header, or the end record of an empty archive.
+pub fn sniff(head: &[u8]) -> bool {
+    head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06")
+}
+
 pub fn parse(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
     match archive(r, "", 1, ctx) {
         Ok(p) => Ok(p),
