@@ -6,7 +6,8 @@
 //!   checked by the `size_of` assertions at the bottom);
 //! - every ring-buffer record starts with [`EventHeader`], whose `size` is the total record
 //!   length, so the decoder can reject short or oversized records before touching the payload;
-//! - event kinds have stable numbers in ranges ([`EventKind`]); a number is never reused;
+//! - event kinds are one table (`event_kinds!`): stable numbers in ranges ([`EventKind`]), never
+//!   reused, with their names, record types and counter slots generated from it;
 //! - variable-length data (paths, names, arguments) travels in a tail after the fixed part, with
 //!   its segment lengths in the fixed part.
 //!
@@ -45,63 +46,132 @@ pub const TAIL_MAX: usize = 2 * PATH_MAX_BYTES + COMPONENT_MAX;
 /// Mask applied to offsets into the tail so the verifier sees them bounded.
 pub const TAIL_OFFSET_MASK: usize = 2 * PATH_MAX_BYTES - 1;
 
-/// Stable event numbers, grouped in ranges: 1xx process lifecycle, 2xx files, 3xx accelerators.
-#[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    ProcessExec = 100,
-    ProcessFork = 101,
-    ProcessExit = 102,
-    FileOpen = 200,
-    FileMmap = 201,
-    DeviceFirstIoctl = 300,
+/// Generates everything about event kinds from one table, so a new kind is one row.
+///
+/// Each row is `Variant = number => RecordType, "name";` and yields: the [`EventKind`] variant
+/// with its stable wire number; its place in [`EventKind::ALL`] and its dense
+/// [`EventKind::index`] (both the row's position); [`EventKind::from_u16`]; [`EventKind::name`];
+/// [`fixed_size`] (the record type's size); and [`Record::KIND`] on the record type, so code that
+/// holds a record knows its kind. Everything is `const` and a plain `match`, so the BPF programs
+/// see constants.
+///
+/// The compiler checks the table: a reused number is a duplicate discriminant, a record type
+/// used for two kinds a conflicting `Record` impl, a record that does not start with its
+/// [`EventHeader`] fails the layout assertion below, as do more kinds than
+/// [`stat::KIND_SLOTS`], a repeated name or a record size that is not a multiple of 8.
+macro_rules! event_kinds {
+    ($( $(#[$meta:meta])* $kind:ident = $num:literal => $record:ty, $name:literal; )+) => {
+        /// Stable event numbers, grouped in ranges: 1xx process lifecycle, 2xx files,
+        /// 3xx accelerators. A number is never reused.
+        #[repr(u16)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $( $(#[$meta])* $kind = $num, )+
+        }
+
+        /// The rows' positions: the compiler numbers these variants 0, 1, 2 … in table order.
+        #[repr(u32)]
+        enum KindPosition {
+            $( $kind, )+
+        }
+
+        impl EventKind {
+            /// Number of kinds in the table.
+            pub const COUNT: usize = [$( KindPosition::$kind ),+].len();
+
+            /// Every kind, in table order (`ALL[k.index()] == k`).
+            pub const ALL: [EventKind; Self::COUNT] = [$( EventKind::$kind ),+];
+
+            pub const fn from_u16(v: u16) -> Option<Self> {
+                match v {
+                    $( $num => Some(Self::$kind), )+
+                    _ => None,
+                }
+            }
+
+            /// Dense index (the row's position in the table), used for the per-kind counters in
+            /// [`stat`].
+            pub const fn index(self) -> u32 {
+                match self {
+                    $( Self::$kind => KindPosition::$kind as u32, )+
+                }
+            }
+
+            /// The kind's name in counters and status output.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Self::$kind => $name, )+
+                }
+            }
+        }
+
+        /// Size of the fixed part of each kind's record.
+        pub const fn fixed_size(kind: EventKind) -> usize {
+            match kind {
+                $( EventKind::$kind => size_of::<$record>(), )+
+            }
+        }
+
+        $(
+            impl Record for $record {
+                const KIND: EventKind = EventKind::$kind;
+            }
+            const _: () = assert!(
+                core::mem::offset_of!($record, header) == 0,
+                concat!("a ", stringify!($record), " must start with its EventHeader"),
+            );
+        )+
+    };
 }
 
-impl EventKind {
-    pub const ALL: [EventKind; 6] = [
-        EventKind::ProcessExec,
-        EventKind::ProcessFork,
-        EventKind::ProcessExit,
-        EventKind::FileOpen,
-        EventKind::FileMmap,
-        EventKind::DeviceFirstIoctl,
-    ];
-
-    pub const fn from_u16(v: u16) -> Option<Self> {
-        Some(match v {
-            100 => Self::ProcessExec,
-            101 => Self::ProcessFork,
-            102 => Self::ProcessExit,
-            200 => Self::FileOpen,
-            201 => Self::FileMmap,
-            300 => Self::DeviceFirstIoctl,
-            _ => return None,
-        })
-    }
-
-    /// Dense index used for the per-kind counters in [`stat`].
-    pub const fn index(self) -> u32 {
-        match self {
-            Self::ProcessExec => 0,
-            Self::ProcessFork => 1,
-            Self::ProcessExit => 2,
-            Self::FileOpen => 3,
-            Self::FileMmap => 4,
-            Self::DeviceFirstIoctl => 5,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::ProcessExec => "process_exec",
-            Self::ProcessFork => "process_fork",
-            Self::ProcessExit => "process_exit",
-            Self::FileOpen => "file_open",
-            Self::FileMmap => "file_mmap",
-            Self::DeviceFirstIoctl => "device_first_ioctl",
-        }
-    }
+/// A ring-buffer record type: a fixed part that starts with [`EventHeader`], of exactly one
+/// [`EventKind`]. Implemented from the kinds table only, so the pairing cannot drift.
+pub trait Record: Plain {
+    const KIND: EventKind;
 }
+
+event_kinds! {
+    ProcessExec = 100 => ProcessExecEvent, "process_exec";
+    ProcessFork = 101 => ProcessForkEvent, "process_fork";
+    ProcessExit = 102 => ProcessExitEvent, "process_exit";
+    FileOpen = 200 => FileOpenEvent, "file_open";
+    FileMmap = 201 => FileMmapEvent, "file_mmap";
+    DeviceFirstIoctl = 300 => DeviceIoctlEvent, "device_first_ioctl";
+}
+
+/// Byte-wise string equality, usable in constants.
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// Table guards: the per-kind counters have room for every kind, names tell kinds apart in
+// counters and status output, and records stay 8-byte aligned in the ring buffer.
+const _: () = {
+    assert!(EventKind::COUNT <= stat::KIND_SLOTS as usize, "more event kinds than stat::KIND_SLOTS");
+    let mut i = 0;
+    while i < EventKind::COUNT {
+        let kind = EventKind::ALL[i];
+        assert!(kind.index() as usize == i);
+        assert!(fixed_size(kind).is_multiple_of(8), "record sizes must be multiples of 8");
+        let mut j = i + 1;
+        while j < EventKind::COUNT {
+            assert!(!str_eq(kind.name(), EventKind::ALL[j].name()), "two event kinds share a name");
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 /// Slots of the per-CPU `STATS` array. Per-kind counters are indexed by [`EventKind::index`].
 pub mod stat {
@@ -478,18 +548,6 @@ pub const fn user_dev_from_kernel(dev: u32) -> u64 {
     ((major & 0xffff_f000) << 32) | ((major & 0x0000_0fff) << 8) | ((minor & 0xffff_ff00) << 12) | (minor & 0x0000_00ff)
 }
 
-/// Size of the fixed part of each kind's record.
-pub const fn fixed_size(kind: EventKind) -> usize {
-    match kind {
-        EventKind::ProcessExec => size_of::<ProcessExecEvent>(),
-        EventKind::ProcessFork => size_of::<ProcessForkEvent>(),
-        EventKind::ProcessExit => size_of::<ProcessExitEvent>(),
-        EventKind::FileOpen => size_of::<FileOpenEvent>(),
-        EventKind::FileMmap => size_of::<FileMmapEvent>(),
-        EventKind::DeviceFirstIoctl => size_of::<DeviceIoctlEvent>(),
-    }
-}
-
 /// Plain-old-data marker for the ABI types: `#[repr(C)]`, no padding, every bit pattern valid.
 ///
 /// # Safety
@@ -562,17 +620,48 @@ const _: () = {
 mod tests {
     use super::*;
 
+    /// The numbers and names are on the wire and in status output: this pins them.
     #[test]
-    fn kinds_round_trip_and_have_distinct_indices() {
-        let mut seen = [false; stat::KIND_SLOTS as usize];
-        for kind in EventKind::ALL {
+    fn kind_numbers_and_names_are_stable() {
+        let table: std::vec::Vec<(u16, &str)> = EventKind::ALL.iter().map(|k| (*k as u16, k.name())).collect();
+        assert_eq!(
+            table,
+            [
+                (100, "process_exec"),
+                (101, "process_fork"),
+                (102, "process_exit"),
+                (200, "file_open"),
+                (201, "file_mmap"),
+                (300, "device_first_ioctl"),
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip_and_have_dense_indices() {
+        for (i, kind) in EventKind::ALL.into_iter().enumerate() {
             assert_eq!(EventKind::from_u16(kind as u16), Some(kind));
-            let idx = kind.index() as usize;
-            assert!(!seen[idx], "duplicate index for {kind:?}");
-            seen[idx] = true;
+            assert_eq!(kind.index() as usize, i, "{kind:?}");
+            assert!(stat::dropped(kind) < stat::PENDING_FULL, "{kind:?} overflows its counter slots");
         }
-        assert_eq!(EventKind::from_u16(0), None);
-        assert_eq!(EventKind::from_u16(199), None);
+        for v in [0, 1, 99, 103, 199, 202, 299, 301, u16::MAX] {
+            assert_eq!(EventKind::from_u16(v), None, "{v}");
+        }
+    }
+
+    /// Each record type belongs to the kind the probes write it for, and is its fixed size.
+    #[test]
+    fn records_know_their_kind_and_size() {
+        fn kind_of<R: Record>() -> EventKind {
+            assert_eq!(fixed_size(R::KIND), size_of::<R>(), "{:?}", R::KIND);
+            R::KIND
+        }
+        assert_eq!(kind_of::<ProcessExecEvent>(), EventKind::ProcessExec);
+        assert_eq!(kind_of::<ProcessForkEvent>(), EventKind::ProcessFork);
+        assert_eq!(kind_of::<ProcessExitEvent>(), EventKind::ProcessExit);
+        assert_eq!(kind_of::<FileOpenEvent>(), EventKind::FileOpen);
+        assert_eq!(kind_of::<FileMmapEvent>(), EventKind::FileMmap);
+        assert_eq!(kind_of::<DeviceIoctlEvent>(), EventKind::DeviceFirstIoctl);
     }
 
     #[test]

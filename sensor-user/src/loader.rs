@@ -16,7 +16,8 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_ebpf::{
-    ABI_VERSION, DeviceUseKey, ExtKey, FileId, InodeMark, IoctlKey, LIB_PREFIX_MAX, ProbeConfig, WatchedDevice, stat,
+    ABI_VERSION, DeviceUseKey, EventKind, ExtKey, FileId, InodeMark, IoctlKey, LIB_PREFIX_MAX, ProbeConfig,
+    WatchedDevice, stat,
 };
 
 use crate::offsets::{self, OffsetError};
@@ -409,8 +410,10 @@ fn raise_memlock() {
 /// Kernel-side counters, summed over CPUs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelStats {
-    pub produced: [u64; stat::KIND_SLOTS as usize],
-    pub dropped: [u64; stat::KIND_SLOTS as usize],
+    /// Records written to the ring buffer, by [`EventKind::index`].
+    pub produced: [u64; EventKind::COUNT],
+    /// Records the ring buffer had no room for, by [`EventKind::index`].
+    pub dropped: [u64; EventKind::COUNT],
     pub pending_full: u64,
     pub ioctl_counts_full: u64,
     pub ioctl_gate_full: u64,
@@ -539,9 +542,10 @@ impl KernelMaps {
     pub fn stats(&self) -> KernelStats {
         let slot = |i: u32| -> u64 { self.stats.get(&i, 0).map_or(0, |v| v.iter().sum()) };
         let mut s = KernelStats::default();
-        for i in 0..stat::KIND_SLOTS {
-            s.produced[i as usize] = slot(stat::PRODUCED + i);
-            s.dropped[i as usize] = slot(stat::DROPPED + i);
+        for kind in EventKind::ALL {
+            let i = kind.index() as usize;
+            s.produced[i] = slot(stat::produced(kind));
+            s.dropped[i] = slot(stat::dropped(kind));
         }
         s.pending_full = slot(stat::PENDING_FULL);
         s.ioctl_counts_full = slot(stat::IOCTL_COUNTS_FULL);

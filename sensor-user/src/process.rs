@@ -16,7 +16,9 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::decode::{Header, ProcessExec, ProcessFork};
+use sensor_ebpf::EventHeader;
+
+use crate::decode::{self, ProcessExec, ProcessFork};
 
 /// Most bytes of /proc/<pid>/cmdline kept (the kernel captures argv up to the same bound).
 const CMDLINE_MAX: usize = sensor_ebpf::ARGS_MAX;
@@ -142,7 +144,7 @@ impl ProcessTable {
 
     /// The process an event is about: exact by (pid, start time); read from /proc or built from
     /// the record's header when the table has never seen it.
-    pub fn resolve(&mut self, h: &Header) -> Arc<ProcessInfo> {
+    pub fn resolve(&mut self, h: &EventHeader) -> Arc<ProcessInfo> {
         let key = (h.tgid, self.ticks(h.start_boottime_ns));
         if let Some(p) = self.procs.get(&key) {
             return p.clone();
@@ -155,7 +157,7 @@ impl ProcessTable {
         self.insert(info)
     }
 
-    fn info_from_header(&mut self, h: &Header, ppid: u32) -> ProcessInfo {
+    fn info_from_header(&mut self, h: &EventHeader, ppid: u32) -> ProcessInfo {
         let start_ticks = self.ticks(h.start_boottime_ns);
         ProcessInfo {
             entity_id: entity_id(&self.boot_id, h.tgid, start_ticks),
@@ -168,7 +170,7 @@ impl ProcessTable {
             exe: String::new(),
             cmdline: Vec::new(),
             cmdline_truncated: false,
-            comm: h.comm.clone(),
+            comm: decode::comm(h),
             cgroup_id: h.cgroup_id,
             container_id: self.container_of(h.cgroup_id, h.tgid),
             start_ticks,
@@ -178,38 +180,39 @@ impl ProcessTable {
 
     /// A process started a new program: same entity, new image.
     pub fn on_exec(&mut self, e: &ProcessExec) -> Arc<ProcessInfo> {
-        let h = &e.header;
+        let h = &e.raw.header;
+        let ppid = e.raw.ppid;
         let key = (h.tgid, self.ticks(h.start_boottime_ns));
         let mut info = match self.procs.get(&key) {
             Some(p) => (**p).clone(),
-            None => self.info_from_header(h, e.ppid),
+            None => self.info_from_header(h, ppid),
         };
-        info.ppid = e.ppid;
+        info.ppid = ppid;
         if info.parent_entity_id.is_empty() {
-            info.parent_entity_id = self.current_entity(e.ppid);
+            info.parent_entity_id = self.current_entity(ppid);
         }
         info.uid = h.uid;
         info.gid = h.gid;
         info.user = self.users.name(h.uid);
-        info.comm = h.comm.clone();
+        info.comm = decode::comm(h);
         info.exe = if e.exe.complete { e.exe.path.clone() } else { e.filename.clone() };
         info.cmdline = e.args.clone();
-        info.cmdline_truncated = e.args_truncated;
+        info.cmdline_truncated = e.args_truncated();
         info.cgroup_id = h.cgroup_id;
         self.insert(info)
     }
 
     /// A process forked: the child inherits the parent's image until it execs.
     pub fn on_fork(&mut self, f: &ProcessFork) -> Arc<ProcessInfo> {
-        let parent = self.resolve(&f.header);
-        let start_ticks = self.ticks(f.child_start_boottime_ns);
+        let parent = self.resolve(&f.raw.header);
+        let start_ticks = self.ticks(f.raw.child_start_boottime_ns);
         let child = ProcessInfo {
-            entity_id: entity_id(&self.boot_id, f.child_tgid, start_ticks),
-            pid: f.child_tgid,
+            entity_id: entity_id(&self.boot_id, f.raw.child_tgid, start_ticks),
+            pid: f.raw.child_tgid,
             ppid: parent.pid,
             parent_entity_id: parent.entity_id.clone(),
             start_ticks,
-            start_boottime_ns: f.child_start_boottime_ns,
+            start_boottime_ns: f.raw.child_start_boottime_ns,
             ..(*parent).clone()
         };
         self.insert(child)
@@ -218,7 +221,7 @@ impl ProcessTable {
     /// A process exited: it stays resolvable for the grace period. `None` when its exit was
     /// already recorded (kernels without the tracepoint's `group_dead` can report the exit of
     /// a thread group twice when its last threads exit together).
-    pub fn on_exit(&mut self, h: &Header, now: Instant) -> Option<Arc<ProcessInfo>> {
+    pub fn on_exit(&mut self, h: &EventHeader, now: Instant) -> Option<Arc<ProcessInfo>> {
         let info = self.resolve(h);
         let key = (info.pid, info.start_ticks);
         if !self.exiting.insert(key) {
@@ -413,24 +416,24 @@ impl Users {
 
 #[cfg(test)]
 mod tests {
-    use sensor_ebpf::EventKind;
+    use sensor_ebpf::{EventKind, ProcessExecEvent, ProcessForkEvent};
 
     use super::*;
     use crate::decode::KernelPath;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
 
-    fn header(tgid: u32, start_ns: u64) -> Header {
-        Header {
-            kind: EventKind::FileOpen,
+    fn header(tgid: u32, start_ns: u64) -> EventHeader {
+        EventHeader {
+            kind: EventKind::FileOpen as u16,
             ktime_ns: start_ns + 1,
             start_boottime_ns: start_ns,
-            cgroup_id: 0,
             pid: tgid,
             tgid,
             uid: 1000,
             gid: 1000,
-            comm: "python3".into(),
+            comm: *b"python3\0\0\0\0\0\0\0\0\0",
+            ..Default::default()
         }
     }
 
@@ -464,24 +467,30 @@ mod tests {
         let parent = t.resolve(&header(100, 1_000_000_000));
         assert_eq!(parent.user, "alice");
         let child = t.on_fork(&ProcessFork {
-            header: header(100, 1_000_000_000),
-            child_tgid: 200,
-            child_start_boottime_ns: 2_000_000_000,
+            raw: ProcessForkEvent {
+                header: header(100, 1_000_000_000),
+                child_tgid: 200,
+                child_start_boottime_ns: 2_000_000_000,
+                ..Default::default()
+            },
         });
         assert_eq!(child.parent_entity_id, parent.entity_id);
         assert_eq!(child.ppid, 100);
         let exec = ProcessExec {
-            header: Header { comm: "llama-server".into(), ..header(200, 2_000_000_000) },
-            ppid: 100,
-            old_pid: 200,
+            raw: ProcessExecEvent {
+                header: EventHeader { comm: *b"llama-server\0\0\0\0", ..header(200, 2_000_000_000) },
+                ppid: 100,
+                old_pid: 200,
+                ..Default::default()
+            },
             args: vec!["llama-server".into(), "-m".into(), "x.gguf".into()],
-            args_truncated: false,
             filename: "./llama-server".into(),
             exe: KernelPath { path: "/opt/llama/llama-server".into(), complete: true, ..Default::default() },
         };
         let after = t.on_exec(&exec);
         assert_eq!(after.entity_id, child.entity_id, "exec keeps the entity");
         assert_eq!(after.exe, "/opt/llama/llama-server");
+        assert_eq!(after.comm, "llama-server");
         assert_eq!(after.cmdline[2], "x.gguf");
         let now = Instant::now();
         assert!(t.on_exit(&header(200, 2_000_000_000), now).is_some());

@@ -251,6 +251,20 @@ pub fn u64_of(v: &Value) -> u64 {
     }
 }
 
+/// Every ioctl count in the stream's accelerator_activity events: (pid of the event, command,
+/// count). The kernel counts per interval, so one command shows up in several events.
+pub fn ioctl_counts(events: &[Value]) -> impl Iterator<Item = (Option<u32>, u64, u64)> + '_ {
+    events.iter().filter(|e| kind(e) == "accelerator_activity").flat_map(|e| {
+        let counts = e["accelerator_activity"]["ioctls"].as_array().cloned().unwrap_or_default();
+        counts.into_iter().map(move |c| (pid(e), u64_of(&c["cmd"]), u64_of(&c["count"])))
+    })
+}
+
+/// The ioctls with command `cmd` counted for process `who`, summed over the stream.
+pub fn ioctl_count(events: &[Value], who: u32, cmd: u64) -> u64 {
+    ioctl_counts(events).filter(|(p, c, _)| *p == Some(who) && *c == cmd).map(|(_, _, n)| n).sum()
+}
+
 /// Creates a file of `len` bytes with `content` at the start (sparse beyond).
 pub fn make_file(path: &Path, content: &[u8], len: u64) {
     if let Some(d) = path.parent() {

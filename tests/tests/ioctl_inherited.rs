@@ -4,18 +4,7 @@
 
 use std::{process::Command, time::Duration};
 
-use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, pid, u64_of};
-use serde_json::Value;
-
-fn count(events: &[Value], who: u32, cmd: u64) -> u64 {
-    events
-        .iter()
-        .filter(|e| kind(e) == "accelerator_activity" && pid(e) == Some(who))
-        .flat_map(|e| e["accelerator_activity"]["ioctls"].as_array().cloned().unwrap_or_default())
-        .filter(|c| u64_of(&c["cmd"]) == cmd)
-        .map(|c| u64_of(&c["count"]))
-        .sum()
-}
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, ioctl_count};
 
 #[test]
 fn preexisting_and_inherited_device_fds_are_counted() {
@@ -36,11 +25,11 @@ fn preexisting_and_inherited_device_fds_are_counted() {
     let status = child.wait_with_output().unwrap().status;
     assert!(status.success());
     sensor.wait_until("both counts", EVENT_TIMEOUT, |evs| {
-        count(evs, me, 0x4d59) >= 300 && count(evs, child_pid, 0x4d5a) >= 200
+        ioctl_count(evs, me, 0x4d59) >= 300 && ioctl_count(evs, child_pid, 0x4d5a) >= 200
     });
     std::thread::sleep(Duration::from_millis(300));
     let events = sensor.stop();
-    assert_eq!(count(&events, me, 0x4d59), 300, "seeded from /proc");
-    assert_eq!(count(&events, child_pid, 0x4d5a), 200, "inherited across fork");
+    assert_eq!(ioctl_count(&events, me, 0x4d59), 300, "seeded from /proc");
+    assert_eq!(ioctl_count(&events, child_pid, 0x4d5a), 200, "inherited across fork");
     unsafe { libc::close(fd) };
 }

@@ -5,5 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = modelwatch::decode::decode(data);
+    if let Ok(ev) = modelwatch::decode::decode(data) {
+        // An accepted record is exactly as long as its header says: the decoded value's
+        // embedded header is the one that was checked.
+        assert_eq!(ev.header().size as usize, data.len());
+    }
 });

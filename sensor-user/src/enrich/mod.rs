@@ -110,31 +110,33 @@ pub fn file_ref(path: &KernelPath, requested: &str, ino: u64, dev: u32, size: u6
 }
 
 pub fn open_payload(o: &FileOpen) -> ModelFileOpened {
+    let e = &o.raw;
     ModelFileOpened {
-        file: Some(file_ref(&o.path, &o.requested, o.ino, o.dev, o.size, o.mode)),
-        flags: o.flags,
-        access: access(o.flags).into(),
-        reasons: match_reasons(o.reasons),
-        fd: o.fd,
-        syscall: syscall_name(o.syscall).into(),
+        file: Some(file_ref(&o.path, &o.requested, e.ino, e.dev, e.size, e.mode)),
+        flags: e.flags,
+        access: access(e.flags).into(),
+        reasons: match_reasons(e.reasons),
+        fd: e.fd,
+        syscall: syscall_name(e.syscall).into(),
         artifact: None,
     }
 }
 
 pub fn mmap_payload(m: &FileMmap) -> ModelMapped {
-    let runtime_library = if m.reasons & reason::RUNTIME_LIBRARY != 0 {
+    let e = &m.raw;
+    let runtime_library = if e.reasons & reason::RUNTIME_LIBRARY != 0 {
         m.path.path.rsplit('/').next().unwrap_or("").to_owned()
     } else {
         String::new()
     };
     ModelMapped {
-        file: Some(file_ref(&m.path, "", m.ino, m.dev, m.size, 0)),
-        length: m.len,
-        offset: m.offset,
-        address: m.addr,
-        prot: m.prot,
-        flags: m.flags,
-        reasons: match_reasons(m.reasons),
+        file: Some(file_ref(&m.path, "", e.ino, e.dev, e.size, 0)),
+        length: e.len,
+        offset: e.offset,
+        address: e.addr,
+        prot: e.prot,
+        flags: e.flags,
+        reasons: match_reasons(e.reasons),
         runtime_library,
         artifact: None,
     }

@@ -270,12 +270,12 @@ impl Sensor {
     }
 
     fn on_event(&mut self, ev: &KernelEvent) {
-        let h = ev.header().clone();
+        let h = *ev.header();
         let (p, payload) = match ev {
             KernelEvent::Exec(e) => {
                 let p = self.table.on_exec(e);
                 self.observe(&p, Observation::Exec);
-                (p, Payload::ProcessExec(ProcessExec { filename: e.filename.clone(), old_pid: e.old_pid }))
+                (p, Payload::ProcessExec(ProcessExec { filename: e.filename.clone(), old_pid: e.raw.old_pid }))
             }
             KernelEvent::Fork(f) => {
                 let child = self.table.on_fork(f);
@@ -294,23 +294,24 @@ impl Sensor {
                 self.devices.exited(h.tgid);
                 let duration = h.ktime_ns.saturating_sub(p.start_boottime_ns);
                 // The exit event goes out first, then the session's end.
-                let payload = Payload::ProcessExit(enrich::exit_payload(x.exit_code, duration));
+                let payload = Payload::ProcessExit(enrich::exit_payload(x.raw.exit_code, duration));
                 self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
                 self.observe(&p, Observation::Exit);
                 return;
             }
-            KernelEvent::Open(o) if o.reasons & reason::DEVICE != 0 => {
-                let Some(dev) = self.devices.get(o.rdev) else { return };
+            KernelEvent::Open(o) if o.raw.reasons & reason::DEVICE != 0 => {
+                let Some(dev) = self.devices.get(o.raw.rdev) else { return };
                 let device = dev.accel.clone();
                 let p = self.table.resolve(&h);
                 self.observe(&p, Observation::AcceleratorOpened { device: &device });
-                (p, Payload::AcceleratorOpened(AcceleratorOpened { device: Some(device), flags: o.flags, fd: o.fd }))
+                let (flags, fd) = (o.raw.flags, o.raw.fd);
+                (p, Payload::AcceleratorOpened(AcceleratorOpened { device: Some(device), flags, fd }))
             }
             KernelEvent::Open(o) => {
                 let p = self.table.resolve(&h);
                 let mut opened = enrich::open_payload(o);
-                if o.mode & 0o170_000 == 0o100_000 && !o.path.truncated {
-                    let key = (o.dev, o.ino, o.size);
+                if o.raw.mode & 0o170_000 == 0o100_000 && !o.path.truncated {
+                    let key = (o.raw.dev, o.raw.ino, o.raw.size);
                     opened.artifact = self.artifacts.summary(&mut self.resolver, &p, &o.path.path, key);
                 }
                 if let Some(file) = &opened.file {
@@ -322,7 +323,7 @@ impl Sensor {
                 let p = self.table.resolve(&h);
                 let mut mapped = enrich::mmap_payload(m);
                 if mapped.runtime_library.is_empty() && !m.path.truncated {
-                    let key = (m.dev, m.ino, m.size);
+                    let key = (m.raw.dev, m.raw.ino, m.raw.size);
                     mapped.artifact = self.artifacts.summary(&mut self.resolver, &p, &m.path.path, key);
                 }
                 if !mapped.runtime_library.is_empty() {
@@ -330,17 +331,17 @@ impl Sensor {
                 } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
                     self.observe(
                         &p,
-                        Observation::ModelMapped { file, length: m.len, artifact: mapped.artifact.as_ref() },
+                        Observation::ModelMapped { file, length: m.raw.len, artifact: mapped.artifact.as_ref() },
                     );
                 }
                 (p, Payload::ModelMapped(mapped))
             }
             KernelEvent::DeviceIoctl(d) => {
-                let dev = self.devices.get(d.rdev);
+                let dev = self.devices.get(d.raw.rdev);
                 let payload = Payload::AcceleratorActivity(AcceleratorActivity {
                     device: dev.map(|d| d.accel.clone()),
                     first_use: true,
-                    first_command: Some(enrich::ioctl_count(dev, d.cmd, 1)),
+                    first_command: Some(enrich::ioctl_count(dev, d.raw.cmd, 1)),
                     ..Default::default()
                 });
                 (self.table.resolve(&h), payload)
