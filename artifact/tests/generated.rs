@@ -798,3 +798,22 @@ fn generators_are_self_consistent() {
     assert_eq!(t.len(), 512 * 2 + 1024);
     assert_eq!(&t[124..135], b"00000000003");
 }
+
+// ---------------------------------------------------------------- trees
+
+/// A directory tree for the scan tests: a model, a malicious torch zip, text, a fake model, a
+/// model without an extension in a subdirectory, a symlink loop and a link to a model.
+pub fn scan_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("llama.gguf"), llama_gguf()).expect("write");
+    std::fs::write(d.join("evil.pt"), torch_zip(&os_system_pickle())).expect("write");
+    std::fs::write(d.join("notes.txt"), "just notes\n").expect("write");
+    std::fs::write(d.join("fake.gguf"), "<html>404</html>\n").expect("write");
+    std::fs::create_dir(d.join("sub")).expect("mkdir");
+    std::fs::write(d.join("sub/weights"), tiny_safetensors(Some("MIT"))).expect("write");
+    // A loop and a link to a model: neither is followed during the walk.
+    std::os::unix::fs::symlink(d, d.join("sub/loop")).expect("symlink");
+    std::os::unix::fs::symlink(d.join("evil.pt"), d.join("sub/link.pt")).expect("symlink");
+    dir
+}

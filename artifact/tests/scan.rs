@@ -11,21 +11,6 @@ use modelwatch_artifact::{
     scan::{ScanOptions, execute},
 };
 
-fn tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    std::fs::write(d.join("llama.gguf"), llama_gguf()).expect("write");
-    std::fs::write(d.join("evil.pt"), torch_zip(&os_system_pickle())).expect("write");
-    std::fs::write(d.join("notes.txt"), "just notes\n").expect("write");
-    std::fs::write(d.join("fake.gguf"), "<html>404</html>\n").expect("write");
-    std::fs::create_dir(d.join("sub")).expect("mkdir");
-    std::fs::write(d.join("sub/weights"), tiny_safetensors(Some("MIT"))).expect("write");
-    // A loop and a link to a model: neither is followed during the walk.
-    std::os::unix::fs::symlink(d, d.join("sub/loop")).expect("symlink");
-    std::os::unix::fs::symlink(d.join("evil.pt"), d.join("sub/link.pt")).expect("symlink");
-    dir
-}
-
 fn names(out: &modelwatch_artifact::scan::ScanOutput, root: &Path) -> Vec<(String, Format)> {
     out.artifacts
         .iter()
@@ -35,7 +20,7 @@ fn names(out: &modelwatch_artifact::scan::ScanOutput, root: &Path) -> Vec<(Strin
 
 #[test]
 fn walks_directories_reports_models_and_sets_the_exit_code() {
-    let t = tree();
+    let t = scan_tree();
     let out = execute(&ScanOptions::new(vec![t.path().to_path_buf()]), &ArtifactConfig::default()).expect("scan");
     assert_eq!(
         names(&out, t.path()),
@@ -66,7 +51,7 @@ fn walks_directories_reports_models_and_sets_the_exit_code() {
 
 #[test]
 fn clean_scan_fail_on_and_errors() {
-    let t = tree();
+    let t = scan_tree();
     let weights = t.path().join("sub/weights");
     let out = execute(&ScanOptions::new(vec![weights.clone()]), &ArtifactConfig::default()).expect("scan");
     assert_eq!(out.summary.exit_code, 0, "{:?}", out.artifacts[0].findings);

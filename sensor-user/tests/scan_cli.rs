@@ -12,21 +12,6 @@ use std::{
 use generated::*;
 use modelwatch_artifact::digest::sha256_bytes;
 
-fn tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    std::fs::write(d.join("llama.gguf"), llama_gguf()).expect("write");
-    std::fs::write(d.join("evil.pt"), torch_zip(&os_system_pickle())).expect("write");
-    std::fs::write(d.join("notes.txt"), "just notes\n").expect("write");
-    std::fs::write(d.join("fake.gguf"), "<html>404</html>\n").expect("write");
-    std::fs::create_dir(d.join("sub")).expect("mkdir");
-    std::fs::write(d.join("sub/weights"), tiny_safetensors(Some("MIT"))).expect("write");
-    // A loop and a link to a model: neither is followed during the walk.
-    std::os::unix::fs::symlink(d, d.join("sub/loop")).expect("symlink");
-    std::os::unix::fs::symlink(d.join("evil.pt"), d.join("sub/link.pt")).expect("symlink");
-    dir
-}
-
 fn modelwatch(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_modelwatch")).args(args).output().expect("run modelwatch");
     (
@@ -42,7 +27,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn binary_json_output_and_exit_codes() {
-    let t = tree();
+    let t = scan_tree();
     let (code, stdout, stderr) = modelwatch(&["scan", "--format", "json", s(t.path())]);
     assert_eq!(code, 1, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
@@ -66,7 +51,7 @@ fn binary_json_output_and_exit_codes() {
 
 #[test]
 fn binary_text_output_config_and_manifest_errors() {
-    let t = tree();
+    let t = scan_tree();
     let (code, stdout, _) = modelwatch(&["scan", s(&t.path().join("evil.pt")), s(&t.path().join("llama.gguf"))]);
     assert_eq!(code, 1);
     assert!(stdout.contains("format    pytorch (zip)"), "{stdout}");
