@@ -149,6 +149,10 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     // --workspace: the root integration tests (`tests/`) are not a default member, so that a
     // contributor's plain `cargo test` runs without root; here everything runs.
     run(cargo().args(["test", "--workspace"]).args(args))?;
+    // Unit tests that need root are ignored in a plain `cargo test` and named `root_`.
+    if args.is_empty() {
+        run(cargo().args(["test", "--workspace", "--lib", "--", "--ignored", "root_"]))?;
+    }
     proto_checks(root)?;
     println!("all tests passed");
     Ok(())
