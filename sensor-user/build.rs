@@ -1,6 +1,6 @@
 //! Build steps that need more than rustc:
 //! - the BPF programs (sensor-ebpf's binary), built with the nightly toolchain for
-//!   bpfel-unknown-none and embedded by `probes.rs`;
+//!   bpfel-unknown-none and embedded by `loader.rs`;
 //! - the protobuf schema in `proto/`, compiled in-process with protox (no system `protoc`),
 //!   then turned into prost types, proto3-JSON serde impls (pbjson) and the tonic service.
 use prost::Message as _;

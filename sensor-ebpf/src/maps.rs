@@ -1,5 +1,5 @@
 //! Every map the probes use. Names are part of the contract with the collector
-//! (`sensor-user/src/probes.rs` looks them up by these names).
+//! (`sensor-user/src/loader.rs` looks them up by these names).
 
 use aya_ebpf::{
     macros::map,
