@@ -13,7 +13,10 @@
 //! 4. Artifact hashing throughput on a page-cached 1 GiB file.
 //!
 //! Writes BENCHMARKS.md and a JSON file with the raw figures (`--compare OLD.json` prints the
-//! differences against an earlier run).
+//! differences against an earlier run). `--before OLD_BINARY` makes it an A/B run: an earlier
+//! build of the sensor is one more configuration of the same rounds (alternated with the others)
+//! and its throughput is measured right after the current one's, so a change is judged against
+//! the run-to-run spread on the same warm machine, not against another day's figures.
 
 use std::{
     collections::BTreeMap,
@@ -51,6 +54,9 @@ pub struct BenchArgs {
     /// Only rewrite the report from the existing raw figures (after editing the notes).
     #[arg(long)]
     render: bool,
+    /// A/B: an earlier `modelwatch` binary measured in the same run as configuration `before`.
+    #[arg(long, value_name = "OLD_BINARY")]
+    before: Option<PathBuf>,
 }
 
 /// Analysis appended to the generated report.
@@ -59,6 +65,8 @@ const NOTES: &str = "docs/bench/notes.md";
 const LOOPS: [&str; 6] =
     ["getppid", "open_close_small", "open_close_gguf", "mmap_munmap_1g", "ioctl_watched", "ioctl_unwatched"];
 const CONFIGS: [&str; 4] = ["off", "empty", "modelwatch", "bpftrace"];
+/// The extra configuration of an A/B run (`--before`).
+const BEFORE: &str = "before";
 
 pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     if args.render {
@@ -94,8 +102,17 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let rounds = if args.quick { 2 } else { args.rounds.max(1) };
     let scale = if args.quick { args.scale * 0.2 } else { args.scale };
 
-    let overhead = syscall_overhead(&bin, &driver, &dir, rounds, scale)?;
-    let throughput = throughput(&bin, &driver, &dir, args.quick)?;
+    if let Some(b) = &args.before
+        && !b.is_file()
+    {
+        bail!("--before {}: no such binary", b.display());
+    }
+    let overhead = syscall_overhead(&bin, &driver, &dir, rounds, scale, args.before.as_deref())?;
+    let after = throughput(&bin, &driver, &dir, args.quick)?;
+    let before = match &args.before {
+        Some(b) => throughput(b, &driver, &dir, args.quick)?,
+        None => Value::Null,
+    };
     println!("bench: hashing");
     let hashing = json_out(Command::new(&driver).arg("hash").arg(dir.join("random-1g.bin")))?;
     let results = json!({
@@ -105,7 +122,9 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         "scale": scale,
         "quick": args.quick,
         "overhead": overhead,
-        "throughput": throughput,
+        "throughput": after,
+        "throughput_before": before,
+        "before_binary": args.before.as_ref().map(|b| b.display().to_string()),
         "hashing": hashing,
         "wall_seconds": started.elapsed().as_secs(),
     });
@@ -314,19 +333,34 @@ fn attach_points(bin: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn syscall_overhead(bin: &Path, driver: &Path, dir: &Path, rounds: usize, scale: f64) -> anyhow::Result<Value> {
+fn syscall_overhead(
+    bin: &Path,
+    driver: &Path,
+    dir: &Path,
+    rounds: usize,
+    scale: f64,
+    before: Option<&Path>,
+) -> anyhow::Result<Value> {
     let tracepoints = attach_points(bin, dir)?;
+    let mut configs = CONFIGS.to_vec();
+    if before.is_some() {
+        configs.insert(3, BEFORE);
+    }
     println!(
         "bench: syscall overhead, {rounds} rounds x {} configurations on {} attach points",
-        CONFIGS.len(),
+        configs.len(),
         tracepoints.len()
     );
     let mut samples: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     for round in 0..rounds {
         // Alternate the order so slow drift does not favour one configuration.
-        let order: Vec<&str> = if round % 2 == 0 { CONFIGS.to_vec() } else { CONFIGS.iter().rev().copied().collect() };
+        let order: Vec<&str> = if round % 2 == 0 { configs.clone() } else { configs.iter().rev().copied().collect() };
         for config in order {
-            let running = start_config(config, bin, driver, dir, &tracepoints)?;
+            // `before` is the sensor too, from the earlier binary.
+            let running = match (config, before) {
+                (BEFORE, Some(old)) => start_config("modelwatch", old, driver, dir, &tracepoints)?,
+                _ => start_config(config, bin, driver, dir, &tracepoints)?,
+            };
             let out = json_out(Command::new(driver).args(["loops", "1"]).arg(dir).arg(scale.to_string()));
             if let Some(r) = running {
                 r.stop();
@@ -591,10 +625,53 @@ pub fn markdown(r: &Value) -> String {
         "\nBPF maps (fdinfo memlock, all maps of the sensor): {:.1} MiB.\n",
         num(&mem["bpf_map_bytes"]) as f64 / (1u64 << 20) as f64
     ));
+    if !r["throughput_before"].is_null() {
+        o.push_str(&ab_section(r));
+    }
     let h = &r["hashing"];
     o.push_str(&format!(
         "\n## Artifact hashing\n\nSHA-256 of a page-cached 1 GiB file on one thread: {:.2} GB/s (the implementation alone, in memory: {:.2} GB/s; CPU SHA extensions: {}).\n",
         f(&h["file_gb_per_s"]), f(&h["memory_gb_per_s"]), h["sha_extensions"]
+    ));
+    o
+}
+
+/// The A/B table of a run with `--before`: the earlier build against this one, same rounds.
+fn ab_section(r: &Value) -> String {
+    let ov = &r["overhead"];
+    let mut o = format!(
+        "\n## A/B against an earlier build (same run)\n\nEarlier binary: `{}`. Syscall loops: medians of the same alternated rounds, and the spread (max - min over the rounds) of this build, to judge a difference against. Throughput: the same steps, the earlier build measured right after this one.\n\n| loop | before ns | after ns | after - before | spread of after over the rounds |\n|---|---|---|---|---|\n",
+        r["before_binary"].as_str().unwrap_or("?")
+    );
+    for l in LOOPS {
+        let samples: Vec<f64> =
+            ov["modelwatch"][l]["samples"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+        let spread =
+            samples.iter().copied().fold(f64::MIN, f64::max) - samples.iter().copied().fold(f64::MAX, f64::min);
+        let (before, after) = (f(&ov[BEFORE][l]["median"]), f(&ov["modelwatch"][l]["median"]));
+        o.push_str(&format!("| {l} | {before:.0} | {after:.0} | {:+.0} | {spread:.0} |\n", after - before));
+    }
+    o.push_str("\n| target rate /s | before µs CPU / event | after µs CPU / event | before loss-free | after loss-free |\n|---|---|---|---|---|\n");
+    let steps = |k: &str| r[k]["steps"].as_array().cloned().unwrap_or_default();
+    for (b, a) in steps("throughput_before").iter().zip(steps("throughput")) {
+        let target = f(&a["target_rate"]);
+        let loss_free = |s: &Value| s["reconciled"] == true && num(&s["dropped"]) == 0 && num(&s["sink_dropped"]) == 0;
+        o.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {} | {} |\n",
+            if target > 0.0 { format!("{target:.0}") } else { "max".into() },
+            f(&b["collector_us_per_event"]),
+            f(&a["collector_us_per_event"]),
+            loss_free(b),
+            loss_free(&a)
+        ));
+    }
+    let rss = |k: &str, m: &str| num(&r[k]["memory"][m]["rss_kib"]) as f64 / 1024.0;
+    o.push_str(&format!(
+        "\nRSS idle: before {:.1} MiB, after {:.1} MiB; settled after load: before {:.1} MiB, after {:.1} MiB.\n",
+        rss("throughput_before", "idle"),
+        rss("throughput", "idle"),
+        rss("throughput_before", "settled_after_load"),
+        rss("throughput", "settled_after_load")
     ));
     o
 }
