@@ -377,12 +377,16 @@ impl ArtifactLink {
             self.release_oldest_held();
         }
         let path = held.as_ref().map_or(path, |f| PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())));
-        // The analyzer's stats are only moved by our submits and its own threads' answers:
-        // a grown `dropped` is this submit refused.
-        let dropped_before = self.analyzer.stats().dropped;
+        // Only our submits move these two counters: growth is this submit refused (queue
+        // full), or taken as a duplicate of a version on its way (whose answer serves it).
+        let before = self.analyzer.stats();
         self.analyzer.submit(ArtifactRequest { path, identity });
-        if self.analyzer.stats().dropped > dropped_before {
+        let after = self.analyzer.stats();
+        if after.dropped > before.dropped {
             self.culprits.charge(LossSource::Analyzer, process, 1);
+            return;
+        }
+        if after.duplicates > before.duplicates {
             return;
         }
         self.queued.insert(identity, Queued { uid: process.uid, held, since: Instant::now() });
