@@ -645,7 +645,16 @@ impl Sensor {
                     let _ = reply.send(self.maps.stats());
                 }
                 Some(answer) = inbox.answers.recv() => self.on_answer(answer)?,
-                Some(found) = inbox.found.recv() => self.on_found(found),
+                Some(found) = inbox.found.recv() => {
+                    // The ring may still hold the kernel's record of what the walk found: handle
+                    // the records first, so the walk does not report it a second time.
+                    let rb = ring.get_mut();
+                    for _ in 0..RING_BATCH_MAX {
+                        let Some(item) = rb.next() else { break };
+                        self.on_record(&item);
+                    }
+                    self.on_found(found);
+                }
                 Some(update) = inbox.artifacts.recv() => self.on_artifact(update),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(|e| SensorError::EventLoop { what: "waiting on the ring buffer", source: e.into() })?;
