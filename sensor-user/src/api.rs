@@ -3,7 +3,9 @@
 //!
 //! Socket clients are untrusted: filters are validated, every subscriber gets a bounded queue
 //! on the bus (a stalled client loses events and is told, the sensor never waits), and the
-//! socket is mode 0660, group `modelwatch` when that group exists.
+//! socket is mode 0660, group `modelwatch` when that group exists. A socket directory the
+//! sensor creates is mode 0750 with that group too, so the group's members can reach the
+//! socket and nobody else can; a directory that already exists is left as its owner made it.
 
 use std::{
     ffi::CString,
@@ -179,9 +181,45 @@ pub async fn serve(
     }))
 }
 
+/// Creates the socket's directory when it does not exist: mode 0750, group `modelwatch` when
+/// that group exists. Missing parents are created 0755, so that directory decides who gets in.
+fn socket_dir(dir: &Path) -> Result<(), ApiError> {
+    let err = |source| ApiError::Dir { path: dir.to_owned(), source };
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
+    for (i, d) in missing.iter().rev().enumerate() {
+        let last = i + 1 == missing.len();
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            // Created meanwhile by someone else: theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if last {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => return Err(err(e)),
+        }
+        // Not what the umask (027 in `modelwatch run`) leaves: the modes meant.
+        let mode = if last { 0o750 } else { 0o755 };
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    }
+    if let Some(gid) = group_id("modelwatch") {
+        let c = CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        // SAFETY: c is a valid path; uid -1 leaves the owner unchanged.
+        if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
+            tracing::warn!("cannot give {} to group modelwatch: {}", dir.display(), std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 async fn bind(socket: &Path) -> Result<UnixListener, ApiError> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| ApiError::Dir { path: dir.to_owned(), source })?;
+        socket_dir(dir)?;
     }
     if let Ok(md) = std::fs::symlink_metadata(socket) {
         // A socket file left by a crashed sensor is replaced; a live one is not stolen, and

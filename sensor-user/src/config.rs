@@ -233,8 +233,9 @@ pub struct SensorConfig {
     /// (at most 10 minutes).
     pub exit_grace_ms: u64,
     /// Housekeeping interval in ms (100 ms to 10 minutes): new model directories and
-    /// accelerators are looked for, processes holding accelerators are found, exited
-    /// processes are forgotten and those whose exit record was lost are swept.
+    /// accelerators are looked for, processes holding accelerators are found, processes
+    /// holding identified models they were never seen opening are found (a walk of /proc),
+    /// exited processes are forgotten and those whose exit record was lost are swept.
     pub housekeeping_ms: u64,
     /// Where state that survives restarts is kept.
     pub state_dir: PathBuf,
@@ -279,6 +280,7 @@ fn default_jsonl_keep() -> u32 {
 pub struct ApiConfig {
     pub enabled: bool,
     /// Socket path; created mode 0660, owned by root and the `modelwatch` group when it exists.
+    /// A directory the sensor creates for it is mode 0750 with the same group.
     pub socket: PathBuf,
     /// Events queued per `Tail` subscriber before it starts losing events.
     pub subscriber_queue: usize,

@@ -31,8 +31,11 @@ pub enum DecodeError {
 /// A path rebuilt in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KernelPath {
-    /// Absolute when `complete`; otherwise the suffix that was recovered.
+    /// Absolute when `complete`; otherwise the suffix that was recovered. Lossy when the name
+    /// is not UTF-8 (then `raw` holds the exact bytes).
     pub path: String,
+    /// The exact bytes of the path, only when they are not valid UTF-8.
+    pub raw: Option<Vec<u8>>,
     pub complete: bool,
     pub truncated: bool,
     /// The walk ended at a filesystem root that is not mounted (pseudo filesystems).
@@ -277,19 +280,24 @@ fn kernel_path(bytes: &[u8], flags: u32) -> KernelPath {
     let disconnected = flags & path_flag::DISCONNECTED != 0;
     // The last component is followed by a NUL; without it the pieces are the components.
     let body = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    let mut path = String::with_capacity(bytes.len() + 1);
+    let mut path = Vec::with_capacity(bytes.len() + 1);
     if complete {
-        path.push('/');
+        path.push(b'/');
     }
     if !body.is_empty() {
         for (i, component) in body.rsplit(|b| *b == 0).enumerate() {
             if i > 0 {
-                path.push('/');
+                path.push(b'/');
             }
-            path.push_str(&String::from_utf8_lossy(component));
+            path.extend_from_slice(component);
         }
     }
-    KernelPath { path, complete, truncated, disconnected }
+    // File names are bytes: keep them exactly when they are not text.
+    let (path, raw) = match String::from_utf8(path) {
+        Ok(text) => (text, None),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(e.into_bytes())),
+    };
+    KernelPath { path, raw, complete, truncated, disconnected }
 }
 
 #[cfg(test)]
@@ -394,6 +402,17 @@ mod tests {
         assert_eq!(o.raw.header.tgid, 10);
         assert_eq!(o.raw.size, 4 << 30);
         assert_eq!(o.raw.reasons, reason::EXTENSION | reason::SIZE);
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_keep_their_exact_bytes() {
+        let (_, rec) = open_record(b"m\xff.gguf\0", b"m\xff.gguf\0tmp\0", path_flag::COMPLETE);
+        let KernelEvent::Open(o) = decode(&rec).unwrap() else { panic!() };
+        assert_eq!(o.path.path, "/tmp/m\u{fffd}.gguf");
+        assert_eq!(o.path.raw.as_deref(), Some(&b"/tmp/m\xff.gguf"[..]));
+        let (_, rec) = open_record(b"m.gguf\0", b"m.gguf\0tmp\0", path_flag::COMPLETE);
+        let KernelEvent::Open(o) = decode(&rec).unwrap() else { panic!() };
+        assert_eq!(o.path.raw, None, "set only when needed");
     }
 
     #[test]

@@ -63,11 +63,13 @@ fn mount_id(path: &Path) -> Option<u64> {
     (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
 }
 
-/// `1234` from `/proc/1234/root/...`.
+/// `1234` from `/proc/1234/root/...`, `/proc/1234/fd/N` or `/proc/1234/map_files/...`: paths
+/// that lead into that process's mount namespace.
 fn proc_root_pid(path: &Path) -> Option<&str> {
     let rest = path.to_str()?.strip_prefix("/proc/")?;
     let (pid, tail) = rest.split_once('/')?;
-    (pid.bytes().all(|b| b.is_ascii_digit()) && tail.starts_with("root")).then_some(pid)
+    let through = tail.starts_with("root") || tail.starts_with("fd/") || tail.starts_with("map_files/");
+    (pid.bytes().all(|b| b.is_ascii_digit()) && through).then_some(pid)
 }
 
 /// Mount id → kernel-encoded device, from mountinfo lines
@@ -108,6 +110,9 @@ mod tests {
     #[test]
     fn proc_root_paths() {
         assert_eq!(proc_root_pid(Path::new("/proc/42/root/srv/m.gguf")), Some("42"));
+        assert_eq!(proc_root_pid(Path::new("/proc/42/fd/7")), Some("42"));
+        assert_eq!(proc_root_pid(Path::new("/proc/42/map_files/1000-2000")), Some("42"));
+        assert_eq!(proc_root_pid(Path::new("/proc/42/cwd/x")), None);
         assert_eq!(proc_root_pid(Path::new("/proc/self/root/x")), None);
         assert_eq!(proc_root_pid(Path::new("/srv/m.gguf")), None);
     }

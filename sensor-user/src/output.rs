@@ -2,16 +2,18 @@
 //! mapping, proto field names) or one compact, optionally coloured, line per event.
 //!
 //! Strings in events come from files and processes an attacker may control, so the compact
-//! form escapes control characters: a file name must not be able to rewrite the analyst's
-//! terminal.
+//! form escapes control characters and Unicode format controls (bidirectional overrides and
+//! isolates, zero-width characters): a file name must not be able to rewrite the analyst's
+//! terminal, nor reorder what a line shows. File names that are not UTF-8 are shown from their
+//! exact bytes, each invalid byte as `\xNN`.
 
 use std::fmt::Write as _;
 
 pub use modelwatch_artifact::size::human_bytes;
 
 use crate::proto::v1::{
-    AcceleratorKind, ApprovalVerdict, ArtifactFormat, DigestState, Event, HealthState, IoctlCategory, LossSource,
-    MatchReason, PickleVerdict, SessionEndReason, SessionEngine, Severity, event::Payload,
+    AcceleratorKind, ApprovalVerdict, ArtifactFormat, DigestState, Event, FileRef, HealthState, IoctlCategory,
+    LossSource, MatchReason, PickleVerdict, SessionEndReason, SessionEngine, Severity, event::Payload,
 };
 
 /// Output format of the CLI and of stdout/file sinks.
@@ -32,14 +34,62 @@ pub fn render(ev: &Event, format: OutputFormat, color: bool) -> String {
     }
 }
 
-/// Escapes control characters and DEL.
+/// Unicode format controls (general category Cf) and the line and paragraph separators:
+/// invisible, and some (U+202E RIGHT-TO-LEFT OVERRIDE, the isolates U+2066–U+2069) reorder the
+/// text that follows them on a terminal.
+fn is_format_control(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
+}
+
+/// Escapes control characters and DEL (`\x1b`) and Unicode format controls (`\u{202e}`).
 pub fn sanitize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() {
             let _ = write!(out, "\\x{:02x}", c as u32);
+        } else if is_format_control(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
         } else {
             out.push(c);
+        }
+    }
+    out
+}
+
+/// A file's path for display: its exact bytes when they are not UTF-8 (each invalid byte as
+/// `\xNN`, which [`sanitize`] keeps as text), else the path.
+pub fn display_path(f: &FileRef) -> String {
+    if f.path_bytes.is_empty() {
+        return f.path.clone();
+    }
+    let mut out = String::with_capacity(f.path_bytes.len());
+    for chunk in f.path_bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
         }
     }
     out
@@ -134,7 +184,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
         }
         Payload::ModelFileOpened(o) => {
             let f = o.file.clone().unwrap_or_default();
-            let mut s = format!("{} {} {}", short(&f.path, 120), human_bytes(f.size), o.access);
+            let mut s = format!("{} {} {}", short(&display_path(&f), 120), human_bytes(f.size), o.access);
             if !f.requested_path.is_empty() && f.requested_path != f.path {
                 let _ = write!(s, " via {}", short(&f.requested_path, 80));
             }
@@ -157,7 +207,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 if m.prot & 2 != 0 { "w" } else { "-" },
                 if m.prot & 4 != 0 { "x" } else { "-" }
             );
-            let mut s = format!("{} len={} {prot}", short(&f.path, 120), human_bytes(m.length));
+            let mut s = format!("{} len={} {prot}", short(&display_path(&f), 120), human_bytes(m.length));
             if !m.runtime_library.is_empty() {
                 let _ = write!(s, " runtime={}", short(&m.runtime_library, 40));
             }
@@ -168,7 +218,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
             let f = a.file.clone().unwrap_or_default();
             let art = a.artifact.clone().unwrap_or_default();
             let md = a.metadata.clone().unwrap_or_default();
-            let mut s = format!("{} {}", short(&f.path, 100), format_name(art.format));
+            let mut s = format!("{} {}", short(&display_path(&f), 100), format_name(art.format));
             if !md.name.is_empty() {
                 let _ = write!(s, " \"{}\"", short(&md.name, 60));
             }
@@ -195,7 +245,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
         Payload::PolicyFinding(p) => {
             let f = p.file.clone().unwrap_or_default();
             let fd = p.finding.clone().unwrap_or_default();
-            ("FINDING", "1;31", format!("{} {}: {}", short(&f.path, 100), fd.code, short(&fd.message, 160)))
+            ("FINDING", "1;31", format!("{} {}: {}", short(&display_path(&f), 100), fd.code, short(&fd.message, 160)))
         }
         Payload::AcceleratorOpened(o) => {
             let d = o.device.clone().unwrap_or_default();
@@ -233,7 +283,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 .iter()
                 .map(|m| {
                     let name = m.artifact.as_ref().map(|a| a.name.clone()).filter(|n| !n.is_empty());
-                    name.unwrap_or_else(|| m.file.as_ref().map(|f| f.path.clone()).unwrap_or_default())
+                    name.unwrap_or_else(|| m.file.as_ref().map(display_path).unwrap_or_default())
                 })
                 .map(|n| short(&n, 60))
                 .collect();
@@ -316,7 +366,7 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::v1::{FileRef, ModelFileOpened, Process};
+    use crate::proto::v1::{ModelFileOpened, Process};
 
     #[test]
     fn control_characters_are_escaped() {
@@ -360,5 +410,26 @@ mod tests {
             };
             assert!(compact_line(&ev, false).contains(&prefix(id, 8)));
         }
+    }
+
+    #[test]
+    fn format_controls_and_raw_names_are_escaped() {
+        assert_eq!(sanitize("evil\u{202e}fdp.gguf"), "evil\\u{202e}fdp.gguf");
+        for c in ['\u{200e}', '\u{200f}', '\u{202a}', '\u{202d}', '\u{2066}', '\u{2069}', '\u{061c}', '\u{feff}'] {
+            let s = sanitize(&format!("a{c}b"));
+            assert!(!s.contains(c) && s.starts_with("a\\u{") && s.ends_with('b'), "{s:?}");
+        }
+        assert_eq!(sanitize("modèle-模型.gguf"), "modèle-模型.gguf", "other text is untouched");
+        let f = FileRef {
+            path: "/m/\u{fffd}.gguf".into(),
+            path_bytes: b"/m/\xff\xe2\x80\xae\x1b.gguf".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(sanitize(&display_path(&f)), "/m/\\xff\\u{202e}\\x1b.gguf");
+        let ev = Event {
+            payload: Some(Payload::ModelFileOpened(ModelFileOpened { file: Some(f), ..Default::default() })),
+            ..Default::default()
+        };
+        assert!(compact_line(&ev, false).contains("/m/\\xff\\u{202e}\\x1b.gguf"));
     }
 }

@@ -5,6 +5,11 @@
 //! in every event, across pid reuse, and whichever sensor computes it. The table is seeded
 //! from /proc at start and kept exact by the kernel's exec, fork and exit records; exited
 //! processes stay resolvable for a grace period so late events still find them.
+//!
+//! A process whose parent exits is reparented (to init or a subreaper): a double-forked
+//! daemon's parent at fork time is gone by the time it does anything. Its entry then names
+//! the parent it has: the exit record carries the exiting process's current parent, and a
+//! process whose recorded parent has exited has its parent read again from /proc.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -72,7 +77,14 @@ pub struct ProcessTable {
     grace: Duration,
     users: Users,
     containers: HashMap<u64, String>,
+    /// When a process's parent was last read again from /proc (its recorded parent is gone).
+    reparent_checks: HashMap<Key, Instant>,
 }
+
+/// How often the parent of one process whose recorded parent is gone is read from /proc.
+const REPARENT_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Processes whose parent checks are remembered at most.
+const MAX_REPARENT_CHECKS: usize = 4096;
 
 impl ProcessTable {
     pub fn new(boot_id: String, proc_root: PathBuf, grace: Duration) -> Self {
@@ -88,6 +100,7 @@ impl ProcessTable {
             grace,
             users: Users::load(Path::new("/etc/passwd")),
             containers: HashMap::new(),
+            reparent_checks: HashMap::new(),
         }
     }
 
@@ -147,6 +160,18 @@ impl ProcessTable {
     pub fn resolve(&mut self, h: &EventHeader) -> Arc<ProcessInfo> {
         let key = (h.tgid, self.ticks(h.start_boottime_ns));
         if let Some(p) = self.procs.get(&key) {
+            if (p.uid, p.gid) != (h.uid, h.gid) {
+                // setuid(2) and friends change who a process is without an exec: the record
+                // says who it is now.
+                let user = self.users.name(h.uid);
+                let Some(p) = self.procs.get_mut(&key) else { return Arc::default() };
+                let info = Arc::make_mut(p);
+                (info.uid, info.gid, info.user) = (h.uid, h.gid, user);
+            }
+            let p = &self.procs[&key];
+            if self.parent_gone(p) {
+                return self.reparent(key);
+            }
             return p.clone();
         }
         if let Some(mut info) = self.read_proc(h.tgid).filter(|i| i.start_ticks == key.1) {
@@ -155,6 +180,67 @@ impl ProcessTable {
         }
         let info = self.info_from_header(h, 0);
         self.insert(info)
+    }
+
+    /// The process `pid` that started at `start_ticks` (clock ticks since boot), from the
+    /// table or else from /proc; `None` when it is gone.
+    pub fn find(&mut self, pid: u32, start_ticks: u64) -> Option<Arc<ProcessInfo>> {
+        if let Some(p) = self.procs.get(&(pid, start_ticks)) {
+            return Some(p.clone());
+        }
+        let info = self.read_proc(pid).filter(|i| i.start_ticks == start_ticks)?;
+        Some(self.insert(info))
+    }
+
+    /// Whether `p`'s recorded parent has exited (or is not known at all): it has been
+    /// reparented, or is about to be.
+    fn parent_gone(&self, p: &ProcessInfo) -> bool {
+        if p.ppid == 0 {
+            return false;
+        }
+        match self.latest.get(&p.ppid) {
+            None => true,
+            Some(t) => {
+                let parent = (p.ppid, *t);
+                self.exiting.contains(&parent)
+                    || self.procs.get(&parent).is_none_or(|pp| pp.entity_id != p.parent_entity_id)
+            }
+        }
+    }
+
+    /// Reads the current parent of `key` from /proc (at most every [`REPARENT_CHECK_EVERY`]:
+    /// until the kernel has reparented it, /proc still names the old parent).
+    fn reparent(&mut self, key: Key) -> Arc<ProcessInfo> {
+        let now = Instant::now();
+        let due = self.reparent_checks.get(&key).is_none_or(|at| now.duration_since(*at) >= REPARENT_CHECK_EVERY);
+        let current = self.procs[&key].clone();
+        if !due {
+            return current;
+        }
+        if self.reparent_checks.len() >= MAX_REPARENT_CHECKS {
+            self.reparent_checks.clear();
+        }
+        self.reparent_checks.insert(key, now);
+        let stat = std::fs::read_to_string(self.proc_root.join(key.0.to_string()).join("stat")).unwrap_or_default();
+        match parse_stat(&stat) {
+            Some((_, ppid, start))
+                if start == key.1
+                    && (ppid != current.ppid || self.current_entity(ppid) != current.parent_entity_id) =>
+            {
+                self.set_parent(key, ppid)
+            }
+            _ => current,
+        }
+    }
+
+    /// Records that `key`'s parent is now `ppid`.
+    fn set_parent(&mut self, key: Key, ppid: u32) -> Arc<ProcessInfo> {
+        let parent = self.current_entity(ppid);
+        let Some(p) = self.procs.get_mut(&key) else { return Arc::default() };
+        let info = Arc::make_mut(p);
+        info.ppid = ppid;
+        info.parent_entity_id = parent;
+        p.clone()
     }
 
     fn info_from_header(&mut self, h: &EventHeader, ppid: u32) -> ProcessInfo {
@@ -218,14 +304,19 @@ impl ProcessTable {
         self.insert(child)
     }
 
-    /// A process exited: it stays resolvable for the grace period. `None` when its exit was
-    /// already recorded (kernels without the tracepoint's `group_dead` can report the exit of
-    /// a thread group twice when its last threads exit together).
-    pub fn on_exit(&mut self, h: &EventHeader, now: Instant) -> Option<Arc<ProcessInfo>> {
-        let info = self.resolve(h);
+    /// A process exited: it stays resolvable for the grace period. `ppid` is its parent at
+    /// exit (the exit record's; 0 when unknown), which replaces the one recorded when it
+    /// differs (it was reparented). `None` when its exit was already recorded (kernels without
+    /// the tracepoint's `group_dead` can report the exit of a thread group twice when its last
+    /// threads exit together).
+    pub fn on_exit(&mut self, h: &EventHeader, ppid: u32, now: Instant) -> Option<Arc<ProcessInfo>> {
+        let mut info = self.resolve(h);
         let key = (info.pid, info.start_ticks);
         if !self.exiting.insert(key) {
             return None;
+        }
+        if ppid != 0 && ppid != info.ppid {
+            info = self.set_parent(key, ppid);
         }
         self.exited.push_back((now + self.grace, key));
         Some(info)
@@ -263,6 +354,7 @@ impl ProcessTable {
             }
             self.exited.pop_front();
             self.exiting.remove(&key);
+            self.reparent_checks.remove(&key);
             if self.procs.remove(&key).is_some() {
                 gone.push(key.0);
             }
@@ -493,8 +585,8 @@ mod tests {
         assert_eq!(after.comm, "llama-server");
         assert_eq!(after.cmdline[2], "x.gguf");
         let now = Instant::now();
-        assert!(t.on_exit(&header(200, 2_000_000_000), now).is_some());
-        assert!(t.on_exit(&header(200, 2_000_000_000), now).is_none(), "a second exit record is a duplicate");
+        assert!(t.on_exit(&header(200, 2_000_000_000), 0, now).is_some());
+        assert!(t.on_exit(&header(200, 2_000_000_000), 0, now).is_none(), "a second exit record is a duplicate");
         // Late events inside the grace period still resolve to the same process.
         assert_eq!(t.resolve(&header(200, 2_000_000_000)).exe, "/opt/llama/llama-server");
         assert!(t.evict(now + Duration::from_secs(1)).is_empty());
@@ -513,7 +605,7 @@ mod tests {
         t.resolve(&header(300, 3_000_000_000));
         t.resolve(&header(301, 3_000_000_000));
         let now = Instant::now();
-        assert!(t.on_exit(&header(301, 3_000_000_000), now).is_some());
+        assert!(t.on_exit(&header(301, 3_000_000_000), 0, now).is_some());
         let swept: Vec<u32> = t.sweep(now).iter().map(|p| p.pid).collect();
         assert_eq!(swept, [300], "301's exit was recorded already");
         assert!(t.get(300).is_some(), "still resolvable during the grace period");
@@ -521,6 +613,60 @@ mod tests {
         gone.sort();
         assert_eq!(gone, [300, 301], "each process once");
         assert!(t.procs.is_empty() && t.latest.is_empty() && t.exiting.is_empty());
+    }
+
+    /// A process that changes its credentials without an exec (a daemon dropping privileges,
+    /// a child that setuid()s) is named by the credentials its records carry.
+    #[test]
+    fn credentials_follow_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = table(dir.path());
+        let root = EventHeader { uid: 0, gid: 0, ..header(100, 1_000_000_000) };
+        let p = t.resolve(&root);
+        assert_eq!((p.uid, p.user.as_str()), (0, "root"));
+        let p2 = t.resolve(&header(100, 1_000_000_000));
+        assert_eq!(
+            (p2.uid, p2.gid, p2.user.as_str(), p2.entity_id.as_str()),
+            (1000, 1000, "alice", p.entity_id.as_str())
+        );
+        assert_eq!(t.get(100).unwrap().uid, 1000);
+    }
+
+    /// A double-forked daemon: its parent at fork time exits and it is reparented. The exit
+    /// record says so for a process that exits; a live one has its parent read from /proc.
+    #[test]
+    fn reparented_processes_name_their_new_parent() {
+        let proc_root = tempfile::tempdir().unwrap();
+        let mut t = table(proc_root.path());
+        let init = t.resolve(&header(1, 1_000_000_000));
+        let middle = t.resolve(&header(100, 2_000_000_000));
+        let fork = |parent: u32, start: u64, child: u32, child_start: u64| ProcessFork {
+            raw: ProcessForkEvent {
+                header: header(parent, start),
+                child_tgid: child,
+                child_start_boottime_ns: child_start,
+                ..Default::default()
+            },
+        };
+        let daemon = t.on_fork(&fork(100, 2_000_000_000, 200, 3_000_000_000));
+        let other = t.on_fork(&fork(100, 2_000_000_000, 201, 3_000_000_000));
+        assert_eq!((daemon.ppid, daemon.parent_entity_id.as_str()), (100, middle.entity_id.as_str()));
+        let now = Instant::now();
+        t.on_exit(&header(100, 2_000_000_000), 1, now).unwrap();
+        // /proc now shows the daemon under init (ticks: 3 s at 100 Hz).
+        let stat = |pid: u32, ppid: u32| format!("{pid} (d) S {ppid} 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 300 0 0");
+        std::fs::create_dir_all(proc_root.path().join("200")).unwrap();
+        std::fs::write(proc_root.path().join("200/stat"), stat(200, 1)).unwrap();
+        let now_daemon = t.resolve(&header(200, 3_000_000_000));
+        assert_eq!((now_daemon.ppid, now_daemon.parent_entity_id.as_str()), (1, init.entity_id.as_str()));
+        assert_eq!(now_daemon.entity_id, daemon.entity_id, "the same process");
+        // The exit record of the other child names its parent at exit.
+        let gone = t.on_exit(&header(201, 3_000_000_000), 1, now).unwrap();
+        assert_eq!((gone.ppid, gone.entity_id.as_str()), (1, other.entity_id.as_str()));
+        // A process whose parent is alive is not read again.
+        let child = t.on_fork(&fork(1, 1_000_000_000, 300, 4_000_000_000));
+        assert_eq!(t.resolve(&header(300, 4_000_000_000)).ppid, child.ppid);
+        assert!(!t.reparent_checks.contains_key(&(300, 400)));
     }
 
     #[test]

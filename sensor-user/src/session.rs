@@ -17,8 +17,11 @@
 //! - Inference-runtime libraries and known runtime executables are evidence that raises the
 //!   confidence; they are listed with the rest.
 //! - **Never** a session: processes whose executable is in `non_inference_executables`
-//!   (copying, hashing, downloading: cp, sha256sum, curl, ...). A browser or compositor using
-//!   the GPU without a model never has model evidence.
+//!   (copying, hashing, downloading: cp, sha256sum, curl, ...), installed in a system binary
+//!   directory. The executable decides, never the name a process gives itself (argv[0], comm):
+//!   an interpreter that calls itself `cp`, or a copy of one named `cp` in a home directory,
+//!   is judged like any other process. A browser or compositor using the GPU without a model
+//!   never has model evidence.
 //! - **Updates** every `update_interval`, with interval and total usage.
 //! - **End** on process exit (exact), on exec (the program was replaced), after
 //!   `idle_timeout` without activity, or when the sensor stops.
@@ -104,6 +107,18 @@ pub enum SessionEvent {
     Updated(Subject, InferenceSessionUpdated),
     Ended(Subject, InferenceSessionEnded),
 }
+
+/// Directories of packaged programs: a non-inference tool is recognised only there.
+const SYSTEM_BIN_DIRS: [&str; 8] = [
+    "/usr/bin",
+    "/bin",
+    "/usr/sbin",
+    "/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/libexec",
+    "/usr/lib/git-core",
+];
 
 /// Most processes tracked at once; the least recently active non-session ones go first.
 const MAX_TRACKED: usize = 16_384;
@@ -316,10 +331,11 @@ impl Tracker {
         self.cfg.runtime_executables.iter().find(|r| names.iter().any(|n| n.eq_ignore_ascii_case(r))).cloned()
     }
 
+    /// A known non-inference tool: by its executable's file name, in a directory where
+    /// packages install programs (an unprivileged user cannot put a renamed interpreter there).
     fn is_decoy(&self, s: &Subject) -> bool {
-        let exe = Self::basename(&s.exe);
-        let argv0 = s.cmdline.first().map_or("", |a| Self::basename(a));
-        self.cfg.non_inference_executables.iter().any(|d| d == exe || d == argv0)
+        let Some((dir, name)) = s.exe.rsplit_once('/') else { return false };
+        SYSTEM_BIN_DIRS.contains(&dir) && self.cfg.non_inference_executables.iter().any(|d| d == name)
     }
 
     /// Feeds one observation; returns the session events it caused.
@@ -1033,6 +1049,31 @@ mod tests {
         );
         assert!(t.observe(now, wall(), &n, submit_mix()).is_empty());
         assert_eq!(t.active(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn names_a_process_gives_itself_decide_nothing() {
+        let mut t = Tracker::new(cfg());
+        let now = Instant::now();
+        // Names a process gives itself decide nothing: python3 calling itself cp (argv[0]), and
+        // a copy of python3 named cp in a home directory, are not decoys.
+        let renamed = |pid: u32, exe: &str, argv0: &str| {
+            Arc::new(ProcessInfo {
+                cmdline: vec![argv0.into()],
+                comm: argv0.into(),
+                ..(*subject(pid, exe, "")).clone()
+            })
+        };
+        for p in [renamed(400, "/usr/bin/python3.11", "cp"), renamed(401, "/home/mallory/bin/cp", "cp")] {
+            t.observe(
+                now,
+                wall(),
+                &p,
+                Observation::ModelMapped { file: &model("/m/x.gguf"), length: 4 << 30, artifact: None },
+            );
+            let out = t.observe(now, wall(), &p, submit_mix());
+            assert!(matches!(out.as_slice(), [SessionEvent::Started(..)]), "{}: {out:?}", p.exe);
+        }
     }
 
     #[tokio::test(start_paused = true)]

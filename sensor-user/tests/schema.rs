@@ -24,6 +24,7 @@ fn file() -> FileRef {
         device: 0x801,
         size: 16_060_522_496,
         mode: 0o100644,
+        path_bytes: Vec::new(),
     }
 }
 
@@ -217,6 +218,7 @@ fn samples() -> Vec<Event> {
             source: LossSource::Kernel as i32,
             detail: "the kernel ring buffer was full".into(),
             by_kind: BTreeMap::from([("file_open".to_owned(), 17)]),
+            culprits: Vec::new(),
         }),
     ];
     payloads

@@ -290,3 +290,88 @@ pub fn open_close(path: &Path) -> i32 {
 pub fn real(path: &Path) -> String {
     std::fs::canonicalize(path).expect("canonicalize").to_string_lossy().into_owned()
 }
+
+/// A small, valid GGUF v3 file: three string and two integer metadata keys and one 4x8 F32
+/// tensor (model name `tiny-test-model`).
+pub fn tiny_gguf() -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, v: &str) {
+        out.extend((v.len() as u64).to_le_bytes());
+        out.extend(v.as_bytes());
+    }
+    let mut b = Vec::new();
+    b.extend(b"GGUF");
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(5u64.to_le_bytes()); // metadata keys
+    for (k, v) in
+        [("general.architecture", "llama"), ("general.name", "tiny-test-model"), ("general.license", "apache-2.0")]
+    {
+        s(&mut b, k);
+        b.extend(8u32.to_le_bytes()); // string
+        s(&mut b, v);
+    }
+    for (k, v) in [("general.file_type", 0u32), ("llama.context_length", 2048u32)] {
+        s(&mut b, k);
+        b.extend(4u32.to_le_bytes()); // uint32
+        b.extend(v.to_le_bytes());
+    }
+    s(&mut b, "token_embd.weight");
+    b.extend(2u32.to_le_bytes());
+    b.extend(4u64.to_le_bytes());
+    b.extend(8u64.to_le_bytes());
+    b.extend(0u32.to_le_bytes()); // F32
+    b.extend(0u64.to_le_bytes()); // offset in the data section
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend(std::iter::repeat_n(0u8, 4 * 8 * 4));
+    b
+}
+
+/// A protocol-0 pickle that runs `os.system` when loaded.
+pub const EVIL_PICKLE: &[u8] = b"cos\nsystem\n(S'echo pwned'\ntR.";
+
+/// The match reasons of a file event (`payload` is `model_file_opened` or `model_mapped`).
+pub fn reasons(e: &Value, payload: &str) -> Vec<String> {
+    e[payload]["reasons"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Standard base64 (the proto3 JSON mapping of `bytes`).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Fails the test with the OS error when a libc call returned a negative value.
+pub fn check(rc: i64, what: &str) -> i64 {
+    assert!(rc >= 0, "{what}: {}", std::io::Error::last_os_error());
+    rc
+}
+
+/// Kills and reaps a child process when dropped, so a failing test leaves nothing behind.
+pub struct Reaper(pub i32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // SAFETY: signalling and reaping our own child (harmless when it is gone already).
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}

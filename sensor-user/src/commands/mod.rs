@@ -24,7 +24,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("modelwatch: {e:#}");
+            // Errors quote paths and text from outside: they reach a terminal too.
+            eprintln!("modelwatch: {}", crate::output::sanitize(&format!("{e:#}")));
             if e.downcast_ref::<crate::config::ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {
@@ -40,7 +41,7 @@ fn scan(cmd: &crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {
         Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(EXIT_CONFIG))),
         Err(e) => {
             // scan's contract: 2 for every error, configuration or I/O.
-            eprintln!("modelwatch scan: {e:#}");
+            eprintln!("modelwatch scan: {}", crate::output::sanitize(&format!("{e:#}")));
             Ok(ExitCode::from(EXIT_CONFIG))
         }
     }

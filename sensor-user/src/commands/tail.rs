@@ -14,7 +14,7 @@ use crate::{
     cli::{SeverityArg, TailArgs},
     config::OutputFormat,
     filter::Filter,
-    output::render,
+    output::{render, sanitize},
     proto::v1::{Event, Severity, TailRequest},
 };
 
@@ -44,7 +44,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
                 Ok(Flow::Ended) if !args.reconnect => return Ok(ExitCode::SUCCESS),
                 Ok(Flow::Ended) => eprintln!("modelwatch tail: the sensor closed the stream; reconnecting"),
                 Err(e) if !args.reconnect => return Err(e),
-                Err(e) => eprintln!("modelwatch tail: {e:#}; retrying in {delay:?}"),
+                Err(e) => eprintln!("modelwatch tail: {}; retrying in {delay:?}", sanitize(&format!("{e:#}"))),
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
@@ -82,7 +82,7 @@ async fn follow(socket: &Path, request: &TailRequest, format: OutputFormat, colo
                 }
             }
             Ok(None) => return Ok(Flow::Ended),
-            Err(status) => anyhow::bail!("stream from {} failed: {}", socket.display(), status.message()),
+            Err(status) => anyhow::bail!("stream from {} failed: {}", socket.display(), sanitize(status.message())),
         }
     }
 }
@@ -113,7 +113,10 @@ fn replay(path: &Path, filter: &Filter, format: OutputFormat, color: bool) -> an
         line_no += 1;
         if buf.len() as u64 > MAX_LINE {
             skip_line(&mut reader).with_context(|| format!("reading {}", path.display()))?;
-            eprintln!("{}:{line_no}: line longer than {MAX_LINE} bytes, skipped", path.display());
+            eprintln!(
+                "{}:{line_no}: line longer than {MAX_LINE} bytes, skipped",
+                sanitize(&path.display().to_string())
+            );
             bad += 1;
             continue;
         }
@@ -130,7 +133,12 @@ fn replay(path: &Path, filter: &Filter, format: OutputFormat, color: bool) -> an
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("{}:{line_no}: not an event: {e}", path.display());
+                // serde quotes what it could not parse: text from the capture.
+                eprintln!(
+                    "{}:{line_no}: not an event: {}",
+                    sanitize(&path.display().to_string()),
+                    sanitize(&e.to_string())
+                );
                 bad += 1;
             }
         }

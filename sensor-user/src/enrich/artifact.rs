@@ -137,8 +137,11 @@ fn metadata(r: &ArtifactReport) -> ModelMetadata {
 }
 
 pub fn file_ref(r: &ArtifactReport, id: &FileIdentity) -> FileRef {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = r.path.as_os_str().as_bytes();
     FileRef {
         path: r.path.to_string_lossy().into_owned(),
+        path_bytes: if std::str::from_utf8(bytes).is_ok() { Vec::new() } else { bytes.to_vec() },
         path_truncated: false,
         requested_path: String::new(),
         inode: id.ino,

@@ -78,8 +78,40 @@ pub fn match_reasons(bits: u32) -> Vec<i32> {
     MAP.iter().filter(|(b, _)| bits & b != 0).map(|(_, r)| *r as i32).collect()
 }
 
-/// "read", "write" or "read_write" from open flags.
+/// How the sensor learnt of an open or a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The kernel reported the syscall.
+    Kernel,
+    /// The walk of /proc at start found it already there.
+    PresentAtStart,
+    /// The periodic walk of /proc found a process holding a known model it was never seen
+    /// opening.
+    HeldDescriptor,
+}
+
+impl Origin {
+    fn reason(self) -> Option<MatchReason> {
+        match self {
+            Self::Kernel => None,
+            Self::PresentAtStart => Some(MatchReason::PresentAtStart),
+            Self::HeldDescriptor => Some(MatchReason::HeldDescriptor),
+        }
+    }
+}
+
+/// The reasons of an event: the kernel's bits, then how the sensor learnt of it.
+fn reasons_of(bits: u32, origin: Origin) -> Vec<i32> {
+    let mut r = match_reasons(bits);
+    r.extend(origin.reason().map(|x| x as i32));
+    r
+}
+
+/// "read", "write" or "read_write" from open flags; "path" for O_PATH, which grants neither.
 pub fn access(flags: u32) -> &'static str {
+    if flags & libc::O_PATH as u32 != 0 {
+        return "path";
+    }
     match flags & 0o3 {
         0 => "read",
         1 => "write",
@@ -100,6 +132,7 @@ fn syscall_name(s: u32) -> &'static str {
 pub fn file_ref(path: &KernelPath, requested: &str, ino: u64, dev: u32, size: u64, mode: u32) -> FileRef {
     FileRef {
         path: path.path.clone(),
+        path_bytes: path.raw.clone().unwrap_or_default(),
         path_truncated: path.truncated,
         requested_path: if requested == path.path { String::new() } else { requested.to_owned() },
         inode: ino,
@@ -109,20 +142,20 @@ pub fn file_ref(path: &KernelPath, requested: &str, ino: u64, dev: u32, size: u6
     }
 }
 
-pub fn open_payload(o: &FileOpen) -> ModelFileOpened {
+pub fn open_payload(o: &FileOpen, origin: Origin) -> ModelFileOpened {
     let e = &o.raw;
     ModelFileOpened {
         file: Some(file_ref(&o.path, &o.requested, e.ino, e.dev, e.size, e.mode)),
         flags: e.flags,
         access: access(e.flags).into(),
-        reasons: match_reasons(e.reasons),
+        reasons: reasons_of(e.reasons, origin),
         fd: e.fd,
-        syscall: syscall_name(e.syscall).into(),
+        syscall: if origin == Origin::Kernel { syscall_name(e.syscall).into() } else { String::new() },
         artifact: None,
     }
 }
 
-pub fn mmap_payload(m: &FileMmap) -> ModelMapped {
+pub fn mmap_payload(m: &FileMmap, origin: Origin) -> ModelMapped {
     let e = &m.raw;
     let runtime_library = if e.reasons & reason::RUNTIME_LIBRARY != 0 {
         m.path.path.rsplit('/').next().unwrap_or("").to_owned()
@@ -136,7 +169,7 @@ pub fn mmap_payload(m: &FileMmap) -> ModelMapped {
         address: e.addr,
         prot: e.prot,
         flags: e.flags,
-        reasons: match_reasons(e.reasons),
+        reasons: reasons_of(e.reasons, origin),
         runtime_library,
         artifact: None,
     }
@@ -217,6 +250,12 @@ mod tests {
         assert_eq!(access(0), "read");
         assert_eq!(access(0o1 | 0o100), "write");
         assert_eq!(access(0o2), "read_write");
+        assert_eq!(access(libc::O_PATH as u32), "path");
+        assert_eq!(access(libc::O_PATH as u32 | libc::O_CLOEXEC as u32), "path");
+        assert_eq!(
+            reasons_of(reason::EXTENSION, Origin::PresentAtStart),
+            vec![MatchReason::Extension as i32, MatchReason::PresentAtStart as i32]
+        );
     }
 
     #[test]
@@ -226,5 +265,8 @@ mod tests {
         assert_eq!(f.requested_path, "");
         assert_eq!(f.device, 0x801);
         assert_eq!(file_ref(&p, "x.gguf", 1, 0, 2, 0).requested_path, "x.gguf");
+        assert!(f.path_bytes.is_empty());
+        let raw = KernelPath { path: "/m/\u{fffd}".into(), raw: Some(b"/m/\xff".to_vec()), ..Default::default() };
+        assert_eq!(file_ref(&raw, "", 1, 0, 2, 0).path_bytes, b"/m/\xff");
     }
 }

@@ -7,19 +7,38 @@
 //! and [`ArtifactLink::on_update`], which return [`ArtifactNews`] — what to publish, which inode
 //! mark to set in the kernel, what the session tracker should learn. It publishes nothing and
 //! touches no kernel map itself, so its logic is tested without either.
+//!
+//! A file is looked for by its path, through the process's root, and then through what the
+//! process holds (its descriptor, its mapping): a path deeper than the kernel's walk, a name
+//! that is not UTF-8, a file unlinked after its open and a memfd are all analysed. A file
+//! reached through the process is held open here until the analyzer has read it (the analyzer
+//! opens it as `/proc/self/fd/<n>`), so the process closing it or exiting does not lose it.
+//!
+//! Fairness: the lookups in flight and the analyses queued are shared among the users asking
+//! for them. A user may hold at most `capacity / (users + 1)` of either (users: those holding
+//! some, counting the one asking), so whatever one user floods, another always finds room.
+//! What is refused is counted and charged to the process that asked ([`Culprits`]).
 
 use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
     num::NonZeroUsize,
+    os::fd::AsRawFd as _,
+    os::unix::ffi::{OsStrExt as _, OsStringExt as _},
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use super::resolver::{FileKey, Job, Resolver};
+use super::{
+    losses::Culprits,
+    resolver::{Candidate, FileKey, Found, Job, Resolver},
+};
 use crate::{
+    decode::KernelPath,
     enrich::artifact as art,
     process::ProcessInfo,
-    proto::v1::{ArtifactSummary, Severity, event::Payload},
+    proto::v1::{ArtifactSummary, FileRef, LossSource, Severity, event::Payload},
 };
 use lru::LruCache;
 use modelwatch_artifact::{
@@ -40,6 +59,13 @@ pub const ARTIFACT_UPDATES: usize = 1024;
 
 /// Bound on the per-file bookkeeping.
 const MAX_ARTIFACT_FILES: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
+
+/// Files held open for the analyzer at most (each is a descriptor of the sensor's).
+const MAX_HELD: usize = 256;
+
+/// A held file or a queued analysis older than this is given up (the analyzer answers every
+/// request it accepted, so only a lost update leaves one behind).
+const STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// Delivers the analyzer's updates (sent from its own threads) into the event loop.
 pub struct LoopUpdates(pub tokio::sync::mpsc::Sender<ArtifactUpdate>);
@@ -75,12 +101,67 @@ pub fn reload_manifest_on_sighup(analyzer: &AnalyzerHandle) {
     }
 }
 
-/// Who opened a file version, the path the kernel reported for it, and the device number the
+/// What the process holds of the file, for when its path does not lead to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handle {
+    /// The descriptor an open returned (or that a /proc walk found).
+    Fd(i32),
+    /// A mapping: its address and length, and the descriptor it was made from (which the
+    /// process may have closed since).
+    Mapping { addr: u64, len: u64, fd: i32 },
+}
+
+/// A file event, as the artifact link needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting<'a> {
+    pub path: &'a KernelPath,
+    /// (kernel dev, ino, size) from the event.
+    pub key: FileKey,
+    pub handle: Handle,
+}
+
+/// A file's name as events report it: the kernel's path (exact bytes when not UTF-8), or the
+/// path the process's descriptor gives when the kernel's was truncated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FileName {
+    text: String,
+    bytes: Option<Vec<u8>>,
+    truncated: bool,
+}
+
+impl FileName {
+    fn of(path: &KernelPath) -> Self {
+        Self { text: path.path.clone(), bytes: path.raw.clone(), truncated: path.truncated }
+    }
+
+    /// A truncated name is replaced by where the held descriptor says the file is, when that
+    /// is a whole path of a file still linked.
+    fn completed_by(&mut self, link_target: Option<&PathBuf>) {
+        let Some(target) = link_target else { return };
+        let bytes = target.as_os_str().as_bytes();
+        if !self.truncated || !bytes.starts_with(b"/") || bytes.ends_with(b" (deleted)") {
+            return;
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(t) => (self.text, self.bytes) = (t.to_owned(), None),
+            Err(_) => (self.text, self.bytes) = (String::from_utf8_lossy(bytes).into_owned(), Some(bytes.to_vec())),
+        }
+        self.truncated = false;
+    }
+
+    fn apply(&self, f: &mut FileRef) {
+        f.path.clone_from(&self.text);
+        f.path_bytes = self.bytes.clone().unwrap_or_default();
+        f.path_truncated = self.truncated;
+    }
+}
+
+/// Who opened a file version, the name the event reported for it, and the device number the
 /// kernel knows the file by (for its inode marks).
 #[derive(Clone)]
 struct Opener {
     process: Arc<ProcessInfo>,
-    path: String,
+    name: FileName,
     kdev: u32,
 }
 
@@ -100,12 +181,60 @@ pub struct ArtifactNews {
 /// Counters of analyses that did not happen, for the loss ledger.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinkLosses {
-    /// Lookups not made: too many in flight, or the resolver's queue was full.
+    /// Lookups not made: the asking user's share of lookups in flight was used up, or the
+    /// resolver's queue was full.
     pub lookups_dropped: u64,
-    /// Lookups that found no file with the reported inode (deleted, or in a mount namespace
-    /// whose last process exited before the lookup ran).
+    /// Lookups that found no file with the reported inode (deleted and closed, or in a mount
+    /// namespace whose last process exited before the lookup ran).
     pub file_not_found: u64,
+    /// Analyses not queued because the asking user's share of the analyzer's queue was used
+    /// up (the analyzer's own refusals are in `analyzer.dropped`).
+    pub identifications_refused: u64,
     pub analyzer: AnalyzerStats,
+}
+
+/// Counts per user, for the fair shares.
+#[derive(Debug, Default)]
+struct Shares {
+    by_uid: HashMap<u32, usize>,
+}
+
+impl Shares {
+    /// Whether `uid` may take one more of `capacity`, `total` being taken: each user holding
+    /// some (counting `uid`) may hold at most `capacity / (users + 1)`, so a newcomer always
+    /// finds room however much the others asked for.
+    fn admits(&self, uid: u32, total: usize, capacity: usize) -> bool {
+        let mine = self.by_uid.get(&uid).copied().unwrap_or(0);
+        let users = self.by_uid.len() + usize::from(mine == 0);
+        total < capacity && mine < (capacity / (users + 1)).max(1)
+    }
+
+    fn add(&mut self, uid: u32) {
+        *self.by_uid.entry(uid).or_default() += 1;
+    }
+
+    fn remove(&mut self, uid: u32) {
+        if let Some(n) = self.by_uid.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_uid.remove(&uid);
+            }
+        }
+    }
+}
+
+/// A lookup in flight: who asked, about which name.
+struct Pending {
+    process: Arc<ProcessInfo>,
+    name: FileName,
+}
+
+/// A version submitted to the analyzer and not answered yet: whose share it uses, and the
+/// file held open for it, if any.
+struct Queued {
+    uid: u32,
+    held: Option<File>,
+    since: Instant,
 }
 
 pub struct ArtifactLink {
@@ -118,82 +247,192 @@ pub struct ArtifactLink {
     /// (kernel dev, ino, size) → the file's identity, so a model opened a thousand times a
     /// second is not stat(2)ed a thousand times.
     identities: LruCache<FileKey, (FileIdentity, Instant)>,
-    /// Identity lookups in flight: who asked, about which path.
-    pending: std::collections::HashMap<FileKey, (Arc<ProcessInfo>, String)>,
+    /// Identity lookups in flight.
+    pending: HashMap<FileKey, Pending>,
+    pending_shares: Shares,
+    /// Versions the analyzer is working on for us.
+    queued: HashMap<FileIdentity, Queued>,
+    queued_shares: Shares,
+    /// How many analyses may be queued at once (the analyzer's queue).
+    analysis_capacity: usize,
+    /// (kernel dev, ino) of the files identified as models, for the /proc scan of holders.
+    models: LruCache<(u32, u64), ()>,
+    culprits: Culprits,
     lookups_refused: u64,
     lookups_unresolved: u64,
+    identifications_refused: u64,
 }
 
 impl ArtifactLink {
-    pub fn new(analyzer: AnalyzerHandle, mark_non_models: bool) -> Self {
+    /// `analysis_capacity`: the analyzer's queue length (`artifact.analysis_queue`).
+    pub fn new(analyzer: AnalyzerHandle, mark_non_models: bool, analysis_capacity: usize) -> Self {
         Self {
             analyzer,
             mark_non_models,
             openers: LruCache::new(MAX_ARTIFACT_FILES),
             reported_findings: LruCache::new(MAX_ARTIFACT_FILES),
             identities: LruCache::new(MAX_ARTIFACT_FILES),
-            pending: std::collections::HashMap::new(),
+            pending: HashMap::new(),
+            pending_shares: Shares::default(),
+            queued: HashMap::new(),
+            queued_shares: Shares::default(),
+            analysis_capacity: analysis_capacity.max(1),
+            models: LruCache::new(MAX_ARTIFACT_FILES),
+            culprits: Culprits::default(),
             lookups_refused: 0,
             lookups_unresolved: 0,
+            identifications_refused: 0,
         }
     }
 
-    /// What is known about a file a process opened or mapped. The file is looked up (off the
-    /// loop) by its path and, failing that, through the process's root, since it may live in
-    /// another mount namespace; either must still be the inode the kernel reported. Unknown
-    /// versions then go to the analyzer when the answer comes back.
+    /// Where the file of `seen` may be found, in order: our own view of its path (the analyzer
+    /// can still open it after the process exits), the same path through the process's root
+    /// (another mount namespace), then what the process holds.
+    fn candidates(p: &ProcessInfo, seen: &Sighting<'_>) -> Vec<Candidate> {
+        let mut c = Vec::with_capacity(4);
+        let path = seen.path;
+        if path.complete && !path.truncated {
+            let bytes = path.raw.as_deref().unwrap_or(path.path.as_bytes());
+            let own = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+            let mut through_root = format!("/proc/{}/root", p.pid).into_bytes();
+            through_root.extend_from_slice(bytes);
+            c.push(Candidate::Path(own));
+            c.push(Candidate::Path(PathBuf::from(std::ffi::OsString::from_vec(through_root))));
+        }
+        match seen.handle {
+            Handle::Fd(fd) => c.push(Candidate::Descriptor { pid: p.pid, fd }),
+            Handle::Mapping { addr, len, fd } => {
+                c.push(Candidate::Mapping { pid: p.pid, addr, len });
+                c.push(Candidate::Descriptor { pid: p.pid, fd });
+            }
+        }
+        c
+    }
+
+    /// What is known about a file a process opened or mapped. Unknown versions are looked up
+    /// off the loop (see [`Self::candidates`]; each must still be the inode the kernel
+    /// reported) and then go to the analyzer when the answer comes back.
     pub fn summary(
         &mut self,
         resolver: &mut Resolver,
         p: &Arc<ProcessInfo>,
-        path: &str,
-        key: FileKey,
+        seen: &Sighting<'_>,
     ) -> Option<ArtifactSummary> {
+        let key = seen.key;
         let known = self.identities.get(&key).map(|(id, at)| (*id, at.elapsed() < IDENTITY_TTL));
         if known.is_none_or(|(_, fresh)| !fresh) && !self.pending.contains_key(&key) {
-            // Our own view first: when it is the same inode, the analyzer can still open it
-            // after the process exits (its /proc root then vanishes, failing the analysis).
-            let candidates = [PathBuf::from(path), PathBuf::from(format!("/proc/{}/root{path}", p.pid))];
-            if self.pending.len() >= MAX_PENDING {
+            if !self.pending_shares.admits(p.uid, self.pending.len(), MAX_PENDING) {
                 self.lookups_refused += 1;
-            } else if resolver.submit(Job::Identity { key, candidates }) {
-                self.pending.insert(key, (p.clone(), path.to_owned()));
+                self.culprits.charge(LossSource::Analyzer, p, 1);
+            } else if resolver.submit(Job::Identity { key, candidates: Self::candidates(p, seen) }) {
+                self.pending.insert(key, Pending { process: p.clone(), name: FileName::of(seen.path) });
+                self.pending_shares.add(p.uid);
+            } else {
+                // Counted by the resolver.
+                self.culprits.charge(LossSource::Analyzer, p, 1);
             }
         }
         let (identity, _) = known?;
-        self.openers.put(identity, Opener { process: p.clone(), path: path.to_owned(), kdev: key.0 });
+        self.openers.put(identity, Opener { process: p.clone(), name: FileName::of(seen.path), kdev: key.0 });
         self.analyzer.lookup(&identity).map(|report| art::summary(&report, &identity))
     }
 
     /// The resolver found (or not) the file an event was about. A version the analyzer already
     /// knows (from its persisted cache) comes back as an update to handle like the analyzer's.
-    pub fn on_identity(&mut self, key: FileKey, found: Option<(FileIdentity, PathBuf)>) -> Option<ArtifactUpdate> {
-        let (process, path) = self.pending.remove(&key)?;
-        let Some((identity, file)) = found else {
+    pub fn on_identity(&mut self, key: FileKey, found: Option<Found>) -> Option<ArtifactUpdate> {
+        let Pending { process, mut name } = self.pending.remove(&key)?;
+        self.pending_shares.remove(process.uid);
+        let Some(Found { identity, path, held, name: link_target }) = found else {
             self.lookups_unresolved += 1;
             self.identities.pop(&key);
             return None;
         };
+        name.completed_by(link_target.as_ref());
         self.identities.put(key, (identity, Instant::now()));
-        let first = self.openers.put(identity, Opener { process, path, kdev: key.0 }).is_none();
+        let first = self.openers.put(identity, Opener { process: process.clone(), name, kdev: key.0 }).is_none();
         match self.analyzer.lookup(&identity) {
             // Known from an earlier run: say what it is once, and put the kernel's mark back.
             Some(report) if first => Some(ArtifactUpdate::Identified { identity, report }),
             Some(_) => None,
             None => {
-                self.analyzer.submit(ArtifactRequest { path: file, identity });
+                self.submit(&process, identity, path, held);
                 None
             }
+        }
+    }
+
+    /// Queues a version for analysis within its user's share; a held file is handed over as
+    /// `/proc/self/fd/<n>` and kept open until the analyzer answers.
+    fn submit(&mut self, process: &ProcessInfo, identity: FileIdentity, path: PathBuf, held: Option<File>) {
+        if self.queued.contains_key(&identity) {
+            return; // on its way: its answer serves this event too
+        }
+        if !self.queued_shares.admits(process.uid, self.queued.len(), self.analysis_capacity) {
+            self.identifications_refused += 1;
+            self.culprits.charge(LossSource::Analyzer, process, 1);
+            // Looked up again (and resubmitted) at the next event after the identity expires.
+            return;
+        }
+        if held.is_some() && self.held_count() >= MAX_HELD {
+            self.release_oldest_held();
+        }
+        let path = held.as_ref().map_or(path, |f| PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())));
+        // Only our submits move these two counters: growth is this submit refused (queue
+        // full), or taken as a duplicate of a version on its way (whose answer serves it).
+        let before = self.analyzer.stats();
+        self.analyzer.submit(ArtifactRequest { path, identity });
+        let after = self.analyzer.stats();
+        if after.dropped > before.dropped {
+            self.culprits.charge(LossSource::Analyzer, process, 1);
+            return;
+        }
+        if after.duplicates > before.duplicates {
+            return;
+        }
+        self.queued.insert(identity, Queued { uid: process.uid, held, since: Instant::now() });
+        self.queued_shares.add(process.uid);
+    }
+
+    fn held_count(&self) -> usize {
+        self.queued.values().filter(|q| q.held.is_some()).count()
+    }
+
+    /// Closes the oldest held file; its analysis then fails (counted as failed) unless the
+    /// analyzer opened it already.
+    fn release_oldest_held(&mut self) {
+        if let Some(q) = self.queued.values_mut().filter(|q| q.held.is_some()).min_by_key(|q| q.since) {
+            q.held = None;
+        }
+    }
+
+    /// The analyzer answered about `identity`: its share is free and its held file closed.
+    fn answered(&mut self, identity: &FileIdentity) {
+        if let Some(q) = self.queued.remove(identity) {
+            self.queued_shares.remove(q.uid);
+        }
+    }
+
+    /// Gives up analyses whose answer never came (so they do not hold a share for ever).
+    pub fn expire(&mut self) {
+        let stale: Vec<FileIdentity> =
+            self.queued.iter().filter(|(_, q)| q.since.elapsed() > STALE_AFTER).map(|(id, _)| *id).collect();
+        for id in stale {
+            self.answered(&id);
         }
     }
 
     /// What an analyzer update means for the stream, the kernel's marks and the tracker.
     pub fn on_update(&mut self, update: ArtifactUpdate) -> ArtifactNews {
         let (identity, report) = match update {
-            ArtifactUpdate::Identified { identity, report }
-            | ArtifactUpdate::Digest { identity, report }
-            | ArtifactUpdate::PolicyChanged { identity, report } => (identity, report),
-            ArtifactUpdate::Failed { path, error, .. } => {
+            ArtifactUpdate::Identified { identity, report } => {
+                self.answered(&identity);
+                (identity, report)
+            }
+            ArtifactUpdate::Digest { identity, report } | ArtifactUpdate::PolicyChanged { identity, report } => {
+                (identity, report)
+            }
+            ArtifactUpdate::Failed { identity, path, error } => {
+                self.answered(&identity);
                 tracing::debug!(path = %path.display(), "artifact not analysed: {error}");
                 return ArtifactNews::default();
             }
@@ -211,9 +450,9 @@ impl ArtifactLink {
 
     fn news(&mut self, identity: FileIdentity, report: &ArtifactReport) -> ArtifactNews {
         let opener = self.openers.get(&identity).cloned();
-        let (process, kernel_path, kdev) = match opener {
-            Some(o) => (Some(o.process), o.path, o.kdev),
-            None => (None, report.path.to_string_lossy().into_owned(), art::kernel_dev(&identity)),
+        let (process, name, kdev) = match opener {
+            Some(o) => (Some(o.process), Some(o.name), o.kdev),
+            None => (None, None, art::kernel_dev(&identity)),
         };
         let verdict = if report.format.is_model() {
             Some(sensor_ebpf::mark::MODEL)
@@ -222,15 +461,19 @@ impl ArtifactLink {
         } else {
             None
         };
+        if report.format.is_model() {
+            self.models.put((kdev, identity.ino), ());
+        }
         let mark = verdict.map(|verdict| {
             let id = FileId { dev: kdev, _pad0: 0, ino: identity.ino };
             (id, InodeMark { verdict, _pad0: 0, size: identity.size, ctime_sec: identity.ctime_sec })
         });
         let summary = art::summary(report, &identity);
         let mut identified = art::identified(report, &identity);
-        if let Some(f) = &mut identified.file {
-            f.path.clone_from(&kernel_path);
+        if let (Some(f), Some(name)) = (&mut identified.file, &name) {
+            name.apply(f);
         }
+        let kernel_path = identified.file.as_ref().map(|f| f.path.clone()).unwrap_or_default();
         let severity = report.max_severity().map_or(Severity::Info, art::severity).max(Severity::Info);
         let mut events = vec![(process.clone(), Payload::ArtifactIdentified(identified), severity)];
         let reported = self.reported_findings.get_or_insert_mut(identity, Default::default);
@@ -239,20 +482,31 @@ impl ArtifactLink {
                 continue;
             }
             let mut finding = art::policy_finding(report, &identity, f);
-            if let Some(file) = &mut finding.file {
-                file.path.clone_from(&kernel_path);
+            if let (Some(file), Some(name)) = (&mut finding.file, &name) {
+                name.apply(file);
             }
             events.push((process.clone(), Payload::PolicyFinding(finding), art::severity(f.severity)));
         }
         ArtifactNews { events, mark, known: Some((kernel_path, summary)), manifest_error: None }
     }
 
+    /// (kernel dev, ino) of the files identified as models (most recent first, bounded).
+    pub fn models(&self) -> HashSet<(u32, u64)> {
+        self.models.iter().map(|(k, ())| *k).collect()
+    }
+
     pub fn losses(&self, resolver: &Resolver) -> LinkLosses {
         LinkLosses {
             lookups_dropped: resolver.dropped() + self.lookups_refused,
             file_not_found: self.lookups_unresolved,
+            identifications_refused: self.identifications_refused,
             analyzer: self.analyzer.stats(),
         }
+    }
+
+    /// The processes charged with analyses that did not happen, for the loss ledger.
+    pub fn culprits(&mut self) -> &mut Culprits {
+        &mut self.culprits
     }
 
     /// Files queued for analysis but not yet identified (for the health event).
@@ -301,14 +555,16 @@ mod tests {
         let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
         let (tx, rx) = std::sync::mpsc::channel();
         let analyzer = Analyzer::start(&ArtifactConfig::default(), dir.path(), tx).expect("analyzer");
-        let mut link = ArtifactLink::new(analyzer, true);
+        let mut link = ArtifactLink::new(analyzer, true, 1024);
         let (mut resolver, mut answers) = Resolver::start().expect("resolver");
         let p = process(42);
         let path = model.to_str().expect("utf-8");
+        let kpath = kernel_path(path);
+        let seen = Sighting { path: &kpath, key, handle: Handle::Fd(-1) };
 
         // Unknown: a lookup goes out, nothing is known yet; a second event does not ask again.
-        assert!(link.summary(&mut resolver, &p, path, key).is_none());
-        assert!(link.summary(&mut resolver, &p, path, key).is_none());
+        assert!(link.summary(&mut resolver, &p, &seen).is_none());
+        assert!(link.summary(&mut resolver, &p, &seen).is_none());
         let Some(super::super::resolver::Answer::Identity { key: k, found }) = answers.recv().await else {
             panic!("no identity answer")
         };
@@ -328,7 +584,7 @@ mod tests {
         assert_eq!((mark_id.ino, mark.verdict), (md.ino(), sensor_ebpf::mark::MODEL));
         assert_eq!(news.known.as_ref().map(|(p, _)| p.as_str()), Some(path));
         // Now the identity is known: the next event gets the summary at once.
-        assert!(link.summary(&mut resolver, &p, path, key).is_some());
+        assert!(link.summary(&mut resolver, &p, &seen).is_some());
         link.shutdown();
     }
 
@@ -337,7 +593,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (tx, _rx) = std::sync::mpsc::channel();
         let analyzer = Analyzer::start(&ArtifactConfig::default(), dir.path(), tx).expect("analyzer");
-        let mut link = ArtifactLink::new(analyzer, false);
+        let mut link = ArtifactLink::new(analyzer, false, 1024);
         let text = dir.path().join("notes.bin");
         std::fs::write(&text, "just text\n").expect("write");
         let (mut file, md) = modelwatch_artifact::open_artifact(&text).expect("open");
@@ -359,9 +615,122 @@ mod tests {
         // An answer that found no file counts as file_not_found.
         let (mut resolver, _answers) = Resolver::start().expect("resolver");
         let p = process(1);
-        assert!(link.summary(&mut resolver, &p, "/nonexistent/m.gguf", (1, 2, 3)).is_none());
+        let kpath = kernel_path("/nonexistent/m.gguf");
+        let seen = Sighting { path: &kpath, key: (1, 2, 3), handle: Handle::Fd(-1) };
+        assert!(link.summary(&mut resolver, &p, &seen).is_none());
         assert!(link.on_identity((1, 2, 3), None).is_none());
         assert_eq!(link.losses(&resolver).file_not_found, 1);
+        link.shutdown();
+    }
+
+    fn kernel_path(path: &str) -> KernelPath {
+        KernelPath { path: path.into(), complete: true, ..Default::default() }
+    }
+
+    fn user(pid: u32, uid: u32) -> Arc<ProcessInfo> {
+        Arc::new(ProcessInfo { pid, uid, entity_id: format!("entity-{pid}"), ..Default::default() })
+    }
+
+    #[test]
+    fn shares_leave_room_for_a_newcomer_whoever_floods() {
+        let mut s = Shares::default();
+        let cap = 1024;
+        let mut total = 0;
+        // One user alone gets half.
+        while s.admits(65534, total, cap) {
+            s.add(65534);
+            total += 1;
+        }
+        assert_eq!(total, 512);
+        // A second one gets a third of the whole, and a third user still finds room.
+        while s.admits(1000, total, cap) {
+            s.add(1000);
+            total += 1;
+        }
+        assert_eq!(total, 512 + 341);
+        assert!(s.admits(0, total, cap));
+        s.remove(65534);
+        assert_eq!(s.by_uid[&65534], 511);
+        // A tiny capacity still admits one each.
+        assert!(Shares::default().admits(5, 0, 1));
+    }
+
+    /// While one user's lookups fill its share, another user's file is still looked up; the
+    /// refusals are charged to the flooding process.
+    #[test]
+    fn a_flood_of_lookups_by_one_user_leaves_room_for_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let analyzer = Analyzer::start(&ArtifactConfig::default(), dir.path(), tx).expect("analyzer");
+        let mut link = ArtifactLink::new(analyzer, true, 1024);
+        let (mut resolver, _answers) = Resolver::start().expect("resolver");
+        let flooder = user(10, 65534);
+        // Nothing answers while the test runs: the answers are never read.
+        let kpath = kernel_path("/nonexistent/flood.gguf");
+        for ino in 0..2000 {
+            let seen = Sighting { path: &kpath, key: (1, ino, 1), handle: Handle::Fd(-1) };
+            link.summary(&mut resolver, &flooder, &seen);
+        }
+        let refused = link.losses(&resolver).lookups_dropped;
+        assert_eq!(refused, 2000 - 512, "the flooder got half the table");
+        let root = user(1, 0);
+        let seen = Sighting { path: &kpath, key: (1, 99_999, 1), handle: Handle::Fd(-1) };
+        link.summary(&mut resolver, &root, &seen);
+        assert_eq!(link.losses(&resolver).lookups_dropped, refused, "root's lookup went out");
+        assert!(link.pending.contains_key(&(1, 99_999, 1)));
+        let mut ledger = super::super::losses::LossLedger::default();
+        let counters = [super::super::losses::Loss::new(LossSource::Analyzer, "lookup_dropped", refused)];
+        let out = ledger.report(&counters, link.culprits());
+        let c = &out[0].1.culprits;
+        assert_eq!((c.len(), c[0].pid, c[0].uid, c[0].count), (1, 10, 65534, refused));
+        link.shutdown();
+    }
+
+    /// A file reached through the opener's descriptor is held: it is analysed even though the
+    /// opener closed it (and it was unlinked) before the analyzer ran.
+    #[tokio::test]
+    async fn a_held_file_is_analysed_after_its_opener_let_go() {
+        use std::os::fd::AsRawFd as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("brief.gguf");
+        std::fs::write(&model, gguf()).expect("write");
+        let f = File::open(&model).expect("open");
+        let md = f.metadata().expect("stat");
+        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
+        std::fs::remove_file(&model).expect("unlink");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let analyzer = Analyzer::start_with(
+            &ArtifactConfig::default(),
+            dir.path(),
+            tx,
+            modelwatch_artifact::service::StartOptions { paused: true },
+        )
+        .expect("analyzer");
+        let mut link = ArtifactLink::new(analyzer.clone(), true, 1024);
+        let (mut resolver, mut answers) = Resolver::start().expect("resolver");
+        let kpath = kernel_path(model.to_str().expect("utf-8"));
+        let me = Arc::new(ProcessInfo { pid: std::process::id(), ..Default::default() });
+        let seen = Sighting { path: &kpath, key, handle: Handle::Fd(f.as_raw_fd()) };
+        assert!(link.summary(&mut resolver, &me, &seen).is_none());
+        let Some(super::super::resolver::Answer::Identity { key: k, found }) = answers.recv().await else {
+            panic!("no identity answer")
+        };
+        assert!(found.as_ref().is_some_and(|f| f.held.is_some()), "reached through the descriptor");
+        assert!(link.on_identity(k, found).is_none());
+        // The opener lets go before the analyzer runs.
+        drop(f);
+        analyzer.resume();
+        let news = loop {
+            match next_update(&rx) {
+                u @ ArtifactUpdate::Identified { .. } => break link.on_update(u),
+                ArtifactUpdate::Failed { error, .. } => panic!("analysis failed: {error}"),
+                _ => {}
+            }
+        };
+        let Payload::ArtifactIdentified(a) = &news.events[0].1 else { panic!("not identified") };
+        assert_eq!(a.artifact.as_ref().map(|s| s.format), Some(crate::proto::v1::ArtifactFormat::Gguf as i32));
+        assert_eq!(a.file.as_ref().map(|f| f.path.as_str()), Some(kpath.path.as_str()), "named as the event named it");
+        assert!(link.queued.is_empty(), "answered: the held file is closed");
         link.shutdown();
     }
 }

@@ -8,8 +8,10 @@
 //! - [`devices::DeviceUsage`]: watched accelerators and the kernel's ioctl counts;
 //! - [`usage::Sampler`]: CPU and GPU samples for the session tracker;
 //! - [`model_dirs::ModelDirs`]: the configured model directories in the kernel filter;
-//! - [`losses::LossLedger`]: every loss counter, reported once;
+//! - [`losses::LossLedger`]: every loss counter, reported once, with who caused it;
 //! - [`resolver::Resolver`]: stat(2)s off the loop, for the first and the fourth;
+//! - [`proc_scan::Scanner`]: walks of /proc for what the probes could not see happen (files
+//!   loaded before the sensor started, model descriptors passed between processes);
 //! - `session::Tracker` (its own module): inference sessions.
 //!
 //! A new kernel event kind gets one arm in [`Sensor::on_event`].
@@ -18,6 +20,7 @@ mod artifacts;
 mod devices;
 mod losses;
 mod model_dirs;
+mod proc_scan;
 mod resolver;
 mod usage;
 
@@ -37,18 +40,19 @@ use tokio::{
 
 pub use self::artifacts::reload_manifest_on_sighup;
 use self::{
-    artifacts::{ARTIFACT_UPDATES, ArtifactLink, ArtifactNews, LoopUpdates},
+    artifacts::{ARTIFACT_UPDATES, ArtifactLink, ArtifactNews, Handle, LoopUpdates, Sighting},
     devices::DeviceUsage,
     losses::{Loss, LossLedger},
     model_dirs::ModelDirs,
+    proc_scan::{Attributions, Found, Rules, Scanner, Subject, Walk},
     resolver::{Answer, Resolver},
     usage::Sampler,
 };
 use crate::{
     bus::Bus,
     config::Config,
-    decode::{self, KernelEvent},
-    enrich::{self, Enricher},
+    decode::{self, FileMmap, FileOpen, KernelEvent},
+    enrich::{self, Enricher, Origin},
     host,
     loader::{self, KernelMaps, KernelStats, LoadSettings, LoaderError, Probes},
     process::{ProcessInfo, ProcessTable},
@@ -84,6 +88,7 @@ struct Inbox {
     artifacts: Receiver<ArtifactUpdate>,
     answers: Receiver<Answer>,
     stats: Receiver<StatsRequest>,
+    found: Receiver<Found>,
 }
 
 pub struct Sensor {
@@ -101,6 +106,11 @@ pub struct Sensor {
     sampler: Sampler,
     tracker: Tracker,
     losses: LossLedger,
+    scanner: Scanner,
+    /// Which processes were reported with which files (so a /proc walk adds only the unseen).
+    attributions: Attributions,
+    /// A walk of /proc that could not look at everything: said in the health event.
+    walk_note: Option<String>,
     decode_errors: u64,
     stats_tx: tokio::sync::mpsc::Sender<StatsRequest>,
     inbox: Option<Inbox>,
@@ -157,12 +167,14 @@ impl Sensor {
         }
         let (resolver, answers) = Resolver::start()
             .map_err(|e| SensorError::EventLoop { what: "starting the file lookup thread", source: e.into() })?;
+        let (scanner, found) = Scanner::start(std::process::id())
+            .map_err(|e| SensorError::EventLoop { what: "starting the /proc walks", source: e.into() })?;
         let sampler = Sampler::new(&cfg.telemetry);
         if let Ok(mut st) = status.lock() {
             st.nvml = sampler.nvml_state();
         }
         let mut sensor = Self {
-            artifacts: ArtifactLink::new(analyzer, cfg.files.suppress_known_non_models),
+            artifacts: ArtifactLink::new(analyzer, cfg.files.suppress_known_non_models, cfg.artifact.analysis_queue),
             tracker: Tracker::new(session_config(&cfg)),
             cfg,
             maps,
@@ -176,6 +188,9 @@ impl Sensor {
             model_dirs: ModelDirs::default(),
             sampler,
             losses: LossLedger::default(),
+            scanner,
+            attributions: Attributions::default(),
+            walk_note: None,
             decode_errors: 0,
             stats_tx,
             inbox: None,
@@ -202,7 +217,11 @@ impl Sensor {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
-        sensor.inbox = Some(Inbox { artifacts: artifact_rx, answers, stats });
+        sensor.inbox = Some(Inbox { artifacts: artifact_rx, answers, stats, found });
+        // The probes are attached: what was loaded before is found by walking /proc once.
+        let f = &sensor.cfg.files;
+        let rules = Rules::new(&f.extensions, f.size_threshold.0, sensor.model_dirs.paths(), &f.runtime_libraries);
+        sensor.scanner.request(Walk::AtStart(Arc::new(rules)));
         // Start-up parsed the kernel's BTF (tens of MB of short-lived allocations); give the
         // freed memory back to the system instead of keeping it in the allocator's free lists.
         // SAFETY: malloc_trim has no preconditions.
@@ -287,7 +306,7 @@ impl Sensor {
                 (parent, payload)
             }
             KernelEvent::Exit(x) => {
-                let Some(p) = self.table.on_exit(&h, Instant::now()) else {
+                let Some(p) = self.table.on_exit(&h, x.raw.ppid, Instant::now()) else {
                     tracing::debug!(tgid = h.tgid, "duplicate exit record");
                     return;
                 };
@@ -307,35 +326,8 @@ impl Sensor {
                 let (flags, fd) = (o.raw.flags, o.raw.fd);
                 (p, Payload::AcceleratorOpened(AcceleratorOpened { device: Some(device), flags, fd }))
             }
-            KernelEvent::Open(o) => {
-                let p = self.table.resolve(&h);
-                let mut opened = enrich::open_payload(o);
-                if o.raw.mode & 0o170_000 == 0o100_000 && !o.path.truncated {
-                    let key = (o.raw.dev, o.raw.ino, o.raw.size);
-                    opened.artifact = self.artifacts.summary(&mut self.resolver, &p, &o.path.path, key);
-                }
-                if let Some(file) = &opened.file {
-                    self.observe(&p, Observation::ModelOpened { file, artifact: opened.artifact.as_ref() });
-                }
-                (p, Payload::ModelFileOpened(opened))
-            }
-            KernelEvent::Mmap(m) => {
-                let p = self.table.resolve(&h);
-                let mut mapped = enrich::mmap_payload(m);
-                if mapped.runtime_library.is_empty() && !m.path.truncated {
-                    let key = (m.raw.dev, m.raw.ino, m.raw.size);
-                    mapped.artifact = self.artifacts.summary(&mut self.resolver, &p, &m.path.path, key);
-                }
-                if !mapped.runtime_library.is_empty() {
-                    self.observe(&p, Observation::RuntimeLibrary { name: &mapped.runtime_library });
-                } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
-                    self.observe(
-                        &p,
-                        Observation::ModelMapped { file, length: m.raw.len, artifact: mapped.artifact.as_ref() },
-                    );
-                }
-                (p, Payload::ModelMapped(mapped))
-            }
+            KernelEvent::Open(o) => self.file_opened(o, Origin::Kernel),
+            KernelEvent::Mmap(m) => self.file_mapped(m, Origin::Kernel),
             KernelEvent::DeviceIoctl(d) => {
                 let dev = self.devices.get(d.raw.rdev);
                 let payload = Payload::AcceleratorActivity(AcceleratorActivity {
@@ -348,6 +340,75 @@ impl Sensor {
             }
         };
         self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
+    }
+
+    /// A model file opened (or, for a /proc walk, found held): what is known of it, and what
+    /// the session tracker learns.
+    fn file_opened(&mut self, o: &FileOpen, origin: Origin) -> (Arc<ProcessInfo>, Payload) {
+        let p = self.table.resolve(&o.raw.header);
+        self.attributions.note(Subject { pid: p.pid, start_ticks: p.start_ticks }, o.raw.dev, o.raw.ino, false);
+        let mut opened = enrich::open_payload(o, origin);
+        if o.raw.mode & 0o170_000 == 0o100_000 {
+            let seen =
+                Sighting { path: &o.path, key: (o.raw.dev, o.raw.ino, o.raw.size), handle: Handle::Fd(o.raw.fd) };
+            opened.artifact = self.artifacts.summary(&mut self.resolver, &p, &seen);
+        }
+        if let Some(file) = &opened.file {
+            self.observe(&p, Observation::ModelOpened { file, artifact: opened.artifact.as_ref() });
+        }
+        (p, Payload::ModelFileOpened(opened))
+    }
+
+    /// A model file or a runtime library mapped (or found mapped).
+    fn file_mapped(&mut self, m: &FileMmap, origin: Origin) -> (Arc<ProcessInfo>, Payload) {
+        let p = self.table.resolve(&m.raw.header);
+        self.attributions.note(Subject { pid: p.pid, start_ticks: p.start_ticks }, m.raw.dev, m.raw.ino, true);
+        let mut mapped = enrich::mmap_payload(m, origin);
+        if mapped.runtime_library.is_empty() {
+            let handle = Handle::Mapping { addr: m.raw.addr, len: m.raw.len, fd: m.raw.fd };
+            let seen = Sighting { path: &m.path, key: (m.raw.dev, m.raw.ino, m.raw.size), handle };
+            mapped.artifact = self.artifacts.summary(&mut self.resolver, &p, &seen);
+        }
+        if !mapped.runtime_library.is_empty() {
+            self.observe(&p, Observation::RuntimeLibrary { name: &mapped.runtime_library });
+        } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
+            self.observe(&p, Observation::ModelMapped { file, length: m.raw.len, artifact: mapped.artifact.as_ref() });
+        }
+        (p, Payload::ModelMapped(mapped))
+    }
+
+    /// What a walk of /proc found: reported as the kernel would have reported it, unless the
+    /// process was already reported with that file.
+    fn on_found(&mut self, found: Found) {
+        let (who, dev, ino, at_start, mapped) = match &found {
+            Found::Open { who, file, at_start, .. } => (*who, file.dev, file.ino, *at_start, false),
+            Found::Map { who, file, at_start, .. } => (*who, file.dev, file.ino, *at_start, true),
+            Found::Done(s) => {
+                let what = if s.at_start { "start-up walk of /proc" } else { "walk of /proc for model holders" };
+                tracing::debug!(processes = s.processes, found = s.found, elapsed = ?s.elapsed, "{what} done");
+                if let Some(why) = &s.cut_short {
+                    tracing::warn!("{what} cut short: {why}");
+                    self.walk_note = Some(format!("{what} cut short: {why}"));
+                }
+                return;
+            }
+        };
+        if self.attributions.knows(who, dev, ino, mapped) {
+            return;
+        }
+        let Some(p) = self.table.find(who.pid, who.start_ticks) else { return };
+        let origin = if at_start { Origin::PresentAtStart } else { Origin::HeldDescriptor };
+        let now = host::boottime_ns();
+        let (p, payload) = match &found {
+            Found::Open { file, fd, flags, .. } => {
+                self.file_opened(&proc_scan::open_record(&p, file, *fd, *flags, now), origin)
+            }
+            Found::Map { file, addr, len, offset, prot, flags, .. } => {
+                self.file_mapped(&proc_scan::mmap_record(&p, file, *addr, *len, *offset, *prot, *flags, now), origin)
+            }
+            Found::Done(_) => return,
+        };
+        self.publish(self.enricher.event(now, Some((&p, p.pid)), payload));
     }
 
     /// Publishes what the analyzer learnt, tells the kernel which inodes are models (so their
@@ -457,7 +518,11 @@ impl Sensor {
             Loss::new(LossSource::KernelMap, "ioctl_gate_full", kernel.ioctl_gate_full),
             Loss::new(LossSource::Analyzer, "lookup_dropped", link.lookups_dropped),
             Loss::new(LossSource::Analyzer, "file_not_found", link.file_not_found),
-            Loss::new(LossSource::Analyzer, "identification_dropped", link.analyzer.dropped),
+            Loss::new(
+                LossSource::Analyzer,
+                "identification_dropped",
+                link.analyzer.dropped + link.identifications_refused,
+            ),
             Loss::new(LossSource::Analyzer, "hash_dropped", link.analyzer.hash_dropped),
             Loss::new(LossSource::Analyzer, "failed", link.analyzer.failed),
             Loss::new(LossSource::SessionTracker, "untracked", self.tracker.untracked()),
@@ -471,7 +536,7 @@ impl Sensor {
     pub fn report_losses(&mut self) {
         let stats = self.maps.stats();
         let counters = self.loss_counters(&stats);
-        for (severity, lost) in self.losses.report(&counters) {
+        for (severity, lost) in self.losses.report(&counters, self.artifacts.culprits()) {
             self.publish(self.sensor_event(severity, Payload::EventsLost(lost)));
         }
         if let Ok(mut s) = self.status.lock() {
@@ -502,6 +567,9 @@ impl Sensor {
         let stuck = self.resolver.stuck();
         if let Some((secs, what)) = &stuck {
             notes.push(format!("file lookups stuck for {secs} s on {what} (its filesystem does not answer)"));
+        }
+        if let Some(note) = &self.walk_note {
+            notes.push(note.clone());
         }
         let degraded = !self.probes.skipped.is_empty() || stats.dropped_total() > 0 || stuck.is_some();
         let state = if state == HealthState::Ok && degraded { HealthState::Degraded } else { state };
@@ -538,6 +606,13 @@ impl Sensor {
         if let Err(e) = self.rescan() {
             tracing::warn!("rescan failed: {e:#}");
         }
+        self.artifacts.expire();
+        // Descriptors of known models in processes never seen opening them (passed over a
+        // Unix socket, inherited): one walk at a time, only while there are models to look for.
+        let models = self.artifacts.models();
+        if !models.is_empty() {
+            self.scanner.request(Walk::Holders(Arc::new(models)));
+        }
         // A burst fills the bus and sink queues; once they drain, glibc keeps the freed memory
         // in its free lists (and per-thread arenas) for good. An endpoint agent should shrink
         // back: a trim every housekeeping tick costs about a millisecond.
@@ -570,6 +645,16 @@ impl Sensor {
                     let _ = reply.send(self.maps.stats());
                 }
                 Some(answer) = inbox.answers.recv() => self.on_answer(answer)?,
+                Some(found) = inbox.found.recv() => {
+                    // The ring may still hold the kernel's record of what the walk found: handle
+                    // the records first, so the walk does not report it a second time.
+                    let rb = ring.get_mut();
+                    for _ in 0..RING_BATCH_MAX {
+                        let Some(item) = rb.next() else { break };
+                        self.on_record(&item);
+                    }
+                    self.on_found(found);
+                }
                 Some(update) = inbox.artifacts.recv() => self.on_artifact(update),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(|e| SensorError::EventLoop { what: "waiting on the ring buffer", source: e.into() })?;

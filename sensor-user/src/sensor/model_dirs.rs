@@ -28,6 +28,11 @@ impl ModelDirs {
         }
     }
 
+    /// The directories in force.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.in_force.iter().map(|(p, _)| p.clone()).collect()
+    }
+
     /// Puts the directories that are new in force. On an error, those added before it are in
     /// force and the rest are tried again at the next lookup.
     pub fn on_found(&mut self, found: Vec<(PathBuf, FileId)>, maps: &mut KernelMaps) -> Result<(), LoaderError> {
