@@ -589,6 +589,8 @@ mod tests {
             ("[sessions]\ncpu_busy_percent = -1.0", "sessions.cpu_busy_percent"),
             ("[telemetry]\ninterval_ms = 1", "telemetry.interval_ms"),
             ("[artifact]\nhash_workers = 0", "artifact.hash_workers"),
+            ("[artifact]\nmax_analysis_ms = 50", "artifact.max_analysis_ms"),
+            ("[artifact]\nanalysis_workers = 65", "artifact.analysis_workers"),
             ("[sensor]\nhousekeeping_ms = 3600000", "sensor.housekeeping_ms"),
             ("[sensor]\nexit_grace_ms = 3600000", "sensor.exit_grace_ms"),
         ];

@@ -52,6 +52,7 @@ fn artifact() -> ArtifactSummary {
         approval: ApprovalVerdict::Unapproved as i32,
         pickle: PickleVerdict::Unspecified as i32,
         license: "llama3.1".into(),
+        digest_skipped_reason: String::new(),
     }
 }
 
