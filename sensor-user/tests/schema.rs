@@ -92,6 +92,7 @@ fn samples() -> Vec<Event> {
             fd: 7,
             syscall: "openat".into(),
             artifact: Some(artifact()),
+            repeats: 3,
         }),
         P::ModelMapped(ModelMapped {
             file: Some(file()),

@@ -191,6 +191,22 @@ impl RunningSensor {
         }
     }
 
+    /// Waits until the sensor's log (its stderr) satisfies `pred`.
+    pub fn wait_for_log(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !pred(&self.stderr.lock().unwrap()) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sensor exited ({status}) while waiting for {what}; stderr:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
