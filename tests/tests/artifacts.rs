@@ -3,7 +3,7 @@
 //! told which inodes are models (their mappings are reported) and which are not (their opens
 //! are filtered).
 
-use std::{os::unix::fs::MetadataExt as _, path::Path, time::Duration};
+use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, open_close, pid, real, u64_of};
 use serde_json::Value;
