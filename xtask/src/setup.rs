@@ -1,5 +1,6 @@
 //! Installs what building and testing need, idempotently: each step checks first and does
-//! nothing when the tool is already there.
+//! nothing when the tool is already there. The real inference engines the root integration
+//! tests drive are installed by `engines.rs`, under `target/engines/`.
 
 use std::{
     path::{Path, PathBuf},
@@ -18,6 +19,7 @@ pub fn setup(root: &Path) -> anyhow::Result<()> {
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()?;
     ensure_buf(root)?;
+    crate::engines::ensure_engines(root)?;
     Ok(())
 }
 

@@ -1,0 +1,71 @@
+"""Runs a real engine, or a decoy that touches a model without running it, for the engine tests.
+
+    run.py onnx MODEL ITERS         onnxruntime.InferenceSession on the CPU, ITERS forward passes
+    run.py safetensors MODEL ITERS  safe_open(framework="numpy") (the file is mapped), ITERS
+                                    forward passes of the MLP with NumPy while it stays open
+    run.py memmap FILE ITERS        a decoy: numpy.memmap of a large file that is no model,
+                                    summed ITERS times (CPU busy with a large mapping)
+
+Prints one line, `ran N passes: <checksum>`, so the test knows the work was done.
+"""
+
+import sys
+
+import numpy as np
+
+BATCH = 64
+
+
+def onnx(model: str, iters: int) -> str:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # Two threads at most: the test machine has two cores shared with other work.
+    opts.intra_op_num_threads = 2
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    x = np.random.default_rng(1).standard_normal((BATCH, inp.shape[1]), dtype=np.float32)
+    total = 0.0
+    for _ in range(iters):
+        (y,) = sess.run(None, {inp.name: x})
+        total += float(y[0, 0])
+    return f"{total:.3f}"
+
+
+def safetensors(model: str, iters: int) -> str:
+    from safetensors import safe_open
+
+    total = 0.0
+    with safe_open(model, framework="numpy") as f:
+        w1, b1 = f.get_tensor("fc1.weight"), f.get_tensor("fc1.bias")
+        w2, b2 = f.get_tensor("fc2.weight"), f.get_tensor("fc2.bias")
+        x = np.random.default_rng(2).standard_normal((BATCH, w1.shape[0]), dtype=np.float32)
+        for _ in range(iters):
+            h = np.maximum(x @ w1 + b1, 0.0)
+            y = h @ w2 + b2
+            total += float(y[0, 0])
+    return f"{total:.3f}"
+
+
+def memmap(path: str, iters: int) -> str:
+    data = np.memmap(path, dtype=np.float32, mode="r")
+    total = 0.0
+    for _ in range(iters):
+        total += float(np.sum(data, dtype=np.float64))
+    return f"{total:.3f}"
+
+
+def main() -> int:
+    runners = {"onnx": onnx, "safetensors": safetensors, "memmap": memmap}
+    if len(sys.argv) != 4 or sys.argv[1] not in runners:
+        print(__doc__, file=sys.stderr)
+        return 2
+    iters = int(sys.argv[3])
+    checksum = runners[sys.argv[1]](sys.argv[2], iters)
+    print(f"ran {iters} passes: {checksum}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
