@@ -381,3 +381,59 @@ fn judge(events: &[Value], pid: u32, model: &str, gpu: &Gpu, took: Duration, eng
     let _ = writeln!(md, "\n{} of {} checks passed.", checks.len() - failed, checks.len());
     Report { markdown: md, failed, total: checks.len() }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The judging runs only where a GPU is; here it is checked on the schema's golden events
+    //! (an NVIDIA session of pid 4242 on /dev/nvidia0), so a field-name slip shows without one.
+
+    use super::*;
+
+    fn golden(name: &str) -> Value {
+        let path = format!("{}/../sensor-user/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    const MODEL: &str = "/home/alice/.cache/huggingface/hub/models--meta-llama--Llama-3.1-8B/blobs/9f1c";
+
+    fn gpu() -> Gpu {
+        Gpu { driver: "test".into(), names: vec![] }
+    }
+
+    fn failed(events: &[Value]) -> Vec<String> {
+        let r = judge(events, 4242, MODEL, &gpu(), Duration::from_secs(1), "generated 1 tokens");
+        r.markdown.lines().filter(|l| l.contains("| FAIL |")).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_complete_nvidia_session_passes_every_check() {
+        let mut activity = golden("accelerator_activity");
+        activity["accelerator_activity"]["categories"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "category": "IOCTL_CATEGORY_MEMORY", "count": "30" }));
+        let events = [golden("session_started"), golden("session_updated"), activity, golden("session_ended")];
+        assert_eq!(failed(&events), Vec::<String>::new());
+    }
+
+    #[test]
+    fn missing_pieces_fail_their_checks_and_nothing_passes_vacuously() {
+        // Only queries on the device: no memory work decoded.
+        let events = [golden("session_started"), golden("session_updated"), golden("accelerator_activity")];
+        let f = failed(&events);
+        assert!(f.iter().any(|l| l.contains("memory work decoded")), "{f:?}");
+        assert!(f.iter().any(|l| l.contains("session_ended")), "{f:?}");
+        assert_eq!(f.len(), 2, "{f:?}");
+        // Nothing at all: every check fails.
+        let r = judge(&[], 4242, MODEL, &gpu(), Duration::from_secs(1), "");
+        assert_eq!(r.failed, r.total);
+        // Another process's session is not this one's.
+        assert_eq!(judge(&events, 1, MODEL, &gpu(), Duration::from_secs(1), "").failed, r.total);
+    }
+
+    #[test]
+    fn gpu_nodes_are_the_numbered_ones() {
+        assert!(is_gpu_node("nvidia0") && is_gpu_node("nvidia12"));
+        assert!(!is_gpu_node("nvidiactl") && !is_gpu_node("nvidia-uvm") && !is_gpu_node("nvidia"));
+    }
+}
