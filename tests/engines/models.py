@@ -5,8 +5,9 @@
     models.py safetensors PATH  a two-layer MLP's weights in safetensors
 
 Every model is larger than the sensor's default size threshold (32 MiB): the engines map or
-read a model of realistic size, not a stub. Weights are random with a fixed seed, so a model's
-digest is stable from run to run. Prints nothing; exits non-zero on error.
+read a model of realistic size, not a stub. Weights are random with a fixed seed (the
+safetensors header's metadata order is not fixed, so its digest can change from run to run:
+the tests hash the file they wrote). Prints nothing; exits non-zero on error.
 """
 
 import sys

@@ -77,15 +77,17 @@ with open("app.log", "wb") as f:
 grep -c "status=500" app.log >/dev/null || true
 cp app.log app.log.1
 
-# NumPy data arrays: saved, loaded, and loaded memory-mapped and summed.
+# NumPy data arrays: saved, loaded, and loaded memory-mapped and computed with (a few seconds
+# of every core on a large mapping, as hot as inference).
 "$vpy" -c '
 import numpy as np
 a = np.random.default_rng(0).standard_normal((4096, 4096))
 np.save("features.npy", a)
 b = np.load("features.npy", mmap_mode="r")
+x = np.ones((64, 4096))
 s = 0.0
-for _ in range(30):
-    s += float(b.sum())
+for _ in range(40):
+    s += float((x @ b)[0, 0])
 c = np.load("features.npy")
 print(s, c.shape)
 ' >/dev/null

@@ -52,6 +52,7 @@ fn a_developer_workday_without_models_reports_no_model_and_no_session() {
                 let key = if NOT_MODELS.contains(&fmt) { "artifact_identified (not a model)" } else { k };
                 format!("{key}\t{fmt}")
             }
+            "policy_finding" => format!("{k}\t{}", e[k]["finding"]["code"].as_str().unwrap_or("")),
             _ => k.to_owned(),
         };
         if !["model_file_opened", "model_mapped", "artifact_identified", "policy_finding", "session_started"]
