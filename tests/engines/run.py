@@ -1,22 +1,34 @@
 """Runs a real engine, or a decoy that touches a model without running it, for the engine tests.
 
-    run.py onnx MODEL ITERS         onnxruntime.InferenceSession on the CPU, ITERS forward passes
-    run.py safetensors MODEL ITERS  safe_open(framework="numpy") (the file is mapped), ITERS
-                                    forward passes of the MLP with NumPy while it stays open
-    run.py memmap FILE ITERS        a decoy: numpy.memmap of a large file that is no model,
-                                    used as a matrix ITERS times (CPU busy with a large mapping)
+    run.py onnx MODEL SECONDS         onnxruntime.InferenceSession on the CPU, forward passes
+    run.py safetensors MODEL SECONDS  safe_open(framework="numpy") (the file is mapped),
+                                      forward passes of the MLP with NumPy while it stays open
+    run.py memmap FILE SECONDS        a decoy: numpy.memmap of a large file that is no model,
+                                      used as a matrix (CPU busy with a large mapping)
 
-Prints one line, `ran N passes: <checksum>`, so the test knows the work was done.
+Each runs passes for SECONDS of wall time (at least one), so the run is as long on a fast
+machine as on a slow one. Prints one line, `ran N passes: <checksum>`, so the test knows the
+work was done.
 """
 
 import sys
+import time
 
 import numpy as np
 
 BATCH = 64
 
 
-def onnx(model: str, iters: int) -> str:
+def passes(seconds: float):
+    """Pass numbers until `seconds` of wall time have gone by (at least one)."""
+    deadline = time.monotonic() + seconds
+    n = 0
+    while n == 0 or time.monotonic() < deadline:
+        yield n
+        n += 1
+
+
+def onnx(model: str, seconds: float) -> tuple[int, str]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -26,39 +38,39 @@ def onnx(model: str, iters: int) -> str:
     sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
     (inp,) = sess.get_inputs()
     x = np.random.default_rng(1).standard_normal((BATCH, inp.shape[1]), dtype=np.float32)
-    total = 0.0
-    for _ in range(iters):
+    total, n = 0.0, 0
+    for n in passes(seconds):
         (y,) = sess.run(None, {inp.name: x})
         total += float(y[0, 0])
-    return f"{total:.3f}"
+    return n + 1, f"{total:.3f}"
 
 
-def safetensors(model: str, iters: int) -> str:
+def safetensors(model: str, seconds: float) -> tuple[int, str]:
     from safetensors import safe_open
 
-    total = 0.0
+    total, n = 0.0, 0
     with safe_open(model, framework="numpy") as f:
         w1, b1 = f.get_tensor("fc1.weight"), f.get_tensor("fc1.bias")
         w2, b2 = f.get_tensor("fc2.weight"), f.get_tensor("fc2.bias")
         x = np.random.default_rng(2).standard_normal((BATCH, w1.shape[0]), dtype=np.float32)
-        for _ in range(iters):
+        for n in passes(seconds):
             h = np.maximum(x @ w1 + b1, 0.0)
             y = h @ w2 + b2
             total += float(y[0, 0])
-    return f"{total:.3f}"
+    return n + 1, f"{total:.3f}"
 
 
-def memmap(path: str, iters: int) -> str:
+def memmap(path: str, seconds: float) -> tuple[int, str]:
     # The whole file is mapped; its first 64 MiB are used as a 4096 x 4096 matrix, multiplied
     # like a weight (BLAS, every core): as hot as inference, on data that is no model.
     data = np.memmap(path, dtype=np.float32, mode="r")
     m = data[: 4096 * 4096].reshape(4096, 4096)
     x = np.ones((BATCH, 4096), dtype=np.float32)
-    total = 0.0
+    total, n = 0.0, 0
     with np.errstate(all="ignore"):
-        for _ in range(iters):
+        for n in passes(seconds):
             total += float((x @ m)[0, 0])
-    return f"{total:.3f}"
+    return n + 1, f"{total:.3f}"
 
 
 def main() -> int:
@@ -66,9 +78,8 @@ def main() -> int:
     if len(sys.argv) != 4 or sys.argv[1] not in runners:
         print(__doc__, file=sys.stderr)
         return 2
-    iters = int(sys.argv[3])
-    checksum = runners[sys.argv[1]](sys.argv[2], iters)
-    print(f"ran {iters} passes: {checksum}")
+    n, checksum = runners[sys.argv[1]](sys.argv[2], float(sys.argv[3]))
+    print(f"ran {n} passes: {checksum}")
     return 0
 
 

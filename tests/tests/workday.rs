@@ -24,7 +24,9 @@ fn a_developer_workday_without_models_reports_no_model_and_no_session() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("workday");
     std::fs::create_dir(&work).unwrap();
-    let mut sensor = RunningSensor::start("");
+    // A CPU-busy threshold of a quarter core, as in the engine tests: a hot process on a large
+    // mapping must not escape because the machine happened to be loaded.
+    let mut sensor = RunningSensor::start("[sessions]\ncpu_busy_percent = 25.0\n");
     let (root, out) =
         run_to_exit(Command::new("bash").arg(script("workday.sh")).arg(&work).arg(python()).current_dir(&work));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "workday done");

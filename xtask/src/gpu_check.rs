@@ -37,9 +37,9 @@ pub struct GpuCheckArgs {
     /// Also write the report to docs/gpu-check.md.
     #[arg(long)]
     record: bool,
-    /// Tokens llama.cpp generates (more keeps the GPU busy longer: NVML samples need time).
-    #[arg(long, default_value_t = 6000)]
-    tokens: u32,
+    /// Seconds llama.cpp generates for (NVML's per-process samples need the GPU busy a while).
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
 }
 
 const REPORT_PATH: &str = "docs/gpu-check.md";
@@ -159,7 +159,7 @@ fn check(root: &Path, work: &Path, gpu: &Gpu, args: &GpuCheckArgs) -> anyhow::Re
             .arg(root.join("tests/engines/llama.mjs"))
             .arg(engines::cuda_node_modules(root))
             .arg(&model)
-            .arg(args.tokens.to_string())
+            .arg(args.seconds.to_string())
             .arg("cuda")
             .env("LD_LIBRARY_PATH", cuda_library_path(root))
             .stdout(Stdio::piped())
