@@ -11,8 +11,9 @@
 //! - `target/engines/installed.txt`: what was installed, so a later run that finds the same
 //!   pins does nothing (it only reads that file and checks that two paths exist).
 //!
-//! Not installed: PyTorch. PyPI's only Linux x86_64 `torch` wheels are the CUDA builds, which
-//! pull about 4 GB of CUDA libraries (cuDNN, cuBLAS, NCCL, Triton, ...) on every install; the
+//! Not installed: PyTorch. PyPI's only Linux x86_64 `torch` wheels are the CUDA builds: torch
+//! 2.15 pulls 28 packages with it (`pip install --dry-run --report`), among them CUDA 13's
+//! cuDNN, cuBLAS, NCCL, cuSPARSELt, cuFFT, cuSOLVER, NVSHMEM and Triton, gigabytes; the
 //! CPU-only wheels live on PyTorch's own package index, which is not a registry this project
 //! can reach. That is minutes of download and gigabytes under target/ for every clean clone,
 //! for one engine that maps its weights the same way the NumPy/safetensors test already does.
@@ -104,7 +105,7 @@ pub fn ensure_engines(root: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&marker);
     let interpreter = find_python()?;
     let version = python_version_of(&interpreter)?;
-    println!("setup: installing the test engines into {ENGINES_DIR} (Python {version}; about a minute)");
+    println!("setup: installing the test engines into {ENGINES_DIR} (Python {version}; under a minute)");
     let venv = dir.join("venv");
     if !python(root).exists() {
         run(Command::new(&interpreter).args(["-m", "venv"]).arg(&venv))?;

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::setup(&root),
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => {
-            setup::setup(&root)?;
+            setup::build_prerequisites(&root)?;
             build(true)?;
             require_root("cargo xtask run")?;
             let bin = root.join("target/release/modelwatch");
@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { args } => test(&root, &args),
         Cmd::Bench(args) => {
-            setup::setup(&root)?;
+            setup::build_prerequisites(&root)?;
             bench::run_bench(&root, args)
         }
         Cmd::Fuzz { seconds } => fuzz(&root, seconds),
@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::ProtoBaseline => {
-            setup::setup(&root)?;
+            setup::build_prerequisites(&root)?;
             run(Command::new(setup::buf_path(&root)).args(["build", "proto", "-o", PROTO_BASELINE]))?;
             println!("wrote {PROTO_BASELINE}");
             Ok(())

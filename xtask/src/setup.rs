@@ -15,11 +15,18 @@ use crate::run;
 const BPF_LINKER_VERSION: &str = "0.10.4";
 const BUF_VERSION: &str = "1.75.0";
 
+/// Everything: what building needs and the engines the tests drive (`cargo xtask setup`,
+/// `cargo xtask test`).
 pub fn setup(root: &Path) -> anyhow::Result<()> {
+    build_prerequisites(root)?;
+    crate::engines::ensure_engines(root)
+}
+
+/// What building the sensor needs (`cargo xtask run` and `bench` install no test engines).
+pub fn build_prerequisites(root: &Path) -> anyhow::Result<()> {
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()?;
     ensure_buf(root)?;
-    crate::engines::ensure_engines(root)?;
     Ok(())
 }
 
