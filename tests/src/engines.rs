@@ -121,6 +121,9 @@ pub fn describe(events: &[Value], who: u32) -> String {
             "model_file_opened" | "model_mapped" => {
                 let _ = write!(s, " reasons={}", e[k]["reasons"]);
             }
+            "policy_finding" => {
+                let _ = write!(s, " {}", e[k]["finding"]["code"]);
+            }
             "artifact_identified" => {
                 let _ = write!(s, " {} name={}", e[k]["artifact"]["format"], e[k]["artifact"]["name"]);
             }
