@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod engines;
+
 /// How long a test waits for an event it caused before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
