@@ -74,9 +74,11 @@ impl Format {
         }
     }
 
-    /// Whether the content was recognised as a model (or model-weights) format.
+    /// Whether the content was recognised as a model (or model-weights) format. Plain HDF5 and
+    /// NumPy arrays are data containers first: a `.npy` of features is no model. (What such a
+    /// file can still carry — pickled objects — is judged all the same, see `pickle`.)
     pub fn is_model(self) -> bool {
-        !matches!(self, Format::Unknown | Format::NotAModel | Format::Hdf5)
+        !matches!(self, Format::Unknown | Format::NotAModel | Format::Hdf5 | Format::Numpy)
     }
 }
 

@@ -26,20 +26,25 @@ fn a_developer_workday_without_models_reports_no_model_and_no_session() {
     std::fs::create_dir(&work).unwrap();
     // A CPU-busy threshold of a quarter core, as in the engine tests: a hot process on a large
     // mapping must not escape because the machine happened to be loaded.
-    let mut sensor = RunningSensor::start("[sessions]\ncpu_busy_percent = 25.0\n");
+    // The candidate gate logs what it did not report: the marker below is awaited that way.
+    let mut sensor = RunningSensor::start_with(
+        "[sessions]\ncpu_busy_percent = 25.0\n",
+        &["--log", "warn,modelwatch::sensor::candidates=debug"],
+    );
     let (root, out) =
         run_to_exit(Command::new("bash").arg(script("workday.sh")).arg(&work).arg(python()).current_dir(&work));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "workday done");
     sensor.wait_for("the workday's exit", EVENT_TIMEOUT, |e| kind(e) == "process_exit" && pid(e) == Some(root));
-    // The analyzer works off the event path: a file opened after the workday and identified
-    // means the workday's files, opened before it, have been looked at too.
+    // The analyzer works off the event path: a file opened after the workday and judged (not a
+    // model: not reported, logged) means the workday's files, opened before it, were judged too.
     let marker = dir.path().join("zz-after-the-workday.onnx");
     make_file(&marker, b"not a model", 11);
     std::fs::read(&marker).unwrap();
     let marker_path = real(&marker);
-    sensor.wait_for("the marker's identification", EVENT_TIMEOUT, |e| {
-        kind(e) == "artifact_identified" && file_of(e) == Some(marker_path.as_str())
+    sensor.wait_for_log("the marker judged", EVENT_TIMEOUT, |log| {
+        log.lines().any(|l| l.contains("not reported") && l.contains(marker_path.as_str()))
     });
+    let log = sensor.stderr();
     let events = sensor.stop();
 
     let ours = descendants(&events, root);
@@ -77,7 +82,12 @@ fn a_developer_workday_without_models_reports_no_model_and_no_session() {
             entry.1.push(comm);
         }
     }
-    let mut context = format!("{} processes in the workday, {} events of theirs\n", ours.len(), mine.len());
+    let judged = log.lines().filter(|l| l.contains("not reported")).count();
+    let mut context = format!(
+        "{} processes in the workday, {} events of theirs; {judged} candidates judged not models\n",
+        ours.len(),
+        mine.len()
+    );
     for (k, files) in &by_kind {
         let n: u32 = files.values().map(|(n, _)| n).sum();
         context.push_str(&format!("{k}: {n}\n"));

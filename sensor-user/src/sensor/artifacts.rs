@@ -489,7 +489,8 @@ impl ArtifactLink {
         // Only models are announced; a file that is not one is counted by the candidate gate.
         // What still matters about a non-model is a high finding (a store blob whose content
         // is not what its name claims).
-        let model = report.format.is_model();
+        let model = report.format.is_model()
+            || report.pickle.as_ref().is_some_and(|p| p.verdict != modelwatch_artifact::Safety::Safe);
         let mut events = Vec::new();
         if model {
             events.push((process.clone(), Payload::ArtifactIdentified(identified), severity));

@@ -33,7 +33,7 @@ use sensor_ebpf::reason;
 use super::resolver::FileKey;
 use crate::{
     process::ProcessInfo,
-    proto::v1::{ArtifactFormat, ArtifactSummary, MatchReason, event::Payload},
+    proto::v1::{ArtifactFormat, ArtifactSummary, MatchReason, PickleVerdict, event::Payload},
 };
 
 /// The default fold window (`files.fold_window_ms`): events of one file by one process this
@@ -70,17 +70,18 @@ pub enum Verdict {
 impl Verdict {
     /// The verdict a known summary gives.
     pub fn of(summary: Option<ArtifactSummary>) -> Self {
-        match summary {
-            None => Verdict::Pending,
-            Some(s) if s.format == ArtifactFormat::NotAModel as i32 => {
-                Verdict::NotModel("not a model", Some(Box::new(s)))
+        let Some(s) = summary else { return Verdict::Pending };
+        let format = ArtifactFormat::try_from(s.format).unwrap_or(ArtifactFormat::Unknown);
+        let risky_pickle = s.pickle == PickleVerdict::Suspicious as i32 || s.pickle == PickleVerdict::Malicious as i32;
+        match format {
+            ArtifactFormat::NotAModel => Verdict::NotModel("not a model", Some(Box::new(s))),
+            ArtifactFormat::Unknown | ArtifactFormat::Unspecified => Verdict::Unknown(Some(Box::new(s))),
+            // Data containers (plain HDF5, NumPy arrays) are no models, unless they carry
+            // pickled code that is not safe: that is reported like a model.
+            ArtifactFormat::Hdf5 | ArtifactFormat::Numpy | ArtifactFormat::NumpyZip if !risky_pickle => {
+                Verdict::NotModel("a data array, not a model", Some(Box::new(s)))
             }
-            // A plain HDF5 file is a data container as often as a model.
-            Some(s) if s.format == ArtifactFormat::Hdf5 as i32 => {
-                Verdict::NotModel("an HDF5 data file", Some(Box::new(s)))
-            }
-            Some(s) if s.format == ArtifactFormat::Unknown as i32 => Verdict::Unknown(Some(Box::new(s))),
-            Some(s) => Verdict::Model(s),
+            _ => Verdict::Model(s),
         }
     }
 }
@@ -100,6 +101,8 @@ pub struct Candidate {
     pub path: String,
     /// The process has shown inference-runtime evidence.
     pub runtime_process: bool,
+    /// Opened for writing only: what it holds when judged is what is being replaced.
+    pub write_only: bool,
 }
 
 /// An event the gate let through: publish it, then tell the session tracker.
@@ -176,9 +179,12 @@ fn strong(c: &Candidate) -> bool {
     (named || c.reasons & reason::MODEL_DIR != 0) && c.runtime_process
 }
 
-/// Selected by what it is called or where it lies, not only by its size.
+/// Selected by what it is called or where it lies, not only by its size; and read, not only
+/// written (a file being written is judged when it is next opened, as the new version it is).
 fn named_like_a_model(c: &Candidate) -> bool {
-    c.reasons & (reason::EXTENSION | reason::REQUESTED_EXTENSION | reason::MODEL_DIR | reason::MARKED_MODEL) != 0
+    let named =
+        c.reasons & (reason::EXTENSION | reason::REQUESTED_EXTENSION | reason::MODEL_DIR | reason::MARKED_MODEL) != 0;
+    named && (!c.write_only || c.runtime_process)
 }
 
 impl CandidateGate {
@@ -409,6 +415,7 @@ mod tests {
             reasons,
             path: path.into(),
             runtime_process: runtime,
+            write_only: false,
         }
     }
 
@@ -503,11 +510,16 @@ mod tests {
         let _ = g.offer(open(8, (1, 1, 1), "/m/vanished.pkl", reason::EXTENSION, false), Verdict::Pending, t0);
         let _ = g.offer(open(8, (1, 2, 1), "/var/log/big.log", reason::SIZE, false), Verdict::Pending, t0);
         let _ = g.offer(open(8, (1, 3, 1), "/m/slow.gguf", reason::EXTENSION, false), Verdict::Pending, t0);
+        let mut written = open(8, (1, 4, 1), "/m/being-written.npy", reason::EXTENSION, false);
+        written.write_only = true;
+        let _ = g.offer(written, Verdict::Pending, t0);
         g.decide((1, 1, 1), &Verdict::Failed);
         g.decide((1, 2, 1), &Verdict::Failed);
+        g.decide((1, 4, 1), &Verdict::Failed);
         let out = g.ready(t0 + FOLD);
         assert_eq!(out.len(), 1, "a failure is judged at once, the rest wait");
         assert_eq!(g.rejected().get("size"), Some(&1));
+        assert_eq!(g.rejected().get("extension"), Some(&1), "a write is judged at its next open");
         let out = g.ready(t0 + VERDICT_WAIT);
         assert_eq!(out.len(), 1, "no answer in time: judged on its name");
         let Payload::ModelFileOpened(o) = &out[0].payload else { panic!() };

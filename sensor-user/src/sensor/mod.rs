@@ -377,6 +377,7 @@ impl Sensor {
             payload: Payload::ModelFileOpened(opened),
             reasons: o.raw.reasons,
             path: o.path.path.clone(),
+            write_only: o.raw.flags & 0o3 == 0o1,
         };
         let now = self.gate.offer(candidate, Verdict::of(summary), Instant::now());
         self.publish_released(now.into_iter().collect());
@@ -409,6 +410,7 @@ impl Sensor {
             payload: Payload::ModelMapped(mapped),
             reasons: m.raw.reasons,
             path: m.path.path.clone(),
+            write_only: false,
         };
         let now = self.gate.offer(candidate, Verdict::of(summary), Instant::now());
         self.publish_released(now.into_iter().collect());
