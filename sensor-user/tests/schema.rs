@@ -212,6 +212,7 @@ fn samples() -> Vec<Event> {
             rss_bytes: 20 << 20,
             devices_watched: 3,
             artifacts_queued: 1,
+            accelerators: vec![device()],
         }),
         P::EventsLost(EventsLost {
             count: 17,
