@@ -629,6 +629,19 @@ mod tests {
     }
 
     #[test]
+    fn output_formats_parse() {
+        let c = parse("[output]\nformat = \"ocsf\"\n[output.jsonl]\npath = \"/var/log/mw.jsonl\"\nformat = \"ocsf\"")
+            .unwrap();
+        assert_eq!(c.output.format, OutputFormat::Ocsf);
+        assert_eq!(c.output.jsonl.unwrap().format, JsonFormat::Ocsf);
+        // The file's format defaults to the proto3 JSON mapping; compact is not JSON lines.
+        let c = parse("[output.jsonl]\npath = \"/var/log/mw.jsonl\"").unwrap();
+        assert_eq!(c.output.jsonl.unwrap().format, JsonFormat::Json);
+        let e = parse("[output.jsonl]\npath = \"/var/log/mw.jsonl\"\nformat = \"compact\"").unwrap_err().to_string();
+        assert!(e.contains("compact") && e.contains("ocsf"), "{e}");
+    }
+
+    #[test]
     fn missing_default_file_is_defaults_but_missing_explicit_file_is_an_error() {
         let p = Path::new("/nonexistent/modelwatch.toml");
         assert_eq!(Config::load(p, false).unwrap(), Config::default());

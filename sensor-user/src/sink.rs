@@ -282,4 +282,21 @@ mod tests {
         assert_eq!(*seqs.last().unwrap(), 60);
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     }
+
+    #[test]
+    fn jsonl_sink_writes_ocsf_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ocsf.jsonl");
+        let bus = Bus::new();
+        let sink = JsonlFileSink::open_as(&path, 1 << 20, 1, JsonFormat::Ocsf).unwrap();
+        let handle = spawn(&bus, Box::new(sink), 16).unwrap();
+        bus.publish(ev(3));
+        drop(bus);
+        handle.join();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!((v["class_uid"].as_u64(), v["activity_id"].as_u64()), (Some(1007), Some(2)));
+        assert_eq!(v["exit_code"], 3);
+        assert_eq!(v["metadata"]["sequence"], 1, "numbered by the bus, a number");
+    }
 }
