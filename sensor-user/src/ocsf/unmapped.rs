@@ -56,7 +56,7 @@ fn map_value_field(f: &FieldDescriptorProto) -> Option<&'static FieldDescriptorP
         return None;
     }
     let entry = messages().get(f.type_name())?;
-    if !entry.options.as_ref().is_some_and(|o| o.map_entry()) {
+    if !entry.options.as_ref().is_some_and(prost_types::MessageOptions::map_entry) {
         return None;
     }
     field(entry, "value")
