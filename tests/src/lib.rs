@@ -411,12 +411,12 @@ pub fn validate_ocsf(events: &[Value]) -> String {
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e} (`cargo xtask setup` installs it)", python.display()));
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "OCSF validation failed ({}):\n{report}\n(exit status 2: Python lacks the jsonschema package; \
-         `cargo xtask setup` installs it into target/tools/ocsf-venv)",
-        python.display()
-    );
+    let hint = if out.status.code() == Some(2) {
+        "\n(exit status 2: a usage error, or Python lacks the jsonschema package: `cargo xtask setup` \
+         installs it into target/tools/ocsf-venv)"
+    } else {
+        ""
+    };
+    assert_eq!(out.status.code(), Some(0), "OCSF validation failed ({}):\n{report}{hint}", python.display());
     report
 }

@@ -321,6 +321,19 @@ fn process(ev: &Event) -> Option<Process> {
     })
 }
 
+/// The `process` of the classes that require one. Every such event the sensor emits has its
+/// process block; a hand-made one without gets an explicit placeholder (OCSF needs a pid or uid).
+fn process_or_unknown(p: &Option<Process>) -> Process {
+    identified(p.clone().unwrap_or_default())
+}
+
+fn identified(mut p: Process) -> Process {
+    if p.pid.is_none() && p.uid.is_none() {
+        p.uid = Some("unknown".into());
+    }
+    p
+}
+
 /// Who did it: the process, or the sensor itself when the event names none.
 fn actor(ev: &Event, process: Option<&Process>) -> Actor {
     match process {
@@ -481,7 +494,7 @@ pub fn event(ev: &Event) -> model::Event {
             });
             let exe = ev.process.as_ref().map(|p| p.exe.as_str()).filter(|e| !e.is_empty()).unwrap_or(&x.filename);
             o.message = Some(format!("{who} executed {exe}"));
-            o.process = proc_.clone();
+            o.process = Some(process_or_unknown(&proc_));
             (o, CONSUMED_EXEC)
         }
         Some(Payload::ProcessFork(f)) => {
@@ -490,7 +503,7 @@ pub fn event(ev: &Event) -> model::Event {
             o.launch_type = Some("Fork");
             // The child starts as a copy of its parent: same program, arguments and user.
             let parent = proc_.clone().unwrap_or_default();
-            o.process = Some(Process {
+            o.process = Some(identified(Process {
                 pid: (f.child_pid != 0).then_some(f.child_pid),
                 uid: some(&f.child_entity_id),
                 name: parent.name.clone(),
@@ -501,7 +514,7 @@ pub fn event(ev: &Event) -> model::Event {
                 container: parent.container.clone(),
                 parent_process: proc_.clone().map(Box::new),
                 ..Default::default()
-            });
+            }));
             o.actor = Some(actor(ev, proc_.as_ref()));
             o.message = Some(format!("{who} forked child {}", f.child_pid));
             (o, CONSUMED_FORK)
@@ -512,10 +525,7 @@ pub fn event(ev: &Event) -> model::Event {
             o.exit_code = (x.signal == 0).then_some(x.exit_code);
             o.duration = (x.duration_ns > 0).then(|| ns_to_ms(x.duration_ns));
             o.actor = Some(actor(ev, proc_.as_ref()));
-            o.process = proc_.clone().map(|mut p| {
-                p.terminated_time = Some(o.time);
-                p
-            });
+            o.process = Some(Process { terminated_time: Some(o.time), ..process_or_unknown(&proc_) });
             o.message = Some(if x.signal == 0 {
                 format!("{who} exited with code {}", x.exit_code)
             } else {
@@ -558,7 +568,7 @@ pub fn event(ev: &Event) -> model::Event {
                 o.requested_permissions = Some(x.prot);
                 o.actual_permissions = Some(x.prot);
                 o.actor = Some(actor(ev, proc_.as_ref()));
-                o.process = proc_.clone();
+                o.process = Some(process_or_unknown(&proc_));
                 o.metadata.correlation_uid = artifact_id(x.artifact.as_ref());
                 o.message = Some(format!("{who} mapped {} bytes of {path}", x.length));
                 (o, CONSUMED_MAP_VIEW)
@@ -772,7 +782,7 @@ fn session(
 ) -> model::Event {
     let mut o = base(ev, Class::ProcessActivity, activity);
     o.actor = Some(actor(ev, proc_.as_ref()));
-    o.process = proc_.clone();
+    o.process = Some(process_or_unknown(proc_));
     o.ai_model = ai_model(models);
     // OCSF's AI context is a conversation; for local inference the session is the context and
     // the process serving it the application.
