@@ -51,7 +51,7 @@ pub fn to_value(ev: &Event) -> Value {
 
 /// The OCSF classes modelwatch writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+enum Class {
     FileActivity,
     MemoryActivity,
     ModuleActivity,
@@ -61,7 +61,7 @@ pub enum Class {
 }
 
 impl Class {
-    pub fn uid(self) -> u32 {
+    fn uid(self) -> u32 {
         match self {
             Class::FileActivity => 1001,
             Class::MemoryActivity => 1004,
