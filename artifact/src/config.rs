@@ -38,11 +38,31 @@ pub struct ArtifactConfig {
     pub allowed_licenses: Vec<String>,
     /// Flag models that declare no licence (neither in their content nor in the manifest).
     pub require_license: bool,
-    /// Threads that compute SHA-256 digests (at idle I/O priority and nice 10).
+    /// Threads that identify files (format, metadata, pickle verdict), at nice 5. Several, so
+    /// that a file that takes its whole time budget does not hold up the next one.
+    pub analysis_workers: usize,
+    /// Wall time one identification may take, in milliseconds. An analysis that runs out stops
+    /// where it is, with an `analysis_incomplete` finding, and a pickle it did not walk to the
+    /// end is judged `suspicious`, never `safe`. (Hashing is not bounded by it: see
+    /// `max_hash_bytes`.)
+    pub max_analysis_ms: u64,
+    /// Threads that compute SHA-256 digests (at idle I/O priority and nice 10). One of them
+    /// takes files over 1 GiB, one at a time; the others only smaller ones, so a long digest
+    /// never holds up the short ones.
     pub hash_workers: usize,
-    /// Files waiting for identification; what does not fit is dropped and counted.
+    /// Files larger than this are not hashed: their report says `digest_skipped` (too large)
+    /// and the manifest cannot approve them.
+    pub max_hash_bytes: ByteSize,
+    /// Also hash sparse files (at least 1 GiB with under an eighth of it allocated on disk, and
+    /// holes the filesystem confirms). Off: their digest is skipped, with the reason, since
+    /// hashing gigabytes of holes costs minutes of CPU and proves nothing about a model.
+    pub hash_sparse_files: bool,
+    /// Files waiting for identification; what does not fit is dropped and counted. Files
+    /// that can carry code (pickle, PyTorch, joblib, Keras, NumPy, HDF5, archives by name) and
+    /// files up to 64 MiB go before larger ones.
     pub analysis_queue: usize,
-    /// Files waiting for hashing; what does not fit is dropped and counted.
+    /// Files waiting for hashing; what does not fit is dropped and counted. Files up to 1 GiB
+    /// go before larger ones.
     pub hash_queue: usize,
     /// The most bytes a structured header read into memory (GGUF metadata, safetensors JSON, a
     /// Keras configuration) may take before it is abandoned as hostile; also the most that the
@@ -50,7 +70,8 @@ pub struct ArtifactConfig {
     /// inflate to, per artifact. Protobuf models (ONNX, SavedModel, Core ML) are walked in place
     /// and bounded by a field count instead.
     pub max_parse_bytes: ByteSize,
-    /// The most bytes of pickle opcodes walked per artifact (all streams together).
+    /// The most bytes of pickle opcodes walked per artifact (all streams together); a pickle
+    /// longer than this is judged `suspicious`, incomplete.
     pub max_pickle_bytes: ByteSize,
     /// The most entries a zip container may have.
     pub max_zip_entries: usize,
@@ -75,11 +96,15 @@ impl Default for ArtifactConfig {
             manifest_poll_secs: 5,
             allowed_licenses: DEFAULT_ALLOWED_LICENSES.iter().map(ToString::to_string).collect(),
             require_license: true,
-            hash_workers: 1,
+            analysis_workers: 2,
+            max_analysis_ms: 5_000,
+            hash_workers: 2,
+            max_hash_bytes: ByteSize(256 << 30),
+            hash_sparse_files: false,
             analysis_queue: 1024,
             hash_queue: 256,
             max_parse_bytes: ByteSize(128 << 20),
-            max_pickle_bytes: ByteSize(1 << 30),
+            max_pickle_bytes: ByteSize(256 << 20),
             max_zip_entries: 65_536,
             max_zip_ratio: 250,
             max_nesting: 3,
@@ -100,8 +125,17 @@ impl ArtifactConfig {
         {
             return bad("manifest", "must not be empty (remove the key for no manifest)");
         }
+        if self.analysis_workers == 0 || self.analysis_workers > 64 {
+            return bad("analysis_workers", "must be between 1 and 64");
+        }
+        if !(100..=600_000).contains(&self.max_analysis_ms) {
+            return bad("max_analysis_ms", "must be between 100 (0.1 s) and 600000 (10 minutes)");
+        }
         if self.hash_workers == 0 || self.hash_workers > 64 {
             return bad("hash_workers", "must be between 1 and 64");
+        }
+        if self.max_hash_bytes.0 < 1 << 20 {
+            return bad("max_hash_bytes", "must be at least 1MiB");
         }
         if self.analysis_queue == 0 || self.analysis_queue > 1 << 20 {
             return bad("analysis_queue", "must be between 1 and 1048576");
@@ -154,7 +188,13 @@ impl ArtifactConfig {
             max_zip_entries: self.max_zip_entries,
             max_zip_ratio: self.max_zip_ratio,
             max_nesting: self.max_nesting,
+            max_analysis_ms: self.max_analysis_ms,
         }
+    }
+
+    /// Which files are hashed.
+    pub fn hash_policy(&self) -> crate::digest::HashPolicy {
+        crate::digest::HashPolicy { max_bytes: self.max_hash_bytes.0, hash_sparse: self.hash_sparse_files }
     }
 }
 
@@ -181,6 +221,10 @@ mod tests {
         assert_eq!(parse("allowed_licenses = [\"MIT\", \"\"]").unwrap_err().0, "allowed_licenses[1]");
         assert_eq!(parse("pickle_allow = [\"nodot\"]").unwrap_err().0, "pickle_allow[0]");
         assert_eq!(parse("max_parse_bytes = \"1KiB\"").unwrap_err().0, "max_parse_bytes");
+        assert_eq!(parse("analysis_workers = 0").unwrap_err().0, "analysis_workers");
+        assert_eq!(parse("max_analysis_ms = 0").unwrap_err().0, "max_analysis_ms");
+        assert_eq!(parse("max_analysis_ms = 600001").unwrap_err().0, "max_analysis_ms");
+        assert_eq!(parse("max_hash_bytes = \"4KiB\"").unwrap_err().0, "max_hash_bytes");
         assert!(toml::from_str::<ArtifactConfig>("no_such_key = 1").is_err());
         let ok: ArtifactConfig =
             toml::from_str("manifest = \"/etc/m.toml\"\nmax_parse_bytes = \"64MiB\"").expect("parse");

@@ -20,7 +20,58 @@ use std::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{FileIdentity, io::hex, io::is_sha256_hex};
+use crate::{
+    FileIdentity,
+    io::{hex, is_sha256_hex},
+    report::{DigestSkipReason, DigestSkipped},
+    size::human_bytes,
+};
+
+/// Which files are hashed (`max_hash_bytes`, `hash_sparse_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashPolicy {
+    pub max_bytes: u64,
+    pub hash_sparse: bool,
+}
+
+impl Default for HashPolicy {
+    fn default() -> Self {
+        crate::ArtifactConfig::default().hash_policy()
+    }
+}
+
+/// Sparse detection looks only at files at least this large: a smaller one hashes in about a
+/// second, holes or not.
+pub const SPARSE_MIN_BYTES: u64 = 1 << 30;
+
+/// Why `file` (described by `meta`) is not to be hashed, if it is not. A file is sparse when
+/// less than an eighth of it is allocated and the filesystem confirms a hole before its end:
+/// `st_blocks` alone would call sparse every file of a filesystem that does not count blocks
+/// (some FUSE filesystems report none), which `SEEK_HOLE` then shows to be all data.
+pub fn skip_reason(file: &File, meta: &std::fs::Metadata, policy: &HashPolicy) -> Option<DigestSkipped> {
+    use std::os::unix::{fs::MetadataExt, io::AsRawFd};
+    let size = meta.size();
+    if size > policy.max_bytes {
+        return Some(DigestSkipped {
+            reason: DigestSkipReason::TooLarge,
+            detail: format!("{} is over max_hash_bytes ({})", human_bytes(size), human_bytes(policy.max_bytes)),
+        });
+    }
+    let allocated = meta.blocks().saturating_mul(512);
+    if policy.hash_sparse || size < SPARSE_MIN_BYTES || allocated >= size / 8 {
+        return None;
+    }
+    // SAFETY: lseek on a descriptor we own; it only moves the file offset, which every reader
+    // of this file sets before reading.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    if hole < 0 || hole as u64 >= size {
+        return None;
+    }
+    Some(DigestSkipped {
+        reason: DigestSkipReason::Sparse,
+        detail: format!("{} allocated of {} (a sparse file)", human_bytes(allocated), human_bytes(size)),
+    })
+}
 
 /// Read size for hashing: large enough that syscalls are noise next to the compression
 /// function, small enough to stay in L2.

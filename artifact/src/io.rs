@@ -4,8 +4,95 @@
 //! field that points past the end is an error before anything is allocated, and which buffers
 //! itself so that skipping over tensor data is a cheap seek rather than a read. Parsers take a
 //! `&mut dyn ReadSeek` so the same code runs on files and, in fuzzing, on byte slices.
+//!
+//! [`Deadline`] is the wall-time bound of one analysis: the reader checks it at every refill,
+//! the pickle walker and the zip inflater every few dozen kilobytes, so a hostile file cannot
+//! keep a worker busy past its budget, and a shutdown reaches a parser within milliseconds.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::{
+    io::{self, Read, Seek, SeekFrom},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU8, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// Why an analysis was cut short before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Expired {
+    #[error("the analysis time budget ({0} ms) ran out")]
+    Time(u64),
+    #[error("the analysis was stopped (the analyzer is shutting down)")]
+    Stopped,
+}
+
+/// When an analysis must end: a wall-clock budget and, optionally, a flag its owner sets to
+/// stop it (a shutdown). Clones share their state, so whichever reader or walker notices first,
+/// [`Deadline::hit`] tells the whole analysis afterwards. Checking costs a clock read, so the
+/// readers check every few dozen kilobytes, not every byte.
+#[derive(Debug, Clone, Default)]
+pub struct Deadline(Option<Arc<DeadlineState>>);
+
+#[derive(Debug)]
+struct DeadlineState {
+    /// `None`: a budget too large for the clock, so only the stop flag ends it.
+    at: Option<Instant>,
+    budget_ms: u64,
+    stop: Option<Arc<AtomicBool>>,
+    /// 0: not hit; 1: time; 2: stopped.
+    hit: AtomicU8,
+}
+
+impl Deadline {
+    /// No bound at all (offline tools that want every byte, tests).
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    /// `budget` from now, or earlier when `stop` is set.
+    pub fn after(budget: Duration, stop: Option<Arc<AtomicBool>>) -> Self {
+        Self(Some(Arc::new(DeadlineState {
+            at: Instant::now().checked_add(budget),
+            budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+            stop,
+            hit: AtomicU8::new(0),
+        })))
+    }
+
+    /// Fails once the budget is spent or the stop flag is set, and remembers it.
+    pub fn check(&self) -> Result<(), Expired> {
+        let Some(s) = &self.0 else { return Ok(()) };
+        if let Some(e) = self.hit() {
+            return Err(e);
+        }
+        let expired = if s.stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+            Expired::Stopped
+        } else if s.at.is_some_and(|at| Instant::now() >= at) {
+            Expired::Time(s.budget_ms)
+        } else {
+            return Ok(());
+        };
+        let code = if expired == Expired::Stopped { 2 } else { 1 };
+        let _ = s.hit.compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+        Err(self.hit().unwrap_or(expired))
+    }
+
+    /// Why the analysis was cut short, if a check failed.
+    pub fn hit(&self) -> Option<Expired> {
+        let s = self.0.as_ref()?;
+        match s.hit.load(Ordering::Relaxed) {
+            1 => Some(Expired::Time(s.budget_ms)),
+            2 => Some(Expired::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// How many bytes a streaming consumer (the pickle walker, the zip inflater) reads between two
+/// checks of its [`Deadline`]: a clock read per 64 KiB is noise, and 64 KiB take well under a
+/// millisecond to walk.
+pub const DEADLINE_CHECK_BYTES: u64 = 64 * 1024;
 
 /// Anything that can be read and seeked: a `File`, a `Cursor<&[u8]>`.
 pub trait ReadSeek: Read + Seek {}
@@ -22,6 +109,8 @@ pub enum ParseError {
     Invalid(String),
     #[error("{what} exceeds the limit of {limit}")]
     Limit { what: String, limit: u64 },
+    #[error(transparent)]
+    Expired(#[from] Expired),
 }
 
 impl ParseError {
@@ -50,13 +139,26 @@ pub struct Reader<'a> {
     /// Index into `buf` of the current position.
     cur: usize,
     pub big_endian: bool,
+    /// Checked at every refill.
+    deadline: Deadline,
 }
 
 impl<'a> Reader<'a> {
-    /// `len` is the source's length; `inner` is rewound to offset 0.
+    /// `len` is the source's length; `inner` is rewound to offset 0. No deadline (see
+    /// [`Reader::with_deadline`]).
     pub fn new(inner: &'a mut dyn ReadSeek, len: u64) -> PResult<Self> {
         inner.seek(SeekFrom::Start(0))?;
-        Ok(Self { inner, len, buf_start: 0, buf: Vec::new(), cur: 0, big_endian: false })
+        Ok(Self { inner, len, buf_start: 0, buf: Vec::new(), cur: 0, big_endian: false, deadline: Deadline::never() })
+    }
+
+    /// Reading fails with [`ParseError::Expired`] once `deadline` has passed.
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    pub fn deadline(&self) -> &Deadline {
+        &self.deadline
     }
 
     pub fn len(&self) -> u64 {
@@ -102,6 +204,7 @@ impl<'a> Reader<'a> {
         if self.cur < self.buf.len() {
             return Ok(());
         }
+        self.deadline.check()?;
         let pos = self.pos();
         if self.buf.len() as u64 + self.buf_start != pos {
             self.inner.seek(SeekFrom::Start(pos))?;
@@ -331,5 +434,25 @@ mod tests {
         assert_eq!(r.peek_upto(3).expect("peek"), vec![5, 6, 7]);
         assert_eq!(r.pos(), 5);
         assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
+    }
+
+    #[test]
+    fn deadlines_expire_by_time_or_stop_and_clones_share_the_verdict() {
+        assert_eq!(Deadline::never().check(), Ok(()));
+        let d = Deadline::after(Duration::ZERO, None);
+        let clone = d.clone();
+        assert_eq!(clone.hit(), None);
+        assert_eq!(d.check(), Err(Expired::Time(0)));
+        assert_eq!(clone.hit(), Some(Expired::Time(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let d = Deadline::after(Duration::MAX, Some(stop.clone()));
+        assert_eq!(d.check(), Ok(()));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(d.check(), Err(Expired::Stopped));
+        // The bounded reader fails at its next refill.
+        let data = [0u8; 16];
+        let mut c = Cursor::new(&data[..]);
+        let mut r = Reader::new(&mut c, 16).expect("reader").with_deadline(Deadline::after(Duration::ZERO, None));
+        assert!(matches!(r.u8(), Err(ParseError::Expired(Expired::Time(0)))));
     }
 }

@@ -13,8 +13,9 @@
 //! - [`service`] is the live analyzer the sensor feeds with opened files;
 //! - [`scan`] is the offline `modelwatch scan` command;
 //! - [`report`] is the result, shaped for the collector's protobuf messages; [`io`] the
-//!   bounded reader every parser reads through; [`config`] and [`size`] the `[artifact]`
-//!   configuration.
+//!   bounded reader every parser reads through and the [`io::Deadline`] of one analysis (its
+//!   wall-time budget and the owner's stop flag, checked by the reader, the pickle walker and
+//!   the zip inflater); [`config`] and [`size`] the `[artifact]` configuration.
 //!
 //! [`analyze_path`] ties them together for one file. Nothing here executes, imports or
 //! unpickles anything from an artifact.
@@ -41,7 +42,7 @@ use std::{
     fs::File,
     io::{Seek, SeekFrom},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
 };
 
 use serde::{Deserialize, Serialize};
@@ -51,8 +52,9 @@ pub use licence::LicensePolicy;
 pub use manifest::Manifest;
 pub use pickle_scan::PicklePolicy;
 pub use report::{
-    ArtifactReport, Digest, DigestState, Finding, Format, LicenseFinding, LicenseProblem, ManifestMatch, ModelMetadata,
-    Opset, PickleVerdict, PolicyVerdict, Safety, Severity, ShardInfo, codes,
+    ArtifactReport, Digest, DigestSkipReason, DigestSkipped, DigestState, Finding, Format, LicenseFinding,
+    LicenseProblem, ManifestMatch, ModelMetadata, Opset, PickleVerdict, PolicyVerdict, Safety, Severity, ShardInfo,
+    codes,
 };
 pub use size::ByteSize;
 
@@ -64,6 +66,14 @@ pub struct Limits {
     pub max_zip_entries: usize,
     pub max_zip_ratio: u64,
     pub max_nesting: u32,
+    /// Wall time one identification may take, in milliseconds.
+    pub max_analysis_ms: u64,
+}
+
+impl Limits {
+    pub fn analysis_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.max_analysis_ms)
+    }
 }
 
 impl Default for Limits {
@@ -121,9 +131,13 @@ pub struct AnalyzeOptions {
     pub limits: Limits,
     /// Compute the SHA-256 (otherwise only a store's claimed digest is reported).
     pub digest: bool,
+    /// Which files are hashed.
+    pub hash: digest::HashPolicy,
     pub manifest: Option<Arc<Manifest>>,
     pub license: LicensePolicy,
     pub pickle: Arc<PicklePolicy>,
+    /// Set by the owner to end an identification early (the live analyzer's shutdown).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for AnalyzeOptions {
@@ -131,9 +145,11 @@ impl Default for AnalyzeOptions {
         Self {
             limits: Limits::default(),
             digest: true,
+            hash: digest::HashPolicy::default(),
             manifest: None,
             license: LicensePolicy::default(),
             pickle: Arc::new(PicklePolicy::default()),
+            stop: None,
         }
     }
 }
@@ -149,9 +165,11 @@ impl AnalyzeOptions {
         Ok(Self {
             limits: cfg.limits(),
             digest: true,
+            hash: cfg.hash_policy(),
             manifest,
             license: LicensePolicy::new(&cfg.allowed_licenses, cfg.require_license),
             pickle: Arc::new(PicklePolicy::new(&cfg.pickle_allow, &cfg.pickle_deny)),
+            stop: None,
         })
     }
 }
@@ -166,9 +184,11 @@ pub fn open_artifact(path: &Path) -> Result<(File, std::fs::Metadata), ArtifactE
     Ok((file, meta))
 }
 
-/// Identification and content findings of an open file, without digest or policy.
+/// Identification and content findings of an open file, without digest or policy, within the
+/// time budget of `opts.limits` (and `opts.stop`).
 pub fn identify_open(path: &Path, file: &mut File, size: u64, opts: &AnalyzeOptions) -> ArtifactReport {
-    let id = formats::identify(file, size, &opts.limits, &opts.pickle);
+    let deadline = io::Deadline::after(opts.limits.analysis_budget(), opts.stop.clone());
+    let id = formats::identify_until(file, size, &opts.limits, &opts.pickle, deadline);
     let mut metadata = id.metadata;
     if id.format == Format::Safetensors {
         metadata.shard = formats::safetensors::shard_info(path, &opts.limits);
@@ -187,6 +207,7 @@ pub fn identify_open(path: &Path, file: &mut File, size: u64, opts: &AnalyzeOpti
             state: DigestState::Claimed,
             claimed_sha256_hex: Some(c),
         }),
+        digest_skipped: None,
         pickle: id.pickle,
         policy: PolicyVerdict::Unknown,
         manifest_entry: None,
@@ -214,6 +235,36 @@ pub fn apply_digest(report: &mut ArtifactReport, computed_hex: &str) {
     };
     report.digest = Some(Digest { sha256_hex: computed_hex.to_owned(), state, claimed_sha256_hex: claimed });
     report.sort_findings();
+}
+
+/// Records that the content will not be hashed, and why (a `digest_skipped` finding). The
+/// digest stays what it was (nothing, or a store's claim), so the policy stays `unknown` or,
+/// on a claim, can deny but never approve.
+pub fn apply_digest_skipped(report: &mut ArtifactReport, skipped: DigestSkipped) {
+    report.findings.push(Finding::new(
+        Severity::Low,
+        codes::DIGEST_SKIPPED,
+        format!(
+            "digest skipped ({}): {}; the content was not hashed, so the manifest cannot approve it",
+            skipped.reason, skipped.detail
+        ),
+    ));
+    report.digest_skipped = Some(skipped);
+    report.sort_findings();
+}
+
+/// Hashes `file` from its start into `report` (verified or mismatch), unless `opts.hash` skips
+/// it (recorded with [`apply_digest_skipped`]).
+pub fn digest_open(report: &mut ArtifactReport, file: &mut File, opts: &AnalyzeOptions) -> std::io::Result<()> {
+    let meta = file.metadata()?;
+    if let Some(skipped) = digest::skip_reason(file, &meta, &opts.hash) {
+        apply_digest_skipped(report, skipped);
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let (hex, _) = digest::sha256_reader(file)?;
+    apply_digest(report, &hex);
+    Ok(())
 }
 
 /// (Re)computes the policy verdict and the licence finding from the digest, the manifest and
@@ -297,10 +348,8 @@ pub fn analyze_path(path: &Path, opts: &AnalyzeOptions) -> Result<ArtifactReport
     let (mut file, meta) = open_artifact(path)?;
     let mut report = identify_open(path, &mut file, meta.len(), opts);
     if opts.digest {
-        let read_err = |source| ArtifactError::Read { path: path.to_owned(), source };
-        file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-        let (hex, _) = digest::sha256_reader(&mut file).map_err(read_err)?;
-        apply_digest(&mut report, &hex);
+        digest_open(&mut report, &mut file, opts)
+            .map_err(|source| ArtifactError::Read { path: path.to_owned(), source })?;
     }
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
     Ok(report)

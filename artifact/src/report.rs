@@ -135,6 +135,12 @@ pub mod codes {
     pub const MALFORMED: &str = "malformed";
     /// A bound (size, count, nesting, ratio) stopped the analysis early.
     pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// The analysis ran out of its time budget (or was stopped) before the end of the content:
+    /// what it did not reach is unseen.
+    pub const ANALYSIS_INCOMPLETE: &str = "analysis_incomplete";
+    /// The content was not hashed (too large, or a sparse file): the manifest can neither
+    /// approve it nor tell it apart from another file.
+    pub const DIGEST_SKIPPED: &str = "digest_skipped";
     pub const PICKLE_MALICIOUS: &str = "pickle_malicious";
     pub const PICKLE_SUSPICIOUS: &str = "pickle_suspicious";
     /// The pickle stream could not be walked to its end, so globals past that point are unseen.
@@ -187,6 +193,40 @@ pub struct Digest {
     /// The store's claim, when the path named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_sha256_hex: Option<String>,
+}
+
+/// Why a file's content was not hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestSkipReason {
+    /// Larger than `max_hash_bytes`.
+    TooLarge,
+    /// Mostly holes (see `hash_sparse_files`).
+    Sparse,
+}
+
+impl DigestSkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestSkipReason::TooLarge => "too_large",
+            DigestSkipReason::Sparse => "sparse",
+        }
+    }
+}
+
+impl fmt::Display for DigestSkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A digest that will not be computed, and why. The report's `digest` then stays empty or the
+/// store's claim, so the manifest cannot approve the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestSkipped {
+    pub reason: DigestSkipReason,
+    /// For people: the sizes that decided it.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -391,6 +431,9 @@ pub struct ArtifactReport {
     pub metadata: ModelMetadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// Set when the content is not hashed at all (see [`DigestSkipped`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_skipped: Option<DigestSkipped>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pickle: Option<PickleVerdict>,
     pub policy: PolicyVerdict,

@@ -21,8 +21,8 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, DigestState, PolicyVerdict, Severity, apply_digest,
-    codes, digest, evaluate, formats, identify_open, open_artifact, report::Finding,
+    AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, DigestState, PolicyVerdict, Severity, codes,
+    digest_open, evaluate, formats, identify_open, open_artifact, report::Finding,
 };
 
 /// What to scan and how (the CLI's `modelwatch scan` arguments, without the output format).
@@ -126,11 +126,7 @@ fn analyze(t: &Target, opts: &AnalyzeOptions, all: bool) -> Result<Option<Artifa
         return Ok(None);
     }
     if opts.digest {
-        use std::io::{Seek, SeekFrom};
-        file.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
-        let (hex, _) =
-            digest::sha256_reader(&mut file).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
-        apply_digest(&mut report, &hex);
+        digest_open(&mut report, &mut file, opts).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
     }
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
     Ok(Some(report))
@@ -354,6 +350,9 @@ fn write_report(w: &mut dyn Write, a: &ArtifactReport) -> std::io::Result<()> {
             (s, _) => format!(" ({})", s.as_str()),
         };
         writeln!(w, "  sha256    {}{extra}", d.sha256_hex)?;
+    }
+    if let Some(s) = &a.digest_skipped {
+        writeln!(w, "  sha256    (not computed: {}: {})", s.reason, s.detail)?;
     }
     match (&m.license, &a.license_finding) {
         (Some(l), _) => writeln!(w, "  licence   {l}")?,

@@ -1,17 +1,23 @@
 //! The live analyzer: the sensor submits every model file it sees opened, and gets back, once
 //! per file version, what the file is and — later, off the hot path — its digest and verdicts.
 //!
-//! Threads, not tasks: identification and hashing are blocking file I/O and CPU, and the
+//! Threads, not tasks: identification and hashing are blocking file I/O and CPU. Several
+//! identification threads (`analysis_workers`, at nice 5) take files from a two-lane queue
+//! (`queue`): small files and files that can carry code go first. Every identification is
+//! bounded in bytes and in wall time (`max_analysis_ms`, a deadline the parsers check), so a
+//! hostile file costs one worker a few seconds at most, and the next file goes to another. The
 //! hashing threads lower their own I/O class to idle and their nice value so that a 40 GB
-//! digest never competes with the inference process that opened the file. `submit` only
-//! touches a mutex-protected map and a bounded queue: it never blocks, and what does not fit is
-//! counted in [`AnalyzerStats`] (a later event about the same file submits it again).
+//! digest never competes with the inference process that opened the file; one of them takes the
+//! large files, one at a time, the others only small ones. Files over `max_hash_bytes`, and
+//! sparse ones, are not hashed: their report says why. `submit` only touches a mutex-protected
+//! map and a bounded queue: it never blocks, and what does not fit is counted in
+//! [`AnalyzerStats`] (a later event about the same file submits it again).
 //!
 //! Updates, per file version ([`FileIdentity`]):
 //! 1. [`ArtifactUpdate::Identified`] soon after `submit`: format, metadata, pickle verdict and,
 //!    when known, a digest — `verified` if the persistent cache knew this version, `claimed`
-//!    if the store's path names one — with policy and licence evaluated on it (a claimed
-//!    digest can get a model denied, never approved).
+//!    if the store's path names one — or why none will be computed, with policy and licence
+//!    evaluated on it (a claimed digest can get a model denied, never approved).
 //! 2. [`ArtifactUpdate::Digest`] when hashing finishes (not sent after a cache hit), with the
 //!    verified digest (or `mismatch` and a critical finding) and the re-evaluated policy.
 //! 3. [`ArtifactUpdate::PolicyChanged`] when a manifest reload changes a known verdict.
@@ -19,6 +25,12 @@
 //! The manifest is re-read on [`AnalyzerHandle::reload_manifest`] (the collector calls it on
 //! SIGHUP) and when its file changes (polled); a manifest that
 //! fails to load keeps the previous one and produces [`ArtifactUpdate::ManifestError`].
+//!
+//! [`AnalyzerHandle::shutdown`] sets a stop flag that the parsers' deadline and the hashing
+//! loop check, waits about a second for the threads, and leaves behind (with a warning) any
+//! that is stuck in a system call, such as a read from a filesystem that stopped answering.
+
+mod queue;
 
 use std::{
     collections::HashMap,
@@ -28,7 +40,7 @@ use std::{
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{self, Receiver as StdReceiver, RecvTimeoutError, SyncSender, TrySendError},
+        mpsc::{self, Receiver as StdReceiver, RecvTimeoutError, SyncSender},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -36,10 +48,12 @@ use std::{
 
 use serde::Serialize;
 
+use self::queue::{Lane, WorkQueue};
 pub use crate::FileIdentity;
 use crate::{
-    AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, Manifest, apply_digest, digest::DigestCache,
-    evaluate, identify_open, open_artifact,
+    AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, Manifest, apply_digest, apply_digest_skipped, codes,
+    digest::{self, DigestCache},
+    evaluate, formats, identify_open, open_artifact,
 };
 
 /// A file the sensor saw opened. `path` must be openable by the sensor (for a process in
@@ -86,9 +100,12 @@ pub struct AnalyzerStats {
     pub submitted: u64,
     /// Submissions of a file version already queued or analysed.
     pub duplicates: u64,
-    /// Submissions refused because the identification queue was full.
+    /// Submissions refused because the identification queue was full (or the analyzer was
+    /// stopping).
     pub dropped: u64,
     pub identified: u64,
+    /// Identifications cut short by their time budget (`analysis_incomplete`).
+    pub incomplete: u64,
     pub failed: u64,
     pub cache_hits: u64,
     pub hashed: u64,
@@ -96,6 +113,8 @@ pub struct AnalyzerStats {
     pub hash_nanos: u64,
     /// Digests not computed because the hashing queue was full.
     pub hash_dropped: u64,
+    /// Digests not computed by policy: files too large or sparse (`digest_skipped`).
+    pub digest_skipped: u64,
     pub manifest_reloads: u64,
     pub manifest_errors: u64,
 }
@@ -106,12 +125,14 @@ struct Counters {
     duplicates: AtomicU64,
     dropped: AtomicU64,
     identified: AtomicU64,
+    incomplete: AtomicU64,
     failed: AtomicU64,
     cache_hits: AtomicU64,
     hashed: AtomicU64,
     hashed_bytes: AtomicU64,
     hash_nanos: AtomicU64,
     hash_dropped: AtomicU64,
+    digest_skipped: AtomicU64,
     manifest_reloads: AtomicU64,
     manifest_errors: AtomicU64,
 }
@@ -152,16 +173,24 @@ struct Inner {
     manifest_path: Option<PathBuf>,
     slots: Mutex<HashMap<FileIdentity, Slot>>,
     max_slots: usize,
-    analysis_tx: Mutex<Option<SyncSender<ArtifactRequest>>>,
-    hash_tx: Mutex<Option<SyncSender<HashJob>>>,
+    analysis: WorkQueue<ArtifactRequest>,
+    hashing: WorkQueue<HashJob>,
     manifest_tx: Mutex<Option<mpsc::Sender<ManifestCmd>>>,
     updates: Box<dyn UpdateSink>,
     cache: Mutex<DigestCache>,
     stats: Counters,
-    stop: AtomicBool,
-    paused: (Mutex<bool>, std::sync::Condvar),
+    /// Shared with every identification's deadline and every digest's read loop.
+    stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// Files up to this size go to identification's urgent lane whatever their name: they are
+/// quick, and a pickle disguised under another extension is usually small.
+const SMALL_FILE: u64 = 64 << 20;
+/// Files up to this size go to hashing's urgent lane (about a second of SHA-256).
+const SMALL_DIGEST: u64 = 1 << 30;
+/// How long [`AnalyzerHandle::shutdown`] waits for the threads before leaving them behind.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
 /// Cheap to clone; every clone drives the same analyzer.
 #[derive(Clone)]
@@ -230,50 +259,60 @@ impl Analyzer {
         let opts = AnalyzeOptions::from_config(cfg)?;
         let cache = DigestCache::load(&state_dir.join(&cfg.cache_file), cfg.cache_max_entries);
         let updates: Box<dyn UpdateSink> = Box::new(updates);
-        let (analysis_tx, analysis_rx) = mpsc::sync_channel::<ArtifactRequest>(cfg.analysis_queue);
-        let (hash_tx, hash_rx) = mpsc::sync_channel::<HashJob>(cfg.hash_queue);
         let (manifest_tx, manifest_rx) = mpsc::channel::<ManifestCmd>();
         let inner = Arc::new(Inner {
             opts: RwLock::new(opts),
             manifest_path: cfg.manifest.clone(),
             slots: Mutex::new(HashMap::new()),
             max_slots: cfg.cache_max_entries.max(1024),
-            analysis_tx: Mutex::new(Some(analysis_tx)),
-            hash_tx: Mutex::new(Some(hash_tx)),
+            analysis: WorkQueue::new(cfg.analysis_queue, start.paused),
+            hashing: WorkQueue::new(cfg.hash_queue, false),
             manifest_tx: Mutex::new(Some(manifest_tx)),
             updates,
             cache: Mutex::new(cache),
             stats: Counters::default(),
-            stop: AtomicBool::new(false),
-            paused: (Mutex::new(start.paused), std::sync::Condvar::new()),
+            stop: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Vec::new()),
         });
         let handle = AnalyzerHandle { inner: inner.clone() };
-        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(name).spawn(f).map_err(|e| ArtifactError::Start(e.to_string()))
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| -> Result<(), ArtifactError> {
+            let t = std::thread::Builder::new().name(name).spawn(f).map_err(|e| ArtifactError::Start(e.to_string()))?;
+            if let Ok(mut threads) = inner.threads.lock() {
+                threads.push(t);
+            }
+            Ok(())
         };
-        let mut threads = Vec::new();
-        {
-            let inner = inner.clone();
-            threads.push(spawn("mw-artifact-id".into(), Box::new(move || identification_loop(&inner, analysis_rx)))?);
-        }
-        let hash_rx = Arc::new(Mutex::new(hash_rx));
-        for i in 0..cfg.hash_workers {
-            let (inner, rx) = (inner.clone(), hash_rx.clone());
-            threads.push(spawn(format!("mw-artifact-hash{i}"), Box::new(move || hash_loop(&inner, &rx)))?);
-        }
-        {
+        let started = (|| {
+            for i in 0..cfg.analysis_workers {
+                let inner = inner.clone();
+                spawn(format!("mw-artifact-id{i}"), Box::new(move || identification_loop(&inner)))?;
+            }
+            for i in 0..cfg.hash_workers {
+                let inner = inner.clone();
+                // One thread takes the large digests, one at a time: two would compete for the
+                // disk, and the others stay free for the small ones.
+                spawn(format!("mw-artifact-hash{i}"), Box::new(move || hash_loop(&inner, i == 0)))?;
+            }
             let inner = inner.clone();
             let poll = Duration::from_secs(cfg.manifest_poll_secs);
-            threads.push(spawn(
-                "mw-artifact-manifest".into(),
-                Box::new(move || manifest_loop(&inner, manifest_rx, poll)),
-            )?);
-        }
-        if let Ok(mut t) = inner.threads.lock() {
-            t.extend(threads);
+            spawn("mw-artifact-manifest".into(), Box::new(move || manifest_loop(&inner, manifest_rx, poll)))
+        })();
+        if let Err(e) = started {
+            handle.shutdown();
+            return Err(e);
         }
         Ok(handle)
+    }
+}
+
+/// The identification lane of a request: files that are small, or named like a format that can
+/// carry code, go first. The name is all there is before the file is read (and `submit` must
+/// not read); content decides everything else.
+fn analysis_lane(req: &ArtifactRequest) -> Lane {
+    if req.identity.size <= SMALL_FILE || formats::named_like_code_carrier(&req.path) {
+        Lane::Urgent
+    } else {
+        Lane::Bulk
     }
 }
 
@@ -304,14 +343,8 @@ impl AnalyzerHandle {
             }
         }
         let identity = req.identity;
-        let sent = match inner.analysis_tx.lock() {
-            Ok(tx) => match tx.as_ref() {
-                Some(tx) => tx.try_send(req).map_err(|e| matches!(e, TrySendError::Full(_))),
-                None => Err(false),
-            },
-            Err(_) => Err(false),
-        };
-        if sent.is_err() {
+        let lane = analysis_lane(&req);
+        if inner.analysis.try_push(req, lane).is_err() {
             inc(&inner.stats.dropped);
             if let Ok(mut slots) = inner.slots.lock() {
                 // Forget the version so a later event about it is accepted.
@@ -337,12 +370,14 @@ impl AnalyzerHandle {
             duplicates: l(&c.duplicates),
             dropped: l(&c.dropped),
             identified: l(&c.identified),
+            incomplete: l(&c.incomplete),
             failed: l(&c.failed),
             cache_hits: l(&c.cache_hits),
             hashed: l(&c.hashed),
             hashed_bytes: l(&c.hashed_bytes),
             hash_nanos: l(&c.hash_nanos),
             hash_dropped: l(&c.hash_dropped),
+            digest_skipped: l(&c.digest_skipped),
             manifest_reloads: l(&c.manifest_reloads),
             manifest_errors: l(&c.manifest_errors),
         }
@@ -359,11 +394,7 @@ impl AnalyzerHandle {
 
     /// Lets a paused analyzer (see [`StartOptions::paused`]) start identifying.
     pub fn resume(&self) {
-        let (lock, cv) = &self.inner.paused;
-        if let Ok(mut p) = lock.lock() {
-            *p = false;
-            cv.notify_all();
-        }
+        self.inner.analysis.resume();
     }
 
     /// Writes the digest cache now.
@@ -374,25 +405,39 @@ impl AnalyzerHandle {
         }
     }
 
-    /// Stops every thread (an in-progress digest is abandoned) and writes the digest cache.
+    /// Stops every thread and writes the digest cache, in about a second at most: in-progress
+    /// identifications and digests see the stop flag within milliseconds and are abandoned;
+    /// a thread still running after `SHUTDOWN_WAIT` (stuck in a system call on a filesystem
+    /// that does not answer) is left behind, and the log says so. Idempotent.
     pub fn shutdown(&self) {
         let inner = &self.inner;
         inner.stop.store(true, Ordering::Relaxed);
-        self.resume();
-        if let Ok(mut tx) = inner.analysis_tx.lock() {
-            tx.take();
-        }
-        if let Ok(mut tx) = inner.hash_tx.lock() {
-            tx.take();
-        }
+        inner.analysis.close();
+        inner.hashing.close();
         if let Ok(mut tx) = inner.manifest_tx.lock()
             && let Some(tx) = tx.take()
         {
             let _ = tx.send(ManifestCmd::Stop);
         }
         let threads = inner.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut stuck = Vec::new();
         for t in threads {
-            let _ = t.join();
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                stuck.push(t.thread().name().unwrap_or("?").to_owned());
+            }
+        }
+        if !stuck.is_empty() {
+            tracing::warn!(
+                threads = %stuck.join(", "),
+                "artifact analyzer threads did not stop within {} ms (blocked in a read?); leaving them behind",
+                SHUTDOWN_WAIT.as_millis()
+            );
         }
         if let Err(e) = self.flush_cache() {
             tracing::warn!(error = %e, "cannot write the digest cache");
@@ -459,20 +504,9 @@ fn set_slot(inner: &Inner, identity: FileIdentity, phase: Phase, report: Arc<Art
     }
 }
 
-fn identification_loop(inner: &Inner, rx: StdReceiver<ArtifactRequest>) {
+fn identification_loop(inner: &Inner) {
     lower_thread_priority(false, 5);
-    {
-        let (lock, cv) = &inner.paused;
-        if let Ok(mut p) = lock.lock() {
-            while *p {
-                p = match cv.wait(p) {
-                    Ok(p) => p,
-                    Err(_) => return,
-                };
-            }
-        }
-    }
-    while let Ok(req) = rx.recv() {
+    while let Some(req) = inner.analysis.pop(true) {
         if inner.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -495,12 +529,20 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
         };
         return fail(inner, identity, &path, why.into());
     }
-    let opts = match inner.opts.read() {
+    let mut opts = match inner.opts.read() {
         Ok(o) => o.clone(),
         Err(_) => return,
     };
+    opts.stop = Some(inner.stop.clone());
     let mut report = identify_open(&path, &mut file, meta.len(), &opts);
+    if inner.stop.load(Ordering::Relaxed) {
+        // Cut short by the shutdown: nobody waits for it, and it is not the file's verdict.
+        return;
+    }
     inc(&inner.stats.identified);
+    if report.findings.iter().any(|f| f.code == codes::ANALYSIS_INCOMPLETE) {
+        inc(&inner.stats.incomplete);
+    }
     let cached = inner.cache.lock().ok().and_then(|mut c| c.get(&identity));
     if let Some(sha) = cached {
         inc(&inner.stats.cache_hits);
@@ -510,13 +552,19 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
         set_slot(inner, identity, Phase::Done, report.clone());
         return send(inner, ArtifactUpdate::Identified { identity, report });
     }
+    if let Some(skipped) = digest::skip_reason(&file, &meta, &opts.hash) {
+        inc(&inner.stats.digest_skipped);
+        apply_digest_skipped(&mut report, skipped);
+        evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+        let report = Arc::new(report);
+        set_slot(inner, identity, Phase::Done, report.clone());
+        return send(inner, ArtifactUpdate::Identified { identity, report });
+    }
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
     let report = Arc::new(report);
     let job = HashJob { identity, file, report: report.clone() };
-    let queued = match inner.hash_tx.lock() {
-        Ok(tx) => tx.as_ref().is_some_and(|tx| tx.try_send(job).is_ok()),
-        Err(_) => false,
-    };
+    let lane = if identity.size <= SMALL_DIGEST { Lane::Urgent } else { Lane::Bulk };
+    let queued = inner.hashing.try_push(job, lane).is_ok();
     if !queued {
         inc(&inner.stats.hash_dropped);
     }
@@ -524,14 +572,9 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     send(inner, ArtifactUpdate::Identified { identity, report });
 }
 
-fn hash_loop(inner: &Inner, rx: &Mutex<StdReceiver<HashJob>>) {
+fn hash_loop(inner: &Inner, takes_bulk: bool) {
     lower_thread_priority(true, 10);
-    loop {
-        let job = match rx.lock() {
-            Ok(r) => r.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
+    while let Some(job) = inner.hashing.pop(takes_bulk) {
         if inner.stop.load(Ordering::Relaxed) {
             return;
         }
@@ -542,8 +585,7 @@ fn hash_loop(inner: &Inner, rx: &Mutex<StdReceiver<HashJob>>) {
 fn hash_one(inner: &Inner, mut job: HashJob) {
     let path = job.report.path.clone();
     let t = Instant::now();
-    let hashed =
-        job.file.seek(SeekFrom::Start(0)).and_then(|_| crate::digest::sha256_until(&mut job.file, &inner.stop));
+    let hashed = job.file.seek(SeekFrom::Start(0)).and_then(|_| digest::sha256_until(&mut job.file, &inner.stop));
     let after = job.file.metadata().map(|m| FileIdentity::from_metadata(&m));
     let (sha, bytes) = match hashed {
         Ok(x) => x,

@@ -670,6 +670,8 @@ fn onnx_header_custom_ops_and_external_data() {
         [Opset { domain: String::new(), version: 17 }, Opset { domain: "com.example.custom".into(), version: 1 }]
     );
     assert_eq!(m.graph_name.as_deref(), Some("main_graph"));
+    // An exporter's generic graph name is no model name.
+    assert_eq!(m.name, None);
     assert_eq!((m.node_count, m.tensor_count, m.parameter_count), (Some(2), Some(2), Some(40)));
     assert_eq!(m.dtypes, ["float", "float16"]);
     assert_eq!(m.custom_ops, ["com.example.custom::EvilOp"]);
@@ -679,6 +681,8 @@ fn onnx_header_custom_ops_and_external_data() {
 
     let r = analyze("c.onnx", &onnx_clean());
     assert_eq!((r.format, r.metadata.node_count, r.metadata.graph_name.as_deref()), (Format::Onnx, Some(1), Some("g")));
+    // A graph with a name of its own names the model.
+    assert_eq!(r.metadata.name.as_deref(), Some("g"));
     assert_eq!(codes_of(&r), [codes::LICENSE_MISSING]);
 }
 

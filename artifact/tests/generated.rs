@@ -84,31 +84,54 @@ fn crc32(data: &[u8]) -> u32 {
 /// A stored (uncompressed) zip, written by hand so that hostile shapes (duplicate names, bad
 /// CRCs) are possible. `bad_crc` names entries whose CRC is written wrong.
 pub fn stored_zip_with(entries: &[(&str, &[u8])], bad_crc: &[&str]) -> Vec<u8> {
+    let raw: Vec<RawEntry<'_>> = entries
+        .iter()
+        .map(|(name, data)| {
+            let mut crc = crc32(data);
+            if bad_crc.contains(name) {
+                crc ^= 0xDEAD_BEEF;
+            }
+            RawEntry { name, method: 0, data, size: data.len() as u32, crc }
+        })
+        .collect();
+    raw_zip(&raw)
+}
+
+/// One entry of [`raw_zip`]: `data` is written as is (already compressed for `method` 8).
+pub struct RawEntry<'a> {
+    pub name: &'a str,
+    /// 0 stored, 8 deflated.
+    pub method: u16,
+    pub data: &'a [u8],
+    /// The uncompressed size the headers declare.
+    pub size: u32,
+    pub crc: u32,
+}
+
+/// A zip of entries whose bytes are given as they are to be stored.
+pub fn raw_zip(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
-    for (name, data) in entries {
+    for e in entries {
         let offset = out.len() as u32;
-        let mut crc = crc32(data);
-        if bad_crc.contains(name) {
-            crc ^= 0xDEAD_BEEF;
-        }
-        let n = name.as_bytes();
-        // local file header
+        let n = e.name.as_bytes();
+        let m = e.method.to_le_bytes();
+        // local file header: version, flags, method, time, date
         out.extend_from_slice(b"PK\x03\x04");
-        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]); // version, flags, method 0, time, date
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&[20, 0, 0, 0, m[0], m[1], 0, 0, 0x21, 0]);
+        out.extend_from_slice(&e.crc.to_le_bytes());
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.size.to_le_bytes());
         out.extend_from_slice(&(n.len() as u16).to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(n);
-        out.extend_from_slice(data);
+        out.extend_from_slice(e.data);
         // central directory header
         central.extend_from_slice(b"PK\x01\x02");
-        central.extend_from_slice(&[20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
-        central.extend_from_slice(&crc.to_le_bytes());
-        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        central.extend_from_slice(&[20, 3, 20, 0, 0, 0, m[0], m[1], 0, 0, 0x21, 0]);
+        central.extend_from_slice(&e.crc.to_le_bytes());
+        central.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        central.extend_from_slice(&e.size.to_le_bytes());
         central.extend_from_slice(&(n.len() as u16).to_le_bytes());
         central.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // extra, comment, disk, internal attrs
         central.extend_from_slice(&0o100644u32.wrapping_shl(16).to_le_bytes());
@@ -124,6 +147,123 @@ pub fn stored_zip_with(entries: &[(&str, &[u8])], bad_crc: &[&str]) -> Vec<u8> {
     out.extend_from_slice(&cd_offset.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out
+}
+
+/// Writes bits into a deflate stream, least significant first.
+#[derive(Default)]
+struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Bits {
+    /// `value`'s low `count` bits, as deflate writes header fields and extra bits.
+    fn put(&mut self, value: u64, count: u32) {
+        self.acc |= value << self.n;
+        self.n += count;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// A Huffman code of `len` bits: deflate writes codes from their most significant bit.
+    fn code(&mut self, code: u64, len: u32) {
+        for i in (0..len).rev() {
+            self.put((code >> i) & 1, 1);
+        }
+    }
+
+    fn align(&mut self) {
+        if self.n > 0 {
+            self.put(0, 8 - self.n);
+        }
+    }
+}
+
+/// A raw deflate stream that inflates `prefix`, then `period` repeated for about
+/// `1032 * body_bytes` bytes, then `suffix`; returns it with the inflated length. The body is
+/// one dynamic-Huffman block holding only "copy 258 bytes from `period.len()` back" (two bits
+/// each), the ratio deflate's format caps at; prefix and suffix are stored blocks. `period`
+/// must be 1 or 2 bytes and `prefix` must end with it.
+pub fn deflate_bomb(prefix: &[u8], period: &[u8], suffix: &[u8], body_bytes: usize) -> (Vec<u8>, u64) {
+    assert!(matches!(period.len(), 1 | 2) && prefix.ends_with(period));
+    let mut b = Bits::default();
+    let stored = |b: &mut Bits, data: &[u8], last: bool| {
+        b.put(u64::from(last), 1);
+        b.put(0, 2);
+        b.align();
+        b.put(data.len() as u64, 16);
+        b.put(!(data.len() as u64) & 0xFFFF, 16);
+        b.out.extend_from_slice(data);
+    };
+    stored(&mut b, prefix, false);
+    // Dynamic block: literal/length codes 0..=285 with only 256 (end) and 285 (length 258) of
+    // one bit each; distance codes 0..=period (distance 1 or 2) with only the last of one bit.
+    b.put(0, 1);
+    b.put(2, 2);
+    b.put(29, 5); // HLIT: 286 codes
+    b.put(period.len() as u64 - 1, 5); // HDIST
+    b.put(15, 4); // HCLEN: 19 code-length codes (which also makes the header an even number of bits)
+    // Code-length code lengths in deflate's order (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4,
+    // 12, 3, 13, 2, 14, 1, 15): 18 (a run of zeros) one bit, 0 and 1 two bits.
+    for len in [0u64, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0] {
+        b.put(len, 3);
+    }
+    // Canonical codes: 18 -> 0, 0 -> 10, 1 -> 11.
+    let zeros = |b: &mut Bits, mut n: u64| {
+        while n > 0 {
+            let run = if n > 138 && n - 138 < 11 { n - 11 } else { n.min(138) };
+            b.code(0, 1);
+            b.put(run - 11, 7);
+            n -= run;
+        }
+    };
+    let one = |b: &mut Bits| b.code(0b11, 2);
+    zeros(&mut b, 256);
+    one(&mut b); // 256: end of block
+    zeros(&mut b, 28);
+    one(&mut b); // 285: length 258
+    if period.len() == 2 {
+        b.code(0b10, 2); // distance code 0 (distance 1): unused
+    }
+    one(&mut b); // the distance code of `period.len()`
+    // Canonical: 256 -> 0, 285 -> 1, the one distance code -> 0; a copy is the bits 1, 0.
+    let mut copies = 0u64;
+    while b.n != 0 {
+        b.code(1, 1);
+        b.code(0, 1);
+        copies += 1;
+    }
+    let body = b.out.len();
+    b.out.resize(body + body_bytes, 0x55);
+    copies += 4 * body_bytes as u64;
+    b.code(0, 1); // end of block
+    stored(&mut b, suffix, true);
+    b.align();
+    (b.out, prefix.len() as u64 + 258 * copies + suffix.len() as u64)
+}
+
+/// A `torch.save` zip whose `data.pkl` is a deflate bomb: `PROTO 2`, then `NONE POP` (a
+/// valid, endless run of opcodes for a walker) for about `1032 * body_bytes` bytes, then
+/// `NONE STOP`. About 2 GB of opcodes for a 2 MB file.
+pub fn torch_zip_bomb(body_bytes: usize) -> (Vec<u8>, u64) {
+    let (pkl, inflated) = deflate_bomb(b"\x80\x02N0", b"N0", b"N.", body_bytes);
+    let zip = raw_zip(&[
+        RawEntry {
+            name: "archive/data.pkl",
+            method: 8,
+            data: &pkl,
+            size: inflated.min(u64::from(u32::MAX)) as u32,
+            crc: 0,
+        },
+        RawEntry { name: "archive/byteorder", method: 0, data: b"little", size: 6, crc: crc32(b"little") },
+        RawEntry { name: "archive/data/0", method: 0, data: &[0; 16], size: 16, crc: crc32(&[0; 16]) },
+        RawEntry { name: "archive/version", method: 0, data: b"3\n", size: 2, crc: crc32(b"3\n") },
+    ]);
+    (zip, inflated)
 }
 
 pub fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -797,6 +937,15 @@ fn generators_are_self_consistent() {
     let t = tar(&[("pickle", b"abc")]);
     assert_eq!(t.len(), 512 * 2 + 1024);
     assert_eq!(&t[124..135], b"00000000003");
+    // The deflate bomb inflates to what it says, through the zip crate's inflater.
+    let (z, inflated) = torch_zip_bomb(1000);
+    let mut za = zip::ZipArchive::new(std::io::Cursor::new(z)).expect("zip");
+    let mut pkl = Vec::new();
+    let opts = zip::read::ZipReadOptions::new().ignore_crc32(true);
+    std::io::Read::read_to_end(&mut za.by_index_with_options(0, opts).expect("entry"), &mut pkl).expect("inflate");
+    assert_eq!(pkl.len() as u64, inflated);
+    assert!(inflated > 1000 * 1032);
+    assert!(pkl.starts_with(b"\x80\x02N0N0") && pkl.ends_with(b"N0N0N."));
 }
 
 // ---------------------------------------------------------------- trees

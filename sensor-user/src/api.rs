@@ -131,6 +131,9 @@ impl Service {
             decode_errors: view.decode_errors,
             devices_watched: view.devices_watched,
             rss_bytes: crate::sensor::rss_bytes(),
+            candidates_rejected: view.candidates_rejected.clone(),
+            model_events_folded: view.model_events_folded,
+            model_events_unidentified: view.model_events_unidentified,
         }
     }
 }

@@ -185,6 +185,14 @@ pub struct FilesConfig {
     /// Once a file's content shows it is not a model (or of no known format), filter its later
     /// opens and mappings in the kernel, until the file changes. `false` reports every open.
     pub suppress_known_non_models: bool,
+    /// Also report candidates whose content is not a model (the kernel selected them by name,
+    /// directory or size): for tuning the file filter. Off, they are only counted
+    /// (`candidates_rejected` in status).
+    pub report_non_models: bool,
+    /// Opens (or mappings) of one file by one process within this many milliseconds of the
+    /// first are reported as one event with a count (`repeats`): an engine's threads open a
+    /// model at once. 0 reports each one.
+    pub fold_window_ms: u64,
 }
 
 /// Accelerator devices.
@@ -365,6 +373,8 @@ impl Default for FilesConfig {
                 "libctranslate2",
             ]),
             suppress_known_non_models: true,
+            report_non_models: false,
+            fold_window_ms: 20,
         }
     }
 }
@@ -432,6 +442,12 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.files.fold_window_ms > 1000 {
+            return Err(bad(
+                "files.fold_window_ms".into(),
+                "must be at most 1000 (every model event waits this long)".into(),
+            ));
         }
         if self.files.size_threshold.0 == 0 {
             return Err(bad("files.size_threshold".into(), "must be greater than 0".into()));
@@ -615,6 +631,8 @@ mod tests {
             ("[sessions]\ncpu_busy_percent = -1.0", "sessions.cpu_busy_percent"),
             ("[telemetry]\ninterval_ms = 1", "telemetry.interval_ms"),
             ("[artifact]\nhash_workers = 0", "artifact.hash_workers"),
+            ("[artifact]\nmax_analysis_ms = 50", "artifact.max_analysis_ms"),
+            ("[artifact]\nanalysis_workers = 65", "artifact.analysis_workers"),
             ("[sensor]\nhousekeeping_ms = 3600000", "sensor.housekeeping_ms"),
             ("[sensor]\nexit_grace_ms = 3600000", "sensor.exit_grace_ms"),
         ];

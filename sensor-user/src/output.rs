@@ -235,6 +235,9 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                     enum_str!(DigestState, art.digest_state, "DIGEST_STATE_")
                 );
             }
+            if !art.digest_skipped_reason.is_empty() {
+                let _ = write!(s, " digest=skipped({})", short(&art.digest_skipped_reason, 16));
+            }
             let _ = write!(s, " approval={}", enum_str!(ApprovalVerdict, art.approval, "APPROVAL_VERDICT_"));
             if art.pickle != 0 {
                 let _ = write!(s, " pickle={}", enum_str!(PickleVerdict, art.pickle, "PICKLE_VERDICT_"));

@@ -300,6 +300,15 @@ impl Tracker {
             .collect()
     }
 
+    /// Whether the process has shown inference-runtime evidence: a runtime library mapped, a
+    /// runtime executable, a model already loaded, or accelerator compute.
+    pub fn runtime_evidence(&self, p: &ProcessInfo) -> bool {
+        let tracked = self.procs.get(&p.entity_id).is_some_and(|t| {
+            !t.runtime_libs.is_empty() || !t.models.is_empty() || t.last_compute.is_some() || t.session.is_some()
+        });
+        tracked || self.runtime_of(p).is_some()
+    }
+
     /// Pids of tracked processes that hold accelerators.
     pub fn accelerator_users(&self) -> Vec<u32> {
         self.procs.values().filter(|p| !p.accelerators.is_empty()).map(|p| p.subject.pid).collect()
@@ -311,7 +320,7 @@ impl Tracker {
 
     /// The runtime this process is, from its executable and (for interpreters) its script or
     /// module.
-    fn runtime_of(&self, s: &Subject) -> Option<String> {
+    fn runtime_of(&self, s: &ProcessInfo) -> Option<String> {
         let mut names: Vec<&str> = vec![Self::basename(&s.exe)];
         if let Some(a0) = s.cmdline.first() {
             names.push(Self::basename(a0));

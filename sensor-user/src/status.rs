@@ -19,6 +19,12 @@ pub struct StatusView {
     pub decode_errors: u64,
     pub devices_watched: Vec<String>,
     pub nvml: String,
+    /// Candidates whose content was not a model, per kind of candidate.
+    pub candidates_rejected: std::collections::BTreeMap<String, u64>,
+    /// Model events folded into an earlier one (`repeats`).
+    pub model_events_folded: u64,
+    /// Model events reported without a content verdict.
+    pub model_events_unidentified: u64,
 }
 
 pub type SharedStatus = Arc<Mutex<StatusView>>;

@@ -57,6 +57,7 @@ fn artifact() -> ArtifactSummary {
         approval: ApprovalVerdict::Unapproved as i32,
         pickle: PickleVerdict::Unspecified as i32,
         license: "llama3.1".into(),
+        digest_skipped_reason: String::new(),
     }
 }
 
@@ -96,6 +97,7 @@ fn samples() -> Vec<Event> {
             fd: 7,
             syscall: "openat".into(),
             artifact: Some(artifact()),
+            repeats: 3,
         }),
         P::ModelMapped(ModelMapped {
             file: Some(file()),

@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod engines;
+
 /// How long a test waits for an event it caused before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -190,6 +192,22 @@ impl RunningSensor {
             if pred(&self.events.lock().unwrap()) {
                 return;
             }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sensor exited ({status}) while waiting for {what}; stderr:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the sensor's log (its stderr) satisfies `pred`.
+    pub fn wait_for_log(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !pred(&self.stderr.lock().unwrap()) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sensor exited ({status}) while waiting for {what}; stderr:\n{}", self.stderr());
             }

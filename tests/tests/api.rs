@@ -61,6 +61,7 @@ fn tail_filters_stalled_subscribers_lose_alone_and_status_counts() {
     make_file(&file, b"", 8);
     let sensor = RunningSensor::start(&format!(
         "[files]\nextensions = [\".mwapi\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
+         report_non_models = true\nfold_window_ms = 0\n\
          [output.jsonl]\npath = \"{}\"\n\
          [api]\nsocket = \"{}\"\nsubscriber_queue = 1024\n",
         jsonl.display(),

@@ -191,7 +191,7 @@ fn fixtures(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("throughput.toml"),
         format!(
-            "[files]\nextensions = [\".mwbench\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n{common}"
+            "[files]\nextensions = [\".mwbench\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\nreport_non_models = true\nfold_window_ms = 0\n{common}"
         ),
     )?;
     Ok(())

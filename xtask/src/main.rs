@@ -1,16 +1,21 @@
 //! `cargo xtask`: the project's entry points.
 //!
-//! - `setup`  installs what the build needs (nightly rust-src, bpf-linker, buf), idempotently;
+//! - `setup`  installs what the build and the tests need (nightly rust-src, bpf-linker, buf, and
+//!   the real inference engines under target/engines/), idempotently;
 //! - `build`  builds the sensor;
 //! - `run`    builds and runs the sensor as root with the built-in defaults;
 //! - `test`   runs every test: unit, root integration, schema lint and breaking-change checks;
 //! - `bench`  measures overhead, throughput and memory (see BENCHMARKS.md);
 //! - `fuzz`   runs the parsers' fuzz targets for a while each;
+//! - `gpu-check` runs a real CUDA inference with the sensor running and checks what it reports
+//!   (needs an NVIDIA GPU; fails without one);
 //! - `proto-docs` regenerates docs/proto.md from the schema;
 //! - `proto-baseline` records the current schema as the one later schemas must stay
 //!   compatible with (after a release).
 
 mod bench;
+mod engines;
+mod gpu_check;
 mod proto_docs;
 mod setup;
 
@@ -31,7 +36,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install missing build prerequisites (idempotent).
+    /// Install missing build and test prerequisites (idempotent).
     Setup,
     /// Build the sensor.
     Build {
@@ -58,6 +63,9 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// Run a real CUDA inference (llama.cpp) with the sensor running and check the session,
+    /// NVML attribution and ioctl categories it reports. Needs an NVIDIA GPU and driver.
+    GpuCheck(gpu_check::GpuCheckArgs),
     /// Regenerate docs/proto.md from proto/ (the test suite fails when it is stale).
     ProtoDocs,
     /// Record the current schema as the compatibility baseline (after a release).
@@ -72,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::setup(&root),
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => {
-            setup::setup(&root)?;
+            setup::build_prerequisites(&root)?;
             build(true)?;
             require_root("cargo xtask run")?;
             let bin = root.join("target/release/modelwatch");
@@ -84,10 +92,11 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { args } => test(&root, &args),
         Cmd::Bench(args) => {
-            setup::setup(&root)?;
+            setup::build_prerequisites(&root)?;
             bench::run_bench(&root, args)
         }
         Cmd::Fuzz { seconds } => fuzz(&root, seconds),
+        Cmd::GpuCheck(args) => gpu_check::gpu_check(&root, &args),
         Cmd::ProtoDocs => {
             let md = proto_docs::render(&root)?;
             std::fs::write(root.join(proto_docs::DOC_PATH), md).context("writing docs/proto.md")?;
@@ -95,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::ProtoBaseline => {
-            setup::setup(&root)?;
+            setup::build_prerequisites(&root)?;
             run(Command::new(setup::buf_path(&root)).args(["build", "proto", "-o", PROTO_BASELINE]))?;
             println!("wrote {PROTO_BASELINE}");
             Ok(())
@@ -121,7 +130,7 @@ pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn build(release: bool) -> anyhow::Result<()> {
+pub fn build(release: bool) -> anyhow::Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--package", "modelwatch", "--bin", "modelwatch"]);
     if release {

@@ -1,5 +1,6 @@
 //! Installs what building and testing need, idempotently: each step checks first and does
-//! nothing when the tool is already there.
+//! nothing when the tool is already there. The real inference engines the root integration
+//! tests drive are installed by `engines.rs`, under `target/engines/`.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +17,15 @@ const BUF_VERSION: &str = "1.75.0";
 /// What the OCSF validator kit (`../shared/ocsf/validate.py`) needs; checked with 4.26.0.
 const JSONSCHEMA: &str = "jsonschema==4.26.0";
 
+/// Everything: what building needs and the engines the tests drive (`cargo xtask setup`,
+/// `cargo xtask test`).
 pub fn setup(root: &Path) -> anyhow::Result<()> {
+    build_prerequisites(root)?;
+    crate::engines::ensure_engines(root)
+}
+
+/// What building the sensor needs (`cargo xtask run` and `bench` install no test engines).
+pub fn build_prerequisites(root: &Path) -> anyhow::Result<()> {
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()?;
     ensure_ocsf_validator(root)?;

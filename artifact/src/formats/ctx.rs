@@ -1,21 +1,23 @@
-//! The state one identification shares between the parsers: the bounds, the pickle and inflate
-//! budgets left, the findings, and every pickle walked so far, from which the artifact's one
-//! pickle verdict is made (whichever parsers met the streams).
+//! The state one identification shares between the parsers: the bounds, the deadline, the
+//! pickle and inflate budgets left, the findings, and every pickle walked so far, from which the
+//! artifact's one pickle verdict is made (whichever parsers met the streams).
 
 use std::{collections::HashSet, io::Read};
 
 use crate::{
     Limits,
-    io::Reader,
+    io::{Deadline, Reader},
     pickle_scan::{self, Import, PicklePolicy},
     report::{Finding, PickleVerdict, Safety, Severity, codes},
 };
 
-/// State shared by the parsers during one identification: the bounds, the pickle policy, the
-/// pickle and inflate budgets left, the pickles walked so far and the findings.
+/// State shared by the parsers during one identification: the bounds, the deadline, the pickle
+/// policy, the pickle and inflate budgets left, the pickles walked so far and the findings.
 pub struct Ctx<'a> {
     pub limits: &'a Limits,
     pub policy: &'a PicklePolicy,
+    /// Every reader of this identification checks it (see [`Ctx::reader`]).
+    pub deadline: Deadline,
     pub findings: Vec<Finding>,
     pickle_budget: u64,
     inflate_budget: u64,
@@ -28,10 +30,16 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// A context whose deadline is the limits' time budget from now.
     pub fn new(limits: &'a Limits, policy: &'a PicklePolicy) -> Self {
+        Self::with_deadline(limits, policy, Deadline::after(limits.analysis_budget(), None))
+    }
+
+    pub fn with_deadline(limits: &'a Limits, policy: &'a PicklePolicy, deadline: Deadline) -> Self {
         Self {
             limits,
             policy,
+            deadline,
             findings: Vec::new(),
             pickle_budget: limits.max_pickle_bytes,
             inflate_budget: limits.max_parse_bytes,
@@ -45,7 +53,22 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn finding(&mut self, severity: Severity, code: &str, message: impl Into<String>) {
+        // Past the deadline every read fails, and the parsers would call that content
+        // malformed or over a limit: one `analysis_incomplete` finding says what happened.
+        if self.deadline.hit().is_some() && (code == codes::MALFORMED || code == codes::LIMIT_EXCEEDED) {
+            return;
+        }
         self.findings.push(Finding::new(severity, code, message));
+    }
+
+    /// A reader over `src` bound by this identification's deadline.
+    pub fn reader<'r>(&self, src: &'r mut dyn crate::io::ReadSeek, len: u64) -> crate::io::PResult<Reader<'r>> {
+        Ok(Reader::new(src, len)?.with_deadline(self.deadline.clone()))
+    }
+
+    /// Whether every pickle met so far was walked to its end.
+    pub fn pickles_complete(&self) -> bool {
+        self.complete
     }
 
     /// Bytes that zip entries other than pickles may still inflate to, across the whole
@@ -61,7 +84,7 @@ impl<'a> Ctx<'a> {
 
     /// Walks the pickle stream(s) in `r`, labelled `label` in the report.
     pub fn scan_pickle(&mut self, label: &str, r: &mut dyn Read) -> pickle_scan::Walk {
-        let walk = pickle_scan::walk(r, self.pickle_budget, self.policy);
+        let walk = pickle_scan::walk_until(r, self.pickle_budget, &self.deadline, self.policy);
         self.record_walk(label, walk.clone());
         walk
     }
@@ -76,7 +99,9 @@ impl<'a> Ctx<'a> {
     /// would, and records the walk only if it shows a pickle: content in another format can
     /// start with one (a tar name field, an HDF5 user block). Returns the walk when recorded.
     pub fn sniff_pickle(&mut self, label: &str, r: &mut dyn Read) -> Option<pickle_scan::Walk> {
-        let walk = pickle_scan::walk(r, self.pickle_budget, self.policy);
+        let walk = pickle_scan::walk_until(r, self.pickle_budget, &self.deadline, self.policy);
+        // A sniff cut short by the deadline is not recorded here: `identify` marks the pickle
+        // judgement of the whole artifact incomplete.
         if !pickle_scan::walk_shows_pickle(&walk) {
             // Not recorded, but read: it still spends the budget.
             self.pickle_budget = self.pickle_budget.saturating_sub(walk.bytes);

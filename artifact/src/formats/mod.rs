@@ -29,11 +29,11 @@ pub mod tflite;
 pub mod zipfile;
 
 pub use ctx::Ctx;
-pub use spec::{has_model_extension, model_extensions};
+pub use spec::{has_model_extension, may_carry_pickles, model_extensions, named_like_code_carrier};
 
 use crate::{
     Limits,
-    io::{ParseError, ReadSeek, Reader},
+    io::{Deadline, ParseError, ReadSeek, Reader},
     pickle_scan::PicklePolicy,
     report::{Finding, Format, ModelMetadata, PickleVerdict, Severity, codes},
 };
@@ -64,20 +64,48 @@ impl Parsed {
 
 /// Turns a parse failure of a recognised format into a finding.
 pub fn malformed(ctx: &mut Ctx<'_>, format: Format, e: &ParseError) {
+    if matches!(e, ParseError::Expired(_)) {
+        // Not the content's fault: `identify_until` reports the cut once.
+        return;
+    }
     let code = if e.is_limit() { codes::LIMIT_EXCEEDED } else { codes::MALFORMED };
     ctx.finding(Severity::Medium, code, format!("{format} content is not valid: {e}"));
 }
 
-/// Identifies `src` (of length `len`) by content.
+/// Identifies `src` (of length `len`) by content, within the limits' time budget.
 pub fn identify(src: &mut dyn ReadSeek, len: u64, limits: &Limits, policy: &PicklePolicy) -> Identified {
-    let mut ctx = Ctx::new(limits, policy);
-    let parsed = match Reader::new(src, len) {
+    identify_until(src, len, limits, policy, Deadline::after(limits.analysis_budget(), None))
+}
+
+/// [`identify`] that ends at `deadline`. Cut short, the result says so (an
+/// `analysis_incomplete` finding) and a pickle judgement is never `safe`.
+pub fn identify_until(
+    src: &mut dyn ReadSeek,
+    len: u64,
+    limits: &Limits,
+    policy: &PicklePolicy,
+    deadline: Deadline,
+) -> Identified {
+    let mut ctx = Ctx::with_deadline(limits, policy, deadline);
+    let parsed = match ctx.reader(src, len) {
         Ok(mut r) => dispatch(&mut r, &mut ctx),
         Err(e) => {
             ctx.finding(Severity::Medium, codes::MALFORMED, format!("cannot read: {e}"));
             Parsed::new(Format::Unknown, None)
         }
     };
+    if let Some(why) = ctx.deadline.hit() {
+        ctx.finding(
+            Severity::Medium,
+            codes::ANALYSIS_INCOMPLETE,
+            format!("the analysis stopped before the end of the content: {why}; what it did not reach is unseen"),
+        );
+        // A pickle that was never reached, or whose walk the deadline cut, must not leave the
+        // artifact judged safe (nor unjudged, where the format can carry one).
+        if ctx.pickles_complete() && may_carry_pickles(parsed.format) {
+            ctx.pickle_unreadable("<rest of the content>", &why.to_string());
+        }
+    }
     let pickle = ctx.pickle_verdict();
     Identified {
         format: parsed.format,

@@ -141,8 +141,10 @@ pub fn parse(r: &mut crate::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut Parsed) -
                 }
                 (14, Wire::Len(n)) => {
                     let (k, v) = pb.string_entry(n, 128, 512)?;
-                    if matches!(k.to_ascii_lowercase().as_str(), "license" | "licence") {
-                        m.license = Some(v.clone());
+                    match k.to_ascii_lowercase().as_str() {
+                        "license" | "licence" => m.license = Some(v.clone()),
+                        "name" | "model_name" => m.name = Some(v.clone()),
+                        _ => {}
                     }
                     if m.properties.len() < 64 {
                         m.properties.insert(k, v);
@@ -154,6 +156,11 @@ pub fn parse(r: &mut crate::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut Parsed) -
         Ok(())
     })();
     let m = &mut p.metadata;
+    // The model's name: a `name` metadata property, else the main graph's name unless it is
+    // an exporter's generic one (torch.onnx writes `main_graph` or `torch_jit`, tf2onnx `tf2onnx`).
+    if m.name.is_none() {
+        m.name = m.graph_name.clone().filter(|g| !is_generic_graph_name(g));
+    }
     m.node_count = Some(st.nodes);
     m.tensor_count = Some(st.initializers);
     m.parameter_count = (!st.params_overflow).then_some(st.params);
@@ -199,6 +206,14 @@ pub fn parse(r: &mut crate::io::Reader<'_>, ctx: &mut Ctx<'_>, p: &mut Parsed) -
         );
     }
     result
+}
+
+/// Graph names exporters write whatever the model: they say nothing about which model it is.
+fn is_generic_graph_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.is_empty()
+        || matches!(n.as_str(), "main_graph" | "torch_jit" | "torch-jit-export" | "tf2onnx" | "graph" | "model")
+        || n.starts_with("torch_jit")
 }
 
 /// A GraphProto. `m` is set for the main graph only: its counts and name are the model's.

@@ -462,6 +462,9 @@ pub fn parse_tar(r: &mut Reader<'_>, ctx: &mut Ctx<'_>) -> PResult<Parsed> {
     p.metadata.entries = Some(ms.len() as u64);
     // torch extracts `storages` and `tensors` and opens `pickle`; `sys_info` is walked too.
     for m in ms.iter().filter(|m| torch_name(m) || base(&m.name) == "sys_info") {
+        if ctx.deadline.hit().is_some() {
+            break; // every read fails from here on; `identify_until` reports the cut
+        }
         let name = base(&m.name);
         let sources = match content(&ms, m, 0) {
             Ok(s) => s,

@@ -228,6 +228,29 @@ pub fn has_model_extension(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| model_extensions().any(|m| m.eq_ignore_ascii_case(e)))
 }
 
+/// Whether content reported as `format` can carry a pickle that a loader unpickles: pickles,
+/// torch and joblib files, zips and tars of any kind (reported as their members' format, or
+/// unknown), NumPy object arrays, HDF5 user blocks, and content not identified at all (it may
+/// be any of these, cut short). Only the formats that are pure headers and tensors cannot.
+pub fn may_carry_pickles(format: Format) -> bool {
+    !matches!(
+        format,
+        Format::Gguf | Format::Safetensors | Format::Onnx | Format::Tflite | Format::TfSavedmodel | Format::Coreml
+    )
+}
+
+/// Whether the file name of `path` names a format that can carry code (see
+/// [`may_carry_pickles`]; containers named by extension, such as TorchServe and NeMo archives,
+/// count). The name only decides what is looked at first, never what the content is.
+pub fn named_like_code_carrier(path: &Path) -> bool {
+    let Some(ext) = path.extension().and_then(|e| e.to_str()) else { return false };
+    FORMATS.iter().filter(|s| s.extensions.iter().any(|m| m.eq_ignore_ascii_case(ext))).any(|s| match s.kind {
+        Kind::Format(f) => may_carry_pickles(f),
+        Kind::Container(_) => true,
+        Kind::Named(_) => matches!(s.detect, Detect::Within(_)),
+    })
+}
+
 /// The row of `format`, if it has one (not `unknown` nor `not_a_model`).
 pub fn spec_of(format: Format) -> Option<&'static FormatSpec> {
     FORMATS.iter().find(|s| s.kind == Kind::Format(format))
@@ -285,5 +308,17 @@ mod tests {
         assert!(!has_model_extension(Path::new("notes.txt")));
         assert!(!has_model_extension(Path::new("gguf")));
         assert!(!has_model_extension(Path::new("weights.tar")));
+    }
+
+    #[test]
+    fn code_carriers_by_name() {
+        for code in
+            ["a.pkl", "a.PT", "a.pth", "a.bin", "a.ckpt", "a.joblib", "a.keras", "a.npz", "a.h5", "a.mar", "a.nemo"]
+        {
+            assert!(named_like_code_carrier(Path::new(code)), "{code}");
+        }
+        for plain in ["a.gguf", "a.safetensors", "a.onnx", "a.tflite", "a.mlmodel", "a.engine", "a.txt", "noext"] {
+            assert!(!named_like_code_carrier(Path::new(plain)), "{plain}");
+        }
     }
 }

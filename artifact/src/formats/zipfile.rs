@@ -4,8 +4,9 @@
 //! Uses the `zip` crate for the container itself and adds what hostile input needs on top: the
 //! entry count is checked from the end-of-central-directory record before the crate reads the
 //! directory; every entry is read through a guard that stops a decompression ratio above the
-//! configured one and, for everything but pickles (bounded by the pickle budget), the
-//! artifact's inflate budget (`max_parse_bytes` in all, nested zips included); nested zips are
+//! configured one, the analysis deadline and, for everything but pickles (bounded by the pickle
+//! budget), the artifact's inflate budget (`max_parse_bytes` in all, nested zips included);
+//! nested zips are
 //! opened only to `max_nesting`; CRCs are ignored (a lenient loader ignores them too, and a
 //! scanner that gives up on a bad CRC is a known bypass). Every entry is looked at, not just
 //! the one a loader would pick by name: the crate keeps one entry per name, so the central
@@ -16,32 +17,46 @@
 
 use std::{
     collections::HashSet,
-    io::{self, Read, Seek, SeekFrom},
+    io::{self, BufReader, Read, Seek, SeekFrom},
 };
 
 use zip::{ZipArchive, read::ZipReadOptions};
 
 use crate::{
     formats::{Ctx, Parsed, keras_h5, numpy},
-    io::{PResult, ParseError, Reader, clean_text, read_bounded},
+    io::{DEADLINE_CHECK_BYTES, Deadline, PResult, ParseError, Reader, clean_text, read_bounded},
     report::{Format, Severity, codes},
 };
 
 /// The configuration files of a `.keras` zip are read at most this large.
 const MAX_KERAS_CONFIG: u64 = 64 << 20;
 
+/// The buffer between an entry's inflater and the pickle walker, which reads byte by byte: a
+/// one-byte read of an inflating entry costs a pass through the decompressor.
+const WALK_BUF: usize = 64 * 1024;
+
 /// Reads through an entry, failing once the output outgrows its compressed size by more than
-/// the allowed ratio (a zip bomb), or outgrows `cap` (what the artifact may still inflate).
+/// the allowed ratio (a zip bomb), outgrows `cap` (what the artifact may still inflate), or the
+/// analysis deadline passes.
 struct RatioGuard<'a> {
     inner: &'a mut dyn Read,
     read: u64,
     ratio_max: u64,
     cap: u64,
+    deadline: Deadline,
+    next_check: u64,
 }
 
 impl<'a> RatioGuard<'a> {
-    fn new(inner: &'a mut dyn Read, compressed: u64, ratio: u64, cap: u64) -> Self {
-        Self { inner, read: 0, ratio_max: compressed.saturating_mul(ratio).saturating_add(64 * 1024), cap }
+    fn new(inner: &'a mut dyn Read, compressed: u64, ratio: u64, cap: u64, deadline: &Deadline) -> Self {
+        Self {
+            inner,
+            read: 0,
+            ratio_max: compressed.saturating_mul(ratio).saturating_add(64 * 1024),
+            cap,
+            deadline: deadline.clone(),
+            next_check: 0,
+        }
     }
 
     /// Whether the last read failed on `cap` (rather than on the ratio or the input).
@@ -57,6 +72,10 @@ impl Read for RatioGuard<'_> {
                 "the artifact's inflate budget is spent after {} bytes of this entry",
                 self.read
             )));
+        }
+        if self.read >= self.next_check {
+            self.deadline.check().map_err(io::Error::other)?;
+            self.next_check = self.read.saturating_add(DEADLINE_CHECK_BYTES);
         }
         let want = buf.len().min(usize::try_from(self.cap - self.read).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
@@ -304,6 +323,9 @@ fn archive(r: &mut Reader<'_>, prefix: &str, depth: u32, ctx: &mut Ctx<'_>) -> P
     {
         let mut za = ZipArchive::new(&mut *r).map_err(|e| ParseError::invalid(format!("zip container: {e}")))?;
         for e in &files {
+            if ctx.deadline.hit().is_some() {
+                break; // every read fails from here on; `identify_until` reports the cut
+            }
             if !admit(ctx, kind, &e.name, e.header, &mut headers, prefix) {
                 if ctx.inflate_left() == 0 {
                     break;
@@ -318,6 +340,9 @@ fn archive(r: &mut Reader<'_>, prefix: &str, depth: u32, ctx: &mut Ctx<'_>) -> P
         }
     }
     for h in &hidden {
+        if ctx.deadline.hit().is_some() {
+            break;
+        }
         if !admit(ctx, kind, &h.name, h.header, &mut headers, prefix) {
             if ctx.inflate_left() == 0 {
                 break;
@@ -398,11 +423,11 @@ fn examine(
     let role = role(kind, name);
     if role == Role::Pickle {
         // Pickle bytes are bounded by the pickle budget, not the inflate budget.
-        let mut g = RatioGuard::new(f, compressed, limits.max_zip_ratio, u64::MAX);
-        ctx.scan_pickle(where_, &mut g);
+        let mut g = RatioGuard::new(f, compressed, limits.max_zip_ratio, u64::MAX, &ctx.deadline);
+        ctx.scan_pickle(where_, &mut BufReader::with_capacity(WALK_BUF, &mut g));
         return;
     }
-    let mut g = RatioGuard::new(f, compressed, limits.max_zip_ratio, ctx.inflate_left());
+    let mut g = RatioGuard::new(f, compressed, limits.max_zip_ratio, ctx.inflate_left(), &ctx.deadline);
     if role != Role::Content {
         let read = read_bounded(&mut g, limits.max_parse_bytes.min(MAX_KERAS_CONFIG), "keras config");
         ctx.spend_inflate(g.read);
@@ -425,7 +450,7 @@ fn examine(
     if head.starts_with(&[0x80]) && head.get(1).is_some_and(|v| (2..=5).contains(v)) {
         ctx.spend_inflate(g.read);
         g.cap = u64::MAX;
-        let mut chained = head.chain(&mut g);
+        let mut chained = BufReader::with_capacity(WALK_BUF, head.chain(&mut g));
         ctx.scan_pickle(where_, &mut chained);
     } else if head.starts_with(b"\x93NUMPY") {
         // numpy.load reads any member that starts with the magic as an array, whatever its
@@ -456,7 +481,8 @@ fn examine(
             }
         };
         g.cap = u64::MAX;
-        numpy::scan_data(ctx, &format!("{where_} (object array)"), objects, &mut g);
+        let mut data = BufReader::with_capacity(WALK_BUF, &mut g);
+        numpy::scan_data(ctx, &format!("{where_} (object array)"), objects, &mut data);
     } else if head.starts_with(b"PK\x03\x04") {
         if depth >= limits.max_nesting {
             ctx.spend_inflate(g.read);
@@ -476,7 +502,8 @@ fn examine(
             Ok(bytes) => {
                 let mut cur = io::Cursor::new(bytes);
                 let nested_len = cur.get_ref().len() as u64;
-                let nested = Reader::new(&mut cur, nested_len)
+                let nested = ctx
+                    .reader(&mut cur, nested_len)
                     .and_then(|mut nr| archive(&mut nr, &format!("{where_}!"), depth + 1, ctx));
                 if let Err(err) = nested {
                     ctx.finding(Severity::Medium, codes::MALFORMED, format!("nested zip {where_}: {err}"));

@@ -48,7 +48,7 @@ mod walker;
 
 pub use policy::{GlobalPattern, PicklePolicy, verdict};
 pub use torch_tar::{TarMember, walk_torch_tar_member};
-pub use walker::{Import, MAX_GLOBALS, Walk, starts_with_proto, walk, walk_shows_pickle};
+pub use walker::{Import, MAX_GLOBALS, Walk, starts_with_proto, walk, walk_shows_pickle, walk_until};
 
 /// What the unit tests of the submodules share.
 #[cfg(test)]

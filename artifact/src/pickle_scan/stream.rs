@@ -1,8 +1,10 @@
 //! The walker's input: bytes read one at a time (so that a walk never reads past a `STOP`)
-//! within a byte budget, with the argument readers for lengths and protocol-0 lines. Long
-//! arguments are read through, not kept.
+//! within a byte budget and before a deadline, with the argument readers for lengths and
+//! protocol-0 lines. Long arguments are read through, not kept.
 
 use std::io::Read;
+
+use crate::io::{DEADLINE_CHECK_BYTES, Deadline, Expired};
 
 /// Strings longer than this are not kept (a module or attribute name is never this long).
 const MAX_KEPT_STRING: u64 = 4096;
@@ -15,19 +17,38 @@ pub(super) struct Src<'a> {
     pos: u64,
     budget: u64,
     peeked: Option<u8>,
+    deadline: &'a Deadline,
+    /// `pos` at which the deadline is checked next.
+    next_check: u64,
 }
 
-/// Why reading stopped: the input ended, the budget ran out, or the stream is invalid.
+/// Why reading stopped: the input ended, the byte budget or the time ran out, or the stream is
+/// invalid.
 pub(super) enum Stop {
     Eof,
     Budget,
+    Expired(Expired),
     Err(String),
 }
 
 impl<'a> Src<'a> {
-    /// A source that stops at `budget` bytes.
-    pub(super) fn new(r: &'a mut dyn Read, budget: u64) -> Self {
-        Self { r, pos: 0, budget, peeked: None }
+    /// A source that stops at `budget` bytes or when `deadline` passes.
+    pub(super) fn new(r: &'a mut dyn Read, budget: u64, deadline: &'a Deadline) -> Self {
+        Self { r, pos: 0, budget, peeked: None, deadline, next_check: DEADLINE_CHECK_BYTES }
+    }
+
+    fn check_deadline(&mut self) -> Result<(), Stop> {
+        self.next_check = self.pos.saturating_add(DEADLINE_CHECK_BYTES);
+        self.deadline.check().map_err(Stop::Expired)
+    }
+
+    /// A read error; the reader below may have failed because the deadline passed (the
+    /// bounded reader and the inflater check it too), which is then the reason.
+    fn read_error(&self, e: &std::io::Error) -> Stop {
+        match self.deadline.hit() {
+            Some(x) => Stop::Expired(x),
+            None => Stop::Err(format!("read error: {e}")),
+        }
     }
 
     pub(super) fn pos(&self) -> u64 {
@@ -42,6 +63,9 @@ impl<'a> Src<'a> {
         if self.pos >= self.budget {
             return Err(Stop::Budget);
         }
+        if self.pos >= self.next_check {
+            self.check_deadline()?;
+        }
         let mut b = [0u8; 1];
         loop {
             match self.r.read(&mut b) {
@@ -51,7 +75,7 @@ impl<'a> Src<'a> {
                     return Ok(b[0]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Stop::Err(format!("read error: {e}"))),
+                Err(e) => return Err(self.read_error(&e)),
             }
         }
     }
@@ -105,11 +129,23 @@ impl<'a> Src<'a> {
             self.pos += 1;
             left -= 1;
         }
-        let copied = std::io::copy(&mut (&mut self.r).take(left), &mut std::io::sink())
-            .map_err(|e| Stop::Err(format!("read error: {e}")))?;
-        self.pos += copied;
-        if copied < left {
-            return Err(Stop::Err("stream truncated inside a data argument".into()));
+        // Read through in pieces, each within the deadline: an argument can be gigabytes of a
+        // zip entry that inflates as it is read.
+        let mut scratch = [0u8; 8192];
+        while left > 0 {
+            if self.pos >= self.next_check {
+                self.check_deadline()?;
+            }
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(scratch.len());
+            match self.r.read(&mut scratch[..want]) {
+                Ok(0) => return Err(Stop::Err("stream truncated inside a data argument".into())),
+                Ok(got) => {
+                    self.pos += got as u64;
+                    left -= got as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.read_error(&e)),
+            }
         }
         Ok(None)
     }

@@ -54,8 +54,9 @@ pub fn walk_torch_tar_member(
     let used = std::cell::Cell::new(0u64);
     let next = |m: &mut Machine<'_>, r: &mut Reader<'_>| -> Step {
         let left = end.saturating_sub(r.pos());
+        let deadline = r.deadline().clone();
         let mut take = Read::take(&mut *r, left);
-        let mut src = Src::new(&mut take, budget.saturating_sub(used.get()));
+        let mut src = Src::new(&mut take, budget.saturating_sub(used.get()), &deadline);
         // The walker reads byte by byte and never past a STOP, so the reader ends up right
         // after the pickle (or where the walk stopped).
         let step = m.next_pickle(&mut src);

@@ -15,7 +15,11 @@ use super::{
     stream::{Src, Stop, err},
     values::{V, int_line, long_le, long_line, quoted, string_value, tuple, utf8_name},
 };
-use crate::{pyint::py_int, report::Safety};
+use crate::{
+    io::{Deadline, Expired},
+    pyint::py_int,
+    report::Safety,
+};
 
 const MAX_STACK: usize = 1 << 20;
 const MAX_MEMO: usize = 1 << 22;
@@ -92,6 +96,8 @@ pub struct Walk {
     pub error: Option<String>,
     /// The walk stopped at the byte budget.
     pub limited: bool,
+    /// The walk stopped at the analysis deadline (time, or a shutdown).
+    pub expired: Option<Expired>,
     /// The first pickle's value is the legacy `torch.save` magic number.
     pub torch_legacy_magic: bool,
 }
@@ -99,12 +105,18 @@ pub struct Walk {
 impl Walk {
     /// Whether everything the loader unpickles was walked and every import is listed.
     pub fn complete(&self) -> bool {
-        self.error.is_none() && !self.limited && self.pickles > 0 && self.imports_unlisted == 0
+        self.error.is_none()
+            && !self.limited
+            && self.expired.is_none()
+            && self.pickles > 0
+            && self.imports_unlisted == 0
     }
 
     /// Why the walk is not complete, for a finding (`budget` is the byte budget it had).
     pub fn incomplete_reason(&self, budget: u64) -> Option<String> {
-        if self.limited {
+        if let Some(e) = self.expired {
+            Some(e.to_string())
+        } else if self.limited {
             Some(format!("the pickle budget ({budget} bytes) ran out"))
         } else if let Some(e) = &self.error {
             Some(e.clone())
@@ -287,6 +299,7 @@ impl Machine<'_> {
         match stop {
             Stop::Eof => self.out.error = Some(format!("pickle {n} ended before its STOP")),
             Stop::Budget => self.out.limited = true,
+            Stop::Expired(e) => self.out.expired = Some(e),
             Stop::Err(e) => self.out.error = Some(format!("pickle {n}: {e} (offset {})", src.pos())),
         }
     }
@@ -296,7 +309,12 @@ impl Machine<'_> {
 /// as code that loads in a loop reads them), reading at most `budget` bytes. Imports past the
 /// listing bound are judged with `policy`.
 pub fn walk(r: &mut dyn Read, budget: u64, policy: &PicklePolicy) -> Walk {
-    let mut src = Src::new(r, budget);
+    walk_until(r, budget, &Deadline::never(), policy)
+}
+
+/// [`walk`] that also stops, incomplete, when `deadline` passes.
+pub fn walk_until(r: &mut dyn Read, budget: u64, deadline: &Deadline, policy: &PicklePolicy) -> Walk {
+    let mut src = Src::new(r, budget, deadline);
     let mut m = Machine::new(policy);
     match m.next_pickle(&mut src) {
         Step::Value(first) => {

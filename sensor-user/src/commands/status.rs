@@ -66,6 +66,10 @@ pub fn text(s: &SensorStatus) -> String {
             k.pending_full, k.ioctl_counts_full, k.ioctl_gate_full
         );
     }
+    if !s.candidates_rejected.is_empty() {
+        let kinds: Vec<String> = s.candidates_rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(o, "not models: {} (candidates whose content was no model)", kinds.join(" "));
+    }
     if s.decode_errors > 0 {
         let _ = writeln!(o, "decode errors: {}", s.decode_errors);
     }

@@ -72,9 +72,11 @@ pub fn artifact_id(r: &ArtifactReport, id: &FileIdentity) -> String {
 }
 
 pub fn summary(r: &ArtifactReport, id: &FileIdentity) -> ArtifactSummary {
-    let (sha256, digest_state) = match &r.digest {
-        None => (String::new(), DigestState::Pending),
-        Some(d) => (
+    let (sha256, digest_state) = match (&r.digest, &r.digest_skipped) {
+        // Not hashed by policy: only a store's claim can be there, and it will stay one.
+        (d, Some(_)) => (d.as_ref().map(|d| d.sha256_hex.clone()).unwrap_or_default(), DigestState::Skipped),
+        (None, None) => (String::new(), DigestState::Pending),
+        (Some(d), None) => (
             d.sha256_hex.clone(),
             match d.state {
                 artifact::DigestState::Claimed => DigestState::Claimed,
@@ -100,6 +102,7 @@ pub fn summary(r: &ArtifactReport, id: &FileIdentity) -> ArtifactSummary {
         approval: approval(r.policy) as i32,
         pickle: r.pickle.as_ref().map_or(0, |p| pickle(p.verdict) as i32),
         license,
+        digest_skipped_reason: r.digest_skipped.as_ref().map(|s| s.reason.as_str().to_owned()).unwrap_or_default(),
     }
 }
 
@@ -191,4 +194,44 @@ pub fn policy_finding(r: &ArtifactReport, id: &FileIdentity, f: &artifact::Findi
 /// Kernel-encoded device of an identity, for the inode-mark map.
 pub fn kernel_dev(id: &FileIdentity) -> u32 {
     sensor_ebpf::kernel_dev_from_user(id.dev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_digest_is_its_own_state_with_the_reason_and_any_claim() {
+        let id = FileIdentity { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_sec: 5, ctime_nsec: 6 };
+        let mut r = ArtifactReport {
+            path: "/m/x.gguf".into(),
+            size: 3,
+            format: artifact::Format::Gguf,
+            variant: None,
+            metadata: Default::default(),
+            digest: None,
+            digest_skipped: Some(artifact::DigestSkipped {
+                reason: artifact::DigestSkipReason::Sparse,
+                detail: "4.0 KiB allocated of 64.0 GiB".into(),
+            }),
+            pickle: None,
+            policy: artifact::PolicyVerdict::Unknown,
+            manifest_entry: None,
+            license_finding: None,
+            findings: Vec::new(),
+        };
+        let s = summary(&r, &id);
+        assert_eq!((s.digest_state, s.digest_skipped_reason.as_str()), (DigestState::Skipped as i32, "sparse"));
+        assert_eq!((s.sha256.as_str(), s.artifact_id.as_str()), ("", "file:1:2:3:4"));
+        // A store's claim stays visible, but the state says it will never be verified.
+        let claim = "a".repeat(64);
+        r.digest = Some(artifact::Digest {
+            sha256_hex: claim.clone(),
+            state: artifact::DigestState::Claimed,
+            claimed_sha256_hex: Some(claim.clone()),
+        });
+        let s = summary(&r, &id);
+        assert_eq!((s.digest_state, s.sha256.as_str()), (DigestState::Skipped as i32, claim.as_str()));
+        assert_eq!(identified(&r, &id).claimed_sha256, claim);
+    }
 }

@@ -152,6 +152,7 @@ pub fn open_payload(o: &FileOpen, origin: Origin) -> ModelFileOpened {
         fd: e.fd,
         syscall: if origin == Origin::Kernel { syscall_name(e.syscall).into() } else { String::new() },
         artifact: None,
+        repeats: 0,
     }
 }
 

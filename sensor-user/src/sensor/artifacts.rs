@@ -174,6 +174,10 @@ pub struct ArtifactNews {
     pub mark: Option<(FileId, InodeMark)>,
     /// The file (by its kernel path) and what it is, for the session tracker.
     pub known: Option<(String, ArtifactSummary)>,
+    /// The version the news is about, as events name it (for the events waiting on it).
+    pub key: Option<FileKey>,
+    /// That version could not be analysed: no verdict will come.
+    pub failed: bool,
     /// The manifest could not be reloaded: the health event's message.
     pub manifest_error: Option<String>,
 }
@@ -434,7 +438,8 @@ impl ArtifactLink {
             ArtifactUpdate::Failed { identity, path, error } => {
                 self.answered(&identity);
                 tracing::debug!(path = %path.display(), "artifact not analysed: {error}");
-                return ArtifactNews::default();
+                let key = Some(self.key_of(&identity));
+                return ArtifactNews { key, failed: true, ..ArtifactNews::default() };
             }
             ArtifactUpdate::ManifestReloaded { path, approved, denied } => {
                 tracing::info!(manifest = %path.display(), approved, denied, "model manifest loaded");
@@ -446,6 +451,12 @@ impl ArtifactLink {
             }
         };
         self.news(identity, &report)
+    }
+
+    /// How events name a version: the kernel's device number, the inode, the size.
+    fn key_of(&mut self, identity: &FileIdentity) -> FileKey {
+        let kdev = self.openers.get(identity).map_or_else(|| art::kernel_dev(identity), |o| o.kdev);
+        (kdev, identity.ino, identity.size)
     }
 
     fn news(&mut self, identity: FileIdentity, report: &ArtifactReport) -> ArtifactNews {
@@ -475,10 +486,18 @@ impl ArtifactLink {
         }
         let kernel_path = identified.file.as_ref().map(|f| f.path.clone()).unwrap_or_default();
         let severity = report.max_severity().map_or(Severity::Info, art::severity).max(Severity::Info);
-        let mut events = vec![(process.clone(), Payload::ArtifactIdentified(identified), severity)];
+        // Only models are announced; a file that is not one is counted by the candidate gate.
+        // What still matters about a non-model is a high finding (a store blob whose content
+        // is not what its name claims).
+        let model = report.format.is_model();
+        let mut events = Vec::new();
+        if model {
+            events.push((process.clone(), Payload::ArtifactIdentified(identified), severity));
+        }
         let reported = self.reported_findings.get_or_insert_mut(identity, Default::default);
         for f in &report.findings {
-            if f.severity <= modelwatch_artifact::Severity::Info || !reported.insert(f.code.clone()) {
+            let worth = if model { modelwatch_artifact::Severity::Low } else { modelwatch_artifact::Severity::High };
+            if f.severity < worth || !reported.insert(f.code.clone()) {
                 continue;
             }
             let mut finding = art::policy_finding(report, &identity, f);
@@ -487,7 +506,8 @@ impl ArtifactLink {
             }
             events.push((process.clone(), Payload::PolicyFinding(finding), art::severity(f.severity)));
         }
-        ArtifactNews { events, mark, known: Some((kernel_path, summary)), manifest_error: None }
+        let key = Some((kdev, identity.ino, identity.size));
+        ArtifactNews { events, mark, known: Some((kernel_path, summary)), key, failed: false, manifest_error: None }
     }
 
     /// (kernel dev, ino) of the files identified as models (most recent first, bounded).
@@ -608,9 +628,13 @@ mod tests {
         report.findings.push(modelwatch_artifact::Finding::new(modelwatch_artifact::Severity::High, "x", "bad"));
         let update = || ArtifactUpdate::Identified { identity, report: Arc::new(report.clone()) };
         let first = link.on_update(update());
-        assert_eq!(first.events.len(), 2, "identified, then the finding");
+        // Not a model: no identification event (the candidate gate counts it), but its high
+        // finding still goes out, once.
+        assert_eq!(first.events.len(), 1, "only the finding");
+        assert!(matches!(first.events[0].1, Payload::PolicyFinding(_)));
         assert!(first.mark.is_none(), "non-models are not marked when suppression is off");
-        assert_eq!(link.on_update(update()).events.len(), 1, "the finding is not repeated");
+        assert!(first.key.is_some() && !first.failed);
+        assert!(link.on_update(update()).events.is_empty(), "the finding is not repeated");
 
         // An answer that found no file counts as file_not_found.
         let (mut resolver, _answers) = Resolver::start().expect("resolver");

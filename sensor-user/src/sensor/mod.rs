@@ -5,6 +5,7 @@
 //! process (`process::ProcessTable`), turned into schema events (`enrich`) and published on the
 //! `bus`. The components here each own their state and answer through a narrow interface:
 //! - [`artifacts::ArtifactLink`]: which file version an event is about, and the analyzer;
+//! - [`candidates::CandidateGate`]: model events wait there for the content's verdict;
 //! - [`devices::DeviceUsage`]: watched accelerators and the kernel's ioctl counts;
 //! - [`usage::Sampler`]: CPU and GPU samples for the session tracker;
 //! - [`model_dirs::ModelDirs`]: the configured model directories in the kernel filter;
@@ -17,6 +18,7 @@
 //! A new kernel event kind gets one arm in [`Sensor::on_event`].
 
 mod artifacts;
+mod candidates;
 mod devices;
 mod losses;
 mod model_dirs;
@@ -41,6 +43,7 @@ use tokio::{
 pub use self::artifacts::reload_manifest_on_sighup;
 use self::{
     artifacts::{ARTIFACT_UPDATES, ArtifactLink, ArtifactNews, Handle, LoopUpdates, Sighting},
+    candidates::{Candidate, CandidateGate, Released, Verdict},
     devices::DeviceUsage,
     losses::{Loss, LossLedger},
     model_dirs::ModelDirs,
@@ -70,6 +73,8 @@ const RING_BATCH_PAUSE: Duration = Duration::from_micros(500);
 const RING_BATCH_MAX: usize = 16_384;
 /// How long the drain at shutdown may take.
 const FINAL_DRAIN_MAX: Duration = Duration::from_secs(2);
+/// How long a stopping sensor waits for the verdicts its held model events need.
+const VERDICTS_AT_STOP: Duration = Duration::from_secs(1);
 /// How long start-up waits for the model directories (a hung filesystem: they join later).
 const MODEL_DIRS_AT_START: Duration = Duration::from_secs(2);
 
@@ -101,6 +106,7 @@ pub struct Sensor {
     status: SharedStatus,
     resolver: Resolver,
     artifacts: ArtifactLink,
+    gate: CandidateGate,
     devices: DeviceUsage,
     model_dirs: ModelDirs,
     sampler: Sampler,
@@ -175,6 +181,7 @@ impl Sensor {
         }
         let mut sensor = Self {
             artifacts: ArtifactLink::new(analyzer, cfg.files.suppress_known_non_models, cfg.artifact.analysis_queue),
+            gate: CandidateGate::new(cfg.files.report_non_models, Duration::from_millis(cfg.files.fold_window_ms)),
             tracker: Tracker::new(session_config(&cfg)),
             cfg,
             maps,
@@ -257,6 +264,10 @@ impl Sensor {
     fn on_answer(&mut self, answer: Answer) -> Result<(), SensorError> {
         match answer {
             Answer::Identity { key, found } => {
+                if found.is_none() {
+                    // Gone, or never the reported inode: no verdict will come.
+                    self.gate.decide(key, &Verdict::Failed);
+                }
                 if let Some(known) = self.artifacts.on_identity(key, found) {
                     self.on_artifact(known);
                 }
@@ -326,8 +337,14 @@ impl Sensor {
                 let (flags, fd) = (o.raw.flags, o.raw.fd);
                 (p, Payload::AcceleratorOpened(AcceleratorOpened { device: Some(device), flags, fd }))
             }
-            KernelEvent::Open(o) => self.file_opened(o, Origin::Kernel),
-            KernelEvent::Mmap(m) => self.file_mapped(m, Origin::Kernel),
+            KernelEvent::Open(o) => {
+                self.file_opened(o, Origin::Kernel);
+                return;
+            }
+            KernelEvent::Mmap(m) => match self.file_mapped(m, Origin::Kernel) {
+                Some(runtime_library) => runtime_library,
+                None => return,
+            },
             KernelEvent::DeviceIoctl(d) => {
                 let dev = self.devices.get(d.raw.rdev);
                 let payload = Payload::AcceleratorActivity(AcceleratorActivity {
@@ -342,39 +359,87 @@ impl Sensor {
         self.publish(self.enricher.event(h.ktime_ns, Some((&p, h.pid)), payload));
     }
 
-    /// A model file opened (or, for a /proc walk, found held): what is known of it, and what
-    /// the session tracker learns.
-    fn file_opened(&mut self, o: &FileOpen, origin: Origin) -> (Arc<ProcessInfo>, Payload) {
+    /// A model file opened (or, for a /proc walk, found held): offered to the gate, which
+    /// publishes it once the content says it is a model.
+    fn file_opened(&mut self, o: &FileOpen, origin: Origin) {
         let p = self.table.resolve(&o.raw.header);
         self.attributions.note(Subject { pid: p.pid, start_ticks: p.start_ticks }, o.raw.dev, o.raw.ino, false);
-        let mut opened = enrich::open_payload(o, origin);
-        if o.raw.mode & 0o170_000 == 0o100_000 {
-            let seen =
-                Sighting { path: &o.path, key: (o.raw.dev, o.raw.ino, o.raw.size), handle: Handle::Fd(o.raw.fd) };
-            opened.artifact = self.artifacts.summary(&mut self.resolver, &p, &seen);
-        }
-        if let Some(file) = &opened.file {
-            self.observe(&p, Observation::ModelOpened { file, artifact: opened.artifact.as_ref() });
-        }
-        (p, Payload::ModelFileOpened(opened))
+        let opened = enrich::open_payload(o, origin);
+        let key = (o.raw.dev, o.raw.ino, o.raw.size);
+        let seen = Sighting { path: &o.path, key, handle: Handle::Fd(o.raw.fd) };
+        let summary = self.artifacts.summary(&mut self.resolver, &p, &seen);
+        let candidate = Candidate {
+            key,
+            ktime_ns: o.raw.header.ktime_ns,
+            tid: o.raw.header.pid,
+            runtime_process: self.tracker.runtime_evidence(&p),
+            process: p,
+            payload: Payload::ModelFileOpened(opened),
+            reasons: o.raw.reasons,
+            path: o.path.path.clone(),
+        };
+        let now = self.gate.offer(candidate, Verdict::of(summary), Instant::now());
+        self.publish_released(now.into_iter().collect());
     }
 
-    /// A model file or a runtime library mapped (or found mapped).
-    fn file_mapped(&mut self, m: &FileMmap, origin: Origin) -> (Arc<ProcessInfo>, Payload) {
+    /// A model file or a runtime library mapped (or found mapped). A runtime library is
+    /// reported at once (returned, to publish); a model goes through the gate.
+    fn file_mapped(&mut self, m: &FileMmap, origin: Origin) -> Option<(Arc<ProcessInfo>, Payload)> {
         let p = self.table.resolve(&m.raw.header);
         self.attributions.note(Subject { pid: p.pid, start_ticks: p.start_ticks }, m.raw.dev, m.raw.ino, true);
-        let mut mapped = enrich::mmap_payload(m, origin);
-        if mapped.runtime_library.is_empty() {
-            let handle = Handle::Mapping { addr: m.raw.addr, len: m.raw.len, fd: m.raw.fd };
-            let seen = Sighting { path: &m.path, key: (m.raw.dev, m.raw.ino, m.raw.size), handle };
-            mapped.artifact = self.artifacts.summary(&mut self.resolver, &p, &seen);
-        }
+        let mapped = enrich::mmap_payload(m, origin);
         if !mapped.runtime_library.is_empty() {
             self.observe(&p, Observation::RuntimeLibrary { name: &mapped.runtime_library });
-        } else if let Some(file) = mapped.file.as_ref().filter(|f| !is_shared_object(&f.path)) {
-            self.observe(&p, Observation::ModelMapped { file, length: m.raw.len, artifact: mapped.artifact.as_ref() });
+            return Some((p, Payload::ModelMapped(mapped)));
         }
-        (p, Payload::ModelMapped(mapped))
+        if mapped.file.as_ref().is_some_and(|f| is_shared_object(&f.path)) {
+            // Code, not weights, however large.
+            return None;
+        }
+        let key = (m.raw.dev, m.raw.ino, m.raw.size);
+        let handle = Handle::Mapping { addr: m.raw.addr, len: m.raw.len, fd: m.raw.fd };
+        let seen = Sighting { path: &m.path, key, handle };
+        let summary = self.artifacts.summary(&mut self.resolver, &p, &seen);
+        let candidate = Candidate {
+            key,
+            ktime_ns: m.raw.header.ktime_ns,
+            tid: m.raw.header.pid,
+            runtime_process: self.tracker.runtime_evidence(&p),
+            process: p,
+            payload: Payload::ModelMapped(mapped),
+            reasons: m.raw.reasons,
+            path: m.path.path.clone(),
+        };
+        let now = self.gate.offer(candidate, Verdict::of(summary), Instant::now());
+        self.publish_released(now.into_iter().collect());
+        None
+    }
+
+    /// Publishes the model events the gate let through, with the time they happened, and tells
+    /// the session tracker.
+    fn release_candidates(&mut self) {
+        let ready = self.gate.ready(Instant::now());
+        self.publish_released(ready);
+    }
+
+    fn publish_released(&mut self, released: Vec<Released>) {
+        for Released { ktime_ns, tid, process, payload } in released {
+            match &payload {
+                Payload::ModelFileOpened(o) => {
+                    if let Some(file) = &o.file {
+                        self.observe(&process, Observation::ModelOpened { file, artifact: o.artifact.as_ref() });
+                    }
+                }
+                Payload::ModelMapped(m) => {
+                    if let Some(file) = &m.file {
+                        let obs = Observation::ModelMapped { file, length: m.length, artifact: m.artifact.as_ref() };
+                        self.observe(&process, obs);
+                    }
+                }
+                _ => {}
+            }
+            self.publish(self.enricher.event(ktime_ns, Some((&process, tid)), payload));
+        }
     }
 
     /// What a walk of /proc found: reported as the kernel would have reported it, unless the
@@ -399,23 +464,26 @@ impl Sensor {
         let Some(p) = self.table.find(who.pid, who.start_ticks) else { return };
         let origin = if at_start { Origin::PresentAtStart } else { Origin::HeldDescriptor };
         let now = host::boottime_ns();
-        let (p, payload) = match &found {
+        let runtime_library = match &found {
             Found::Open { file, fd, flags, .. } => {
-                self.file_opened(&proc_scan::open_record(&p, file, *fd, *flags, now), origin)
+                self.file_opened(&proc_scan::open_record(&p, file, *fd, *flags, now), origin);
+                None
             }
             Found::Map { file, addr, len, offset, prot, flags, .. } => {
                 self.file_mapped(&proc_scan::mmap_record(&p, file, *addr, *len, *offset, *prot, *flags, now), origin)
             }
             Found::Done(_) => return,
         };
-        self.publish(self.enricher.event(now, Some((&p, p.pid)), payload));
+        if let Some((p, payload)) = runtime_library {
+            self.publish(self.enricher.event(now, Some((&p, p.pid)), payload));
+        }
     }
 
     /// Publishes what the analyzer learnt, tells the kernel which inodes are models (so their
     /// mappings are reported) and which are not (so their opens cost nothing), and lets the
     /// session tracker know.
     fn on_artifact(&mut self, update: ArtifactUpdate) {
-        let ArtifactNews { events, mark, known, manifest_error } = self.artifacts.on_update(update);
+        let ArtifactNews { events, mark, known, key, failed, manifest_error } = self.artifacts.on_update(update);
         if let Some(message) = manifest_error {
             let mut health = self.health(HealthState::Degraded);
             if let Some(Payload::SensorHealth(h)) = &mut health.payload {
@@ -430,8 +498,15 @@ impl Sensor {
         {
             tracing::warn!("cannot mark inode: {e}");
         }
-        if let Some((path, summary)) = known {
-            self.tracker.artifact_known(&path, &summary);
+        if let Some((path, summary)) = &known {
+            self.tracker.artifact_known(path, summary);
+        }
+        // The events that waited for this verdict go out first: they happened first.
+        if let Some(key) = key {
+            let verdict = if failed { Verdict::Failed } else { Verdict::of(known.map(|(_, s)| s)) };
+            self.gate.decide(key, &verdict);
+            let released = self.gate.release_key(key);
+            self.publish_released(released);
         }
         let now = host::boottime_ns();
         for (process, payload, severity) in events {
@@ -542,6 +617,9 @@ impl Sensor {
         if let Ok(mut s) = self.status.lock() {
             s.kernel = stats;
             s.decode_errors = self.decode_errors;
+            s.candidates_rejected = self.gate.rejected().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+            s.model_events_folded = self.gate.folded();
+            s.model_events_unidentified = self.gate.unidentified();
         }
     }
 
@@ -684,6 +762,7 @@ impl Sensor {
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = health.tick() => self.publish(self.health(HealthState::Ok)),
                 _ = usage.tick() => self.sample_usage(),
+                () = sleep_until(self.gate.next_deadline()), if self.gate.held() > 0 => self.release_candidates(),
                 () = &mut shutdown => break,
             }
         }
@@ -697,6 +776,17 @@ impl Sensor {
             let Some(item) = rb.next() else { break };
             self.on_record(&item);
         }
+        // Model events still waiting for a verdict get a moment for it, then are judged on what
+        // they have.
+        let deadline = tokio::time::Instant::now() + VERDICTS_AT_STOP;
+        while self.gate.held() > 0 {
+            match tokio::time::timeout_at(deadline, inbox.artifacts.recv()).await {
+                Ok(Some(update)) => self.on_artifact(update),
+                _ => break,
+            }
+        }
+        let rest = self.gate.drain();
+        self.publish_released(rest);
         self.drain_ioctls();
         self.report_losses();
         let ends = self.tracker.shutdown(tokio::time::Instant::now());
@@ -704,6 +794,14 @@ impl Sensor {
         self.artifacts.shutdown();
         self.publish(self.health(HealthState::Stopping));
         Ok(())
+    }
+}
+
+/// Sleeps until `at`; for ever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
