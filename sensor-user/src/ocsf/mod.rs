@@ -143,7 +143,7 @@ const FILE_REF: [&str; 3] = ["file.path", "file.size", "file.inode"];
 const CONSUMED_EXEC: &[&str] = &[];
 const CONSUMED_FORK: &[&str] = &["child_entity_id", "child_pid"];
 const CONSUMED_EXIT: &[&str] = &["exit_code", "duration_ns"];
-const CONSUMED_OPEN: &[&str] = &[FILE_REF[0], FILE_REF[1], FILE_REF[2], "flags"];
+const CONSUMED_OPEN: &[&str] = &[FILE_REF[0], FILE_REF[1], FILE_REF[2], "flags", "repeats"];
 const CONSUMED_MAP_VIEW: &[&str] = &["address", "length", "prot"];
 const CONSUMED_MODULE: &[&str] = &[FILE_REF[0], FILE_REF[1], FILE_REF[2], "address", "runtime_library"];
 const CONSUMED_IDENTIFIED: &[&str] = &FILE_REF;
@@ -540,6 +540,8 @@ pub fn event(ev: &Event) -> model::Event {
             o.message = Some(format!("{who} opened {}{access}", f.path.as_deref().unwrap_or("?")));
             o.file = Some(f);
             o.access_mask = Some(x.flags);
+            // Opens folded into this one: the event stands for 1 + repeats opens.
+            o.count = (x.repeats > 0).then(|| u64::from(x.repeats) + 1);
             o.actor = Some(actor(ev, proc_.as_ref()));
             o.metadata.correlation_uid = artifact_id(x.artifact.as_ref());
             (o, CONSUMED_OPEN)

@@ -259,6 +259,7 @@ fn model_open_is_file_activity_open() {
         })
     );
     assert_eq!(o["access_mask"], 0o2_000_000);
+    assert_eq!(o["count"], 4, "the open and its 3 folded repeats");
     let left = &o["unmapped"]["model_file_opened"];
     assert_eq!(
         left["file"],
