@@ -21,6 +21,8 @@ const JSONSCHEMA: &str = "jsonschema==4.26.0";
 /// `cargo xtask test`).
 pub fn setup(root: &Path) -> anyhow::Result<()> {
     build_prerequisites(root)?;
+    // The tests validate OCSF output with the kit in ../shared/ocsf.
+    ensure_ocsf_validator(root)?;
     crate::engines::ensure_engines(root)
 }
 
@@ -28,7 +30,6 @@ pub fn setup(root: &Path) -> anyhow::Result<()> {
 pub fn build_prerequisites(root: &Path) -> anyhow::Result<()> {
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()?;
-    ensure_ocsf_validator(root)?;
     ensure_buf(root)?;
     Ok(())
 }
