@@ -202,4 +202,14 @@ mod tests {
         assert_eq!((o.fail_on, o.max_depth, o.paths.len()), (modelwatch_artifact::Severity::High, 3, 2));
         assert!(Cli::try_parse_from(["modelwatch", "scan"]).is_err(), "a path is required");
     }
+
+    #[test]
+    fn ocsf_is_a_format_of_run_and_tail() {
+        let c = Cli::try_parse_from(["modelwatch", "run", "--format", "ocsf"]).expect("parse");
+        let Command::Run(run) = c.command else { panic!("not run") };
+        assert_eq!(run.format, Some(OutputFormat::Ocsf));
+        let c = Cli::try_parse_from(["modelwatch", "tail", "-f", "ocsf"]).expect("parse");
+        let Command::Tail(tail) = c.command else { panic!("not tail") };
+        assert_eq!(tail.format, OutputFormat::Ocsf);
+    }
 }

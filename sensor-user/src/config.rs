@@ -254,8 +254,9 @@ pub struct SensorConfig {
 pub struct OutputConfig {
     /// Write events to standard output.
     pub stdout: bool,
-    /// Format on standard output: `compact` (one readable line per event) or `json` (one JSON
-    /// object per line, proto3 JSON mapping).
+    /// Format on standard output: `compact` (one readable line per event), `json` (one JSON
+    /// object per line, proto3 JSON mapping) or `ocsf` (one OCSF 1.8.0 event per line; see
+    /// docs/ocsf.md).
     pub format: OutputFormat,
     /// A JSON-lines file sink with size-based rotation; unset means none.
     pub jsonl: Option<JsonlConfig>,
@@ -272,6 +273,27 @@ pub struct JsonlConfig {
     /// Rotated files kept.
     #[serde(default = "default_jsonl_keep")]
     pub keep: u32,
+    /// What each line is: `json` (proto3 JSON mapping) or `ocsf` (OCSF 1.8.0).
+    #[serde(default)]
+    pub format: JsonFormat,
+}
+
+/// The JSON a machine-readable sink writes: the schema's own proto3 JSON mapping, or OCSF.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonFormat {
+    #[default]
+    Json,
+    Ocsf,
+}
+
+impl From<JsonFormat> for OutputFormat {
+    fn from(f: JsonFormat) -> Self {
+        match f {
+            JsonFormat::Json => OutputFormat::Json,
+            JsonFormat::Ocsf => OutputFormat::Ocsf,
+        }
+    }
 }
 
 fn default_jsonl_max() -> ByteSize {
@@ -305,8 +327,12 @@ pub const DEFAULT_SOCKET: &str = "/run/modelwatch/modelwatch.sock";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
+    /// One readable line per event.
     Compact,
+    /// One JSON object per line, the schema's proto3 JSON mapping.
     Json,
+    /// OCSF 1.8.0 events, one JSON object per line (docs/ocsf.md).
+    Ocsf,
 }
 
 impl Default for FilesConfig {
@@ -618,6 +644,19 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = parse("[files\n").unwrap_err().to_string();
         assert!(e.contains("test.toml"), "{e}");
+    }
+
+    #[test]
+    fn output_formats_parse() {
+        let c = parse("[output]\nformat = \"ocsf\"\n[output.jsonl]\npath = \"/var/log/mw.jsonl\"\nformat = \"ocsf\"")
+            .unwrap();
+        assert_eq!(c.output.format, OutputFormat::Ocsf);
+        assert_eq!(c.output.jsonl.unwrap().format, JsonFormat::Ocsf);
+        // The file's format defaults to the proto3 JSON mapping; compact is not JSON lines.
+        let c = parse("[output.jsonl]\npath = \"/var/log/mw.jsonl\"").unwrap();
+        assert_eq!(c.output.jsonl.unwrap().format, JsonFormat::Json);
+        let e = parse("[output.jsonl]\npath = \"/var/log/mw.jsonl\"\nformat = \"compact\"").unwrap_err().to_string();
+        assert!(e.contains("compact") && e.contains("ocsf"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod filter;
 pub mod host;
 pub mod loader;
 pub mod mounts;
+pub mod ocsf;
 pub mod offsets;
 pub mod output;
 pub mod process;

@@ -1,5 +1,6 @@
 //! Rendering events for people and machines: one JSON object per line (the proto3 JSON
-//! mapping, proto field names) or one compact, optionally coloured, line per event.
+//! mapping, proto field names, or OCSF through [`crate::ocsf`]) or one compact, optionally
+//! coloured, line per event.
 //!
 //! Strings in events come from files and processes an attacker may control, so the compact
 //! form escapes control characters and Unicode format controls (bidirectional overrides and
@@ -31,6 +32,7 @@ pub fn render(ev: &Event, format: OutputFormat, color: bool) -> String {
     match format {
         OutputFormat::Json => json_line(ev),
         OutputFormat::Compact => compact_line(ev, color),
+        OutputFormat::Ocsf => crate::ocsf::json_line(ev),
     }
 }
 

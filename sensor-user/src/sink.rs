@@ -16,7 +16,7 @@ use std::{
 
 use crate::{
     bus::{Bus, SharedEvent},
-    config::OutputFormat,
+    config::{JsonFormat, OutputFormat},
     filter::Filter,
     output::render,
 };
@@ -126,7 +126,7 @@ pub fn spawn(bus: &Bus, mut sink: Box<dyn Sink>, capacity: usize) -> Result<Sink
     Ok(SinkHandle { stats, thread: Some(thread) })
 }
 
-/// Standard output, compact or JSON lines.
+/// Standard output: compact lines, or JSON lines (proto3 JSON or OCSF).
 pub struct StdoutSink {
     format: OutputFormat,
     color: bool,
@@ -152,7 +152,9 @@ impl Sink for StdoutSink {
                 serde_json::to_writer(&mut self.out, &**ev).map_err(|e| io(e.into()))?;
                 self.out.write_all(b"\n").map_err(io)
             }
-            OutputFormat::Compact => writeln!(self.out, "{}", render(ev, self.format, self.color)).map_err(io),
+            OutputFormat::Compact | OutputFormat::Ocsf => {
+                writeln!(self.out, "{}", render(ev, self.format, self.color)).map_err(io)
+            }
         }
     }
 
@@ -166,12 +168,18 @@ pub struct JsonlFileSink {
     path: PathBuf,
     max_bytes: u64,
     keep: u32,
+    format: JsonFormat,
     out: BufWriter<File>,
     written: u64,
 }
 
 impl JsonlFileSink {
+    /// A sink writing the proto3 JSON mapping.
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> Result<Self, SinkError> {
+        Self::open_as(path, max_bytes, keep, JsonFormat::Json)
+    }
+
+    pub fn open_as(path: &Path, max_bytes: u64, keep: u32, format: JsonFormat) -> Result<Self, SinkError> {
         let io = |source| SinkError::Io { path: path.display().to_string(), source };
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -180,7 +188,7 @@ impl JsonlFileSink {
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
         let written = file.metadata().map_or(0, |m| m.len());
-        Ok(Self { path: path.to_owned(), max_bytes, keep, out: BufWriter::new(file), written })
+        Ok(Self { path: path.to_owned(), max_bytes, keep, format, out: BufWriter::new(file), written })
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
@@ -216,7 +224,10 @@ impl Sink for JsonlFileSink {
     }
 
     fn write(&mut self, ev: &SharedEvent) -> Result<(), SinkError> {
-        let line = crate::output::json_line(ev);
+        let line = match self.format {
+            JsonFormat::Json => crate::output::json_line(ev),
+            JsonFormat::Ocsf => crate::ocsf::json_line(ev),
+        };
         if self.written > 0 && self.written + line.len() as u64 + 1 > self.max_bytes {
             self.rotate()?;
         }
@@ -270,5 +281,22 @@ mod tests {
         assert!(!seqs.is_empty());
         assert_eq!(*seqs.last().unwrap(), 60);
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    }
+
+    #[test]
+    fn jsonl_sink_writes_ocsf_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ocsf.jsonl");
+        let bus = Bus::new();
+        let sink = JsonlFileSink::open_as(&path, 1 << 20, 1, JsonFormat::Ocsf).unwrap();
+        let handle = spawn(&bus, Box::new(sink), 16).unwrap();
+        bus.publish(ev(3));
+        drop(bus);
+        handle.join();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!((v["class_uid"].as_u64(), v["activity_id"].as_u64()), (Some(1007), Some(2)));
+        assert_eq!(v["exit_code"], 3);
+        assert_eq!(v["metadata"]["sequence"], 1, "numbered by the bus, a number");
     }
 }

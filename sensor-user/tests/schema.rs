@@ -1,6 +1,7 @@
 //! The schema as a product: every payload kind survives protobuf and proto3-JSON round trips
 //! unchanged, and its JSON form matches a reviewed golden file (tests/golden/<kind>.json).
-//! Regenerate the golden files after an intended change with `UPDATE_GOLDEN=1`.
+//! Regenerate the golden files after an intended change with `UPDATE_GOLDEN=1`. The OCSF form
+//! of the same samples is checked in `schema/ocsf.rs`.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -10,6 +11,10 @@ use modelwatch::{
 };
 use pbjson_types::Timestamp;
 use prost::Message as _;
+
+/// The OCSF mapping of every sample (a submodule, so it shares `samples()`).
+#[path = "schema/ocsf.rs"]
+mod ocsf;
 
 fn ts(seconds: i64) -> Option<Timestamp> {
     Some(Timestamp { seconds, nanos: 123_456_789 })
@@ -214,6 +219,7 @@ fn samples() -> Vec<Event> {
             rss_bytes: 20 << 20,
             devices_watched: 3,
             artifacts_queued: 1,
+            accelerators: vec![device()],
         }),
         P::EventsLost(EventsLost {
             count: 17,

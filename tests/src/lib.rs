@@ -75,7 +75,16 @@ impl RunningSensor {
         Self::start_full(config, &[], envs)
     }
 
+    /// Starts `modelwatch run --format ocsf`: the collected events are OCSF events.
+    pub fn start_ocsf(config: &str) -> Self {
+        Self::launch(config, "ocsf", &[], &[])
+    }
+
     fn start_full(config: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::launch(config, "json", extra_args, envs)
+    }
+
+    fn launch(config: &str, format: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
         require_root();
         // A test that failed while holding it poisons it; that is no reason to fail the next.
         let exclusive = ONE_SENSOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -99,7 +108,7 @@ impl RunningSensor {
         let mut child = Command::new(binary())
             .args(["run", "--config"])
             .arg(&cfg_path)
-            .args(["--format", "json"])
+            .args(["--format", format])
             .args(extra_args)
             // Quiet by default; MODELWATCH_TEST_LOG raises it to debug a failing test.
             .env("MODELWATCH_LOG", std::env::var("MODELWATCH_TEST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -134,9 +143,11 @@ impl RunningSensor {
         let mut sensor =
             RunningSensor { child, events, stderr, _dir: dir, reader: Some(reader), _exclusive: exclusive };
         // Every probe must attach: a skipped one (reported as degraded) fails the test here.
-        let health =
-            sensor.wait_for("the first health report", Duration::from_secs(60), |e| kind(e) == "sensor_health");
-        assert_eq!(health["sensor_health"]["state"], "HEALTH_STATE_OK", "{health:#}");
+        let health = sensor.wait_for("the first health report", Duration::from_secs(60), |e| {
+            kind(e) == "sensor_health" || e["metadata"]["event_code"] == "sensor_health"
+        });
+        let state = if format == "ocsf" { &health["unmapped"]["sensor_health"] } else { &health["sensor_health"] };
+        assert_eq!(state["state"], "HEALTH_STATE_OK", "{health:#}");
         sensor
     }
 
@@ -392,4 +403,38 @@ impl Drop for Reaper {
             libc::waitpid(self.0, std::ptr::null_mut(), 0);
         }
     }
+}
+
+/// Runs the OCSF validator kit (`../shared/ocsf/validate.py`, beside the repository) over
+/// `events`, one per line, and returns its report. Fails the test when the kit, Python or its
+/// `jsonschema` package is missing (`cargo xtask setup` installs it into target/tools), or when
+/// any event is invalid.
+pub fn validate_ocsf(events: &[Value]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let kit = root.join("../shared/ocsf/validate.py");
+    assert!(
+        kit.exists(),
+        "the OCSF validator kit is missing: {} (the shared/ folder sits beside the repository)",
+        kit.display()
+    );
+    let venv = root.join("target/tools/ocsf-venv/bin/python3");
+    let python = if venv.exists() { venv } else { PathBuf::from("python3") };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("events.jsonl");
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(&file, text).expect("write events");
+    let out = Command::new(&python)
+        .arg(&kit)
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e} (`cargo xtask setup` installs it)", python.display()));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let hint = if out.status.code() == Some(2) {
+        "\n(exit status 2: a usage error, or Python lacks the jsonschema package: `cargo xtask setup` \
+         installs it into target/tools/ocsf-venv)"
+    } else {
+        ""
+    };
+    assert_eq!(out.status.code(), Some(0), "OCSF validation failed ({}):\n{report}{hint}", python.display());
+    report
 }

@@ -14,11 +14,15 @@ use crate::run;
 /// bpf-linker 0.10.4 links with rustc's own LLVM; 0.11+ needs a system LLVM that is not here.
 const BPF_LINKER_VERSION: &str = "0.10.4";
 const BUF_VERSION: &str = "1.75.0";
+/// What the OCSF validator kit (`../shared/ocsf/validate.py`) needs; checked with 4.26.0.
+const JSONSCHEMA: &str = "jsonschema==4.26.0";
 
 /// Everything: what building needs and the engines the tests drive (`cargo xtask setup`,
 /// `cargo xtask test`).
 pub fn setup(root: &Path) -> anyhow::Result<()> {
     build_prerequisites(root)?;
+    // The tests validate OCSF output with the kit in ../shared/ocsf.
+    ensure_ocsf_validator(root)?;
     crate::engines::ensure_engines(root)
 }
 
@@ -103,4 +107,25 @@ pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     }
     println!("setup: installing cargo-fuzz");
     run(crate::cargo().args(["install", "cargo-fuzz", "--locked"]))
+}
+
+/// The Python that runs the OCSF validator kit in the tests: a virtual environment inside
+/// target/ with `jsonschema`, so a clean clone installs it once and the system stays untouched.
+pub fn ocsf_python(root: &Path) -> PathBuf {
+    root.join("target/tools/ocsf-venv/bin/python3")
+}
+
+fn ensure_ocsf_validator(root: &Path) -> anyhow::Result<()> {
+    let python = ocsf_python(root);
+    let probe = "import jsonschema, sys; sys.exit(0 if hasattr(jsonschema, 'Draft202012Validator') else 1)";
+    if output(Command::new(&python).args(["-c", probe])).is_some() {
+        return Ok(());
+    }
+    println!("setup: installing {JSONSCHEMA} (the OCSF validator's) into target/tools/ocsf-venv");
+    if !python.exists() {
+        std::fs::create_dir_all(root.join("target/tools")).context("creating target/tools")?;
+        run(Command::new("python3").args(["-m", "venv"]).arg(root.join("target/tools/ocsf-venv")))
+            .context("python3 with its venv module is needed for the OCSF validator (Debian: python3-venv)")?;
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", JSONSCHEMA]))
 }

@@ -39,7 +39,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             sinks.push(sink::spawn(&bus, Box::new(StdoutSink::new(format, color)), SINK_QUEUE)?);
         }
         if let Some(j) = &cfg.output.jsonl {
-            let file = JsonlFileSink::open(&j.path, j.max_size.0, j.keep)?;
+            let file = JsonlFileSink::open_as(&j.path, j.max_size.0, j.keep, j.format)?;
             sinks.push(sink::spawn(&bus, Box::new(file), SINK_QUEUE)?);
         }
         let sink_stats: api::SharedSinks = Arc::new(Mutex::new(sinks.iter().map(|s| s.stats.clone()).collect()));

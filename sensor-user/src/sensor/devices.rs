@@ -84,6 +84,13 @@ impl DeviceUsage {
         devs
     }
 
+    /// The watched devices as the schema describes them, sorted by path.
+    pub fn accelerators(&self) -> Vec<crate::proto::v1::Accelerator> {
+        let mut devs: Vec<_> = self.devices.values().map(|d| d.accel.clone()).collect();
+        devs.sort_by(|a, b| a.path.cmp(&b.path));
+        devs
+    }
+
     /// Watches accelerators that appeared since the last call, and finds the processes that
     /// already hold one.
     pub fn discover(&mut self, maps: &mut KernelMaps, extra: &[ExtraDevice]) -> Result<(), LoaderError> {

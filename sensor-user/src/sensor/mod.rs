@@ -668,6 +668,7 @@ impl Sensor {
                 rss_bytes: rss_bytes(),
                 devices_watched: self.devices.count() as u32,
                 artifacts_queued: self.artifacts.queued(),
+                accelerators: self.devices.accelerators(),
             }),
         )
     }
