@@ -235,8 +235,9 @@ fn a_model_gone_before_its_lookup_is_reported_as_not_analysed() {
     let lost = sensor.wait_for("the analysis reported as not done", EVENT_TIMEOUT, |e| {
         kind(e) == "events_lost" && e["events_lost"]["source"] == "LOSS_SOURCE_ANALYZER"
     });
-    assert_eq!(lost["events_lost"]["by_kind"], serde_json::json!({ "file_not_found": "1" }));
-    assert_eq!(u64_of(&lost["events_lost"]["count"]), 1);
+    // Exactly this one file was not found (other processes on the machine may fail analyses
+    // of their own at the same time: those are counted under other names).
+    assert_eq!(lost["events_lost"]["by_kind"]["file_not_found"], "1", "{lost:#}");
     let events = sensor.stop();
     // Only for this process's open: another sensor on the machine may have held the file open
     // (to analyse it) when it was removed, and the file is then analysed through that process.
