@@ -208,7 +208,7 @@ fn lost_event(next: &Event, count: u64) -> Event {
             count,
             source: LossSource::Subscriber as i32,
             detail: "this subscriber read too slowly; its queue overflowed".into(),
-            by_kind: Default::default(),
+            ..Default::default()
         })),
     }
 }

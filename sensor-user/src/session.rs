@@ -74,6 +74,12 @@ pub enum Observation<'a> {
         length: u64,
         artifact: Option<&'a ArtifactSummary>,
     },
+    /// Bytes of a model file read without mapping it (io_uring); counted like mapped bytes.
+    ModelRead {
+        file: &'a FileRef,
+        bytes: u64,
+        artifact: Option<&'a ArtifactSummary>,
+    },
     RuntimeLibrary {
         name: &'a str,
     },
@@ -316,6 +322,17 @@ impl Tracker {
         self.cfg.runtime_executables.iter().find(|r| names.iter().any(|n| n.eq_ignore_ascii_case(r))).cloned()
     }
 
+    /// Whether the process runs a known inference runtime (`runtime_executables`).
+    pub fn is_runtime_executable(&self, s: &Subject) -> bool {
+        self.runtime_of(s).is_some()
+    }
+
+    /// Whether the process is one that touches models without running them
+    /// (`non_inference_executables`: copying, hashing, downloading).
+    pub fn is_non_inference_executable(&self, s: &Subject) -> bool {
+        self.is_decoy(s)
+    }
+
     fn is_decoy(&self, s: &Subject) -> bool {
         let exe = Self::basename(&s.exe);
         let argv0 = s.cmdline.first().map_or("", |a| Self::basename(a));
@@ -337,6 +354,7 @@ impl Tracker {
             obs,
             Observation::ModelOpened { .. }
                 | Observation::ModelMapped { .. }
+                | Observation::ModelRead { .. }
                 | Observation::RuntimeLibrary { .. }
                 | Observation::AcceleratorOpened { .. }
                 | Observation::Ioctls { .. }
@@ -391,9 +409,14 @@ impl Tracker {
                     );
                 }
             }
-            Observation::ModelMapped { file, length, artifact } => {
+            Observation::ModelMapped { file, length, artifact }
+            | Observation::ModelRead { file, bytes: length, artifact } => {
                 if p.models.get(&file.path).is_none_or(|m| m.bytes_mapped == 0) {
-                    p.note(EvidenceKind::ModelMapped, format!("{} ({} bytes)", file.path, length), wall);
+                    let (kind, how) = match obs {
+                        Observation::ModelRead { .. } => (EvidenceKind::ModelRead, "read"),
+                        _ => (EvidenceKind::ModelMapped, "mapped"),
+                    };
+                    p.note(kind, format!("{} ({} bytes {how})", file.path, length), wall);
                 }
                 if !p.models.contains_key(&file.path) && p.models.len() < MAX_MODELS {
                     p.models.insert(file.path.clone(), Model { file: file.clone(), artifact: None, bytes_mapped: 0 });

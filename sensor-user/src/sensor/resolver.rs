@@ -25,8 +25,9 @@ const QUEUE: usize = 1024;
 /// A job running longer than this is reported as stuck.
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 
-/// Which version of which file an event was about: (kernel device, inode, size).
-pub type FileKey = (u32, u64, u64);
+/// Which version of which file an event was about: (kernel device, inode, size, ctime seconds,
+/// ctime nanoseconds), as the kernel saw it.
+pub type FileKey = (u32, u64, u64, i64, u32);
 
 pub enum Job {
     /// Find the file the kernel reported among `candidates` (same inode, same device).
@@ -105,7 +106,7 @@ impl Resolver {
 
 fn run(mounts: &mut MountDevs, job: Job) -> Answer {
     match job {
-        Job::Identity { key: key @ (kdev, ino, _), candidates } => {
+        Job::Identity { key: key @ (kdev, ino, ..), candidates } => {
             let found = candidates.into_iter().find_map(|c| {
                 let m = std::fs::metadata(&c).ok().filter(|m| m.ino() == ino)?;
                 // stat's device is the kernel's except on btrfs subvolumes and some overlays;
@@ -137,7 +138,7 @@ mod tests {
         let file = dir.path().join("m.gguf");
         std::fs::write(&file, b"GGUF").unwrap();
         let md = std::fs::metadata(&file).unwrap();
-        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
+        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size(), md.ctime(), md.ctime_nsec() as u32);
         let (mut r, mut answers) = Resolver::start().unwrap();
         assert!(r.submit(Job::Identity { key, candidates: [dir.path().join("nope"), file.clone()] }));
         let Some(Answer::Identity { key: k, found: Some((id, path)) }) = answers.recv().await else {
@@ -145,7 +146,7 @@ mod tests {
         };
         assert_eq!((k, id.ino, path), (key, md.ino(), file.clone()));
         // Another inode under the same name is not the file the kernel reported.
-        assert!(r.submit(Job::Identity { key: (key.0, key.1 + 1, 4), candidates: [file.clone(), file.clone()] }));
+        assert!(r.submit(Job::Identity { key: (key.0, key.1 + 1, 4, 0, 0), candidates: [file.clone(), file.clone()] }));
         assert!(matches!(answers.recv().await, Some(Answer::Identity { found: None, .. })));
         assert!(r.submit(Job::Dirs(vec![dir.path().to_owned(), file.clone(), dir.path().join("nope")])));
         let Some(Answer::Dirs(found)) = answers.recv().await else { panic!("no dirs") };
