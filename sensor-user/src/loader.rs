@@ -737,4 +737,11 @@ mod tests {
         );
         assert_eq!(tracepoint_field_offset("sched", "sched_process_exit", "pid"), Some(24));
     }
+
+    /// This kernel (6.18) has the io_uring completion record the probe reads at fixed offsets.
+    #[test]
+    fn real_io_uring_complete_format() {
+        assert!(io_uring_complete_layout_known());
+        assert_eq!(tracepoint_field_offset("io_uring", "io_uring_complete", "user_data"), Some(24));
+    }
 }

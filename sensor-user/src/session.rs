@@ -1002,6 +1002,28 @@ mod tests {
         assert!(t.observe(Instant::now(), wall(), &q, Observation::Cpu { cpu_time_ns: 1_000_000_000 }).is_empty());
     }
 
+    /// A model read without mapping it (io_uring) is model evidence like a mapping: its bytes
+    /// count towards the large-model size of the CPU-inference rule.
+    #[tokio::test(start_paused = true)]
+    async fn model_reads_count_like_mapped_bytes() {
+        let mut t = Tracker::new(cfg());
+        let p = subject(11, "/opt/uring-engine", "");
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            let file = model("/m/q4.gguf");
+            t.observe(t0, wall(), &p, Observation::ModelRead { file: &file, bytes: 1 << 30, artifact: None });
+        }
+        t.observe(t0, wall(), &p, Observation::Cpu { cpu_time_ns: 0 });
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let evs = t.observe(Instant::now(), wall(), &p, Observation::Cpu { cpu_time_ns: 900_000_000 });
+        let s = started(&evs);
+        assert_eq!(s.len(), 1, "4 GiB read and a busy CPU: CPU inference");
+        assert_eq!(s[0].models[0].bytes_mapped, 4 << 30);
+        let kinds: Vec<i32> = s[0].evidence.iter().map(|e| e.kind).collect();
+        assert!(kinds.contains(&(EvidenceKind::ModelRead as i32)), "{kinds:?}");
+        assert!(!kinds.contains(&(EvidenceKind::ModelMapped as i32)), "{kinds:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn decoys_never_start_sessions() {
         let mut t = Tracker::new(cfg());

@@ -85,6 +85,14 @@ fn loops(cpu: usize, dir: &Path, scale: f64) -> Value {
         })),
     );
     result.insert("open_close_small".into(), json!(measure(n(200_000.0), || open_close(&small))));
+    // An open with write access: the kernel also drops any verdict about the file's content.
+    result.insert(
+        "open_close_small_write".into(),
+        json!(measure(n(200_000.0), || unsafe {
+            let fd = libc::open(small.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            libc::close(fd);
+        })),
+    );
     result.insert("open_close_gguf".into(), json!(measure(n(100_000.0), || open_close(&gguf))));
     result.insert(
         "mmap_munmap_1g".into(),
