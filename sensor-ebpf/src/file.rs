@@ -21,7 +21,7 @@ use crate::{
     maps::{
         DEVICE_SEEN, DIR_VERDICT, EXTENSIONS, INODE_MARKS, IOCTL_COUNTS, MODEL_DIRS, MODEL_DIRS_PRESENT, MODEL_READS,
         MmapRecord, NOCMTIME, NOCMTIME_PRESENT, OPEN_SCRATCH, OpenRecord, PROC_DEVICES, PendingMmap, PendingOpen,
-        RUNTIME_LIBS, RUNTIME_PRESENT, RUNTIME_PROCS, WATCHED_DEVICES, count,
+        READ_SKIP, RUNTIME_LIBS, RUNTIME_PRESENT, RUNTIME_PROCS, WATCHED_DEVICES, count,
     },
     path::walk,
 };
@@ -877,9 +877,13 @@ pub fn count_read(file: *const u8, bytes: u64, tgid: u32) {
     if !facts.is_regular() {
         return;
     }
-    let key = ReadKey { tgid, dev: facts.dev(), ino: facts.ino };
+    let id = facts.id();
+    let key = ReadKey { tgid, dev: id.dev, ino: id.ino };
     if let Some(v) = MODEL_READS.get_ptr_mut(key) {
         unsafe { *v += bytes };
+        return;
+    }
+    if READ_SKIP.get_ptr(id).is_some() {
         return;
     }
     let candidate = match valid_mark(&facts, false) {
@@ -887,7 +891,9 @@ pub fn count_read(file: *const u8, bytes: u64, tgid: u32) {
         mark::NOT_MODEL => false,
         _ => dentry_tail(facts.dentry).as_ref().is_some_and(NameTail::ext_known) || under_model_dir(&facts),
     };
-    if candidate && MODEL_READS.insert(key, bytes, 0).is_err() {
+    if !candidate {
+        let _ = READ_SKIP.insert(id, 1u8, 0);
+    } else if MODEL_READS.insert(key, bytes, 0).is_err() {
         count(stat::MODEL_READS_FULL, 1);
     }
 }

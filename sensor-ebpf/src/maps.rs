@@ -64,6 +64,12 @@ pub static NOCMTIME_PRESENT: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static MODEL_READS: PerCpuHashMap<ReadKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 
+/// Files found not to be model candidates at an io_uring read (no model mark, extension or
+/// directory): their later reads leave after this lookup. The collector deletes an entry when
+/// it marks the file a model.
+#[map]
+pub static READ_SKIP: LruHashMap<FileId, u8> = LruHashMap::with_max_entries(16384, 0);
+
 /// Processes that showed inference-runtime evidence, by tgid: their opens of regular files are
 /// identification candidates (within a budget). Filled by the mmap probe (runtime libraries),
 /// at fork (inherited) and by the collector (runtime executables, loaded models); entries go at

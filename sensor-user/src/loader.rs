@@ -177,6 +177,7 @@ pub struct KernelMaps {
     dir_verdict: HashMap<MapData, FileId, u8>,
     inode_marks: HashMap<MapData, FileId, InodeMark>,
     model_reads: PerCpuHashMap<MapData, ReadKey, u64>,
+    read_skip: HashMap<MapData, FileId, u8>,
     runtime_procs: HashMap<MapData, u32, RuntimeProc>,
     runtime_present: aya::maps::Array<MapData, u32>,
     rate: HashMap<MapData, u32, RateState>,
@@ -516,6 +517,7 @@ impl KernelMaps {
             dir_verdict: take(ebpf, "DIR_VERDICT", HashMap::try_from)?,
             inode_marks: take(ebpf, "INODE_MARKS", HashMap::try_from)?,
             model_reads: take(ebpf, "MODEL_READS", PerCpuHashMap::try_from)?,
+            read_skip: take(ebpf, "READ_SKIP", HashMap::try_from)?,
             runtime_procs: take(ebpf, "RUNTIME_PROCS", HashMap::try_from)?,
             runtime_present: take(ebpf, "RUNTIME_PRESENT", aya::maps::Array::try_from)?,
             rate: take(ebpf, "RATE", HashMap::try_from)?,
@@ -590,6 +592,10 @@ impl KernelMaps {
     }
 
     pub fn mark_inode(&mut self, id: FileId, mark: InodeMark) -> Result<(), LoaderError> {
+        if mark.verdict == sensor_ebpf::mark::MODEL {
+            // Its io_uring reads count from now on, even if one was judged before it was known.
+            let _ = self.read_skip.remove(&id);
+        }
         self.inode_marks.insert(id, mark, 0).map_err(|source| LoaderError::Map { map: "INODE_MARKS", source })
     }
 

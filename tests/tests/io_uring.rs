@@ -156,3 +156,39 @@ fn open_by_handle_at_is_reported() {
     });
     sensor.stop();
 }
+
+/// A model known only by its content (no extension, no model directory) is not a read
+/// candidate until the sensor identifies it; from then on its io_uring reads count, even
+/// through an fd whose earlier reads were judged before it was known.
+#[test]
+fn io_uring_reads_of_a_model_identified_later_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = dir.path().join("blob-0123");
+    let bytes = tiny_gguf();
+    std::fs::write(&blob, &bytes).unwrap();
+    let link = dir.path().join("model.gguf");
+    std::os::unix::fs::symlink(&blob, &link).unwrap();
+    let mut sensor = RunningSensor::start(CONFIG);
+    let mut ring = IoUring::new(8).expect("io_uring_setup");
+    let c = CString::new(blob.as_os_str().as_encoded_bytes()).unwrap();
+    let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), c.as_ptr()).flags(libc::O_RDONLY).build();
+    let fd = complete(&mut ring, &open);
+    assert!(fd >= 0, "IORING_OP_OPENAT: {}", std::io::Error::from_raw_os_error(-fd));
+    let mut buf = vec![0u8; bytes.len()];
+    let read = opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32).offset(0).build();
+    assert_eq!(complete(&mut ring, &read), bytes.len() as i32);
+    // Opened under a model name: reported, identified, marked a model.
+    modelwatch_tests::open_close(&link);
+    sensor.wait_for("the blob identified by content", EVENT_TIMEOUT, |e| {
+        about(e, "artifact_identified", &blob)
+            && e["artifact_identified"]["artifact"]["format"] == "ARTIFACT_FORMAT_GGUF"
+    });
+    assert_eq!(complete(&mut ring, &read), bytes.len() as i32);
+    sensor.wait_until("the read after the identification counted", EVENT_TIMEOUT, |evs| {
+        read_bytes(evs, &blob) >= bytes.len() as u64
+    });
+    // SAFETY: the fd the ring opened for us.
+    unsafe { libc::close(fd) };
+    let events = sensor.stop();
+    assert_eq!(read_bytes(&events, &blob), bytes.len() as u64, "the read before it was known is not counted");
+}

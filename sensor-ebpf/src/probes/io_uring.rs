@@ -9,9 +9,12 @@ use sensor_ebpf::{io_uring_op as op, stat, syscall};
 
 use crate::{
     file::{count_read, opened},
-    kernel::{ReadError, config, file_from_fd, off, read, read_ptr, self_tgid},
+    kernel::{ReadError, Window, config, file_from_fd, off, read, read_ptr, self_tgid},
     maps::{PendingOpen, count},
 };
+
+/// Bytes of `struct io_kiocb` copied at once: the file pointer and the opcode.
+const REQ_WINDOW: usize = 16;
 
 /// `IORING_FILE_INDEX_ALLOC`: the kernel picks the fixed slot and returns it as the result.
 const FILE_INDEX_ALLOC: u32 = u32::MAX;
@@ -30,7 +33,13 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let req = req as *const u8;
-    let Ok(opcode) = read::<u8>(req, off!(io_kiocb_opcode)) else {
+    // One copy for the opcode and the file pointer (next to each other at the start of
+    // io_kiocb; the window reads them separately on a layout where they are not).
+    let Ok(head) = Window::<REQ_WINDOW>::read(req) else {
+        count(stat::READ_FAILED, 1);
+        return 0;
+    };
+    let Ok(opcode) = head.get::<u8>(off!(io_kiocb_opcode)) else {
         count(stat::READ_FAILED, 1);
         return 0;
     };
@@ -39,7 +48,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
             on_open(record::<u64>(&ctx, CTX_AT) as *const u8, req, res);
         }
         op::READ | op::READV | op::READ_FIXED | op::READ_MULTISHOT if res > 0 => {
-            if let Ok(file) = read_ptr(req, off!(io_kiocb_file)) {
+            if let Ok(file) = head.ptr(off!(io_kiocb_file)) {
                 count_read(file, res as u64, tgid);
             }
         }
