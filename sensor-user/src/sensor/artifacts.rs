@@ -314,10 +314,14 @@ impl ArtifactLink {
 
     /// What an analyzer update means for the stream, the kernel's marks and the tracker.
     pub fn on_update(&mut self, update: ArtifactUpdate) -> ArtifactNews {
-        let (identity, report) = match update {
-            ArtifactUpdate::Identified { identity, report }
-            | ArtifactUpdate::Digest { identity, report }
-            | ArtifactUpdate::PolicyChanged { identity, report } => (identity, report),
+        // Only an identification tells the kernel what the content is: a digest or a policy
+        // change comes later (minutes, for a large file), when a write open may have dropped
+        // the mark already, and must not put back a verdict about content that is gone.
+        let (identity, report, identified) = match update {
+            ArtifactUpdate::Identified { identity, report } => (identity, report, true),
+            ArtifactUpdate::Digest { identity, report } | ArtifactUpdate::PolicyChanged { identity, report } => {
+                (identity, report, false)
+            }
             ArtifactUpdate::Failed { path, error, .. } => {
                 tracing::debug!(path = %path.display(), "artifact not analysed: {error}");
                 return ArtifactNews::default();
@@ -331,7 +335,11 @@ impl ArtifactLink {
                 return ArtifactNews { manifest_error: Some(message), ..ArtifactNews::default() };
             }
         };
-        self.news(identity, &report)
+        let mut news = self.news(identity, &report);
+        if !identified {
+            news.mark = None;
+        }
+        news
     }
 
     fn news(&mut self, identity: FileIdentity, report: &ArtifactReport) -> ArtifactNews {
