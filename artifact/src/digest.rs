@@ -282,6 +282,14 @@ impl DigestCache {
         self.dirty = true;
     }
 
+    /// Forgets the digest of `id`: its content may have changed without its identity showing it
+    /// (a write that changed no timestamp).
+    pub fn remove(&mut self, id: &FileIdentity) {
+        if self.entries.remove(&key(id)).is_some() {
+            self.dirty = true;
+        }
+    }
+
     /// Saves if there are unsaved changes and the last save is at least `min_interval` old.
     pub fn save_if_due(&mut self, min_interval: std::time::Duration) -> io::Result<()> {
         if self.dirty && self.last_save.is_none_or(|t| t.elapsed() >= min_interval) {

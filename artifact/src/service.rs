@@ -155,12 +155,16 @@ enum Phase {
 struct Slot {
     phase: Phase,
     report: Option<Arc<ArtifactReport>>,
+    /// Which identification produced the report: a digest computed for an earlier one (of a
+    /// version forgotten since) is not applied to it.
+    generation: u64,
 }
 
 struct HashJob {
     identity: FileIdentity,
     file: File,
     report: Arc<ArtifactReport>,
+    generation: u64,
 }
 
 enum ManifestCmd {
@@ -179,6 +183,8 @@ struct Inner {
     updates: Box<dyn UpdateSink>,
     cache: Mutex<DigestCache>,
     stats: Counters,
+    /// Numbers identifications (see [`Slot::generation`]).
+    generations: AtomicU64,
     /// Shared with every identification's deadline and every digest's read loop.
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -271,6 +277,7 @@ impl Analyzer {
             updates,
             cache: Mutex::new(cache),
             stats: Counters::default(),
+            generations: AtomicU64::new(1),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Vec::new()),
         });
@@ -338,7 +345,7 @@ impl AnalyzerHandle {
                     if slots.len() >= inner.max_slots {
                         evict(&mut slots, inner.max_slots / 10);
                     }
-                    slots.insert(req.identity, Slot { phase: Phase::Queued, report: None });
+                    slots.insert(req.identity, Slot { phase: Phase::Queued, report: None, generation: 0 });
                 }
             }
         }
@@ -354,6 +361,20 @@ impl AnalyzerHandle {
                     s.phase = Phase::HashDropped;
                 }
             }
+        }
+    }
+
+    /// Forgets what is known about a file version (its report and cached digest), so that its
+    /// next submission is analysed again: for when the caller learnt that the content may have
+    /// changed under an unchanged identity (the kernel saw a writer, or writes that change no
+    /// timestamp). A digest still being computed for the forgotten report is discarded when it
+    /// finishes.
+    pub fn forget(&self, identity: &FileIdentity) {
+        if let Ok(mut slots) = self.inner.slots.lock() {
+            slots.remove(identity);
+        }
+        if let Ok(mut cache) = self.inner.cache.lock() {
+            cache.remove(identity);
         }
     }
 
@@ -498,9 +519,9 @@ fn fail(inner: &Inner, identity: FileIdentity, path: &Path, error: String) {
     send(inner, ArtifactUpdate::Failed { identity, path: path.to_owned(), error });
 }
 
-fn set_slot(inner: &Inner, identity: FileIdentity, phase: Phase, report: Arc<ArtifactReport>) {
+fn set_slot(inner: &Inner, identity: FileIdentity, phase: Phase, report: Arc<ArtifactReport>, generation: u64) {
     if let Ok(mut slots) = inner.slots.lock() {
-        slots.insert(identity, Slot { phase, report: Some(report) });
+        slots.insert(identity, Slot { phase, report: Some(report), generation });
     }
 }
 
@@ -543,13 +564,14 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     if report.findings.iter().any(|f| f.code == codes::ANALYSIS_INCOMPLETE) {
         inc(&inner.stats.incomplete);
     }
+    let generation = inner.generations.fetch_add(1, Ordering::Relaxed);
     let cached = inner.cache.lock().ok().and_then(|mut c| c.get(&identity));
     if let Some(sha) = cached {
         inc(&inner.stats.cache_hits);
         apply_digest(&mut report, &sha);
         evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
         let report = Arc::new(report);
-        set_slot(inner, identity, Phase::Done, report.clone());
+        set_slot(inner, identity, Phase::Done, report.clone(), generation);
         return send(inner, ArtifactUpdate::Identified { identity, report });
     }
     if let Some(skipped) = digest::skip_reason(&file, &meta, &opts.hash) {
@@ -557,18 +579,20 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
         apply_digest_skipped(&mut report, skipped);
         evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
         let report = Arc::new(report);
-        set_slot(inner, identity, Phase::Done, report.clone());
+        set_slot(inner, identity, Phase::Done, report.clone(), generation);
         return send(inner, ArtifactUpdate::Identified { identity, report });
     }
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
     let report = Arc::new(report);
-    let job = HashJob { identity, file, report: report.clone() };
+    // The slot first: a small file's digest can be done before the push returns.
+    set_slot(inner, identity, Phase::Hashing, report.clone(), generation);
+    let job = HashJob { identity, file, report: report.clone(), generation };
     let lane = if identity.size <= SMALL_DIGEST { Lane::Urgent } else { Lane::Bulk };
     let queued = inner.hashing.try_push(job, lane).is_ok();
     if !queued {
         inc(&inner.stats.hash_dropped);
+        set_slot(inner, identity, Phase::HashDropped, report.clone(), generation);
     }
-    set_slot(inner, identity, if queued { Phase::Hashing } else { Phase::HashDropped }, report.clone());
     send(inner, ArtifactUpdate::Identified { identity, report });
 }
 
@@ -601,12 +625,6 @@ fn hash_one(inner: &Inner, mut job: HashJob) {
     inner.stats.hashed_bytes.fetch_add(bytes, Ordering::Relaxed);
     inner.stats.hash_nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     inc(&inner.stats.hashed);
-    if let Ok(mut c) = inner.cache.lock() {
-        c.insert(&job.identity, &sha);
-        if let Err(e) = c.save_if_due(CACHE_SAVE_INTERVAL) {
-            tracing::warn!(error = %e, "cannot write the digest cache");
-        }
-    }
     let opts = match inner.opts.read() {
         Ok(o) => o.clone(),
         Err(_) => return,
@@ -615,7 +633,23 @@ fn hash_one(inner: &Inner, mut job: HashJob) {
     apply_digest(&mut report, &sha);
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
     let report = Arc::new(report);
-    set_slot(inner, job.identity, Phase::Done, report.clone());
+    {
+        let Ok(mut slots) = inner.slots.lock() else { return };
+        // The caller forgot this version while it was hashed (see AnalyzerHandle::forget): the
+        // digest may be of other content than the report, so neither is kept.
+        if slots.get(&job.identity).is_none_or(|s| s.generation != job.generation) {
+            tracing::debug!(path = %path.display(), "digest of a forgotten version discarded");
+            return;
+        }
+        let generation = job.generation;
+        slots.insert(job.identity, Slot { phase: Phase::Done, report: Some(report.clone()), generation });
+        if let Ok(mut c) = inner.cache.lock() {
+            c.insert(&job.identity, &sha);
+            if let Err(e) = c.save_if_due(CACHE_SAVE_INTERVAL) {
+                tracing::warn!(error = %e, "cannot write the digest cache");
+            }
+        }
+    }
     send(inner, ArtifactUpdate::Digest { identity: job.identity, report });
 }
 
@@ -736,7 +770,7 @@ mod tests {
             (4, Phase::Hashing),
             (5, Phase::Done),
         ] {
-            slots.insert(id(ino), Slot { phase, report: None });
+            slots.insert(id(ino), Slot { phase, report: None, generation: 0 });
         }
         evict(&mut slots, 10);
         let mut left: Vec<u64> = slots.keys().map(|k| k.ino).collect();

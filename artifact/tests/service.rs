@@ -299,3 +299,28 @@ fn reports_in_order() {
     }
     h.shutdown();
 }
+
+/// A version the caller forgot (its content may have changed under the same identity) is
+/// analysed again on its next submission, digest included: neither the report nor the cached
+/// digest of the old content is reused.
+#[test]
+fn a_forgotten_version_is_analysed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("llama.gguf");
+    let bytes = llama_gguf();
+    std::fs::write(&model, &bytes).expect("write");
+    let (h, mut rx) = start(&ArtifactConfig::default(), &dir.path().join("state"));
+    let req = request(&model);
+    h.submit(req.clone());
+    next(&mut rx, digested);
+    h.forget(&req.identity);
+    assert!(h.lookup(&req.identity).is_none());
+    h.submit(req.clone());
+    let (id, r) = next(&mut rx, identified);
+    assert_eq!(id, req.identity);
+    assert!(r.digest.is_none(), "the cached digest of the old content is not reused");
+    next(&mut rx, digested);
+    let s = h.stats();
+    assert_eq!((s.duplicates, s.identified, s.hashed, s.cache_hits), (0, 2, 2, 0));
+    h.shutdown();
+}

@@ -27,12 +27,14 @@ empty_tp!(
     sys_enter_openat2,
     sys_enter_open,
     sys_enter_creat,
+    sys_enter_open_by_handle_at,
     sys_exit_open_any,
     sys_enter_mmap,
     sys_exit_mmap,
     sys_enter_ioctl,
     sched_process_exec,
     sched_process_exit,
+    io_uring_complete,
 );
 
 #[raw_tracepoint]

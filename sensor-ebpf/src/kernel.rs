@@ -45,6 +45,16 @@ pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mm_arg_end: 0,
     mm_exe_file: 0,
     dentry_d_inode: 0,
+    inode_i_ctime_nsec: 0,
+    inode_i_writecount: 0,
+    io_kiocb_opcode: 0,
+    io_kiocb_file: 0,
+    io_kiocb_cmd: 0,
+    io_open_file_slot: 0,
+    io_open_how_flags: 0,
+    ring_files_nr: 0,
+    ring_files_nodes: 0,
+    rsrc_node_file_ptr: 0,
     regs_arg: [0; 6],
 };
 
@@ -58,7 +68,11 @@ pub static PROBE_CONFIG: ProbeConfig = ProbeConfig {
     nr_openat2: 0,
     nr_open: 0,
     nr_creat: 0,
-    _pad0: 0,
+    nr_open_by_handle_at: 0,
+    io_uring_fixed: 0,
+    runtime_budget: 0,
+    rate_interval_ns: 0,
+    rate_burst_ns: 0,
 };
 
 /// Byte offset of a kernel struct member, as a verifier-visible constant.

@@ -20,7 +20,7 @@ extern crate std;
 
 /// Bumped whenever a fixed layout below changes. Each BPF object carries the version it was
 /// built with (section `modelwatch_abi`); the collector refuses to load one that differs.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 pub const TASK_COMM_LEN: usize = 16;
 
@@ -194,6 +194,27 @@ pub mod stat {
     /// A process that opened or inherited a watched device could not be added to the ioctl
     /// gate (map full): its ioctls go uncounted until the collector's next /proc scan adds it.
     pub const IOCTL_GATE_FULL: u32 = 2 * KIND_SLOTS + 5;
+    /// File records (open, mmap) dropped because their process exceeded its rate
+    /// ([`crate::RateState`]); also counted per process in the rate map.
+    pub const RATE_LIMITED: u32 = 2 * KIND_SLOTS + 6;
+    /// Processes the rate limiter had no room for: their records are not limited.
+    pub const RATE_MAP_FULL: u32 = 2 * KIND_SLOTS + 7;
+    /// Opens of runtime processes not inspected because the process spent its candidate
+    /// budget for the current second ([`crate::RuntimeProc`]).
+    pub const RUNTIME_BUDGET: u32 = 2 * KIND_SLOTS + 8;
+    /// Processes that showed runtime evidence but could not be added to the runtime map.
+    pub const RUNTIME_MAP_FULL: u32 = 2 * KIND_SLOTS + 9;
+    /// io_uring reads of model files not counted because the read map was full.
+    pub const MODEL_READS_FULL: u32 = 2 * KIND_SLOTS + 10;
+    /// io_uring opens whose file could not be found (a fixed-file slot on a kernel whose
+    /// ring file table the probes cannot read, or a fd closed before the completion).
+    pub const IO_URING_UNRESOLVED: u32 = 2 * KIND_SLOTS + 11;
+    /// Inode marks dropped because the file was opened for writing, had a writer when
+    /// consulted, or was written without timestamps.
+    pub const MARKS_INVALIDATED: u32 = 2 * KIND_SLOTS + 12;
+    /// Inodes written without timestamps that did not fit the map: from then on no mark is
+    /// trusted and every record is flagged [`crate::content::NOCMTIME`].
+    pub const NOCMTIME_FULL: u32 = 2 * KIND_SLOTS + 13;
     pub const COUNT: u32 = 32;
 
     pub const fn produced(kind: super::EventKind) -> u32 {
@@ -222,6 +243,30 @@ pub mod reason {
     pub const MAPPING_LEN: u32 = 1 << 6;
     /// mmap: executable mapping of a known inference-runtime library.
     pub const RUNTIME_LIBRARY: u32 = 1 << 7;
+    /// open: a regular file opened by a process that showed inference-runtime evidence.
+    pub const RUNTIME_PROCESS: u32 = 1 << 8;
+}
+
+/// What the kernel knows about the content version a file record describes (bit set).
+pub mod content {
+    /// The file was open for writing (by anyone, this open included) when the record was made:
+    /// its content may change without the size or ctime showing it yet.
+    pub const WRITER: u32 = 1 << 0;
+    /// The inode was opened for writes that change no timestamp (XFS open-by-handle sets
+    /// FMODE_NOCMTIME): its (size, ctime) is no content version at all.
+    pub const NOCMTIME: u32 = 1 << 1;
+}
+
+/// Why a process is in the runtime-process map (bit set).
+pub mod runtime {
+    /// It mapped an inference-runtime library executable (the kernel saw it).
+    pub const LIBRARY: u32 = 1 << 0;
+    /// Its executable is a known inference runtime (the collector decided).
+    pub const EXECUTABLE: u32 = 1 << 1;
+    /// It opened or mapped a file the collector identified as a model.
+    pub const MODEL: u32 = 1 << 2;
+    /// Inherited from its parent at fork.
+    pub const INHERITED: u32 = 1 << 3;
 }
 
 /// State of a reconstructed path (bit set).
@@ -245,12 +290,32 @@ pub mod syscall {
     pub const OPENAT2: u32 = 2;
     pub const OPEN: u32 = 3;
     pub const CREAT: u32 = 4;
+    /// An `IORING_OP_OPENAT`/`OPENAT2` completion.
+    pub const IO_URING: u32 = 5;
+    pub const OPEN_BY_HANDLE_AT: u32 = 6;
 }
 
-/// Verdicts userspace stores in the `INODE_MARKS` map.
+/// io_uring opcodes (uapi, stable).
+pub mod io_uring_op {
+    pub const READV: u8 = 1;
+    pub const READ_FIXED: u8 = 4;
+    pub const OPENAT: u8 = 18;
+    pub const READ: u8 = 22;
+    pub const OPENAT2: u8 = 28;
+    pub const READ_MULTISHOT: u8 = 49;
+}
+
+/// Verdicts userspace stores in the `INODE_MARKS` map. A mark is about one content version:
+/// the kernel drops it when the file is opened for writing, has a writer when the mark is
+/// consulted, or is written without timestamps; a record's `mark` field says which mark was
+/// still valid for the version it describes (0: none).
 pub mod mark {
+    /// Identified as a model: its mappings are reported whatever their size.
     pub const MODEL: u32 = 1;
+    /// Not a model: its opens and mappings are filtered.
     pub const NOT_MODEL: u32 = 2;
+    /// Identified, and neither: the mark only vouches that the content did not change.
+    pub const KNOWN: u32 = 3;
 }
 
 /// First field of every ring-buffer record.
@@ -306,6 +371,15 @@ pub struct FileOpenEvent {
     pub path_flags: u32,
     pub name_len: u32,
     pub path_len: u32,
+    /// The inode's ctime (seconds), with `ctime_nsec` the content version together with size.
+    pub ctime_sec: i64,
+    /// Nanoseconds of the ctime (the multigrain "queried" flag masked off).
+    pub ctime_nsec: u32,
+    /// The [`mark`] still valid for this version (0: none).
+    pub mark: u32,
+    /// [`content`] bits.
+    pub content: u32,
+    pub _pad0: u32,
 }
 
 /// A file-backed mapping the kernel judged reportable.
@@ -330,7 +404,12 @@ pub struct FileMmapEvent {
     pub reasons: u32,
     pub path_flags: u32,
     pub path_len: u32,
-    pub _pad0: u32,
+    pub ctime_nsec: u32,
+    pub ctime_sec: i64,
+    /// The [`mark`] still valid for this version (0: none).
+    pub mark: u32,
+    /// [`content`] bits.
+    pub content: u32,
 }
 
 /// The first ioctl a thread group issues on a watched device.
@@ -395,16 +474,48 @@ pub struct FileId {
     pub ino: u64,
 }
 
-/// Value of the `INODE_MARKS` map. A `NOT_MODEL` mark only holds while the inode's size and
-/// ctime still match: rewriting a vetted file must not make it invisible.
+/// Value of the `INODE_MARKS` map: a verdict about one content version, (size, full ctime).
+/// It holds only while the inode's size and ctime still match and nobody holds the file open
+/// for writing; a write open drops it (see [`mark`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InodeMark {
     /// [`mark`] verdict.
     pub verdict: u32,
-    pub _pad0: u32,
+    pub ctime_nsec: u32,
     pub size: u64,
     pub ctime_sec: i64,
+}
+
+/// Key of the per-CPU io_uring read map: bytes read per process and file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReadKey {
+    pub tgid: u32,
+    pub dev: u32,
+    pub ino: u64,
+}
+
+/// Value of the runtime-process map (key: tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeProc {
+    /// [`runtime`] bits.
+    pub flags: u32,
+    /// Candidate opens in the current one-second window.
+    pub window_opens: u32,
+    /// Start of the current window (`bpf_ktime_get_ns`).
+    pub window_start_ns: u64,
+}
+
+/// Value of the rate map (key: tgid): a GCRA token bucket for the process's file records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    /// Theoretical arrival time of the next record (`bpf_ktime_get_ns`).
+    pub tat_ns: u64,
+    /// Records of this process dropped by the limit, cumulative.
+    pub dropped: u64,
 }
 
 /// Key of the per-CPU ioctl count map.
@@ -472,7 +583,16 @@ pub struct ProbeConfig {
     pub nr_openat2: u32,
     pub nr_open: u32,
     pub nr_creat: u32,
-    pub _pad0: u32,
+    pub nr_open_by_handle_at: u32,
+    /// 1: the probes can read the io_uring ring's fixed-file table (`KernelOffsets::ring_*`).
+    pub io_uring_fixed: u32,
+    /// Candidate opens per second a runtime process may make beyond the other reasons
+    /// (0: processes are never widened).
+    pub runtime_budget: u32,
+    /// File records per second per process: the spacing of the rate limit in ns (0: none).
+    pub rate_interval_ns: u64,
+    /// How far ahead of now a process's bucket may run: (burst - 1) × interval.
+    pub rate_burst_ns: u64,
 }
 
 /// Member offsets of kernel structures, resolved from BTF at start-up (no CO-RE in Rust BPF).
@@ -516,6 +636,21 @@ pub struct KernelOffsets {
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
     pub dentry_d_inode: u32,
+    /// The ctime's nanoseconds (`i_ctime_nsec`, or `tv_nsec` of the older timespec).
+    pub inode_i_ctime_nsec: u32,
+    pub inode_i_writecount: u32,
+    /// `io_kiocb.opcode`, `.file` and `.cmd` (the per-opcode command area).
+    pub io_kiocb_opcode: u32,
+    pub io_kiocb_file: u32,
+    pub io_kiocb_cmd: u32,
+    /// `io_open.file_slot` and `io_open.how.flags`, inside the command area.
+    pub io_open_file_slot: u32,
+    pub io_open_how_flags: u32,
+    /// `io_ring_ctx.file_table.data.nr` and `.nodes`, `io_rsrc_node.file_ptr`; 0 where the
+    /// kernel's layout differs (`ProbeConfig::io_uring_fixed` is then 0).
+    pub ring_files_nr: u32,
+    pub ring_files_nodes: u32,
+    pub rsrc_node_file_ptr: u32,
     /// Offsets in `struct pt_regs` of syscall arguments 0..6 (x86_64: di, si, dx, r10, r8, r9).
     pub regs_arg: [u32; 6],
 }
@@ -574,6 +709,9 @@ plain!(
     ProcessExitEvent,
     FileId,
     InodeMark,
+    ReadKey,
+    RuntimeProc,
+    RateState,
     IoctlKey,
     WatchedDevice,
     DeviceUseKey,
@@ -602,18 +740,21 @@ pub fn plain_bytes<T: Plain>(value: &T) -> &[u8] {
 const _: () = {
     use size_of;
     assert!(size_of::<EventHeader>() == 64);
-    assert!(size_of::<FileOpenEvent>() == 64 + 56);
-    assert!(size_of::<FileMmapEvent>() == 64 + 72);
+    assert!(size_of::<FileOpenEvent>() == 64 + 80);
+    assert!(size_of::<FileMmapEvent>() == 64 + 88);
     assert!(size_of::<DeviceIoctlEvent>() == 64 + 16);
     assert!(size_of::<ProcessExecEvent>() == 64 + 32);
     assert!(size_of::<ProcessForkEvent>() == 64 + 16);
     assert!(size_of::<ProcessExitEvent>() == 64 + 8);
     assert!(size_of::<FileId>() == 16);
     assert!(size_of::<InodeMark>() == 24);
+    assert!(size_of::<ReadKey>() == 16);
+    assert!(size_of::<RuntimeProc>() == 16);
+    assert!(size_of::<RateState>() == 16);
     assert!(size_of::<IoctlKey>() == 16);
     assert!(size_of::<DeviceUseKey>() == 8);
-    assert!(size_of::<ProbeConfig>() == 40);
-    assert!(size_of::<KernelOffsets>() == 42 * 4);
+    assert!(size_of::<ProbeConfig>() == 64);
+    assert!(size_of::<KernelOffsets>() == 52 * 4);
 };
 
 #[cfg(test)]

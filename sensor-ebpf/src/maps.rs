@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use sensor_ebpf::{
     DeviceUseKey, ExtKey, FileId, FileMmapEvent, FileOpenEvent, InodeMark, IoctlKey, LIB_PREFIX_MAX, ProcessExecEvent,
-    TAIL_MAX, WatchedDevice, stat,
+    RateState, ReadKey, RuntimeProc, TAIL_MAX, WatchedDevice, stat,
 };
 
 /// Records to the collector. The size is set by the collector at load time.
@@ -49,6 +49,44 @@ pub static DIR_VERDICT: LruHashMap<FileId, u8> = LruHashMap::with_max_entries(16
 /// Inodes the collector identified by content.
 #[map]
 pub static INODE_MARKS: LruHashMap<FileId, InodeMark> = LruHashMap::with_max_entries(65536, 0);
+
+/// Inodes opened for writes that change no timestamp (XFS open-by-handle): no mark about them
+/// is trusted again. Plain hash: a full map must not forget one (then slot 0 of
+/// NOCMTIME_PRESENT says so and no mark is trusted at all).
+#[map]
+pub static NOCMTIME: HashMap<FileId, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Slot 0: 0 no entry in NOCMTIME (the lookup is skipped), 1 some, 2 the map overflowed.
+#[map]
+pub static NOCMTIME_PRESENT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Bytes read through io_uring per (process, model file); the collector drains them.
+#[map]
+pub static MODEL_READS: PerCpuHashMap<ReadKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Files found not to be model candidates at an io_uring read (no model mark, extension or
+/// directory): their later reads leave after this lookup. The collector deletes an entry when
+/// it marks the file a model.
+#[map]
+pub static READ_SKIP: LruHashMap<FileId, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Processes that showed inference-runtime evidence, by tgid: their opens of regular files are
+/// identification candidates (within a budget). Filled by the mmap probe (runtime libraries),
+/// at fork (inherited) and by the collector (runtime executables, loaded models); entries go at
+/// exec and exit.
+#[map]
+pub static RUNTIME_PROCS: HashMap<u32, RuntimeProc> = HashMap::with_max_entries(8192, 0);
+
+/// Slot 0: non-zero while RUNTIME_PROCS may hold an entry. Set after every insert; the
+/// collector clears it when it finds the map empty (and sets it again if an insert raced).
+/// While zero, an ordinary open pays one array lookup for the widening.
+#[map]
+pub static RUNTIME_PRESENT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Per-process rate limit of file records. An entry whose process dropped nothing goes at
+/// exit; the others stay until the collector has reported their drops.
+#[map]
+pub static RATE: HashMap<u32, RateState> = HashMap::with_max_entries(16384, 0);
 
 /// Accelerator devices by `i_rdev` (kernel encoding).
 #[map]
@@ -92,7 +130,10 @@ pub struct PendingMmap {
     pub flags: u32,
     pub fd: i32,
     pub reasons: u32,
-    pub _pad: u32,
+    pub ctime_nsec: u32,
+    pub ctime_sec: i64,
+    pub mark: u32,
+    pub content: u32,
 }
 
 #[map]

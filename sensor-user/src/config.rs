@@ -193,6 +193,13 @@ pub struct FilesConfig {
     /// first are reported as one event with a count (`repeats`): an engine's threads open a
     /// model at once. 0 reports each one.
     pub fold_window_ms: u64,
+    /// Once a process shows it is an inference runtime (it mapped one of `runtime_libraries`,
+    /// runs one of `sessions.runtime_executables`, or loaded a model), the regular files it opens
+    /// for reading are identified whatever their name and size: a pickle can be called anything.
+    /// This many such opens per process and second at most (the rest are counted and reported
+    /// as `runtime_budget` losses); files found to be neither model nor code are filtered from
+    /// then on. 0 turns the widening off.
+    pub runtime_process_opens_per_sec: u32,
 }
 
 /// Accelerator devices.
@@ -247,6 +254,13 @@ pub struct SensorConfig {
     pub housekeeping_ms: u64,
     /// Where state that survives restarts is kept.
     pub state_dir: PathBuf,
+    /// File records (opens, mappings) per second each process may put into the kernel ring
+    /// buffer on average, so that one process flooding opens cannot crowd out everyone
+    /// else's. Beyond it (and the burst), its records are dropped and reported as
+    /// `rate_limited` losses naming the process. 0: no limit.
+    pub file_events_per_sec: u32,
+    /// Records a process may send at once above its rate (an engine opening its shards).
+    pub file_events_burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,6 +389,7 @@ impl Default for FilesConfig {
             suppress_known_non_models: true,
             report_non_models: false,
             fold_window_ms: 20,
+            runtime_process_opens_per_sec: 256,
         }
     }
 }
@@ -392,6 +407,11 @@ impl Default for SensorConfig {
             exit_grace_ms: 5000,
             housekeeping_ms: 10_000,
             state_dir: PathBuf::from("/var/lib/modelwatch"),
+            // An engine opens and maps tens of shards (llama.cpp opens one model from four
+            // threads), a few hundred records at start: a burst of 4000 never holds one back,
+            // and ten processes' bursts still fit the default ring (about 40 000 records).
+            file_events_per_sec: 1000,
+            file_events_burst: 4000,
         }
     }
 }
@@ -532,6 +552,18 @@ impl Config {
         if !(16..=1 << 20).contains(&self.api.subscriber_queue) {
             return Err(bad("api.subscriber_queue".into(), "must be between 16 and 1048576".into()));
         }
+        if self.sensor.file_events_per_sec > 1_000_000 {
+            return Err(bad("sensor.file_events_per_sec".into(), "must be at most 1000000 (0: no limit)".into()));
+        }
+        if self.sensor.file_events_per_sec > 0 && !(1..=1 << 20).contains(&self.sensor.file_events_burst) {
+            return Err(bad("sensor.file_events_burst".into(), "must be between 1 and 1048576".into()));
+        }
+        if self.files.runtime_process_opens_per_sec > 1_000_000 {
+            return Err(bad(
+                "files.runtime_process_opens_per_sec".into(),
+                "must be at most 1000000 (0: no widening)".into(),
+            ));
+        }
         if !(100..=600_000).contains(&self.sensor.housekeeping_ms) {
             return Err(bad("sensor.housekeeping_ms".into(), "must be between 100 and 600000".into()));
         }
@@ -620,6 +652,9 @@ mod tests {
             ("[files]\nmodel_dirs = [\"relative/dir\"]", "files.model_dirs[0]"),
             ("[files]\nsize_threshold = 0", "files.size_threshold"),
             ("[sensor]\nring_buffer_kib = 1000", "sensor.ring_buffer_kib"),
+            ("[sensor]\nfile_events_per_sec = 2000000", "sensor.file_events_per_sec"),
+            ("[sensor]\nfile_events_burst = 0", "sensor.file_events_burst"),
+            ("[files]\nruntime_process_opens_per_sec = 2000000", "files.runtime_process_opens_per_sec"),
             ("[devices]\nextra = [\"dev/null\"]", "devices.extra[0]"),
             ("[devices]\ndrain_interval_ms = 1", "devices.drain_interval_ms"),
             ("[files]\nruntime_libraries = [\"a/b\"]", "files.runtime_libraries[0]"),

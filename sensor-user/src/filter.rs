@@ -159,6 +159,10 @@ impl<'a> ModelRefs<'a> {
                 self.file(&p.file);
                 self.artifact(&p.artifact);
             }
+            Some(Payload::ModelRead(r)) => {
+                self.file(&r.file);
+                self.artifact(&r.artifact);
+            }
             Some(Payload::SessionStarted(s)) => {
                 for m in &s.models {
                     self.file(&m.file);

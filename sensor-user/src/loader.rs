@@ -16,8 +16,8 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_ebpf::{
-    ABI_VERSION, DeviceUseKey, EventKind, ExtKey, FileId, InodeMark, IoctlKey, LIB_PREFIX_MAX, ProbeConfig,
-    WatchedDevice, stat,
+    ABI_VERSION, DeviceUseKey, EventKind, ExtKey, FileId, InodeMark, IoctlKey, LIB_PREFIX_MAX, ProbeConfig, RateState,
+    ReadKey, RuntimeProc, WatchedDevice, stat,
 };
 
 use crate::offsets::{self, OffsetError};
@@ -74,18 +74,41 @@ struct Spec {
     /// Optional programs are skipped (and reported) when their tracepoint does not exist, e.g.
     /// `open`/`creat`, which arm64 does not have.
     required: bool,
+    /// Needs the io_uring members in the kernel's BTF.
+    io_uring: bool,
 }
 
 const fn tp(program: &'static str, name: &'static str, required: bool) -> Spec {
-    Spec { program, name, target: Target::TracePoint { category: "syscalls" }, required, stash_only: false }
+    Spec {
+        program,
+        name,
+        target: Target::TracePoint { category: "syscalls" },
+        required,
+        stash_only: false,
+        io_uring: false,
+    }
 }
 
 const fn enter(program: &'static str, required: bool) -> Spec {
-    Spec { program, name: program, target: Target::TracePoint { category: "syscalls" }, required, stash_only: true }
+    Spec {
+        program,
+        name: program,
+        target: Target::TracePoint { category: "syscalls" },
+        required,
+        stash_only: true,
+        io_uring: false,
+    }
 }
 
 const fn sched(name: &'static str) -> Spec {
-    Spec { program: name, name, target: Target::TracePoint { category: "sched" }, required: true, stash_only: false }
+    Spec {
+        program: name,
+        name,
+        target: Target::TracePoint { category: "sched" },
+        required: true,
+        stash_only: false,
+        io_uring: false,
+    }
 }
 
 /// Attach points, in load order. A program listed twice is loaded once and attached to both.
@@ -98,6 +121,8 @@ const SPECS: &[Spec] = &[
     tp("sys_exit_open_any", "sys_exit_open", false),
     enter("sys_enter_creat", false),
     tp("sys_exit_open_any", "sys_exit_creat", false),
+    enter("sys_enter_open_by_handle_at", false),
+    tp("sys_exit_open_any", "sys_exit_open_by_handle_at", false),
     enter("sys_enter_mmap", true),
     tp("sys_exit_mmap", "sys_exit_mmap", true),
     tp("sys_enter_ioctl", "sys_enter_ioctl", true),
@@ -109,6 +134,15 @@ const SPECS: &[Spec] = &[
         target: Target::RawTracePoint,
         required: true,
         stash_only: false,
+        io_uring: false,
+    },
+    Spec {
+        program: "io_uring_complete",
+        name: "io_uring_complete",
+        target: Target::TracePoint { category: "io_uring" },
+        required: false,
+        stash_only: false,
+        io_uring: true,
     },
 ];
 
@@ -116,6 +150,11 @@ const SPECS: &[Spec] = &[
 #[derive(Debug, Clone)]
 pub struct LoadSettings {
     pub size_threshold: u64,
+    /// Candidate opens per second of a runtime process (0: no widening).
+    pub runtime_budget: u32,
+    /// File records per second per process, and the burst above that (0: no limit).
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
     pub ring_buffer_bytes: u32,
     pub self_tgid: u32,
     pub btf_path: PathBuf,
@@ -137,6 +176,11 @@ pub struct KernelMaps {
     model_dirs: HashMap<MapData, FileId, u8>,
     dir_verdict: HashMap<MapData, FileId, u8>,
     inode_marks: HashMap<MapData, FileId, InodeMark>,
+    model_reads: PerCpuHashMap<MapData, ReadKey, u64>,
+    read_skip: HashMap<MapData, FileId, u8>,
+    runtime_procs: HashMap<MapData, u32, RuntimeProc>,
+    runtime_present: aya::maps::Array<MapData, u32>,
+    rate: HashMap<MapData, u32, RateState>,
     watched: HashMap<MapData, u32, WatchedDevice>,
     ioctl_counts: PerCpuHashMap<MapData, IoctlKey, u64>,
     device_seen: HashMap<MapData, DeviceUseKey, u8>,
@@ -155,6 +199,10 @@ pub fn load(settings: &LoadSettings) -> Result<(Probes, KernelMaps, RingBuf<MapD
     check_abi(PROBES_OBJECT)?;
     let offsets = offsets::resolve(&settings.btf_path)?;
     let from_regs = args_from_regs(&offsets);
+    let rate_interval_ns = match settings.rate_per_sec {
+        0 => 0,
+        r => 1_000_000_000 / u64::from(r),
+    };
     let config = ProbeConfig {
         exit_group_dead_off: exit_group_dead_offset(),
         self_tgid: settings.self_tgid,
@@ -164,7 +212,11 @@ pub fn load(settings: &LoadSettings) -> Result<(Probes, KernelMaps, RingBuf<MapD
         nr_openat2: syscall_nr(Sys::Openat2),
         nr_open: syscall_nr(Sys::Open),
         nr_creat: syscall_nr(Sys::Creat),
-        _pad0: 0,
+        nr_open_by_handle_at: syscall_nr(Sys::OpenByHandleAt),
+        io_uring_fixed: u32::from(offsets::has_io_uring_fixed_files(&offsets)),
+        runtime_budget: settings.runtime_budget,
+        rate_interval_ns,
+        rate_burst_ns: rate_interval_ns.saturating_mul(u64::from(settings.rate_burst.saturating_sub(1))),
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("KERNEL_OFFSETS", &offsets, true)
@@ -173,7 +225,8 @@ pub fn load(settings: &LoadSettings) -> Result<(Probes, KernelMaps, RingBuf<MapD
         .load(PROBES_OBJECT)
         .map_err(LoaderError::Load)?;
 
-    let (attached, skipped) = attach_all(&mut ebpf, from_regs)?;
+    let io_uring = offsets::has_io_uring(&offsets) && io_uring_complete_layout_known();
+    let (attached, skipped) = attach_all(&mut ebpf, from_regs, io_uring)?;
 
     let maps = KernelMaps::take(&mut ebpf)?;
     let events = take(&mut ebpf, "EVENTS", RingBuf::try_from)?;
@@ -182,7 +235,7 @@ pub fn load(settings: &LoadSettings) -> Result<(Probes, KernelMaps, RingBuf<MapD
 
 /// Loads and attaches every program of `ebpf` to its attach points. Returns the attached and
 /// the skipped (optional, absent on this kernel) attach points.
-fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<String>), LoaderError> {
+fn attach_all(ebpf: &mut Ebpf, from_regs: bool, io_uring: bool) -> Result<(Vec<String>, Vec<String>), LoaderError> {
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
     let started = std::time::Instant::now();
@@ -191,6 +244,11 @@ fn attach_all(ebpf: &mut Ebpf, from_regs: bool) -> Result<(Vec<String>, Vec<Stri
             Target::TracePoint { category } => format!("{category}/{}", spec.name),
             Target::RawTracePoint => format!("raw_tracepoint/{}", spec.name),
         };
+        if spec.io_uring && !io_uring {
+            tracing::warn!(tracepoint = %target, "this kernel's io_uring (BTF members or record layout) is not the one the probe reads; probe skipped");
+            skipped.push(target);
+            continue;
+        }
         if let Target::TracePoint { category } = spec.target
             && !tracepoint_exists(category, spec.name)
         {
@@ -245,9 +303,11 @@ pub fn load_on_probe_points(object: &[u8], btf: &Path) -> Result<(Ebpf, Vec<Stri
     ensure_tracefs()?;
     raise_memlock();
     check_abi(object)?;
-    let from_regs = args_from_regs(&offsets::resolve(btf)?);
+    let offsets = offsets::resolve(btf)?;
+    let from_regs = args_from_regs(&offsets);
     let mut ebpf = EbpfLoader::new().load(object).map_err(LoaderError::Load)?;
-    let (attached, _) = attach_all(&mut ebpf, from_regs)?;
+    let io_uring = offsets::has_io_uring(&offsets) && io_uring_complete_layout_known();
+    let (attached, _) = attach_all(&mut ebpf, from_regs, io_uring)?;
     Ok((ebpf, attached))
 }
 
@@ -284,6 +344,13 @@ fn check_abi(object: &[u8]) -> Result<(), LoaderError> {
     }
 }
 
+/// Whether the io_uring_complete record has `ctx`, `req` and `res` where the probe reads them
+/// (offsets 8, 16, 32: every kernel since 5.19; older ones have no `req`).
+fn io_uring_complete_layout_known() -> bool {
+    let f = |name| tracepoint_field_offset("io_uring", "io_uring_complete", name);
+    (f("ctx"), f("req"), f("res")) == (Some(8), Some(16), Some(32))
+}
+
 /// Byte offset of `field` in a tracepoint's record, from its tracefs format description.
 fn tracepoint_field_offset(category: &str, name: &str, field: &str) -> Option<u32> {
     let path = tracefs_root()?.join("events").join(category).join(name).join("format");
@@ -308,6 +375,7 @@ enum Sys {
     Openat2,
     Open,
     Creat,
+    OpenByHandleAt,
 }
 
 /// This architecture's number for a syscall (`u32::MAX` where it does not exist).
@@ -315,6 +383,7 @@ fn syscall_nr(s: Sys) -> u32 {
     let nr: i64 = match s {
         Sys::Openat => libc::SYS_openat,
         Sys::Openat2 => libc::SYS_openat2,
+        Sys::OpenByHandleAt => libc::SYS_open_by_handle_at,
         #[cfg(target_arch = "x86_64")]
         Sys::Open => libc::SYS_open,
         #[cfg(target_arch = "x86_64")]
@@ -420,6 +489,14 @@ pub struct KernelStats {
     pub path_truncated: u64,
     pub read_failed: u64,
     pub ioctls_counted: u64,
+    pub rate_limited: u64,
+    pub rate_map_full: u64,
+    pub runtime_budget: u64,
+    pub runtime_map_full: u64,
+    pub model_reads_full: u64,
+    pub io_uring_unresolved: u64,
+    pub marks_invalidated: u64,
+    pub nocmtime_full: u64,
 }
 
 impl KernelStats {
@@ -439,6 +516,11 @@ impl KernelMaps {
             model_dirs: take(ebpf, "MODEL_DIRS", HashMap::try_from)?,
             dir_verdict: take(ebpf, "DIR_VERDICT", HashMap::try_from)?,
             inode_marks: take(ebpf, "INODE_MARKS", HashMap::try_from)?,
+            model_reads: take(ebpf, "MODEL_READS", PerCpuHashMap::try_from)?,
+            read_skip: take(ebpf, "READ_SKIP", HashMap::try_from)?,
+            runtime_procs: take(ebpf, "RUNTIME_PROCS", HashMap::try_from)?,
+            runtime_present: take(ebpf, "RUNTIME_PRESENT", aya::maps::Array::try_from)?,
+            rate: take(ebpf, "RATE", HashMap::try_from)?,
             watched: take(ebpf, "WATCHED_DEVICES", HashMap::try_from)?,
             ioctl_counts: take(ebpf, "IOCTL_COUNTS", PerCpuHashMap::try_from)?,
             device_seen: take(ebpf, "DEVICE_SEEN", HashMap::try_from)?,
@@ -510,7 +592,46 @@ impl KernelMaps {
     }
 
     pub fn mark_inode(&mut self, id: FileId, mark: InodeMark) -> Result<(), LoaderError> {
+        if mark.verdict == sensor_ebpf::mark::MODEL {
+            // Its io_uring reads count from now on, even if one was judged before it was known.
+            let _ = self.read_skip.remove(&id);
+        }
         self.inode_marks.insert(id, mark, 0).map_err(|source| LoaderError::Map { map: "INODE_MARKS", source })
+    }
+
+    /// Makes `tgid` a runtime process (its opens become identification candidates); `flags`
+    /// are `sensor_ebpf::runtime` bits, added to what the kernel knows.
+    pub fn add_runtime_process(&mut self, tgid: u32, flags: u32) -> Result<(), LoaderError> {
+        let map = |source| LoaderError::Map { map: "RUNTIME_PROCS", source };
+        let mut entry = self.runtime_procs.get(&tgid, 0).unwrap_or_default();
+        entry.flags |= flags;
+        self.runtime_procs.insert(tgid, entry, 0).map_err(map)?;
+        // After the insert, as the kernel does (see refresh_runtime_present).
+        self.runtime_present.set(0, 1, 0).map_err(|source| LoaderError::Map { map: "RUNTIME_PRESENT", source })
+    }
+
+    /// Clears the runtime-process gate when no process is one, so that ordinary opens skip the
+    /// lookup again. The kernel sets the gate after each insert, so a check after the clear
+    /// catches an insert that raced with it.
+    pub fn refresh_runtime_present(&mut self) {
+        let empty = |m: &HashMap<MapData, u32, RuntimeProc>| m.keys().next().is_none();
+        if !empty(&self.runtime_procs) || self.runtime_present.get(&0, 0).is_ok_and(|v| v == 0) {
+            return;
+        }
+        let _ = self.runtime_present.set(0, 0, 0);
+        if !empty(&self.runtime_procs) {
+            let _ = self.runtime_present.set(0, 1, 0);
+        }
+    }
+
+    /// Cumulative bytes read through io_uring per (process, model file), summed over CPUs.
+    pub fn model_reads(&self) -> Vec<(ReadKey, u64)> {
+        self.model_reads.iter().filter_map(Result::ok).map(|(k, per_cpu)| (k, per_cpu.iter().sum())).collect()
+    }
+
+    /// Cumulative rate-limited records per process.
+    pub fn rate_drops(&self) -> Vec<(u32, u64)> {
+        self.rate.iter().filter_map(Result::ok).filter(|(_, s)| s.dropped > 0).map(|(t, s)| (t, s.dropped)).collect()
     }
 
     pub fn watch_device(&mut self, rdev: u32, class: u32) -> Result<(), LoaderError> {
@@ -539,6 +660,23 @@ impl KernelMaps {
         }
     }
 
+    /// Forgets the io_uring read counts of processes that exited (after their last drain).
+    pub fn forget_reads(&mut self, tgids: &std::collections::HashSet<u32>) {
+        let keys: Vec<ReadKey> =
+            self.model_reads.keys().filter_map(Result::ok).filter(|k| tgids.contains(&k.tgid)).collect();
+        for k in keys {
+            let _ = self.model_reads.remove(&k);
+        }
+    }
+
+    /// Forgets the rate state of processes that exited: the kernel leaves the entry of a
+    /// process it held back, so that its drops can be reported first.
+    pub fn forget_rate(&mut self, tgids: &std::collections::HashSet<u32>) {
+        for tgid in tgids {
+            let _ = self.rate.remove(tgid);
+        }
+    }
+
     pub fn stats(&self) -> KernelStats {
         let slot = |i: u32| -> u64 { self.stats.get(&i, 0).map_or(0, |v| v.iter().sum()) };
         let mut s = KernelStats::default();
@@ -553,6 +691,14 @@ impl KernelMaps {
         s.path_truncated = slot(stat::PATH_TRUNCATED);
         s.read_failed = slot(stat::READ_FAILED);
         s.ioctls_counted = slot(stat::IOCTLS_COUNTED);
+        s.rate_limited = slot(stat::RATE_LIMITED);
+        s.rate_map_full = slot(stat::RATE_MAP_FULL);
+        s.runtime_budget = slot(stat::RUNTIME_BUDGET);
+        s.runtime_map_full = slot(stat::RUNTIME_MAP_FULL);
+        s.model_reads_full = slot(stat::MODEL_READS_FULL);
+        s.io_uring_unresolved = slot(stat::IO_URING_UNRESOLVED);
+        s.marks_invalidated = slot(stat::MARKS_INVALIDATED);
+        s.nocmtime_full = slot(stat::NOCMTIME_FULL);
         s
     }
 }
@@ -597,5 +743,12 @@ mod tests {
             format_field_offset(&text, "group_dead")
         );
         assert_eq!(tracepoint_field_offset("sched", "sched_process_exit", "pid"), Some(24));
+    }
+
+    /// This kernel (6.18) has the io_uring completion record the probe reads at fixed offsets.
+    #[test]
+    fn real_io_uring_complete_format() {
+        assert!(io_uring_complete_layout_known());
+        assert_eq!(tracepoint_field_offset("io_uring", "io_uring_complete", "user_data"), Some(24));
     }
 }

@@ -165,6 +165,10 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         // ctime moved twice: i_ctime (< 6.6), __i_ctime (6.6–6.10), i_ctime_sec (6.11+).
         inode_i_ctime_sec: b
             .offset_of_any("inode", &[&["i_ctime_sec"], &["__i_ctime", "tv_sec"], &["i_ctime", "tv_sec"]])?,
+        // tv_nsec is a long before 6.11: its low half (little-endian) is the value.
+        inode_i_ctime_nsec: b
+            .offset_of_any("inode", &[&["i_ctime_nsec"], &["__i_ctime", "tv_nsec"], &["i_ctime", "tv_nsec"]])?,
+        inode_i_writecount: o("inode", &["i_writecount"])?,
         sb_s_dev: o("super_block", &["s_dev"])?,
         mount_mnt: o("mount", &["mnt"])?,
         mount_mnt_parent: o("mount", &["mnt_parent"])?,
@@ -174,7 +178,42 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, OffsetError> {
         mm_arg_end: o("mm_struct", &["arg_end"])?,
         mm_exe_file: o("mm_struct", &["exe_file"])?,
         regs_arg: syscall_arg_registers(&b).unwrap_or([0; 6]),
+        ..io_uring_offsets(&b).unwrap_or_default()
     })
+}
+
+/// The io_uring members the completion probe reads; `None` on a kernel without io_uring (or
+/// with a layout these names do not describe): the probe is then not attached. The ring's
+/// fixed-file table (6.13+ layout) is optional on top: without it, opens into fixed slots are
+/// counted as unresolved.
+fn io_uring_offsets(b: &KernelBtf) -> Option<KernelOffsets> {
+    let o = |s: &str, m: &[&str]| b.offset_of(s, m).ok();
+    let mut offs = KernelOffsets {
+        io_kiocb_opcode: o("io_kiocb", &["opcode"])?,
+        io_kiocb_file: o("io_kiocb", &["file"])?,
+        io_kiocb_cmd: o("io_kiocb", &["cmd"])?,
+        io_open_file_slot: o("io_open", &["file_slot"])?,
+        io_open_how_flags: o("io_open", &["how", "flags"])?,
+        ..KernelOffsets::default()
+    };
+    if let (Some(nr), Some(nodes), Some(ptr)) = (
+        o("io_ring_ctx", &["file_table", "data", "nr"]),
+        o("io_ring_ctx", &["file_table", "data", "nodes"]),
+        o("io_rsrc_node", &["file_ptr"]),
+    ) {
+        (offs.ring_files_nr, offs.ring_files_nodes, offs.rsrc_node_file_ptr) = (nr, nodes, ptr);
+    }
+    Some(offs)
+}
+
+/// Whether [`resolve`] found the io_uring members (the opcode never sits first in io_kiocb).
+pub fn has_io_uring(offs: &KernelOffsets) -> bool {
+    offs.io_kiocb_opcode != 0
+}
+
+/// Whether the ring's fixed-file table can be read as well.
+pub fn has_io_uring_fixed_files(offs: &KernelOffsets) -> bool {
+    has_io_uring(offs) && offs.ring_files_nodes != 0 && offs.rsrc_node_file_ptr != 0
 }
 
 /// Offsets of the registers that hold syscall arguments in `struct pt_regs`, where they are
@@ -227,6 +266,12 @@ mod tests {
             }
         }
         assert_eq!(offs.task_pid + 4, offs.task_tgid, "pid and tgid are adjacent pid_t");
+        // 6.11+: i_ctime_sec, then (after atime/mtime seconds and nanoseconds) i_ctime_nsec.
+        assert_eq!(offs.inode_i_ctime_nsec, offs.inode_i_ctime_sec + 8 + 4 + 4);
+        assert!(offs.inode_i_writecount > offs.inode_i_ctime_nsec);
+        // This kernel has io_uring with the 6.13+ fixed-file table.
+        assert!(has_io_uring(&offs) && has_io_uring_fixed_files(&offs), "{offs:?}");
+        assert_eq!(offs.io_kiocb_cmd, 0, "the command area overlays the file pointer at the start");
         // x86_64 pt_regs: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di ...
         #[cfg(target_arch = "x86_64")]
         assert_eq!(offs.regs_arg, [14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8]);

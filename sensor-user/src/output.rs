@@ -216,6 +216,20 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
             let _ = write!(s, " ({})", reasons(&m.reasons));
             ("mmap", "32", s)
         }
+        Payload::ModelRead(r) => {
+            let f = r.file.clone().unwrap_or_default();
+            let path = if f.path.is_empty() { format!("inode {}", f.inode) } else { short(&f.path, 120) };
+            let mut s = format!("{path} {} read via {}", human_bytes(r.bytes), r.via);
+            if let Some(a) = &r.artifact {
+                let _ = write!(
+                    s,
+                    " [{}{}]",
+                    format_name(a.format),
+                    if a.name.is_empty() { String::new() } else { format!(" {}", short(&a.name, 40)) }
+                );
+            }
+            ("read", "32", s)
+        }
         Payload::ArtifactIdentified(a) => {
             let f = a.file.clone().unwrap_or_default();
             let art = a.artifact.clone().unwrap_or_default();
@@ -355,16 +369,18 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 ),
             )
         }
-        Payload::EventsLost(l) => (
-            "LOST",
-            "1;31",
-            format!(
+        Payload::EventsLost(l) => {
+            let mut s = format!(
                 "{} events lost ({}) {}",
                 l.count,
                 enum_str!(LossSource, l.source, "LOSS_SOURCE_"),
                 short(&l.detail, 120)
-            ),
-        ),
+            );
+            for c in l.culprits.iter().take(5) {
+                let _ = write!(s, "; {}/{} uid={} {}", c.pid, short(&c.comm, 16), c.uid, c.count);
+            }
+            ("LOST", "1;31", s)
+        }
     }
 }
 

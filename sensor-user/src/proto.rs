@@ -33,6 +33,7 @@ pub fn payload_name(p: &v1::event::Payload) -> &'static str {
         v1::event::Payload::ModelMapped(_) => "model_mapped",
         v1::event::Payload::ArtifactIdentified(_) => "artifact_identified",
         v1::event::Payload::PolicyFinding(_) => "policy_finding",
+        v1::event::Payload::ModelRead(_) => "model_read",
         v1::event::Payload::AcceleratorOpened(_) => "accelerator_opened",
         v1::event::Payload::AcceleratorActivity(_) => "accelerator_activity",
         v1::event::Payload::SessionStarted(_) => "session_started",
@@ -44,7 +45,7 @@ pub fn payload_name(p: &v1::event::Payload) -> &'static str {
 }
 
 /// Every payload name, for validating filters.
-pub const PAYLOAD_NAMES: [&str; 14] = [
+pub const PAYLOAD_NAMES: [&str; 15] = [
     "process_exec",
     "process_fork",
     "process_exit",
@@ -52,6 +53,7 @@ pub const PAYLOAD_NAMES: [&str; 14] = [
     "model_mapped",
     "artifact_identified",
     "policy_finding",
+    "model_read",
     "accelerator_opened",
     "accelerator_activity",
     "session_started",

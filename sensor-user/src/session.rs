@@ -77,6 +77,12 @@ pub enum Observation<'a> {
         length: u64,
         artifact: Option<&'a ArtifactSummary>,
     },
+    /// Bytes of a model file read without mapping it (io_uring); counted like mapped bytes.
+    ModelRead {
+        file: &'a FileRef,
+        bytes: u64,
+        artifact: Option<&'a ArtifactSummary>,
+    },
     RuntimeLibrary {
         name: &'a str,
     },
@@ -340,6 +346,17 @@ impl Tracker {
         self.cfg.runtime_executables.iter().find(|r| names.iter().any(|n| n.eq_ignore_ascii_case(r))).cloned()
     }
 
+    /// Whether the process runs a known inference runtime (`runtime_executables`).
+    pub fn is_runtime_executable(&self, s: &Subject) -> bool {
+        self.runtime_of(s).is_some()
+    }
+
+    /// Whether the process is one that touches models without running them
+    /// (`non_inference_executables`: copying, hashing, downloading).
+    pub fn is_non_inference_executable(&self, s: &Subject) -> bool {
+        self.is_decoy(s)
+    }
+
     /// A known non-inference tool: by its executable's file name, in a directory where
     /// packages install programs (an unprivileged user cannot put a renamed interpreter there).
     fn is_decoy(&self, s: &Subject) -> bool {
@@ -362,6 +379,7 @@ impl Tracker {
             obs,
             Observation::ModelOpened { .. }
                 | Observation::ModelMapped { .. }
+                | Observation::ModelRead { .. }
                 | Observation::RuntimeLibrary { .. }
                 | Observation::AcceleratorOpened { .. }
                 | Observation::Ioctls { .. }
@@ -416,9 +434,14 @@ impl Tracker {
                     );
                 }
             }
-            Observation::ModelMapped { file, length, artifact } => {
+            Observation::ModelMapped { file, length, artifact }
+            | Observation::ModelRead { file, bytes: length, artifact } => {
                 if p.models.get(&file.path).is_none_or(|m| m.bytes_mapped == 0) {
-                    p.note(EvidenceKind::ModelMapped, format!("{} ({} bytes)", file.path, length), wall);
+                    let (kind, how) = match obs {
+                        Observation::ModelRead { .. } => (EvidenceKind::ModelRead, "read"),
+                        _ => (EvidenceKind::ModelMapped, "mapped"),
+                    };
+                    p.note(kind, format!("{} ({} bytes {how})", file.path, length), wall);
                 }
                 if !p.models.contains_key(&file.path) && p.models.len() < MAX_MODELS {
                     p.models.insert(file.path.clone(), Model { file: file.clone(), artifact: None, bytes_mapped: 0 });
@@ -1002,6 +1025,28 @@ mod tests {
         t.observe(Instant::now(), wall(), &q, Observation::Cpu { cpu_time_ns: 0 });
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(t.observe(Instant::now(), wall(), &q, Observation::Cpu { cpu_time_ns: 1_000_000_000 }).is_empty());
+    }
+
+    /// A model read without mapping it (io_uring) is model evidence like a mapping: its bytes
+    /// count towards the large-model size of the CPU-inference rule.
+    #[tokio::test(start_paused = true)]
+    async fn model_reads_count_like_mapped_bytes() {
+        let mut t = Tracker::new(cfg());
+        let p = subject(11, "/opt/uring-engine", "");
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            let file = model("/m/q4.gguf");
+            t.observe(t0, wall(), &p, Observation::ModelRead { file: &file, bytes: 1 << 30, artifact: None });
+        }
+        t.observe(t0, wall(), &p, Observation::Cpu { cpu_time_ns: 0 });
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let evs = t.observe(Instant::now(), wall(), &p, Observation::Cpu { cpu_time_ns: 900_000_000 });
+        let s = started(&evs);
+        assert_eq!(s.len(), 1, "4 GiB read and a busy CPU: CPU inference");
+        assert_eq!(s[0].models[0].bytes_mapped, 4 << 30);
+        let kinds: Vec<i32> = s[0].evidence.iter().map(|e| e.kind).collect();
+        assert!(kinds.contains(&(EvidenceKind::ModelRead as i32)), "{kinds:?}");
+        assert!(!kinds.contains(&(EvidenceKind::ModelMapped as i32)), "{kinds:?}");
     }
 
     #[tokio::test(start_paused = true)]

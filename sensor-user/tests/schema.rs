@@ -226,7 +226,14 @@ fn samples() -> Vec<Event> {
             source: LossSource::Kernel as i32,
             detail: "the kernel ring buffer was full".into(),
             by_kind: BTreeMap::from([("file_open".to_owned(), 17)]),
-            culprits: Vec::new(),
+            culprits: vec![],
+        }),
+        P::ModelRead(ModelRead {
+            file: Some(file()),
+            bytes: 1 << 30,
+            interval_ns: 1_000_000_000,
+            via: "io_uring".into(),
+            artifact: Some(artifact()),
         }),
     ];
     payloads

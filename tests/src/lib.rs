@@ -438,3 +438,112 @@ pub fn validate_ocsf(events: &[Value]) -> String {
     assert_eq!(out.status.code(), Some(0), "OCSF validation failed ({}):\n{report}{hint}", python.display());
     report
 }
+/// Length of [`benign_pickle`] and [`evil_pickle`]: the same, so one can replace the other in
+/// place without changing the file's size.
+pub const PICKLE_LEN: usize = 64;
+
+/// A protocol-0 pickle of a plain string: safe to load.
+pub fn benign_pickle() -> Vec<u8> {
+    let mut b = b"S'".to_vec();
+    b.extend(std::iter::repeat_n(b'a', PICKLE_LEN - 5));
+    b.extend(b"'\n.");
+    assert_eq!(b.len(), PICKLE_LEN);
+    b
+}
+
+/// A protocol-0 pickle that runs `os.system` when loaded.
+pub fn evil_pickle() -> Vec<u8> {
+    let mut b = b"cos\nsystem\n(S'echo ".to_vec();
+    b.extend(std::iter::repeat_n(b'x', PICKLE_LEN - b.len() - 5));
+    b.extend(b"'\ntR.");
+    assert_eq!(b.len(), PICKLE_LEN);
+    b
+}
+
+/// Text of [`PICKLE_LEN`] bytes: no model of any format.
+pub fn plain_text() -> Vec<u8> {
+    let mut b = b"just some notes, not a model\n".to_vec();
+    b.resize(PICKLE_LEN - 1, b'.');
+    b.push(b'\n');
+    b
+}
+
+/// Writes `content` at offset 0 of the open file `f` (in place: same inode, same size).
+pub fn overwrite(f: &std::fs::File, content: &[u8]) {
+    use std::os::unix::fs::FileExt as _;
+    f.write_all_at(content, 0).expect("pwrite");
+}
+
+/// Whole-second part of the file's ctime (what a coarse comparison sees).
+pub fn ctime(path: &Path) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).expect("stat");
+    (m.ctime(), m.ctime_nsec())
+}
+
+/// Rewrites `path` with `write` until its new ctime lies early in a second (the filesystem's
+/// clock, which lags the wall clock by up to a few ticks), so that what follows within a few
+/// hundred milliseconds shares one value of a whole-second timestamp. Returns that ctime.
+pub fn write_at_second_start(path: &Path, write: impl Fn()) -> (i64, i64) {
+    loop {
+        write();
+        let c = ctime(path);
+        if c.1 < 200_000_000 {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis((1_000_000_000 - c.1) as u64 / 1_000_000 + 5));
+    }
+}
+
+/// A process driven by `mw-worker --script` (its path: `env!("CARGO_BIN_EXE_mw-worker")` in the
+/// test): each command waits for the worker's `ok`. Killed on drop.
+pub struct Worker {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Worker {
+    /// Starts the worker, as `uid` when given.
+    pub fn spawn(bin: &str, uid: Option<u32>) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--script").stdin(Stdio::piped()).stdout(Stdio::piped());
+        if let Some(uid) = uid {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, uid);
+        }
+        let mut child = cmd.spawn().expect("spawn mw-worker");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self { child, stdin, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends one command line and waits until the worker has carried it out.
+    pub fn run(&mut self, line: &str) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{line}").expect("worker stdin");
+        self.stdin.flush().expect("worker stdin");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("worker stdout");
+        assert_eq!(answer.trim(), "ok", "worker failed on `{line}`");
+    }
+
+    /// Tells the worker to exit and waits for it.
+    pub fn exit(mut self) {
+        self.run("exit");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -59,11 +59,14 @@ fn tail_filters_stalled_subscribers_lose_alone_and_status_counts() {
     let jsonl = dir.path().join("events.jsonl");
     let file = dir.path().join("w.mwapi");
     make_file(&file, b"", 8);
+    // This process floods opens on purpose: the kernel's per-process rate limit is off, so that
+    // every open reaches the subscribers under test.
     let sensor = RunningSensor::start(&format!(
         "[files]\nextensions = [\".mwapi\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
          report_non_models = true\nfold_window_ms = 0\n\
          [output.jsonl]\npath = \"{}\"\n\
-         [api]\nsocket = \"{}\"\nsubscriber_queue = 1024\n",
+         [api]\nsocket = \"{}\"\nsubscriber_queue = 1024\n\
+         [sensor]\nfile_events_per_sec = 0\n",
         jsonl.display(),
         sock.display()
     ));

@@ -6,13 +6,18 @@
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 
 use super::{syscall_arg as tp_arg, syscall_ret};
+use sensor_ebpf::{reason, runtime};
+
 use crate::{
-    file::{emit_mmap, inspect, mmap_reasons},
+    emit::admit_file_record,
+    file::{content_flags, emit_mmap, inspect, invalidate, mmap_reasons, note_runtime},
     kernel::{SyscallArgs, args_from_regs, file_from_fd, self_tgid},
     maps::{MMAP_SCRATCH, PENDING_MMAPS, PendingMmap, count},
 };
 
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_SHARED: u64 = 0x01;
+const PROT_WRITE: u64 = 0x2;
 
 struct MmapArgs {
     len: u64,
@@ -34,7 +39,13 @@ fn judge(a: &MmapArgs) -> Option<PendingMmap> {
         count(sensor_ebpf::stat::READ_FAILED, 1);
         return None;
     };
-    let reasons = mmap_reasons(&facts, a.len, a.prot as u32);
+    // A shared writable mapping is a writer (its fd was opened for writing, which dropped the
+    // mark already, unless the fd came from somewhere the probes do not see).
+    if a.flags & MAP_SHARED != 0 && a.prot & PROT_WRITE != 0 {
+        invalidate(&facts);
+    }
+    let mut mark = 0;
+    let reasons = mmap_reasons(&facts, a.len, a.prot as u32, &mut mark);
     if reasons == 0 {
         return None;
     }
@@ -49,7 +60,10 @@ fn judge(a: &MmapArgs) -> Option<PendingMmap> {
         flags: a.flags as u32,
         fd,
         reasons,
-        _pad: 0,
+        ctime_nsec: facts.ctime_nsec,
+        ctime_sec: facts.ctime_sec,
+        mark,
+        content: content_flags(&facts, false),
     })
 }
 
@@ -109,6 +123,14 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
         }
         p
     };
+    let tgid = (pid_tgid >> 32) as u32;
+    if pending.reasons & reason::RUNTIME_LIBRARY != 0 {
+        // From now on the files this process opens are identification candidates.
+        note_runtime(tgid, runtime::LIBRARY);
+    }
+    if !admit_file_record(tgid) {
+        return 0;
+    }
     let Some(rec) = MMAP_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };

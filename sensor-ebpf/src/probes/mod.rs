@@ -1,6 +1,7 @@
 //! Tracepoint entry points, one file per topic. Each is a thin wrapper that turns the
 //! tracepoint's arguments into a `struct file *` and plain values, then calls `crate::file`.
 
+mod io_uring;
 mod ioctl;
 mod mmap;
 mod open;

@@ -1,15 +1,15 @@
-//! open(2), openat(2), openat2(2), creat(2): at sys_exit the new fd is resolved to its
-//! `struct file`. The arguments come from the task's saved user registers where the
-//! architecture keeps them intact (x86_64); elsewhere the sys_enter programs stash them.
+//! open(2), openat(2), openat2(2), creat(2), open_by_handle_at(2): at sys_exit the new fd is
+//! resolved to its `struct file`. The arguments come from the task's saved user registers where
+//! the architecture keeps them intact (x86_64); elsewhere the sys_enter programs stash them.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 use sensor_ebpf::syscall;
 
 use super::{syscall_arg as tp_arg, syscall_nr, syscall_ret};
 use crate::{
-    file::{OpenCall, emit_open, inspect, open_reasons},
+    file::opened,
     kernel::{SyscallArgs, args_from_regs, config, file_from_fd, self_tgid},
-    maps::{OPEN_SCRATCH, PENDING_OPENS, PROC_DEVICES, PendingOpen, count},
+    maps::{PENDING_OPENS, PendingOpen, count},
 };
 
 const O_CREAT: u32 = 0o100;
@@ -55,7 +55,14 @@ pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// One program for the exits of all four open syscalls (the collector attaches it to each):
+#[tracepoint(category = "syscalls", name = "sys_enter_open_by_handle_at")]
+pub fn sys_enter_open_by_handle_at(ctx: TracePointContext) -> u32 {
+    // open_by_handle_at(mount_fd, handle, flags): no name to capture.
+    stash(0, tp_arg(&ctx, 2) as u32, syscall::OPEN_BY_HANDLE_AT);
+    0
+}
+
+/// One program for the exits of all five open syscalls (the collector attaches it to each):
 /// the verifier checks the path walk once instead of four times, and which syscall it was is
 /// already in the stashed arguments.
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
@@ -84,6 +91,8 @@ fn pending_args(ctx: &TracePointContext, pid_tgid: u64) -> Option<PendingOpen> {
         (a.get::<0>(), a.get::<1>() as u32, syscall::OPEN)
     } else if nr == config!(nr_creat) {
         (a.get::<0>(), O_CREAT | O_WRONLY | O_TRUNC, syscall::CREAT)
+    } else if nr == config!(nr_open_by_handle_at) {
+        (0, a.get::<2>() as u32, syscall::OPEN_BY_HANDLE_AT)
     } else {
         return None;
     };
@@ -107,25 +116,5 @@ fn on_exit(ctx: &TracePointContext) {
         count(sensor_ebpf::stat::READ_FAILED, 1);
         return;
     };
-    let Ok(facts) = inspect(file) else {
-        count(sensor_ebpf::stat::READ_FAILED, 1);
-        return;
-    };
-    let Some(rec) = OPEN_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    let tail = unsafe { (*rec).tail.as_mut_ptr() };
-    let mut name_len = 0usize;
-    let mut path_flags = 0u32;
-    let reasons = open_reasons(&facts, pending.filename, tail, &mut name_len, &mut path_flags);
-    if reasons == 0 {
-        return;
-    }
-    if reasons & sensor_ebpf::reason::DEVICE != 0 {
-        // From now on this process's ioctls are looked at.
-        if PROC_DEVICES.insert((pid_tgid >> 32) as u32, 1u32, 0).is_err() {
-            count(sensor_ebpf::stat::IOCTL_GATE_FULL, 1);
-        }
-    }
-    emit_open(rec, file, &facts, &OpenCall { fd, args: &pending }, reasons, name_len, path_flags);
+    opened(file, fd, &pending);
 }

@@ -14,8 +14,9 @@ use sensor_ebpf::{ARGS_MAX, EventKind, FILENAME_MAX, ProcessExitEvent, ProcessFo
 
 use crate::{
     emit::{fill_header, output},
+    file::{runtime_fork, runtime_gone},
     kernel::{ReadError, config, current_task, off, parent_tgid, read, read_ptr, self_tgid},
-    maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES, count},
+    maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES, RATE, count},
     path::walk,
 };
 
@@ -29,6 +30,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if is_self() {
         return 0;
     }
+    // The old program's runtime libraries are gone; a runtime executable is added back by the
+    // collector.
+    runtime_gone((bpf_get_current_pid_tgid() >> 32) as u32);
     let Some(rec) = EXEC_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -102,6 +106,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     if PROC_DEVICES.get_ptr(parent).is_some() && PROC_DEVICES.insert(tgid as u32, 1u32, 0).is_err() {
         count(stat::IOCTL_GATE_FULL, 1);
     }
+    runtime_fork(parent, tgid as u32);
     let mut ev = ProcessForkEvent::default();
     fill_header(&mut ev.header, EventKind::ProcessFork);
     ev.child_tgid = tgid as u32;
@@ -133,7 +138,16 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !group_dead {
         return 0;
     }
-    let _ = PROC_DEVICES.remove((bpf_get_current_pid_tgid() >> 32) as u32);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = PROC_DEVICES.remove(tgid);
+    runtime_gone(tgid);
+    // A process that was never held back leaves nothing to report; the others' drops stay
+    // until the collector has reported them.
+    if let Some(r) = RATE.get_ptr(tgid)
+        && unsafe { (*r).dropped } == 0
+    {
+        let _ = RATE.remove(tgid);
+    }
     let mut ev = ProcessExitEvent::default();
     fill_header(&mut ev.header, EventKind::ProcessExit);
     ev.exit_code = read::<i32>(task, off!(task_exit_code)).unwrap_or(0) as u32;

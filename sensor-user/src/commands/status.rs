@@ -70,6 +70,18 @@ pub fn text(s: &SensorStatus) -> String {
         let kinds: Vec<String> = s.candidates_rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(o, "not models: {} (candidates whose content was no model)", kinds.join(" "));
     }
+    if k.model_reads_full + k.runtime_map_full + k.rate_map_full + k.nocmtime_full > 0 {
+        let _ = writeln!(
+            o,
+            "kernel maps full: io_uring reads {}, runtime processes {}, rate limiter {}, timestamp-less writers {}",
+            k.model_reads_full, k.runtime_map_full, k.rate_map_full, k.nocmtime_full
+        );
+    }
+    let _ = writeln!(
+        o,
+        "held back: rate-limited records {}, runtime opens over budget {}, io_uring opens unresolved {}, verdicts dropped {}",
+        k.rate_limited, k.runtime_budget, k.io_uring_unresolved, k.marks_invalidated
+    );
     if s.decode_errors > 0 {
         let _ = writeln!(o, "decode errors: {}", s.decode_errors);
     }

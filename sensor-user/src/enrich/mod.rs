@@ -66,7 +66,7 @@ impl Enricher {
 }
 
 pub fn match_reasons(bits: u32) -> Vec<i32> {
-    const MAP: [(u32, MatchReason); 7] = [
+    const MAP: [(u32, MatchReason); 8] = [
         (reason::EXTENSION, MatchReason::Extension),
         (reason::REQUESTED_EXTENSION, MatchReason::RequestedExtension),
         (reason::SIZE, MatchReason::Size),
@@ -74,6 +74,7 @@ pub fn match_reasons(bits: u32) -> Vec<i32> {
         (reason::MARKED_MODEL, MatchReason::KnownModel),
         (reason::MAPPING_LEN, MatchReason::MappingLength),
         (reason::RUNTIME_LIBRARY, MatchReason::RuntimeLibrary),
+        (reason::RUNTIME_PROCESS, MatchReason::RuntimeProcess),
     ];
     MAP.iter().filter(|(b, _)| bits & b != 0).map(|(_, r)| *r as i32).collect()
 }
@@ -125,6 +126,8 @@ fn syscall_name(s: u32) -> &'static str {
         syscall::OPENAT2 => "openat2",
         syscall::OPEN => "open",
         syscall::CREAT => "creat",
+        syscall::IO_URING => "io_uring",
+        syscall::OPEN_BY_HANDLE_AT => "open_by_handle_at",
         _ => "unknown",
     }
 }
@@ -190,6 +193,14 @@ pub fn kernel_counters(s: &KernelStats) -> KernelCounters {
         paths_truncated: s.path_truncated,
         read_failures: s.read_failed,
         ioctls_counted: s.ioctls_counted,
+        rate_limited: s.rate_limited,
+        rate_map_full: s.rate_map_full,
+        runtime_budget: s.runtime_budget,
+        runtime_map_full: s.runtime_map_full,
+        model_reads_full: s.model_reads_full,
+        io_uring_unresolved: s.io_uring_unresolved,
+        marks_invalidated: s.marks_invalidated,
+        nocmtime_full: s.nocmtime_full,
     }
 }
 

@@ -96,6 +96,7 @@ impl Class {
 type Activity = (u32, &'static str);
 
 const OPEN: Activity = (14, "Open");
+const READ: Activity = (2, "Read");
 const IDENTIFY: Activity = (99, "Identify");
 const IOCTL: Activity = (99, "Ioctl");
 const MAP_VIEW: Activity = (9, "Map View");
@@ -144,6 +145,8 @@ const CONSUMED_EXEC: &[&str] = &[];
 const CONSUMED_FORK: &[&str] = &["child_entity_id", "child_pid"];
 const CONSUMED_EXIT: &[&str] = &["exit_code", "duration_ns"];
 const CONSUMED_OPEN: &[&str] = &[FILE_REF[0], FILE_REF[1], FILE_REF[2], "flags", "repeats"];
+/// The bytes read, the interval and the path they came through have no File Activity attribute.
+const CONSUMED_READ: &[&str] = &FILE_REF;
 const CONSUMED_MAP_VIEW: &[&str] = &["address", "length", "prot"];
 const CONSUMED_MODULE: &[&str] = &[FILE_REF[0], FILE_REF[1], FILE_REF[2], "address", "runtime_library"];
 const CONSUMED_IDENTIFIED: &[&str] = &FILE_REF;
@@ -164,6 +167,7 @@ const ALL_CONSUMED: &[(&str, &[&str])] = &[
     ("process_fork", CONSUMED_FORK),
     ("process_exit", CONSUMED_EXIT),
     ("model_file_opened", CONSUMED_OPEN),
+    ("model_read", CONSUMED_READ),
     ("model_mapped", CONSUMED_MAP_VIEW),
     ("model_mapped", CONSUMED_MODULE),
     ("artifact_identified", CONSUMED_IDENTIFIED),
@@ -545,6 +549,16 @@ pub fn event(ev: &Event) -> model::Event {
             o.actor = Some(actor(ev, proc_.as_ref()));
             o.metadata.correlation_uid = artifact_id(x.artifact.as_ref());
             (o, CONSUMED_OPEN)
+        }
+        Some(Payload::ModelRead(x)) => {
+            let mut o = base(ev, Class::FileActivity, READ);
+            let f = file(x.file.as_ref(), x.artifact.as_ref());
+            let via = if x.via.is_empty() { String::new() } else { format!(" through {}", x.via) };
+            o.message = Some(format!("{who} read {} bytes of {}{via}", x.bytes, f.path.as_deref().unwrap_or("?")));
+            o.file = Some(f);
+            o.actor = Some(actor(ev, proc_.as_ref()));
+            o.metadata.correlation_uid = artifact_id(x.artifact.as_ref());
+            (o, CONSUMED_READ)
         }
         Some(Payload::ModelMapped(x)) => {
             let library = x.reasons.contains(&(MatchReason::RuntimeLibrary as i32)) || !x.runtime_library.is_empty();

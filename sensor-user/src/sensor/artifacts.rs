@@ -18,6 +18,13 @@
 //! for them. A user may hold at most `capacity / (users + 1)` of either (users: those holding
 //! some, counting the one asking), so whatever one user floods, another always finds room.
 //! What is refused is counted and charged to the process that asked ([`Culprits`]).
+//!
+//! A verdict is about one content version. Versions are keyed exactly as the kernel saw them
+//! ([`FileKey`]: device, inode, size, full ctime), and a cached verdict is reused only while the
+//! kernel vouches that the content did not change under that key: the mark the collector set
+//! for the version is still there ([`ArtifactLink::mark_set`]: the kernel drops it on a write
+//! open or when it finds a writer), and the record carries no writer and no timestamp-less
+//! write (`sensor_ebpf::content`). Otherwise the version is looked up and analysed again.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -50,15 +57,15 @@ use sensor_ebpf::{FileId, InodeMark};
 /// Identity lookups in flight at most.
 const MAX_PENDING: usize = 1024;
 
-/// How long a file's stat(2) identity is trusted before it is checked again (it is still used
-/// while the check runs).
-const IDENTITY_TTL: Duration = Duration::from_secs(2);
-
 /// Analyzer updates waiting for the event loop; when full, the analyzer's threads wait.
 pub const ARTIFACT_UPDATES: usize = 1024;
 
 /// Bound on the per-file bookkeeping.
 const MAX_ARTIFACT_FILES: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
+
+/// Marks remembered: as many as the kernel's INODE_MARKS holds, so that a mark the kernel
+/// dropped is told apart from one the collector never set.
+const MAX_MARKS: NonZeroUsize = NonZeroUsize::new(65_536).unwrap();
 
 /// Files held open for the analyzer at most (each is a descriptor of the sensor's).
 const MAX_HELD: usize = 256;
@@ -115,9 +122,16 @@ pub enum Handle {
 #[derive(Debug, Clone, Copy)]
 pub struct Sighting<'a> {
     pub path: &'a KernelPath,
-    /// (kernel dev, ino, size) from the event.
+    /// The version from the event: (kernel dev, ino, size, ctime).
     pub key: FileKey,
     pub handle: Handle,
+    /// The collector's mark the kernel still held valid for this version (`sensor_ebpf::mark`,
+    /// 0: none).
+    pub mark: u32,
+    /// `sensor_ebpf::content` bits.
+    pub content: u32,
+    /// When the record was made (`CLOCK_BOOTTIME`, ns).
+    pub ktime_ns: u64,
 }
 
 /// A file's name as events report it: the kernel's path (exact bytes when not UTF-8), or the
@@ -178,8 +192,19 @@ pub struct ArtifactNews {
     pub key: Option<FileKey>,
     /// That version could not be analysed: no verdict will come.
     pub failed: bool,
+    /// The process that opened a file identified as a model: an inference runtime from now on
+    /// (unless it only copies or hashes models).
+    pub model_opener: Option<Arc<ProcessInfo>>,
     /// The manifest could not be reloaded: the health event's message.
     pub manifest_error: Option<String>,
+}
+
+/// A mark the collector set in the kernel: for which version, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MarkSet {
+    size: u64,
+    ctime: (i64, u32),
+    at_ns: u64,
 }
 
 /// Counters of analyses that did not happen, for the loss ledger.
@@ -248,9 +273,11 @@ pub struct ArtifactLink {
     openers: LruCache<FileIdentity, Opener>,
     /// Finding codes already published per file version.
     reported_findings: LruCache<FileIdentity, std::collections::BTreeSet<String>>,
-    /// (kernel dev, ino, size) → the file's identity, so a model opened a thousand times a
-    /// second is not stat(2)ed a thousand times.
-    identities: LruCache<FileKey, (FileIdentity, Instant)>,
+    /// The version the kernel reported → the file's identity, so a model opened a thousand
+    /// times a second is not stat(2)ed a thousand times.
+    identities: LruCache<FileKey, FileIdentity>,
+    /// Marks set in the kernel, by (kernel device, inode).
+    marks: LruCache<(u32, u64), MarkSet>,
     /// Identity lookups in flight.
     pending: HashMap<FileKey, Pending>,
     pending_shares: Shares,
@@ -276,6 +303,7 @@ impl ArtifactLink {
             openers: LruCache::new(MAX_ARTIFACT_FILES),
             reported_findings: LruCache::new(MAX_ARTIFACT_FILES),
             identities: LruCache::new(MAX_ARTIFACT_FILES),
+            marks: LruCache::new(MAX_MARKS),
             pending: HashMap::new(),
             pending_shares: Shares::default(),
             queued: HashMap::new(),
@@ -323,8 +351,19 @@ impl ArtifactLink {
         seen: &Sighting<'_>,
     ) -> Option<ArtifactSummary> {
         let key = seen.key;
-        let known = self.identities.get(&key).map(|(id, at)| (*id, at.elapsed() < IDENTITY_TTL));
-        if known.is_none_or(|(_, fresh)| !fresh) && !self.pending.contains_key(&key) {
+        let mut known = self.identities.get(&key).copied();
+        if let Some(identity) = known
+            && self.changed_since_verdict(seen)
+        {
+            // The content may differ from what was judged under this very key: judge again.
+            tracing::debug!(path = %seen.path.path, "content changed without a new version; analysing again");
+            self.identities.pop(&key);
+            self.reported_findings.pop(&identity);
+            self.marks.pop(&(key.0, key.1));
+            self.analyzer.forget(&identity);
+            known = None;
+        }
+        if known.is_none() && !self.pending.contains_key(&key) {
             if !self.pending_shares.admits(p.uid, self.pending.len(), MAX_PENDING) {
                 self.lookups_refused += 1;
                 self.culprits.charge(LossSource::Analyzer, p, 1);
@@ -336,9 +375,35 @@ impl ArtifactLink {
                 self.culprits.charge(LossSource::Analyzer, p, 1);
             }
         }
-        let (identity, _) = known?;
+        let identity = known?;
         self.openers.put(identity, Opener { process: p.clone(), name: FileName::of(seen.path), kdev: key.0 });
         self.analyzer.lookup(&identity).map(|report| art::summary(&report, &identity))
+    }
+
+    /// Whether the kernel says the content may have changed since the collector's verdict on
+    /// this version: a writer held the file, it was written without timestamps, or the mark
+    /// set for the version was dropped (a write open) before this record was made.
+    fn changed_since_verdict(&self, s: &Sighting<'_>) -> bool {
+        use sensor_ebpf::content;
+        if s.content & (content::WRITER | content::NOCMTIME) != 0 {
+            return true;
+        }
+        let (kdev, ino, size, ctime_sec, ctime_nsec) = s.key;
+        self.marks.peek(&(kdev, ino)).is_some_and(|m| {
+            m.size == size && m.ctime == (ctime_sec, ctime_nsec) && s.ktime_ns > m.at_ns && s.mark == 0
+        })
+    }
+
+    /// What is known about a version, without asking for anything.
+    pub fn known_summary(&self, key: FileKey) -> Option<ArtifactSummary> {
+        let identity = self.identities.peek(&key)?;
+        self.analyzer.lookup(identity).map(|report| art::summary(&report, identity))
+    }
+
+    /// The sensor recorded `mark` in the kernel at `at_ns` (`CLOCK_BOOTTIME`).
+    pub fn mark_set(&mut self, id: FileId, mark: &InodeMark, at_ns: u64) {
+        let set = MarkSet { size: mark.size, ctime: (mark.ctime_sec, mark.ctime_nsec), at_ns };
+        self.marks.put((id.dev, id.ino), set);
     }
 
     /// The resolver found (or not) the file an event was about. A version the analyzer already
@@ -352,7 +417,7 @@ impl ArtifactLink {
             return None;
         };
         name.completed_by(link_target.as_ref());
-        self.identities.put(key, (identity, Instant::now()));
+        self.identities.put(key, identity);
         let first = self.openers.put(identity, Opener { process: process.clone(), name, kdev: key.0 }).is_none();
         match self.analyzer.lookup(&identity) {
             // Known from an earlier run: say what it is once, and put the kernel's mark back.
@@ -427,13 +492,16 @@ impl ArtifactLink {
 
     /// What an analyzer update means for the stream, the kernel's marks and the tracker.
     pub fn on_update(&mut self, update: ArtifactUpdate) -> ArtifactNews {
-        let (identity, report) = match update {
+        // Only an identification tells the kernel what the content is: a digest or a policy
+        // change comes later (minutes, for a large file), when a write open may have dropped
+        // the mark already, and must not put back a verdict about content that is gone.
+        let (identity, report, identified) = match update {
             ArtifactUpdate::Identified { identity, report } => {
                 self.answered(&identity);
-                (identity, report)
+                (identity, report, true)
             }
             ArtifactUpdate::Digest { identity, report } | ArtifactUpdate::PolicyChanged { identity, report } => {
-                (identity, report)
+                (identity, report, false)
             }
             ArtifactUpdate::Failed { identity, path, error } => {
                 self.answered(&identity);
@@ -450,13 +518,17 @@ impl ArtifactLink {
                 return ArtifactNews { manifest_error: Some(message), ..ArtifactNews::default() };
             }
         };
-        self.news(identity, &report)
+        let mut news = self.news(identity, &report);
+        if !identified {
+            news.mark = None;
+        }
+        news
     }
 
-    /// How events name a version: the kernel's device number, the inode, the size.
+    /// How events name a version: the kernel's device number, the inode, the size, the ctime.
     fn key_of(&mut self, identity: &FileIdentity) -> FileKey {
         let kdev = self.openers.get(identity).map_or_else(|| art::kernel_dev(identity), |o| o.kdev);
-        (kdev, identity.ino, identity.size)
+        (kdev, identity.ino, identity.size, identity.ctime_sec, identity.ctime_nsec as u32)
     }
 
     fn news(&mut self, identity: FileIdentity, report: &ArtifactReport) -> ArtifactNews {
@@ -465,21 +537,28 @@ impl ArtifactLink {
             Some(o) => (Some(o.process), Some(o.name), o.kdev),
             None => (None, None, art::kernel_dev(&identity)),
         };
+        // Every version gets a mark: besides what it does in the kernel, it is how the kernel
+        // tells the collector that the content changed under the version's key.
         let verdict = if report.format.is_model() {
-            Some(sensor_ebpf::mark::MODEL)
+            sensor_ebpf::mark::MODEL
         } else if self.mark_non_models && matches!(report.format, Format::NotAModel | Format::Unknown) {
-            Some(sensor_ebpf::mark::NOT_MODEL)
+            sensor_ebpf::mark::NOT_MODEL
         } else {
-            None
+            sensor_ebpf::mark::KNOWN
         };
         if report.format.is_model() {
             self.models.put((kdev, identity.ino), ());
         }
-        let mark = verdict.map(|verdict| {
-            let id = FileId { dev: kdev, _pad0: 0, ino: identity.ino };
-            (id, InodeMark { verdict, _pad0: 0, size: identity.size, ctime_sec: identity.ctime_sec })
-        });
+        let id = FileId { dev: kdev, _pad0: 0, ino: identity.ino };
+        let mark = InodeMark {
+            verdict,
+            ctime_nsec: identity.ctime_nsec as u32,
+            size: identity.size,
+            ctime_sec: identity.ctime_sec,
+        };
+        let mark = Some((id, mark));
         let summary = art::summary(report, &identity);
+        let model_opener = report.format.is_model().then(|| process.clone()).flatten();
         let mut identified = art::identified(report, &identity);
         if let (Some(f), Some(name)) = (&mut identified.file, &name) {
             name.apply(f);
@@ -507,8 +586,9 @@ impl ArtifactLink {
             }
             events.push((process.clone(), Payload::PolicyFinding(finding), art::severity(f.severity)));
         }
-        let key = Some((kdev, identity.ino, identity.size));
-        ArtifactNews { events, mark, known: Some((kernel_path, summary)), key, failed: false, manifest_error: None }
+        let key = Some((kdev, identity.ino, identity.size, identity.ctime_sec, identity.ctime_nsec as u32));
+        let known = Some((kernel_path, summary));
+        ArtifactNews { events, mark, known, key, failed: false, model_opener, manifest_error: None }
     }
 
     /// (kernel dev, ino) of the files identified as models (most recent first, bounded).
@@ -554,6 +634,15 @@ mod tests {
         Arc::new(ProcessInfo { pid, ..Default::default() })
     }
 
+    fn key_of(md: &std::fs::Metadata) -> FileKey {
+        (kernel_dev_from_user(md.dev()), md.ino(), md.size(), md.ctime(), md.ctime_nsec() as u32)
+    }
+
+    /// A record about `key` made at `ktime_ns` that found the kernel's mark `mark` valid.
+    fn seen(path: &KernelPath, key: FileKey, mark: u32, ktime_ns: u64) -> Sighting<'_> {
+        Sighting { path, key, handle: Handle::Fd(-1), mark, content: 0, ktime_ns }
+    }
+
     /// A GGUF header the artifact library recognises.
     fn gguf() -> Vec<u8> {
         let mut v = b"GGUF".to_vec();
@@ -573,7 +662,7 @@ mod tests {
         let model = dir.path().join("m.gguf");
         std::fs::write(&model, gguf()).expect("write");
         let md = std::fs::metadata(&model).expect("stat");
-        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
+        let key = key_of(&md);
         let (tx, rx) = std::sync::mpsc::channel();
         let analyzer = Analyzer::start(&ArtifactConfig::default(), dir.path(), tx).expect("analyzer");
         let mut link = ArtifactLink::new(analyzer, true, 1024);
@@ -581,7 +670,7 @@ mod tests {
         let p = process(42);
         let path = model.to_str().expect("utf-8");
         let kpath = kernel_path(path);
-        let seen = Sighting { path: &kpath, key, handle: Handle::Fd(-1) };
+        let seen = seen(&kpath, key, 0, 1);
 
         // Unknown: a lookup goes out, nothing is known yet; a second event does not ask again.
         assert!(link.summary(&mut resolver, &p, &seen).is_none());
@@ -602,10 +691,20 @@ mod tests {
         assert_eq!(who.as_ref().map(|p| p.pid), Some(42));
         assert!(matches!(payload, Payload::ArtifactIdentified(_)));
         let (mark_id, mark) = news.mark.expect("a model is marked");
+        assert_eq!(news.model_opener.map(|p| p.pid), Some(42), "its opener is a runtime from now on");
         assert_eq!((mark_id.ino, mark.verdict), (md.ino(), sensor_ebpf::mark::MODEL));
         assert_eq!(news.known.as_ref().map(|(p, _)| p.as_str()), Some(path));
-        // Now the identity is known: the next event gets the summary at once.
-        assert!(link.summary(&mut resolver, &p, &seen).is_some());
+        // Now the identity is known: while the kernel vouches for the version (the mark set for
+        // it is still there), the next event gets the summary at once, and no new lookup.
+        link.mark_set(mark_id, &mark, 10);
+        let kpath = kernel_path(path);
+        let later = Sighting { mark: sensor_ebpf::mark::MODEL, ktime_ns: 11, ..seen };
+        assert!(link.summary(&mut resolver, &p, &later).is_some());
+        assert!(answers.try_recv().is_err(), "no new lookup while the kernel vouches for the version");
+        // The mark gone (a write open) before a record of the same version: analysed again.
+        let changed = Sighting { mark: 0, ktime_ns: 12, ..seen };
+        assert!(link.summary(&mut resolver, &p, &changed).is_none());
+        drop(kpath);
         link.shutdown();
     }
 
@@ -633,7 +732,9 @@ mod tests {
         // finding still goes out, once.
         assert_eq!(first.events.len(), 1, "only the finding");
         assert!(matches!(first.events[0].1, Payload::PolicyFinding(_)));
-        assert!(first.mark.is_none(), "non-models are not marked when suppression is off");
+        // Every version gets a mark (it is how the kernel tells of a change under its key); a
+        // non-model is filtered only when suppression is on.
+        assert_eq!(first.mark.map(|(_, m)| m.verdict), Some(sensor_ebpf::mark::KNOWN));
         assert!(first.key.is_some() && !first.failed);
         assert!(link.on_update(update()).events.is_empty(), "the finding is not repeated");
 
@@ -641,9 +742,9 @@ mod tests {
         let (mut resolver, _answers) = Resolver::start().expect("resolver");
         let p = process(1);
         let kpath = kernel_path("/nonexistent/m.gguf");
-        let seen = Sighting { path: &kpath, key: (1, 2, 3), handle: Handle::Fd(-1) };
+        let seen = seen(&kpath, (1, 2, 3, 0, 0), 0, 1);
         assert!(link.summary(&mut resolver, &p, &seen).is_none());
-        assert!(link.on_identity((1, 2, 3), None).is_none());
+        assert!(link.on_identity((1, 2, 3, 0, 0), None).is_none());
         assert_eq!(link.losses(&resolver).file_not_found, 1);
         link.shutdown();
     }
@@ -693,16 +794,16 @@ mod tests {
         // Nothing answers while the test runs: the answers are never read.
         let kpath = kernel_path("/nonexistent/flood.gguf");
         for ino in 0..2000 {
-            let seen = Sighting { path: &kpath, key: (1, ino, 1), handle: Handle::Fd(-1) };
+            let seen = seen(&kpath, (1, ino, 1, 0, 0), 0, 1);
             link.summary(&mut resolver, &flooder, &seen);
         }
         let refused = link.losses(&resolver).lookups_dropped;
         assert_eq!(refused, 2000 - 512, "the flooder got half the table");
         let root = user(1, 0);
-        let seen = Sighting { path: &kpath, key: (1, 99_999, 1), handle: Handle::Fd(-1) };
+        let seen = seen(&kpath, (1, 99_999, 1, 0, 0), 0, 1);
         link.summary(&mut resolver, &root, &seen);
         assert_eq!(link.losses(&resolver).lookups_dropped, refused, "root's lookup went out");
-        assert!(link.pending.contains_key(&(1, 99_999, 1)));
+        assert!(link.pending.contains_key(&(1, 99_999, 1, 0, 0)));
         let mut ledger = super::super::losses::LossLedger::default();
         let counters = [super::super::losses::Loss::new(LossSource::Analyzer, "lookup_dropped", refused)];
         let out = ledger.report(&counters, link.culprits());
@@ -721,7 +822,7 @@ mod tests {
         std::fs::write(&model, gguf()).expect("write");
         let f = File::open(&model).expect("open");
         let md = f.metadata().expect("stat");
-        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
+        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size(), md.ctime(), md.ctime_nsec() as u32);
         std::fs::remove_file(&model).expect("unlink");
         let (tx, rx) = std::sync::mpsc::channel();
         let analyzer = Analyzer::start_with(
@@ -735,7 +836,7 @@ mod tests {
         let (mut resolver, mut answers) = Resolver::start().expect("resolver");
         let kpath = kernel_path(model.to_str().expect("utf-8"));
         let me = Arc::new(ProcessInfo { pid: std::process::id(), ..Default::default() });
-        let seen = Sighting { path: &kpath, key, handle: Handle::Fd(f.as_raw_fd()) };
+        let seen = Sighting { handle: Handle::Fd(f.as_raw_fd()), ..seen(&kpath, key, 0, 1) };
         assert!(link.summary(&mut resolver, &me, &seen).is_none());
         let Some(super::super::resolver::Answer::Identity { key: k, found }) = answers.recv().await else {
             panic!("no identity answer")

@@ -162,6 +162,7 @@ fn candidate_kind(reasons: u32) -> &'static str {
         (reason::REQUESTED_EXTENSION, "requested_extension"),
         (reason::MAPPING_LEN, "mapping_length"),
         (reason::SIZE, "size"),
+        (reason::RUNTIME_PROCESS, "runtime_process"),
     ]
     .iter()
     .find(|(bit, _)| reasons & bit != 0)
@@ -427,7 +428,7 @@ mod tests {
     fn a_model_waits_for_its_verdict_then_goes_out_with_its_time_and_repeats() {
         let mut g = CandidateGate::new(false, FOLD);
         let t0 = Instant::now();
-        let key = (1, 2, 3);
+        let key = (1, 2, 3, 0, 0);
         let _ = g.offer(open(7, key, "/m/x.gguf", reason::EXTENSION, false), Verdict::Pending, t0);
         for _ in 0..3 {
             let _ = g.offer(open(7, key, "/m/x.gguf", reason::EXTENSION, false), Verdict::Pending, t0);
@@ -446,13 +447,13 @@ mod tests {
     fn a_known_model_waits_only_for_its_fold_window() {
         let mut g = CandidateGate::new(false, FOLD);
         let t0 = Instant::now();
-        let _ = g.offer(open(7, (1, 2, 3), "/m/x.gguf", reason::MARKED_MODEL, false), model(), t0);
+        let _ = g.offer(open(7, (1, 2, 3, 0, 0), "/m/x.gguf", reason::MARKED_MODEL, false), model(), t0);
         assert_eq!(g.next_deadline(), Some(t0 + FOLD));
         assert!(g.ready(t0).is_empty());
         assert_eq!(g.ready(t0 + FOLD).len(), 1);
         // Another process's open of the same file is its own event.
-        let _ = g.offer(open(7, (1, 2, 3), "/m/x.gguf", 0, false), model(), t0);
-        let _ = g.offer(open(8, (1, 2, 3), "/m/x.gguf", 0, false), model(), t0);
+        let _ = g.offer(open(7, (1, 2, 3, 0, 0), "/m/x.gguf", 0, false), model(), t0);
+        let _ = g.offer(open(8, (1, 2, 3, 0, 0), "/m/x.gguf", 0, false), model(), t0);
         assert_eq!(g.ready(t0 + FOLD).len(), 2);
     }
 
@@ -460,10 +461,13 @@ mod tests {
     fn without_a_fold_window_judged_events_go_out_at_once() {
         let mut g = CandidateGate::new(false, Duration::ZERO);
         let t0 = Instant::now();
-        assert!(g.offer(open(7, (1, 2, 3), "/m/x.gguf", 0, false), model(), t0).is_some());
-        assert!(g.offer(open(7, (1, 2, 3), "/m/x.gguf", 0, false), model(), t0).is_some(), "nothing folds");
-        assert!(g.offer(open(7, (1, 2, 4), "/m/y.gguf", 0, false), Verdict::Pending, t0).is_none(), "still waits");
-        assert!(g.offer(open(7, (1, 2, 4), "/m/y.gguf", 0, false), Verdict::Pending, t0).is_none());
+        assert!(g.offer(open(7, (1, 2, 3, 0, 0), "/m/x.gguf", 0, false), model(), t0).is_some());
+        assert!(g.offer(open(7, (1, 2, 3, 0, 0), "/m/x.gguf", 0, false), model(), t0).is_some(), "nothing folds");
+        assert!(
+            g.offer(open(7, (1, 2, 4, 0, 0), "/m/y.gguf", 0, false), Verdict::Pending, t0).is_none(),
+            "still waits"
+        );
+        assert!(g.offer(open(7, (1, 2, 4, 0, 0), "/m/y.gguf", 0, false), Verdict::Pending, t0).is_none());
         assert_eq!(g.held(), 2, "each waits on its own");
     }
 
@@ -472,12 +476,12 @@ mod tests {
         let mut g = CandidateGate::new(false, FOLD);
         let t0 = Instant::now();
         let _ = g.offer(
-            open(7, (1, 1, 9), "/usr/bin/node", reason::SIZE, false),
+            open(7, (1, 1, 9, 0, 0), "/usr/bin/node", reason::SIZE, false),
             Verdict::NotModel("not a model", None),
             t0,
         );
-        let _ = g.offer(open(7, (1, 2, 9), "/x/site.pth", reason::EXTENSION, false), Verdict::Pending, t0);
-        g.decide((1, 2, 9), &Verdict::NotModel("not a model", None));
+        let _ = g.offer(open(7, (1, 2, 9, 0, 0), "/x/site.pth", reason::EXTENSION, false), Verdict::Pending, t0);
+        g.decide((1, 2, 9, 0, 0), &Verdict::NotModel("not a model", None));
         assert!(g.ready(t0 + FOLD).is_empty());
         assert_eq!(g.rejected().get("size"), Some(&1));
         assert_eq!(g.rejected().get("extension"), Some(&1));
@@ -489,12 +493,12 @@ mod tests {
         let t0 = Instant::now();
         let unknown = || Verdict::Unknown(None);
         // A .gguf in a runtime process: reported, flagged unidentified.
-        let _ = g.offer(open(7, (1, 1, 1), "/m/a.gguf", reason::EXTENSION, true), unknown(), t0);
+        let _ = g.offer(open(7, (1, 1, 1, 0, 0), "/m/a.gguf", reason::EXTENSION, true), unknown(), t0);
         // A .bin (ambiguous) in a runtime process, a .gguf in a plain process, a large file:
         // content alone decides, and it says nothing.
-        let _ = g.offer(open(7, (1, 2, 1), "/m/b.bin", reason::EXTENSION, true), unknown(), t0);
-        let _ = g.offer(open(8, (1, 3, 1), "/m/c.gguf", reason::EXTENSION, false), unknown(), t0);
-        let _ = g.offer(open(8, (1, 4, 1), "/var/log/big.log", reason::SIZE, true), unknown(), t0);
+        let _ = g.offer(open(7, (1, 2, 1, 0, 0), "/m/b.bin", reason::EXTENSION, true), unknown(), t0);
+        let _ = g.offer(open(8, (1, 3, 1, 0, 0), "/m/c.gguf", reason::EXTENSION, false), unknown(), t0);
+        let _ = g.offer(open(8, (1, 4, 1, 0, 0), "/var/log/big.log", reason::SIZE, true), unknown(), t0);
         let out = g.ready(t0 + FOLD);
         assert_eq!(out.len(), 1);
         let Payload::ModelFileOpened(o) = &out[0].payload else { panic!() };
@@ -507,15 +511,15 @@ mod tests {
     fn without_a_verdict_a_model_name_is_reported_and_a_size_is_not() {
         let mut g = CandidateGate::new(false, FOLD);
         let t0 = Instant::now();
-        let _ = g.offer(open(8, (1, 1, 1), "/m/vanished.pkl", reason::EXTENSION, false), Verdict::Pending, t0);
-        let _ = g.offer(open(8, (1, 2, 1), "/var/log/big.log", reason::SIZE, false), Verdict::Pending, t0);
-        let _ = g.offer(open(8, (1, 3, 1), "/m/slow.gguf", reason::EXTENSION, false), Verdict::Pending, t0);
-        let mut written = open(8, (1, 4, 1), "/m/being-written.npy", reason::EXTENSION, false);
+        let _ = g.offer(open(8, (1, 1, 1, 0, 0), "/m/vanished.pkl", reason::EXTENSION, false), Verdict::Pending, t0);
+        let _ = g.offer(open(8, (1, 2, 1, 0, 0), "/var/log/big.log", reason::SIZE, false), Verdict::Pending, t0);
+        let _ = g.offer(open(8, (1, 3, 1, 0, 0), "/m/slow.gguf", reason::EXTENSION, false), Verdict::Pending, t0);
+        let mut written = open(8, (1, 4, 1, 0, 0), "/m/being-written.npy", reason::EXTENSION, false);
         written.write_only = true;
         let _ = g.offer(written, Verdict::Pending, t0);
-        g.decide((1, 1, 1), &Verdict::Failed);
-        g.decide((1, 2, 1), &Verdict::Failed);
-        g.decide((1, 4, 1), &Verdict::Failed);
+        g.decide((1, 1, 1, 0, 0), &Verdict::Failed);
+        g.decide((1, 2, 1, 0, 0), &Verdict::Failed);
+        g.decide((1, 4, 1, 0, 0), &Verdict::Failed);
         let out = g.ready(t0 + FOLD);
         assert_eq!(out.len(), 1, "a failure is judged at once, the rest wait");
         assert_eq!(g.rejected().get("size"), Some(&1));
@@ -531,12 +535,12 @@ mod tests {
     fn mappings_fold_separately_from_opens_and_drain_settles_everything() {
         let mut g = CandidateGate::new(false, FOLD);
         let t0 = Instant::now();
-        let mut map = open(7, (1, 1, 1), "/m/a.gguf", reason::EXTENSION, false);
+        let mut map = open(7, (1, 1, 1, 0, 0), "/m/a.gguf", reason::EXTENSION, false);
         map.payload = Payload::ModelMapped(ModelMapped::default());
-        let _ = g.offer(open(7, (1, 1, 1), "/m/a.gguf", reason::EXTENSION, false), Verdict::Pending, t0);
+        let _ = g.offer(open(7, (1, 1, 1, 0, 0), "/m/a.gguf", reason::EXTENSION, false), Verdict::Pending, t0);
         let _ = g.offer(map, Verdict::Pending, t0);
         assert_eq!(g.held(), 2);
-        g.decide((1, 1, 1), &model());
+        g.decide((1, 1, 1, 0, 0), &model());
         let out = g.drain();
         assert_eq!(out.len(), 2);
         assert!(matches!(out[1].payload, Payload::ModelMapped(_)));

@@ -85,7 +85,9 @@ impl Loss {
 /// How a source's losses are reported: how bad they are and what they mean to an analyst.
 fn describe(source: LossSource) -> (Severity, &'static str) {
     match source {
-        LossSource::Kernel => (Severity::High, "the kernel ring buffer was full"),
+        LossSource::Kernel => {
+            (Severity::High, "the kernel dropped records: ring buffer full (per kind) or over a budget (by name)")
+        }
         LossSource::KernelMap => (Severity::High, "a kernel map was full"),
         LossSource::Decode => (Severity::Medium, "records the collector could not decode"),
         LossSource::Analyzer => (Severity::Medium, "artifact analyses that did not happen"),

@@ -9,6 +9,8 @@
 //! - [`devices::DeviceUsage`]: watched accelerators and the kernel's ioctl counts;
 //! - [`usage::Sampler`]: CPU and GPU samples for the session tracker;
 //! - [`model_dirs::ModelDirs`]: the configured model directories in the kernel filter;
+//! - [`reads::ModelReads`]: the kernel's io_uring read counts of model files;
+//! - [`rate_limit::RateLimits`]: records the kernel's per-process rate limit dropped, and whose;
 //! - [`losses::LossLedger`]: every loss counter, reported once, with who caused it;
 //! - [`resolver::Resolver`]: stat(2)s off the loop, for the first and the fourth;
 //! - [`proc_scan::Scanner`]: walks of /proc for what the probes could not see happen (files
@@ -23,6 +25,8 @@ mod devices;
 mod losses;
 mod model_dirs;
 mod proc_scan;
+mod rate_limit;
+mod reads;
 mod resolver;
 mod usage;
 
@@ -48,6 +52,8 @@ use self::{
     losses::{Loss, LossLedger},
     model_dirs::ModelDirs,
     proc_scan::{Attributions, Found, Rules, Scanner, Subject, Walk},
+    rate_limit::RateLimits,
+    reads::ModelReads,
     resolver::{Answer, Resolver},
     usage::Sampler,
 };
@@ -60,8 +66,8 @@ use crate::{
     loader::{self, KernelMaps, KernelStats, LoadSettings, LoaderError, Probes},
     process::{ProcessInfo, ProcessTable},
     proto::v1::{
-        AcceleratorActivity, AcceleratorOpened, Event, HealthState, LossSource, ProcessExec, ProcessFork, SensorHealth,
-        Severity, event::Payload,
+        AcceleratorActivity, AcceleratorOpened, Event, EventsLost, FileRef, HealthState, LossCulprit, LossSource,
+        ModelRead, ProcessExec, ProcessFork, SensorHealth, Severity, event::Payload,
     },
     session::{Observation, SessionConfig, SessionEvent, Tracker},
     status::{SharedStatus, StatsRequest, StatusView},
@@ -109,6 +115,8 @@ pub struct Sensor {
     gate: CandidateGate,
     devices: DeviceUsage,
     model_dirs: ModelDirs,
+    reads: ModelReads,
+    rate_limits: RateLimits,
     sampler: Sampler,
     tracker: Tracker,
     losses: LossLedger,
@@ -145,6 +153,9 @@ impl Sensor {
     pub fn start(cfg: Config, bus: Bus) -> Result<(Self, RingBuf<MapData>), SensorError> {
         let settings = LoadSettings {
             size_threshold: cfg.files.size_threshold.0,
+            runtime_budget: cfg.files.runtime_process_opens_per_sec,
+            rate_per_sec: cfg.sensor.file_events_per_sec,
+            rate_burst: cfg.sensor.file_events_burst,
             ring_buffer_bytes: cfg.sensor.ring_buffer_kib.saturating_mul(1024),
             self_tgid: std::process::id(),
             // Overridable for kernels that keep BTF elsewhere (and to test the error path).
@@ -193,6 +204,8 @@ impl Sensor {
             resolver,
             devices: DeviceUsage::default(),
             model_dirs: ModelDirs::default(),
+            reads: ModelReads::default(),
+            rate_limits: RateLimits::default(),
             sampler,
             losses: LossLedger::default(),
             scanner,
@@ -304,6 +317,9 @@ impl Sensor {
         let (p, payload) = match ev {
             KernelEvent::Exec(e) => {
                 let p = self.table.on_exec(e);
+                if self.tracker.is_runtime_executable(&p) {
+                    self.add_runtime_process(h.tgid, sensor_ebpf::runtime::EXECUTABLE);
+                }
                 self.observe(&p, Observation::Exec);
                 (p, Payload::ProcessExec(ProcessExec { filename: e.filename.clone(), old_pid: e.raw.old_pid }))
             }
@@ -322,6 +338,8 @@ impl Sensor {
                     return;
                 };
                 self.devices.exited(h.tgid);
+                self.reads.exited(h.tgid);
+                self.rate_limits.exited(h.tgid);
                 let duration = h.ktime_ns.saturating_sub(p.start_boottime_ns);
                 // The exit event goes out first, then the session's end.
                 let payload = Payload::ProcessExit(enrich::exit_payload(x.raw.exit_code, duration));
@@ -365,8 +383,12 @@ impl Sensor {
         let p = self.table.resolve(&o.raw.header);
         self.attributions.note(Subject { pid: p.pid, start_ticks: p.start_ticks }, o.raw.dev, o.raw.ino, false);
         let opened = enrich::open_payload(o, origin);
-        let key = (o.raw.dev, o.raw.ino, o.raw.size);
-        let seen = Sighting { path: &o.path, key, handle: Handle::Fd(o.raw.fd) };
+        let r = &o.raw;
+        let key = (r.dev, r.ino, r.size, r.ctime_sec, r.ctime_nsec);
+        self.reads.saw(key, &o.path.path, r.mode);
+        let handle = Handle::Fd(r.fd);
+        let seen =
+            Sighting { path: &o.path, key, handle, mark: r.mark, content: r.content, ktime_ns: r.header.ktime_ns };
         let summary = self.artifacts.summary(&mut self.resolver, &p, &seen);
         let candidate = Candidate {
             key,
@@ -397,9 +419,12 @@ impl Sensor {
             // Code, not weights, however large.
             return None;
         }
-        let key = (m.raw.dev, m.raw.ino, m.raw.size);
-        let handle = Handle::Mapping { addr: m.raw.addr, len: m.raw.len, fd: m.raw.fd };
-        let seen = Sighting { path: &m.path, key, handle };
+        let r = &m.raw;
+        let key = (r.dev, r.ino, r.size, r.ctime_sec, r.ctime_nsec);
+        self.reads.saw(key, &m.path.path, 0o100_000);
+        let handle = Handle::Mapping { addr: r.addr, len: r.len, fd: r.fd };
+        let seen =
+            Sighting { path: &m.path, key, handle, mark: r.mark, content: r.content, ktime_ns: r.header.ktime_ns };
         let summary = self.artifacts.summary(&mut self.resolver, &p, &seen);
         let candidate = Candidate {
             key,
@@ -485,7 +510,8 @@ impl Sensor {
     /// mappings are reported) and which are not (so their opens cost nothing), and lets the
     /// session tracker know.
     fn on_artifact(&mut self, update: ArtifactUpdate) {
-        let ArtifactNews { events, mark, known, key, failed, manifest_error } = self.artifacts.on_update(update);
+        let ArtifactNews { events, mark, known, key, failed, model_opener, manifest_error } =
+            self.artifacts.on_update(update);
         if let Some(message) = manifest_error {
             let mut health = self.health(HealthState::Degraded);
             if let Some(Payload::SensorHealth(h)) = &mut health.payload {
@@ -495,10 +521,15 @@ impl Sensor {
             health.severity = Severity::Medium as i32;
             self.publish(health);
         }
-        if let Some((id, m)) = mark
-            && let Err(e) = self.maps.mark_inode(id, m)
-        {
-            tracing::warn!("cannot mark inode: {e}");
+        if let Some((id, m)) = mark {
+            let at = host::boottime_ns();
+            match self.maps.mark_inode(id, m) {
+                Ok(()) => self.artifacts.mark_set(id, &m, at),
+                Err(e) => tracing::warn!("cannot mark inode: {e}"),
+            }
+        }
+        if let Some(p) = model_opener.filter(|p| !self.tracker.is_non_inference_executable(p)) {
+            self.add_runtime_process(p.pid, sensor_ebpf::runtime::MODEL);
         }
         if let Some((path, summary)) = &known {
             self.tracker.artifact_known(path, summary);
@@ -513,6 +544,16 @@ impl Sensor {
         let now = host::boottime_ns();
         for (process, payload, severity) in events {
             self.publish_about(now, process.as_deref().map(|p| (p, p.pid)), payload, severity);
+        }
+    }
+
+    /// From now on the files `tgid` opens are identification candidates.
+    fn add_runtime_process(&mut self, tgid: u32, flags: u32) {
+        if self.cfg.files.runtime_process_opens_per_sec == 0 {
+            return;
+        }
+        if let Err(e) = self.maps.add_runtime_process(tgid, flags) {
+            tracing::debug!(tgid, "cannot widen a runtime process: {e}");
         }
     }
 
@@ -581,6 +622,69 @@ impl Sensor {
         }
     }
 
+    /// Reports the bytes processes read from model files through io_uring since the last drain.
+    pub fn drain_reads(&mut self) {
+        let (interval_ns, deltas) = self.reads.drain(&mut self.maps);
+        let ktime = host::boottime_ns();
+        for d in deltas {
+            let seen = self.reads.file(d.dev, d.ino).cloned();
+            let file = FileRef {
+                path: seen.as_ref().map(|f| f.path.clone()).unwrap_or_default(),
+                inode: d.ino,
+                device: sensor_ebpf::user_dev_from_kernel(d.dev),
+                size: seen.as_ref().map_or(0, |f| f.key.2),
+                mode: seen.as_ref().map_or(0, |f| f.mode),
+                ..Default::default()
+            };
+            let artifact = seen.as_ref().and_then(|f| self.artifacts.known_summary(f.key));
+            // Model events are about models: reads of a file judged otherwise are not reported
+            // (the kernel counts the reads of model-named files before any verdict).
+            if matches!(Verdict::of(artifact.clone()), Verdict::NotModel(..) | Verdict::Unknown(_)) {
+                continue;
+            }
+            let process = self.table.get(d.tgid);
+            if let Some(p) = &process {
+                self.observe(p, Observation::ModelRead { file: &file, bytes: d.bytes, artifact: artifact.as_ref() });
+            }
+            let payload = Payload::ModelRead(ModelRead {
+                file: Some(file),
+                bytes: d.bytes,
+                interval_ns,
+                via: "io_uring".into(),
+                artifact,
+            });
+            self.publish(self.enricher.event(ktime, process.as_deref().map(|p| (p, d.tgid)), payload));
+        }
+    }
+
+    /// Reports the records the per-process rate limit dropped, naming the processes.
+    fn report_rate_limited(&mut self, kernel: &KernelStats) {
+        let Some(drops) = self.rate_limits.drain(&mut self.maps, kernel.rate_limited) else { return };
+        let culprits = drops
+            .culprits
+            .iter()
+            .map(|&(pid, count)| {
+                let p = self.table.get(pid);
+                LossCulprit {
+                    pid,
+                    comm: p.as_ref().map(|p| p.comm.clone()).unwrap_or_default(),
+                    uid: p.as_ref().map_or(0, |p| p.uid),
+                    user: p.as_ref().map(|p| p.user.clone()).unwrap_or_default(),
+                    count,
+                    entity_id: p.as_ref().map(|p| p.entity_id.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let lost = EventsLost {
+            count: drops.count,
+            source: LossSource::Kernel as i32,
+            detail: "file records over their process's rate (sensor.file_events_per_sec) were dropped".into(),
+            by_kind: [("rate_limited".to_owned(), drops.count)].into(),
+            culprits,
+        };
+        self.publish(self.sensor_event(Severity::High, Payload::EventsLost(lost)));
+    }
+
     /// Every loss counter, cumulative, for the ledger.
     fn loss_counters(&self, kernel: &KernelStats) -> Vec<Loss> {
         let mut c: Vec<Loss> = EventKind::ALL
@@ -593,6 +697,10 @@ impl Sensor {
             Loss::new(LossSource::KernelMap, "pending_full", kernel.pending_full),
             Loss::new(LossSource::KernelMap, "ioctl_counts_full", kernel.ioctl_counts_full),
             Loss::new(LossSource::KernelMap, "ioctl_gate_full", kernel.ioctl_gate_full),
+            Loss::new(LossSource::KernelMap, "model_reads_full", kernel.model_reads_full),
+            Loss::new(LossSource::KernelMap, "runtime_map_full", kernel.runtime_map_full),
+            Loss::new(LossSource::Kernel, "runtime_budget", kernel.runtime_budget),
+            Loss::new(LossSource::Kernel, "io_uring_unresolved", kernel.io_uring_unresolved),
             Loss::new(LossSource::Analyzer, "lookup_dropped", link.lookups_dropped),
             Loss::new(LossSource::Analyzer, "file_not_found", link.file_not_found),
             Loss::new(
@@ -612,6 +720,7 @@ impl Sensor {
     /// processes the session table had no room for.
     pub fn report_losses(&mut self) {
         let stats = self.maps.stats();
+        self.report_rate_limited(&stats);
         let counters = self.loss_counters(&stats);
         for (severity, lost) in self.losses.report(&counters, self.artifacts.culprits()) {
             self.publish(self.sensor_event(severity, Payload::EventsLost(lost)));
@@ -679,8 +788,11 @@ impl Sensor {
         for p in self.table.sweep(Instant::now()) {
             tracing::debug!(pid = p.pid, "process gone without an exit record");
             self.devices.exited(p.pid);
+            self.reads.exited(p.pid);
+            self.rate_limits.exited(p.pid);
             self.observe(&p, Observation::Exit);
         }
+        self.maps.refresh_runtime_present();
         for pid in self.table.evict(Instant::now()) {
             tracing::trace!(pid, "evicted exited process");
         }
@@ -759,6 +871,7 @@ impl Sensor {
                 }
                 _ = drain.tick() => {
                     self.drain_ioctls();
+                    self.drain_reads();
                     self.report_losses();
                 }
                 _ = housekeeping.tick() => self.housekeeping(),
@@ -790,6 +903,7 @@ impl Sensor {
         let rest = self.gate.drain();
         self.publish_released(rest);
         self.drain_ioctls();
+        self.drain_reads();
         self.report_losses();
         let ends = self.tracker.shutdown(tokio::time::Instant::now());
         self.publish_sessions(ends);

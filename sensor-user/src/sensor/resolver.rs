@@ -33,8 +33,9 @@ const QUEUE: usize = 1024;
 /// A job running longer than this is reported as stuck.
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 
-/// Which version of which file an event was about: (kernel device, inode, size).
-pub type FileKey = (u32, u64, u64);
+/// Which version of which file an event was about: (kernel device, inode, size, ctime seconds,
+/// ctime nanoseconds), as the kernel saw it.
+pub type FileKey = (u32, u64, u64, i64, u32);
 
 /// Where the file an event was about may be found, tried in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +153,7 @@ impl Resolver {
 }
 
 /// Whether `m` (found at `path`) is the regular file the kernel reported as `key`.
-fn is_reported(mounts: &mut MountDevs, path: &Path, m: &std::fs::Metadata, (kdev, ino, _): FileKey) -> bool {
+fn is_reported(mounts: &mut MountDevs, path: &Path, m: &std::fs::Metadata, (kdev, ino, ..): FileKey) -> bool {
     // stat's device is the kernel's except on btrfs subvolumes and some overlays; then the
     // mount table decides.
     m.ino() == ino && m.is_file() && (kernel_dev_from_user(m.dev()) == kdev || mounts.kernel_dev(path, m.dev()) == kdev)
@@ -248,7 +249,7 @@ mod tests {
         let file = dir.path().join("m.gguf");
         std::fs::write(&file, b"GGUF").unwrap();
         let md = std::fs::metadata(&file).unwrap();
-        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
+        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size(), md.ctime(), md.ctime_nsec() as u32);
         let (mut r, mut answers) = Resolver::start().unwrap();
         let candidates = vec![Candidate::Path(dir.path().join("nope")), Candidate::Path(file.clone())];
         assert!(r.submit(Job::Identity { key, candidates }));
@@ -257,7 +258,7 @@ mod tests {
         assert!(found.held.is_none(), "a path is opened by the analyzer, not here");
         // Another inode under the same name is not the file the kernel reported.
         let candidates = vec![Candidate::Path(file.clone()), Candidate::Path(file.clone())];
-        assert!(r.submit(Job::Identity { key: (key.0, key.1 + 1, 4), candidates }));
+        assert!(r.submit(Job::Identity { key: (key.0, key.1 + 1, 4, 0, 0), candidates }));
         assert!(matches!(answers.recv().await, Some(Answer::Identity { found: None, .. })));
         assert!(r.submit(Job::Dirs(vec![dir.path().to_owned(), file.clone(), dir.path().join("nope")])));
         let Some(Answer::Dirs(found)) = answers.recv().await else { panic!("no dirs") };
@@ -278,7 +279,7 @@ mod tests {
         std::fs::write(&path, b"GGUF-weights").unwrap();
         let f = File::open(&path).unwrap();
         let md = f.metadata().unwrap();
-        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
+        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size(), md.ctime(), md.ctime_nsec() as u32);
         std::fs::remove_file(&path).unwrap();
         let me = std::process::id();
         let (mut r, mut answers) = Resolver::start().unwrap();
@@ -315,7 +316,7 @@ mod tests {
             (file, addr as u64)
         };
         let md = file.metadata().unwrap();
-        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size());
+        let key = (kernel_dev_from_user(md.dev()), md.ino(), md.size(), md.ctime(), md.ctime_nsec() as u32);
         drop(file);
         let (mut r, mut answers) = Resolver::start().unwrap();
         let pid = std::process::id();

@@ -125,6 +125,7 @@ fn every_kind_has_its_class_and_activity() {
         ("process_exit", 1007, 2, "Terminate"),
         ("model_file_opened", 1001, 14, "Open"),
         ("model_mapped", 1004, 9, "Map View"),
+        ("model_read", 1001, 2, "Read"),
         ("artifact_identified", 1001, 99, "Identify"),
         ("policy_finding", 2004, 1, "Create"),
         ("accelerator_opened", 1001, 14, "Open"),

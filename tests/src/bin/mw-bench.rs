@@ -85,6 +85,14 @@ fn loops(cpu: usize, dir: &Path, scale: f64) -> Value {
         })),
     );
     result.insert("open_close_small".into(), json!(measure(n(200_000.0), || open_close(&small))));
+    // An open with write access: the kernel also drops any verdict about the file's content.
+    result.insert(
+        "open_close_small_write".into(),
+        json!(measure(n(200_000.0), || unsafe {
+            let fd = libc::open(small.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            libc::close(fd);
+        })),
+    );
     result.insert("open_close_gguf".into(), json!(measure(n(100_000.0), || open_close(&gguf))));
     result.insert(
         "mmap_munmap_1g".into(),
@@ -93,6 +101,25 @@ fn loops(cpu: usize, dir: &Path, scale: f64) -> Value {
             libc::munmap(a, 1 << 30);
         })),
     );
+    // An io_uring read of an ordinary file: every completion passes the io_uring probe.
+    {
+        let fd = open_ro(&dir.join("small.txt"));
+        let mut ring = io_uring::IoUring::new(8).expect("io_uring_setup");
+        let mut buf = [0u8; 16];
+        let read =
+            io_uring::opcode::Read::new(io_uring::types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32).offset(0).build();
+        result.insert(
+            "io_uring_read_small".into(),
+            json!(measure(n(200_000.0), || {
+                // SAFETY: buf outlives the wait for the completion.
+                unsafe { ring.submission().push(&read).expect("sq full") };
+                ring.submit_and_wait(1).expect("io_uring_enter");
+                ring.completion().next();
+            })),
+        );
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+    }
     // The bench watches /dev/full (a device no other process holds). Unwatched first: once
     // this process holds the watched device its ioctls are all looked at (that is the point of
     // the per-process gate), so the order matters.

@@ -5,6 +5,10 @@
 //! `exit` exits. Answers each line with `ok` on stdout.
 //! Or: mw-worker --ioctl-fd FD CMD_HEX N issues N ioctls on an inherited fd and exits.
 //! Or: mw-worker --threads N CODE starts N threads, then exits the whole group with CODE.
+//! Or: mw-worker --script runs commands from stdin, answering each with `ok`: `maplib PATH`
+//! maps PATH executable (as a dynamic loader maps a library), `open PATH...` opens, reads and
+//! closes each PATH, `flood N PATH...` opens and closes the PATHs round-robin N times in all,
+//! `exit` exits.
 
 use std::io::{BufRead as _, Write as _};
 
@@ -35,6 +39,10 @@ fn main() {
         }
         barrier.wait();
         std::process::exit(code);
+    }
+    if args.get(1).map(String::as_str) == Some("--script") {
+        script();
+        return;
     }
     assert!(args.len() >= 4, "usage: mw-worker MODEL DEVICE CMD_HEX...");
     let cmds: Vec<u64> =
@@ -72,6 +80,67 @@ fn main() {
                 println!("ok");
                 stdout.lock().flush().unwrap();
                 std::process::exit(0);
+            }
+            _ => {}
+        }
+        println!("ok");
+        stdout.lock().flush().unwrap();
+    }
+}
+
+fn open_path(path: &str, flags: i32) -> i32 {
+    let c = std::ffi::CString::new(path).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open {path}: {}", std::io::Error::last_os_error());
+    fd
+}
+
+fn script() {
+    let stdout = std::io::stdout();
+    let mut maps = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.expect("stdin");
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("maplib") => {
+                let fd = open_path(words.next().expect("path"), libc::O_RDONLY);
+                // SAFETY: a private read-only mapping of a file we opened.
+                let addr = unsafe {
+                    libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_EXEC, libc::MAP_PRIVATE, fd, 0)
+                };
+                assert_ne!(addr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+                maps.push(addr as usize);
+                // SAFETY: our fd; the mapping keeps the file.
+                unsafe { libc::close(fd) };
+            }
+            Some("open") => {
+                for path in words {
+                    let fd = open_path(path, libc::O_RDONLY);
+                    let mut buf = [0u8; 4096];
+                    // SAFETY: buf is ours and as long as passed.
+                    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+                    // SAFETY: our fd.
+                    unsafe { libc::close(fd) };
+                }
+            }
+            Some("flood") => {
+                let n: usize = words.next().and_then(|w| w.parse().ok()).expect("count");
+                let paths: Vec<std::ffi::CString> = words.map(|p| std::ffi::CString::new(p).expect("path")).collect();
+                for i in 0..n {
+                    // SAFETY: valid NUL-terminated paths; the fd is closed at once.
+                    unsafe {
+                        let fd = libc::open(paths[i % paths.len()].as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                    }
+                }
+            }
+            Some("exit") => {
+                println!("ok");
+                stdout.lock().flush().unwrap();
+                return;
             }
             _ => {}
         }
