@@ -584,16 +584,16 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     }
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
     let report = Arc::new(report);
-    // The slot first: a small file's digest can be done before the push returns.
+    // The slot and the identification before the hash job: a small file's digest can be
+    // done before the push returns, and must never reach the receiver before what it updates.
     set_slot(inner, identity, Phase::Hashing, report.clone(), generation);
+    send(inner, ArtifactUpdate::Identified { identity, report: report.clone() });
     let job = HashJob { identity, file, report: report.clone(), generation };
     let lane = if identity.size <= SMALL_DIGEST { Lane::Urgent } else { Lane::Bulk };
-    let queued = inner.hashing.try_push(job, lane).is_ok();
-    if !queued {
+    if inner.hashing.try_push(job, lane).is_err() {
         inc(&inner.stats.hash_dropped);
-        set_slot(inner, identity, Phase::HashDropped, report.clone(), generation);
+        set_slot(inner, identity, Phase::HashDropped, report, generation);
     }
-    send(inner, ArtifactUpdate::Identified { identity, report });
 }
 
 fn hash_loop(inner: &Inner, takes_bulk: bool) {
