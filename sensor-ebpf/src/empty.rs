@@ -35,6 +35,7 @@ empty_tp!(
     sched_process_exec,
     sched_process_exit,
     io_uring_complete,
+    sys_exit_read_any,
 );
 
 #[raw_tracepoint]

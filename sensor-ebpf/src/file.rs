@@ -21,7 +21,7 @@ use crate::{
     maps::{
         DEVICE_SEEN, DIR_VERDICT, EXTENSIONS, INODE_MARKS, IOCTL_COUNTS, MODEL_DIRS, MODEL_DIRS_PRESENT, MODEL_READS,
         MmapRecord, NOCMTIME, NOCMTIME_PRESENT, OPEN_SCRATCH, OpenRecord, PROC_DEVICES, PendingMmap, PendingOpen,
-        READ_SKIP, RUNTIME_LIBS, RUNTIME_PRESENT, RUNTIME_PROCS, WATCHED_DEVICES, count,
+        READ_SKIP, READERS, RUNTIME_LIBS, RUNTIME_PRESENT, RUNTIME_PROCS, WATCHED_DEVICES, count,
     },
     path::walk,
 };
@@ -747,6 +747,10 @@ pub fn opened(file: *const u8, fd: i64, call: &PendingOpen) {
     if !admit_file_record(tgid) {
         return;
     }
+    if facts.is_regular() && READERS.insert(tgid, 1u8, 0).is_err() {
+        // An LRU map: an insert fails only on a kernel error, never for room.
+        count(stat::READ_FAILED, 1);
+    }
     let call = OpenCall { fd, args: call, mark };
     emit_open(rec, file, &facts, &call, reasons, name_len, path_flags);
 }
@@ -867,18 +871,18 @@ pub fn emit_mmap(rec: *mut MmapRecord, p: &PendingMmap, addr: u64) {
     output(EventKind::FileMmap, rec.cast(), len, size_of::<MmapRecord>());
 }
 
-/// Counts `bytes` read through io_uring from `file` when it is a model candidate: marked a
-/// model, a model extension, or under a model directory. Size alone does not make one here:
-/// databases read large files through io_uring all day. Once a (process, file) is counted,
+/// Counts `bytes` read (`via`: `sensor_ebpf::read_via`) from `file` when it is a model
+/// candidate: marked a model, a model extension, or under a model directory. Size alone does
+/// not make one here: databases read large files all day. Once a (process, file) is counted,
 /// its later reads cost one per-CPU lookup.
 #[inline(always)]
-pub fn count_read(file: *const u8, bytes: u64, tgid: u32) {
+pub fn count_read(file: *const u8, bytes: u64, tgid: u32, via: u32) {
     let Ok(facts) = inspect(file) else { return };
     if !facts.is_regular() {
         return;
     }
     let id = facts.id();
-    let key = ReadKey { tgid, dev: id.dev, ino: id.ino };
+    let key = ReadKey { tgid, dev: id.dev, ino: id.ino, via, _pad0: 0 };
     if let Some(v) = MODEL_READS.get_ptr_mut(key) {
         unsafe { *v += bytes };
         return;

@@ -20,7 +20,7 @@ extern crate std;
 
 /// Bumped whenever a fixed layout below changes. Each BPF object carries the version it was
 /// built with (section `modelwatch_abi`); the collector refuses to load one that differs.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 pub const TASK_COMM_LEN: usize = 16;
 
@@ -487,13 +487,24 @@ pub struct InodeMark {
     pub ctime_sec: i64,
 }
 
-/// Key of the per-CPU io_uring read map: bytes read per process and file.
+/// Key of the per-CPU model read map: bytes read per process, file and way of reading.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ReadKey {
     pub tgid: u32,
     pub dev: u32,
     pub ino: u64,
+    /// [`read_via`]: how the bytes were read.
+    pub via: u32,
+    pub _pad0: u32,
+}
+
+/// How a model file was read (in [`ReadKey`]).
+pub mod read_via {
+    /// read(2), pread64(2), readv(2), preadv(2), preadv2(2).
+    pub const SYSCALL: u32 = 0;
+    /// An io_uring read completion.
+    pub const IO_URING: u32 = 1;
 }
 
 /// Value of the runtime-process map (key: tgid).
@@ -748,7 +759,7 @@ const _: () = {
     assert!(size_of::<ProcessExitEvent>() == 64 + 8);
     assert!(size_of::<FileId>() == 16);
     assert!(size_of::<InodeMark>() == 24);
-    assert!(size_of::<ReadKey>() == 16);
+    assert!(size_of::<ReadKey>() == 24);
     assert!(size_of::<RuntimeProc>() == 16);
     assert!(size_of::<RateState>() == 16);
     assert!(size_of::<IoctlKey>() == 16);

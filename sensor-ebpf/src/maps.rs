@@ -60,7 +60,13 @@ pub static NOCMTIME: HashMap<FileId, u8> = HashMap::with_max_entries(4096, 0);
 #[map]
 pub static NOCMTIME_PRESENT: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Bytes read through io_uring per (process, model file); the collector drains them.
+/// Processes that opened a regular file the probes reported: only their read(2)s are looked
+/// at (every other process's reads leave after this one lookup). LRU: the oldest are forgotten
+/// first; an exiting process removes itself.
+#[map]
+pub static READERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Bytes read per (process, model file, way of reading); the collector drains them.
 #[map]
 pub static MODEL_READS: PerCpuHashMap<ReadKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 

@@ -76,6 +76,9 @@ struct Spec {
     required: bool,
     /// Needs the io_uring members in the kernel's BTF.
     io_uring: bool,
+    /// Reads syscall arguments at exit from the saved registers, and does nothing where they
+    /// are not there (then it is not attached).
+    regs_only: bool,
 }
 
 const fn tp(program: &'static str, name: &'static str, required: bool) -> Spec {
@@ -86,6 +89,7 @@ const fn tp(program: &'static str, name: &'static str, required: bool) -> Spec {
         required,
         stash_only: false,
         io_uring: false,
+        regs_only: false,
     }
 }
 
@@ -97,6 +101,20 @@ const fn enter(program: &'static str, required: bool) -> Spec {
         required,
         stash_only: true,
         io_uring: false,
+        regs_only: false,
+    }
+}
+
+/// The exit of a read syscall: how much of a model file a process read.
+const fn read(name: &'static str) -> Spec {
+    Spec {
+        program: "sys_exit_read_any",
+        name,
+        target: Target::TracePoint { category: "syscalls" },
+        required: false,
+        stash_only: false,
+        io_uring: false,
+        regs_only: true,
     }
 }
 
@@ -108,6 +126,7 @@ const fn sched(name: &'static str) -> Spec {
         required: true,
         stash_only: false,
         io_uring: false,
+        regs_only: false,
     }
 }
 
@@ -126,6 +145,11 @@ const SPECS: &[Spec] = &[
     enter("sys_enter_mmap", true),
     tp("sys_exit_mmap", "sys_exit_mmap", true),
     tp("sys_enter_ioctl", "sys_enter_ioctl", true),
+    read("sys_exit_read"),
+    read("sys_exit_pread64"),
+    read("sys_exit_readv"),
+    read("sys_exit_preadv"),
+    read("sys_exit_preadv2"),
     sched("sched_process_exec"),
     sched("sched_process_exit"),
     Spec {
@@ -135,6 +159,7 @@ const SPECS: &[Spec] = &[
         required: true,
         stash_only: false,
         io_uring: false,
+        regs_only: false,
     },
     Spec {
         program: "io_uring_complete",
@@ -143,6 +168,7 @@ const SPECS: &[Spec] = &[
         required: false,
         stash_only: false,
         io_uring: true,
+        regs_only: false,
     },
 ];
 
@@ -239,7 +265,7 @@ fn attach_all(ebpf: &mut Ebpf, from_regs: bool, io_uring: bool) -> Result<(Vec<S
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
     let started = std::time::Instant::now();
-    for spec in SPECS.iter().filter(|s| !(from_regs && s.stash_only)) {
+    for spec in SPECS.iter().filter(|s| if from_regs { !s.stash_only } else { !s.regs_only }) {
         let target = match spec.target {
             Target::TracePoint { category } => format!("{category}/{}", spec.name),
             Target::RawTracePoint => format!("raw_tracepoint/{}", spec.name),

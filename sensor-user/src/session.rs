@@ -201,6 +201,11 @@ struct Proc {
     /// (time, cumulative cpu ns) of the previous CPU sample.
     last_cpu: Option<(Instant, u64)>,
     cpu_percent: f64,
+    /// Model bytes mapped or read at the previous CPU sample, and whether they grew since:
+    /// CPU spent while a model is still being read (copied, hashed, scanned) is not inference;
+    /// CPU after the load is.
+    bytes_at_last_cpu: u64,
+    loading: bool,
     last_activity: Option<Instant>,
     last_seen: Instant,
     session: Option<Active>,
@@ -234,6 +239,8 @@ impl Proc {
             last_gpu: None,
             last_cpu: None,
             cpu_percent: 0.0,
+            bytes_at_last_cpu: 0,
+            loading: false,
             last_activity: None,
             last_seen: now,
             session: None,
@@ -519,6 +526,9 @@ impl Tracker {
                 }
             }
             Observation::Cpu { cpu_time_ns } => {
+                let bytes = p.model_bytes();
+                p.loading = bytes > p.bytes_at_last_cpu;
+                p.bytes_at_last_cpu = bytes;
                 if let Some((then, prev)) = p.last_cpu {
                     let wall_ns = now.duration_since(then).as_nanos() as f64;
                     let used = cpu_time_ns.saturating_sub(prev);
@@ -527,7 +537,7 @@ impl Tracker {
                         s.interval.cpu_ns += used;
                         s.total.cpu_ns += used;
                     }
-                    if p.cpu_percent >= cpu_busy && p.model_bytes() >= large {
+                    if p.cpu_percent >= cpu_busy && bytes >= large && !p.loading {
                         p.mark_active(now);
                     }
                 }
@@ -639,7 +649,8 @@ fn try_start(
     };
     let compute = recent(&p.last_compute);
     let gpu = recent(&p.last_gpu);
-    let cpu = p.model_bytes() >= large && p.cpu_percent >= cpu_busy;
+    // Busy after the model was loaded: a process busy only while reading it copies or hashes.
+    let cpu = p.model_bytes() >= large && p.cpu_percent >= cpu_busy && !p.loading;
     let has_model = p.has_model();
     let accelerated = compute.is_some() || gpu.is_some();
     let engine = if has_model && accelerated {
@@ -1047,6 +1058,33 @@ mod tests {
         let kinds: Vec<i32> = s[0].evidence.iter().map(|e| e.kind).collect();
         assert!(kinds.contains(&(EvidenceKind::ModelRead as i32)), "{kinds:?}");
         assert!(!kinds.contains(&(EvidenceKind::ModelMapped as i32)), "{kinds:?}");
+    }
+
+    /// A process busy only while it reads a model (hashing it, scanning it, copying it with a
+    /// tool not on the decoy list) is not inferring; busy after the reads stopped, it is.
+    #[tokio::test(start_paused = true)]
+    async fn cpu_counts_after_the_load_not_during_it() {
+        let mut t = Tracker::new(cfg());
+        let p = subject(12, "/home/u/hash.py", "");
+        let file = model("/m/q4.gguf");
+        let mut cpu = 0;
+        t.observe(Instant::now(), wall(), &p, Observation::Cpu { cpu_time_ns: cpu });
+        for _ in 0..3 {
+            t.observe(
+                Instant::now(),
+                wall(),
+                &p,
+                Observation::ModelRead { file: &file, bytes: 1 << 30, artifact: None },
+            );
+            tokio::time::advance(Duration::from_secs(1)).await;
+            cpu += 900_000_000;
+            let evs = t.observe(Instant::now(), wall(), &p, Observation::Cpu { cpu_time_ns: cpu });
+            assert!(started(&evs).is_empty(), "busy while reading: no session");
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        cpu += 900_000_000;
+        let evs = t.observe(Instant::now(), wall(), &p, Observation::Cpu { cpu_time_ns: cpu });
+        assert_eq!(started(&evs).len(), 1, "busy after the load: CPU inference");
     }
 
     #[tokio::test(start_paused = true)]

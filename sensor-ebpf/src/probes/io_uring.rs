@@ -49,7 +49,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         }
         op::READ | op::READV | op::READ_FIXED | op::READ_MULTISHOT if res > 0 => {
             if let Ok(file) = head.ptr(off!(io_kiocb_file)) {
-                count_read(file, res as u64, tgid);
+                count_read(file, res as u64, tgid, sensor_ebpf::read_via::IO_URING);
             }
         }
         _ => {}

@@ -6,6 +6,7 @@ mod ioctl;
 mod mmap;
 mod open;
 mod process;
+mod read;
 
 use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
 

@@ -16,7 +16,7 @@ use crate::{
     emit::{fill_header, output},
     file::{runtime_fork, runtime_gone},
     kernel::{ReadError, config, current_task, off, parent_tgid, read, read_ptr, self_tgid},
-    maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES, RATE, count},
+    maps::{EXEC_SCRATCH, ExecRecord, PROC_DEVICES, RATE, READERS, count},
     path::walk,
 };
 
@@ -140,6 +140,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let _ = PROC_DEVICES.remove(tgid);
+    let _ = READERS.remove(tgid);
     runtime_gone(tgid);
     // A process that was never held back leaves nothing to report; the others' drops stay
     // until the collector has reported them.

@@ -638,9 +638,15 @@ impl Sensor {
             };
             let artifact = seen.as_ref().and_then(|f| self.artifacts.known_summary(f.key));
             // Model events are about models: reads of a file judged otherwise are not reported
-            // (the kernel counts the reads of model-named files before any verdict).
-            if matches!(Verdict::of(artifact.clone()), Verdict::NotModel(..) | Verdict::Unknown(_)) {
-                continue;
+            // (the kernel counts the reads of model-named files before any verdict), and reads
+            // of one not judged yet wait for its verdict.
+            match Verdict::of(artifact.clone()) {
+                Verdict::NotModel(..) | Verdict::Unknown(_) => continue,
+                Verdict::Pending if seen.is_some() => {
+                    self.reads.hold(&d);
+                    continue;
+                }
+                _ => {}
             }
             let process = self.table.get(d.tgid);
             if let Some(p) = &process {
@@ -650,7 +656,7 @@ impl Sensor {
                 file: Some(file),
                 bytes: d.bytes,
                 interval_ns,
-                via: "io_uring".into(),
+                via: if d.via == sensor_ebpf::read_via::IO_URING { "io_uring" } else { "read" }.into(),
                 artifact,
             });
             self.publish(self.enricher.event(ktime, process.as_deref().map(|p| (p, d.tgid)), payload));

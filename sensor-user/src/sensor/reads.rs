@@ -1,5 +1,6 @@
-//! Model reads: bytes processes read from model files through io_uring, which the kernel counts
-//! per (process, file) in a per-CPU map — drained here into per-interval deltas, like ioctls.
+//! Model reads: bytes processes read from model files — through read(2) and its kin, or through
+//! io_uring — which the kernel counts per (process, file, way) in a per-CPU map, drained here
+//! into per-interval deltas, like ioctls.
 //!
 //! It owns the last drained totals, the exited processes whose kernel counters are still to be
 //! forgotten, and the last path and version seen for each file (the counters know only the
@@ -18,6 +19,9 @@ use sensor_ebpf::ReadKey;
 use super::resolver::FileKey;
 use crate::loader::KernelMaps;
 
+/// Reads of files not judged yet carried over at most (process, file pairs).
+const MAX_HELD: usize = 4096;
+
 /// Files whose path is remembered for the read reports.
 const MAX_FILES: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
 
@@ -29,6 +33,8 @@ pub struct ReadDelta {
     pub dev: u32,
     pub ino: u64,
     pub bytes: u64,
+    /// `sensor_ebpf::read_via`.
+    pub via: u32,
 }
 
 /// Where a file was last seen opened or mapped.
@@ -60,6 +66,8 @@ impl ReadCounters for KernelMaps {
 pub struct ModelReads {
     /// Cumulative count per key at the last drain.
     seen: HashMap<ReadKey, u64>,
+    /// Reads of files not judged yet, carried into the next drain.
+    held: HashMap<ReadKey, u64>,
     last_drain: Instant,
     /// Processes that exited since the last drain.
     exited: Vec<u32>,
@@ -68,7 +76,13 @@ pub struct ModelReads {
 
 impl Default for ModelReads {
     fn default() -> Self {
-        Self { seen: HashMap::new(), last_drain: Instant::now(), exited: Vec::new(), files: LruCache::new(MAX_FILES) }
+        Self {
+            seen: HashMap::new(),
+            held: HashMap::new(),
+            last_drain: Instant::now(),
+            exited: Vec::new(),
+            files: LruCache::new(MAX_FILES),
+        }
     }
 }
 
@@ -92,6 +106,15 @@ impl ModelReads {
         self.files.peek(&(dev, ino))
     }
 
+    /// A delta of a file whose content is not judged yet: reported with the next drain (once
+    /// the verdict says it is a model). Bounded: beyond it the reads are not carried over.
+    pub fn hold(&mut self, d: &ReadDelta) {
+        let key = ReadKey { tgid: d.tgid, dev: d.dev, ino: d.ino, via: d.via, _pad0: 0 };
+        if self.held.len() < MAX_HELD || self.held.contains_key(&key) {
+            *self.held.entry(key).or_default() += d.bytes;
+        }
+    }
+
     /// The process exited: its kernel counters are forgotten at the next drain.
     pub fn exited(&mut self, tgid: u32) {
         self.exited.push(tgid);
@@ -103,14 +126,18 @@ impl ModelReads {
         let now = Instant::now();
         let interval_ns = now.duration_since(self.last_drain).as_nanos() as u64;
         self.last_drain = now;
-        let mut deltas = Vec::new();
+        let mut grown: HashMap<ReadKey, u64> = std::mem::take(&mut self.held);
         for (key, total) in maps.model_reads() {
             let prev = self.seen.insert(key, total).unwrap_or(0);
             if total > prev {
-                deltas.push(ReadDelta { tgid: key.tgid, dev: key.dev, ino: key.ino, bytes: total - prev });
+                *grown.entry(key).or_default() += total - prev;
             }
         }
-        deltas.sort_by_key(|d| (d.tgid, d.dev, d.ino));
+        let mut deltas: Vec<ReadDelta> = grown
+            .into_iter()
+            .map(|(k, bytes)| ReadDelta { tgid: k.tgid, dev: k.dev, ino: k.ino, bytes, via: k.via })
+            .collect();
+        deltas.sort_by_key(|d| (d.tgid, d.dev, d.ino, d.via));
         let exited: HashSet<u32> = std::mem::take(&mut self.exited).into_iter().collect();
         let readers: HashSet<u32> = self.seen.keys().map(|k| k.tgid).filter(|t| exited.contains(t)).collect();
         if !readers.is_empty() {
@@ -143,7 +170,7 @@ mod tests {
     }
 
     fn key(tgid: u32, ino: u64) -> ReadKey {
-        ReadKey { tgid, dev: 7, ino }
+        ReadKey { tgid, dev: 7, ino, via: 0, _pad0: 0 }
     }
 
     #[test]
@@ -153,17 +180,24 @@ mod tests {
         let (_, d) = reads.drain(&mut kernel);
         assert_eq!(
             d,
-            [ReadDelta { tgid: 1, dev: 7, ino: 10, bytes: 4096 }, ReadDelta { tgid: 2, dev: 7, ino: 10, bytes: 100 },]
+            [
+                ReadDelta { tgid: 1, dev: 7, ino: 10, bytes: 4096, via: 0 },
+                ReadDelta { tgid: 2, dev: 7, ino: 10, bytes: 100, via: 0 },
+            ]
         );
         kernel.counts[0].1 = 8192;
         let (_, d) = reads.drain(&mut kernel);
-        assert_eq!(d, [ReadDelta { tgid: 1, dev: 7, ino: 10, bytes: 4096 }], "only growth");
+        assert_eq!(d, [ReadDelta { tgid: 1, dev: 7, ino: 10, bytes: 4096, via: 0 }], "only growth");
         reads.exited(2);
         reads.exited(99);
         assert!(reads.drain(&mut kernel).1.is_empty());
         assert_eq!(kernel.forgotten, [2], "only processes that had counters");
         kernel.counts.push((key(2, 10), 1));
-        assert_eq!(reads.drain(&mut kernel).1, [ReadDelta { tgid: 2, dev: 7, ino: 10, bytes: 1 }], "a reused pid");
+        assert_eq!(
+            reads.drain(&mut kernel).1,
+            [ReadDelta { tgid: 2, dev: 7, ino: 10, bytes: 1, via: 0 }],
+            "a reused pid"
+        );
     }
 
     #[test]
