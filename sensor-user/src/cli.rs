@@ -16,6 +16,9 @@ pub struct Cli {
     /// Log filter for diagnostics on stderr (tracing env-filter syntax).
     #[arg(long, global = true, env = "MODELWATCH_LOG", default_value = "info")]
     pub log: String,
+    /// Format of those diagnostics: readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, env = "MODELWATCH_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -13,6 +13,7 @@ pub mod enrich;
 pub mod filter;
 pub mod host;
 pub mod loader;
+pub mod logging;
 pub mod mounts;
 pub mod ocsf;
 pub mod offsets;

@@ -51,6 +51,7 @@ pub struct RunningSensor {
     stderr: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
     reader: Option<std::thread::JoinHandle<()>>,
+    err_reader: Option<std::thread::JoinHandle<()>>,
     /// Held for the sensor's life: one sensor at a time per test binary. Two sensors see each
     /// other's analysis opens (a sensor only ignores itself), which would make them the
     /// reported opener of the other test's files.
@@ -133,15 +134,22 @@ impl RunningSensor {
         let err_pipe = child.stderr.take().expect("stderr");
         let err_sink = stderr.clone();
         // Line by line, so a test failing while the sensor still runs can show what it logged.
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
                 let mut s = err_sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
             }
         });
-        let mut sensor =
-            RunningSensor { child, events, stderr, _dir: dir, reader: Some(reader), _exclusive: exclusive };
+        let mut sensor = RunningSensor {
+            child,
+            events,
+            stderr,
+            _dir: dir,
+            reader: Some(reader),
+            err_reader: Some(err_reader),
+            _exclusive: exclusive,
+        };
         // Every probe must attach: a skipped one (reported as degraded) fails the test here.
         let health = sensor.wait_for("the first health report", Duration::from_secs(60), |e| {
             kind(e) == "sensor_health" || e["metadata"]["event_code"] == "sensor_health"
@@ -225,7 +233,16 @@ impl RunningSensor {
     }
 
     /// Stops the sensor with SIGTERM and returns every event it emitted.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
+        self.stop_with_log().0
+    }
+
+    /// Stops the sensor with SIGTERM and returns everything it logged (its whole stderr).
+    pub fn stop_and_stderr(self) -> String {
+        self.stop_with_log().1
+    }
+
+    fn stop_with_log(mut self) -> (Vec<Value>, String) {
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -245,7 +262,10 @@ impl RunningSensor {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        self.events()
+        if let Some(r) = self.err_reader.take() {
+            let _ = r.join();
+        }
+        (self.events(), self.stderr())
     }
 }
 

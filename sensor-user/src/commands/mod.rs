@@ -13,7 +13,8 @@ use crate::cli::{Cli, Command};
 pub const EXIT_CONFIG: u8 = 2;
 
 pub fn dispatch(cli: Cli) -> ExitCode {
-    init_logging(&cli.log);
+    crate::logging::init(&cli.log, cli.log_format);
+    let json_log = cli.log_format == crate::logging::LogFormat::Json;
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Tail(args) => tail::run(args),
@@ -21,18 +22,26 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Scan(cmd) => scan(&cmd),
         Command::Config(args) => config_cmd::run(args),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
-            // Errors quote paths and text from outside: they reach a terminal too.
-            eprintln!("modelwatch: {}", crate::output::sanitize(&format!("{e:#}")));
+            // Errors quote paths and text from outside: they reach a terminal too. One line,
+            // in the log's format (the journal keeps a line per entry).
+            let message = crate::output::sanitize(&format!("{e:#}"));
+            if json_log {
+                tracing::error!("{message}");
+            } else {
+                eprintln!("modelwatch: {message}");
+            }
             if e.downcast_ref::<crate::config::ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE
             }
         }
-    }
+    };
+    crate::logging::flush_suppressed();
+    code
 }
 
 fn scan(cmd: &crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {
@@ -82,21 +91,6 @@ pub fn use_color(choice: &str) -> bool {
 pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
-}
-
-fn init_logging(filter: &str) {
-    let (env_filter, bad) = match tracing_subscriber::EnvFilter::try_new(filter) {
-        Ok(f) => (f, None),
-        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-    if let Some(e) = bad {
-        tracing::warn!("log filter `{filter}` is not valid ({e}); logging at info");
-    }
 }
 
 /// Loads the sensor configuration: the named file, or the default path (built-in defaults
