@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod ocsf;
 pub mod offsets;
 pub mod output;
+pub mod privileges;
 pub mod process;
 pub mod proto;
 pub mod sensor;

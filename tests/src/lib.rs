@@ -60,6 +60,13 @@ pub struct RunningSensor {
 
 static ONE_SENSOR: Mutex<()> = Mutex::new(());
 
+/// A command the sensor runs under, and the user it runs as.
+struct Wrapper<'a> {
+    command: &'a [String],
+    uid: u32,
+    gid: u32,
+}
+
 impl RunningSensor {
     /// Starts `modelwatch run --format json` with `config` (TOML) and waits until it reports
     /// healthy. Extra arguments follow `run`.
@@ -78,14 +85,27 @@ impl RunningSensor {
 
     /// Starts `modelwatch run --format ocsf`: the collected events are OCSF events.
     pub fn start_ocsf(config: &str) -> Self {
-        Self::launch(config, "ocsf", &[], &[])
+        Self::launch(config, "ocsf", &[], &[], None)
     }
 
     fn start_full(config: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
-        Self::launch(config, "json", extra_args, envs)
+        Self::launch(config, "json", extra_args, envs, None)
     }
 
-    fn launch(config: &str, format: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
+    /// Starts the sensor through `wrapper` (e.g. `setpriv` with its options, ending in `--`),
+    /// for the user `uid`:`gid`: its directory (config, state, socket, and a copy of the
+    /// binary, since the build tree may be closed to other users) is theirs to use.
+    pub fn start_wrapped(config: &str, wrapper: &[String], uid: u32, gid: u32, envs: &[(&str, &str)]) -> Self {
+        Self::launch(config, "json", &[], envs, Some(Wrapper { command: wrapper, uid, gid }))
+    }
+
+    fn launch(
+        config: &str,
+        format: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        wrapper: Option<Wrapper<'_>>,
+    ) -> Self {
         require_root();
         // A test that failed while holding it poisons it; that is no reason to fail the next.
         let exclusive = ONE_SENSOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -96,7 +116,9 @@ impl RunningSensor {
         // Each sensor gets its own state directory and API socket: tests run side by side.
         let mut config = config;
         let state = format!("state_dir = \"{}\"\n", state_dir.display());
-        let socket = format!("socket = \"{}\"\n", dir.path().join("api.sock").display());
+        // Another user cannot create it in this directory, only in the state directory.
+        let socket_dir = if wrapper.is_some() { state_dir.clone() } else { dir.path().to_owned() };
+        let socket = format!("socket = \"{}\"\n", socket_dir.join("api.sock").display());
         for (table, key, line) in [("[sensor]\n", "state_dir", state), ("[api]\n", "socket", socket)] {
             match config.find(table) {
                 // A test's own table: the key goes in at its top unless the test set it.
@@ -106,7 +128,21 @@ impl RunningSensor {
             }
         }
         std::fs::write(&cfg_path, config).expect("write config");
-        let mut child = Command::new(binary())
+        let mut command = match &wrapper {
+            None => Command::new(binary()),
+            Some(w) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+                std::fs::create_dir(&state_dir).expect("state dir");
+                std::os::unix::fs::chown(&state_dir, Some(w.uid), Some(w.gid)).expect("chown state dir");
+                let bin = dir.path().join("modelwatch");
+                std::fs::copy(binary(), &bin).expect("copy the binary");
+                let mut c = Command::new(&w.command[0]);
+                c.args(&w.command[1..]).arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .args(["run", "--config"])
             .arg(&cfg_path)
             .args(["--format", format])

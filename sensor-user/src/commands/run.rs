@@ -21,6 +21,9 @@ const SINK_QUEUE: usize = 1 << 14;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(args.config.as_deref())?;
+    // Every capability the sensor needs, named when missing: without some of them it would
+    // run and silently see less.
+    crate::privileges::require(crate::privileges::SENSOR)?;
     // Whatever the sensor creates (state, event files, the API socket before its chmod) is
     // never open to other users.
     // SAFETY: umask cannot fail; no other thread exists yet.
