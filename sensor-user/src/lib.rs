@@ -15,6 +15,7 @@ pub mod host;
 pub mod loader;
 pub mod logging;
 pub mod mounts;
+pub mod notify;
 pub mod ocsf;
 pub mod offsets;
 pub mod output;

@@ -62,7 +62,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             None
         };
         tracing::info!("modelwatch running; stop with Ctrl-C or SIGTERM");
-        let result = sensor.run(ring, shutdown_signal()).await;
+        // READY once the loop answers, then WATCHDOG and STATUS while it does.
+        let notifier = crate::notify::spawn(sensor.stats_requests(), sensor.status(), bus.clone());
+        let result = sensor
+            .run(ring, async {
+                shutdown_signal().await;
+                crate::notify::stopping();
+            })
+            .await;
+        if let Some(n) = notifier {
+            n.abort();
+        }
         // Closing the bus ends every Tail stream, so the server can stop promptly.
         bus.close();
         let _ = stop_api.send(());
