@@ -21,6 +21,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Scan(cmd) => scan(&cmd),
         Command::Config(args) => config_cmd::run(args),
+        Command::Completions(args) => completions(args.shell),
+        Command::Manpages(args) => manpages(&args.dir),
     };
     let code = match result {
         Ok(code) => code,
@@ -75,6 +77,35 @@ fn print_scan(args: &crate::cli::ScanArgs, cfg: &modelwatch_artifact::ArtifactCo
     }
     w.flush().context("writing to stdout")?;
     Ok(out.summary.exit_code)
+}
+
+/// Prints the completion script of `shell` for the whole command line.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "modelwatch", &mut std::io::stdout().lock());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one man page per command (`modelwatch.1`, `modelwatch-run.1`, ...) into `dir`.
+fn manpages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    fn write(cmd: clap::Command, dir: &std::path::Path) -> anyhow::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            write(sub, dir)?;
+        }
+        let man = clap_mangen::Man::new(cmd)
+            .source(format!("modelwatch {}", env!("CARGO_PKG_VERSION")))
+            .manual("modelwatch manual");
+        man.generate_to(dir).with_context(|| format!("writing a man page into {}", dir.display()))?;
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether to colour output: `auto` colours terminals unless NO_COLOR is set.
