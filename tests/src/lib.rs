@@ -44,6 +44,27 @@ pub fn require_root() {
     assert_eq!(euid, 0, "the integration tests load kernel probes and must run as root (CI does)");
 }
 
+/// The `modelwatch` system user (what the package's sysusers.d creates): (uid, gid).
+pub fn service_user() -> (u32, u32) {
+    let id = |args: &[&str]| -> Option<u32> {
+        let out = Command::new("id").args(args).arg("modelwatch").output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    if id(&["-u"]).is_none() {
+        if Command::new("getent").args(["group", "modelwatch"]).output().is_ok_and(|o| !o.status.success()) {
+            let st = Command::new("groupadd").args(["--system", "modelwatch"]).status().expect("groupadd");
+            assert!(st.success(), "groupadd modelwatch");
+        }
+        let st = Command::new("useradd")
+            .args(["--system", "--gid", "modelwatch", "--no-create-home", "--home-dir", "/nonexistent"])
+            .args(["--shell", "/usr/sbin/nologin", "modelwatch"])
+            .status()
+            .expect("useradd");
+        assert!(st.success() || id(&["-u"]).is_some(), "useradd modelwatch");
+    }
+    (id(&["-u"]).expect("uid of modelwatch"), id(&["-g"]).expect("gid of modelwatch"))
+}
+
 /// A running sensor whose stdout (JSON lines) is collected in the background.
 pub struct RunningSensor {
     child: Child,

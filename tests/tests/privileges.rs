@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, binary, check, kind, pid, require_root, tiny_gguf};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, binary, check, kind, pid, require_root, service_user, tiny_gguf};
 use serde_json::Value;
 
 /// The unit's capability set, as `setpriv` names them (`bpf`, `sys_ptrace`, ...).
@@ -25,27 +25,6 @@ fn unit_capabilities() -> Vec<String> {
     let bounding = set("CapabilityBoundingSet=");
     assert_eq!(bounding, set("AmbientCapabilities="), "the unit's bounding and ambient sets differ");
     bounding
-}
-
-/// The `modelwatch` system user (what the package's sysusers.d creates): (uid, gid).
-fn service_user() -> (u32, u32) {
-    let id = |args: &[&str]| -> Option<u32> {
-        let out = Command::new("id").args(args).arg("modelwatch").output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    if id(&["-u"]).is_none() {
-        if Command::new("getent").args(["group", "modelwatch"]).output().is_ok_and(|o| !o.status.success()) {
-            let st = Command::new("groupadd").args(["--system", "modelwatch"]).status().expect("groupadd");
-            assert!(st.success(), "groupadd modelwatch");
-        }
-        let st = Command::new("useradd")
-            .args(["--system", "--gid", "modelwatch", "--no-create-home", "--home-dir", "/nonexistent"])
-            .args(["--shell", "/usr/sbin/nologin", "modelwatch"])
-            .status()
-            .expect("useradd");
-        assert!(st.success() || id(&["-u"]).is_some(), "useradd modelwatch");
-    }
-    (id(&["-u"]).expect("uid of modelwatch"), id(&["-g"]).expect("gid of modelwatch"))
 }
 
 /// `setpriv` that runs its command as `uid`:`gid` with exactly `caps` (bounding, inheritable
