@@ -1,10 +1,12 @@
-//! The unit's system call filter against the system calls the sensor really makes. systemd
-//! cannot run services here, so its seccomp filter cannot be tried; instead the sensor runs
-//! under strace as the unit runs it (user modelwatch, the unit's capabilities, no new
-//! privileges, sd_notify with a watchdog) while it attaches its probes, serves its API and
-//! identifies models by path, through a descriptor and through a mapping, and stops. Every
-//! system call it made must be in the unit's `SystemCallFilter=` allow-list: one that is not
-//! would fail with EPERM (`SystemCallErrorNumber=`) in production.
+//! The unit's sandbox against what the sensor really does. systemd cannot run services here,
+//! so its seccomp filters and device policy cannot be tried; instead the sensor runs under
+//! strace as the unit runs it (user modelwatch, the unit's capabilities, no new privileges,
+//! sd_notify with a watchdog) while it attaches its probes, serves its API, identifies models
+//! by path, through a descriptor and through a mapping, and stops. Then, in what it did:
+//! every system call is in the unit's `SystemCallFilter=` allow-list (another one would fail
+//! with EPERM in production), every socket family in `RestrictAddressFamilies=`, no memory
+//! both writable and executable nor made executable later (`MemoryDenyWriteExecute=`), and
+//! no device opened that `DevicePolicy=closed` would refuse.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -216,4 +218,44 @@ fn every_system_call_the_sensor_makes_is_in_the_units_filter() {
     assert!(called.contains("bpf") && called.contains("perf_event_open"), "{called:?}");
     let refused: Vec<&String> = called.iter().filter(|c| !allowed.contains(*c)).collect();
     assert!(refused.is_empty(), "the unit's SystemCallFilter would refuse {refused:?} (called: {called:?})");
+
+    let sensor_lines = sensor_part(&trace, bin.to_str().unwrap());
+    let families = unit_values("RestrictAddressFamilies=").join(" ");
+    for l in sensor_lines.iter().filter(|l| l.contains(" socket(")) {
+        let family = l.split_once(" socket(").unwrap().1.split(',').next().unwrap();
+        assert!(families.split_whitespace().any(|f| f == family), "RestrictAddressFamilies refuses {l}");
+    }
+    if unit_values("MemoryDenyWriteExecute=").first().is_some_and(|v| v == "yes") {
+        for l in &sensor_lines {
+            let wx = l.contains(" mmap(") && l.contains("PROT_WRITE") && l.contains("PROT_EXEC");
+            let x_later = (l.contains(" mprotect(") || l.contains(" pkey_mprotect(")) && l.contains("PROT_EXEC");
+            assert!(!wx && !x_later, "MemoryDenyWriteExecute refuses {l}");
+        }
+    }
+    if unit_values("DevicePolicy=").first().is_some_and(|v| v == "closed") {
+        // What `closed` allows (systemd.resource-control(5)), and the unit's DeviceAllow=.
+        let allowed_devices =
+            ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx"];
+        for l in sensor_lines.iter().filter(|l| l.contains("open") && l.contains("\"/dev/")) {
+            let opened = l.rsplit_once(") = ").is_some_and(|(_, rc)| !rc.starts_with('-'));
+            let path = l.split('"').nth(1).unwrap_or_default();
+            let ok =
+                allowed_devices.contains(&path) || path.starts_with("/dev/nvidia") || path.starts_with("/dev/pts/");
+            assert!(!opened || ok || !is_char_device(path), "DevicePolicy=closed refuses {l}");
+        }
+    }
+}
+
+/// The trace's lines from the sensor's start on.
+fn sensor_part<'a>(trace: &'a str, exe: &str) -> Vec<&'a str> {
+    let start = trace
+        .lines()
+        .position(|l| l.contains(&format!("execve(\"{exe}\"")) && l.trim_end().ends_with("= 0"))
+        .expect("the sensor's execve");
+    trace.lines().skip(start + 1).collect()
+}
+
+fn is_char_device(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
 }
