@@ -79,8 +79,7 @@ fn stage(root: &Path) -> anyhow::Result<()> {
 /// purges it on this machine (root). Also checks the installed unit with systemd-analyze.
 pub fn check(root: &Path) -> anyhow::Result<()> {
     crate::require_root("cargo xtask package-check (it installs the package)")?;
-    setup::ensure_apt("lintian", "lintian")?;
-    setup::ensure_apt("systemd-analyze", "systemd")?;
+    setup::ensure_package_tools()?;
     let first = package(root, 1)?;
     let second = package(root, 2)?;
     lintian(&first)?;

@@ -26,8 +26,7 @@ pub fn setup(root: &Path) -> anyhow::Result<()> {
     // The package check: cargo-deb builds the package, lintian judges it, systemd-analyze the
     // unit; the least-privilege test runs the sensor under setpriv (util-linux) and strace.
     ensure_cargo_deb(root)?;
-    ensure_apt("lintian", "lintian")?;
-    ensure_apt("systemd-analyze", "systemd")?;
+    ensure_package_tools()?;
     ensure_apt("strace", "strace")?;
     // The tests validate OCSF output with the kit in ../shared/ocsf.
     ensure_ocsf_validator(root)?;
@@ -45,6 +44,16 @@ pub fn ensure_cargo_deb(root: &Path) -> anyhow::Result<PathBuf> {
         .args(["install", &format!("cargo-deb@{CARGO_DEB_VERSION}"), "--locked", "--force", "--root"])
         .arg(root.join("target/tools")))?;
     Ok(bin)
+}
+
+/// What checking the package needs from Debian: lintian; dpkg-shlibdeps for the package's
+/// library dependencies; systemd-analyze for the unit, and man, which `verify` runs on the
+/// unit's `Documentation=` pages.
+pub fn ensure_package_tools() -> anyhow::Result<()> {
+    ensure_apt("lintian", "lintian")?;
+    ensure_apt("dpkg-shlibdeps", "dpkg-dev")?;
+    ensure_apt("systemd-analyze", "systemd")?;
+    ensure_apt("man", "man-db")
 }
 
 /// What building the sensor needs (`cargo xtask run` and `bench` install no test engines).
