@@ -237,7 +237,11 @@ fn smoke_run() -> anyhow::Result<()> {
     let ready = ready.context("the installed sensor sent no notification within 60 s")?;
     ensure!(ready.lines().any(|l| l == "READY=1"), "the installed sensor did not get ready: {ready}");
     ensure!(status.success(), "the installed sensor exited with {status}");
-    println!("package-check: the installed binary ran as modelwatch with the unit's capabilities: {}", ready.trim());
+    let ready: Vec<&str> = ready.lines().collect();
+    println!(
+        "package-check: the installed binary ran as modelwatch with the unit's capabilities: {}",
+        ready.join("; ")
+    );
     Ok(())
 }
 
