@@ -6,23 +6,50 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::OutputFormat;
 
+/// Files and environment, for `--help` and the man page (paragraphs: roff reflows lines).
+const AFTER_HELP: &str = "\
+Files: /etc/modelwatch/modelwatch.toml is the configuration (`modelwatch config --default` \
+prints every setting with its default). /var/lib/modelwatch keeps state across restarts (the \
+digest cache). /run/modelwatch/modelwatch.sock is the local API of `tail` and `status`, open to \
+root and the modelwatch group. /var/log/modelwatch receives event files when [output.jsonl] is set.
+
+Environment: MODELWATCH_LOG is the log filter (as --log), MODELWATCH_LOG_FORMAT its format (as \
+--log-format), MODELWATCH_SOCKET the API socket of `tail` and `status`. systemd sets \
+NOTIFY_SOCKET and WATCHDOG_USEC: the sensor then reports readiness, status and liveness.";
+
+/// What `modelwatch run` needs, for its help and man page.
+const RUN_HELP: &str = "\
+Run the sensor: load the kernel probes and stream events to the configured sinks and the local API.
+
+It needs root, or exactly these capabilities (the packaged systemd unit runs it as the user \
+modelwatch with them): CAP_BPF and CAP_PERFMON to load and attach the probes, \
+CAP_DAC_READ_SEARCH to read tracefs and the model files of every user, CAP_SYS_PTRACE to read \
+other users' processes in /proc, CAP_CHECKPOINT_RESTORE to read models held only as mappings. \
+It checks them at start and names any that is missing.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "modelwatch",
     version,
-    about = "See local AI inference: model files, accelerators and inference sessions, from the kernel"
+    about = "See local AI inference: model files, accelerators and inference sessions, from the kernel",
+    after_long_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Log filter for diagnostics on stderr (tracing env-filter syntax).
     #[arg(long, global = true, env = "MODELWATCH_LOG", default_value = "info")]
     pub log: String,
+    /// Format of those diagnostics: readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, env = "MODELWATCH_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the sensor (root): load the probes and stream events to the configured sinks.
+    /// Run the sensor (root, or the capabilities in its long help): load the probes and stream
+    /// events to the configured sinks.
+    #[command(long_about = RUN_HELP)]
     Run(RunArgs),
     /// Follow the sensor's live event stream (or replay a JSON-lines capture with --from).
     Tail(TailArgs),
@@ -33,6 +60,24 @@ pub enum Command {
     Scan(ScanCmd),
     /// Configuration helpers.
     Config(ConfigArgs),
+    /// Print a shell completion script to stdout.
+    Completions(CompletionsArgs),
+    /// Write the man pages (one per command) into DIR.
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManpagesArgs {
+    /// Directory to write `modelwatch.1`, `modelwatch-run.1`, ... into.
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 pub use modelwatch_artifact::ByteSize;
 
+mod doc;
+pub mod trace;
+
+pub use doc::DocError;
+
 pub const DEFAULT_PATH: &str = "/etc/modelwatch/modelwatch.toml";
 
 #[derive(Debug, thiserror::Error)]
@@ -445,9 +450,10 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The built-in defaults as TOML.
-    pub fn default_toml() -> String {
-        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    /// The built-in defaults as TOML, every key with its one-line explanation (`config/doc.rs`):
+    /// what `modelwatch config --default` prints and the package installs.
+    pub fn default_toml() -> Result<String, DocError> {
+        doc::render()
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -616,7 +622,7 @@ mod tests {
     #[test]
     fn empty_file_is_defaults_and_defaults_round_trip() {
         assert_eq!(parse("").unwrap(), Config::default());
-        let text = Config::default_toml();
+        let text = Config::default_toml().unwrap();
         assert_eq!(parse(&text).unwrap(), Config::default(), "{text}");
         assert!(text.contains("size_threshold = \"32MiB\""), "{text}");
     }

@@ -26,10 +26,8 @@ static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
-    #[error(
-        "modelwatch must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE) to load its kernel probes; it runs as uid {0}"
-    )]
-    NotPrivileged(u32),
+    #[error(transparent)]
+    NotPrivileged(#[from] crate::privileges::MissingCapabilities),
     #[error(
         "tracefs is not mounted and mounting it failed ({0}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
     )]
@@ -448,24 +446,7 @@ fn take<T>(
 }
 
 fn check_privileges() -> Result<(), LoaderError> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
-        return Ok(());
-    }
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let caps = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0);
-    if caps & (1 << CAP_BPF) != 0 && caps & (1 << CAP_PERFMON) != 0 {
-        Ok(())
-    } else {
-        Err(LoaderError::NotPrivileged(euid))
-    }
+    Ok(crate::privileges::require(crate::privileges::PROBES)?)
 }
 
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];

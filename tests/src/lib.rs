@@ -44,6 +44,27 @@ pub fn require_root() {
     assert_eq!(euid, 0, "the integration tests load kernel probes and must run as root (CI does)");
 }
 
+/// The `modelwatch` system user (what the package's sysusers.d creates): (uid, gid).
+pub fn service_user() -> (u32, u32) {
+    let id = |args: &[&str]| -> Option<u32> {
+        let out = Command::new("id").args(args).arg("modelwatch").output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    if id(&["-u"]).is_none() {
+        if Command::new("getent").args(["group", "modelwatch"]).output().is_ok_and(|o| !o.status.success()) {
+            let st = Command::new("groupadd").args(["--system", "modelwatch"]).status().expect("groupadd");
+            assert!(st.success(), "groupadd modelwatch");
+        }
+        let st = Command::new("useradd")
+            .args(["--system", "--gid", "modelwatch", "--no-create-home", "--home-dir", "/nonexistent"])
+            .args(["--shell", "/usr/sbin/nologin", "modelwatch"])
+            .status()
+            .expect("useradd");
+        assert!(st.success() || id(&["-u"]).is_some(), "useradd modelwatch");
+    }
+    (id(&["-u"]).expect("uid of modelwatch"), id(&["-g"]).expect("gid of modelwatch"))
+}
+
 /// A running sensor whose stdout (JSON lines) is collected in the background.
 pub struct RunningSensor {
     child: Child,
@@ -51,6 +72,7 @@ pub struct RunningSensor {
     stderr: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
     reader: Option<std::thread::JoinHandle<()>>,
+    err_reader: Option<std::thread::JoinHandle<()>>,
     /// Held for the sensor's life: one sensor at a time per test binary. Two sensors see each
     /// other's analysis opens (a sensor only ignores itself), which would make them the
     /// reported opener of the other test's files.
@@ -58,6 +80,13 @@ pub struct RunningSensor {
 }
 
 static ONE_SENSOR: Mutex<()> = Mutex::new(());
+
+/// A command the sensor runs under, and the user it runs as.
+struct Wrapper<'a> {
+    command: &'a [String],
+    uid: u32,
+    gid: u32,
+}
 
 impl RunningSensor {
     /// Starts `modelwatch run --format json` with `config` (TOML) and waits until it reports
@@ -77,14 +106,27 @@ impl RunningSensor {
 
     /// Starts `modelwatch run --format ocsf`: the collected events are OCSF events.
     pub fn start_ocsf(config: &str) -> Self {
-        Self::launch(config, "ocsf", &[], &[])
+        Self::launch(config, "ocsf", &[], &[], None)
     }
 
     fn start_full(config: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
-        Self::launch(config, "json", extra_args, envs)
+        Self::launch(config, "json", extra_args, envs, None)
     }
 
-    fn launch(config: &str, format: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
+    /// Starts the sensor through `wrapper` (e.g. `setpriv` with its options, ending in `--`),
+    /// for the user `uid`:`gid`: its directory (config, state, socket, and a copy of the
+    /// binary, since the build tree may be closed to other users) is theirs to use.
+    pub fn start_wrapped(config: &str, wrapper: &[String], uid: u32, gid: u32, envs: &[(&str, &str)]) -> Self {
+        Self::launch(config, "json", &[], envs, Some(Wrapper { command: wrapper, uid, gid }))
+    }
+
+    fn launch(
+        config: &str,
+        format: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        wrapper: Option<Wrapper<'_>>,
+    ) -> Self {
         require_root();
         // A test that failed while holding it poisons it; that is no reason to fail the next.
         let exclusive = ONE_SENSOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -95,7 +137,9 @@ impl RunningSensor {
         // Each sensor gets its own state directory and API socket: tests run side by side.
         let mut config = config;
         let state = format!("state_dir = \"{}\"\n", state_dir.display());
-        let socket = format!("socket = \"{}\"\n", dir.path().join("api.sock").display());
+        // Another user cannot create it in this directory, only in the state directory.
+        let socket_dir = if wrapper.is_some() { state_dir.clone() } else { dir.path().to_owned() };
+        let socket = format!("socket = \"{}\"\n", socket_dir.join("api.sock").display());
         for (table, key, line) in [("[sensor]\n", "state_dir", state), ("[api]\n", "socket", socket)] {
             match config.find(table) {
                 // A test's own table: the key goes in at its top unless the test set it.
@@ -105,7 +149,21 @@ impl RunningSensor {
             }
         }
         std::fs::write(&cfg_path, config).expect("write config");
-        let mut child = Command::new(binary())
+        let mut command = match &wrapper {
+            None => Command::new(binary()),
+            Some(w) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+                std::fs::create_dir(&state_dir).expect("state dir");
+                std::os::unix::fs::chown(&state_dir, Some(w.uid), Some(w.gid)).expect("chown state dir");
+                let bin = dir.path().join("modelwatch");
+                std::fs::copy(binary(), &bin).expect("copy the binary");
+                let mut c = Command::new(&w.command[0]);
+                c.args(&w.command[1..]).arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .args(["run", "--config"])
             .arg(&cfg_path)
             .args(["--format", format])
@@ -133,15 +191,22 @@ impl RunningSensor {
         let err_pipe = child.stderr.take().expect("stderr");
         let err_sink = stderr.clone();
         // Line by line, so a test failing while the sensor still runs can show what it logged.
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
                 let mut s = err_sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
             }
         });
-        let mut sensor =
-            RunningSensor { child, events, stderr, _dir: dir, reader: Some(reader), _exclusive: exclusive };
+        let mut sensor = RunningSensor {
+            child,
+            events,
+            stderr,
+            _dir: dir,
+            reader: Some(reader),
+            err_reader: Some(err_reader),
+            _exclusive: exclusive,
+        };
         // Every probe must attach: a skipped one (reported as degraded) fails the test here.
         let health = sensor.wait_for("the first health report", Duration::from_secs(60), |e| {
             kind(e) == "sensor_health" || e["metadata"]["event_code"] == "sensor_health"
@@ -225,7 +290,16 @@ impl RunningSensor {
     }
 
     /// Stops the sensor with SIGTERM and returns every event it emitted.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
+        self.stop_with_log().0
+    }
+
+    /// Stops the sensor with SIGTERM and returns everything it logged (its whole stderr).
+    pub fn stop_and_stderr(self) -> String {
+        self.stop_with_log().1
+    }
+
+    fn stop_with_log(mut self) -> (Vec<Value>, String) {
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -245,7 +319,10 @@ impl RunningSensor {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        self.events()
+        if let Some(r) = self.err_reader.take() {
+            let _ = r.join();
+        }
+        (self.events(), self.stderr())
     }
 }
 

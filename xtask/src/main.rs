@@ -7,6 +7,8 @@
 //! - `test`   runs every test: unit, root integration, schema lint and breaking-change checks;
 //! - `bench`  measures overhead, throughput and memory (see BENCHMARKS.md);
 //! - `fuzz`   runs the parsers' fuzz targets for a while each;
+//! - `package` builds the Debian package; `package-check` lints it and installs, upgrades and
+//!   purges it (part of `test`);
 //! - `gpu-check` runs a real CUDA inference with the sensor running and checks what it reports
 //!   (needs an NVIDIA GPU; fails without one);
 //! - `proto-docs` regenerates docs/proto.md from the schema;
@@ -16,6 +18,7 @@
 mod bench;
 mod engines;
 mod gpu_check;
+mod package;
 mod proto_docs;
 mod setup;
 
@@ -66,6 +69,15 @@ enum Cmd {
     /// Run a real CUDA inference (llama.cpp) with the sensor running and check the session,
     /// NVML attribution and ioctl categories it reports. Needs an NVIDIA GPU and driver.
     GpuCheck(gpu_check::GpuCheckArgs),
+    /// Build the Debian package (target/debian/modelwatch_<version>_<arch>.deb).
+    Package {
+        /// The Debian revision (the part after the upstream version).
+        #[arg(long, default_value_t = 1)]
+        revision: u32,
+    },
+    /// Build the package, run lintian on it, install it, upgrade it over itself keeping a
+    /// changed conffile, and purge it (root; part of `test`).
+    PackageCheck,
     /// Regenerate docs/proto.md from proto/ (the test suite fails when it is stale).
     ProtoDocs,
     /// Record the current schema as the compatibility baseline (after a release).
@@ -97,6 +109,16 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Fuzz { seconds } => fuzz(&root, seconds),
         Cmd::GpuCheck(args) => gpu_check::gpu_check(&root, &args),
+        Cmd::Package { revision } => {
+            setup::build_prerequisites(&root)?;
+            let deb = package::package(&root, revision)?;
+            println!("{}", deb.display());
+            Ok(())
+        }
+        Cmd::PackageCheck => {
+            setup::build_prerequisites(&root)?;
+            package::check(&root)
+        }
         Cmd::ProtoDocs => {
             let md = proto_docs::render(&root)?;
             std::fs::write(root.join(proto_docs::DOC_PATH), md).context("writing docs/proto.md")?;
@@ -165,6 +187,10 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
         run(cargo().args(["test", "--workspace", "--lib", "--", "--ignored", "root_"]))?;
     }
     proto_checks(root)?;
+    // The Debian package: built, linted, installed, upgraded and purged.
+    if args.is_empty() {
+        package::check(root)?;
+    }
     println!("all tests passed");
     Ok(())
 }

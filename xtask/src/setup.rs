@@ -16,14 +16,44 @@ const BPF_LINKER_VERSION: &str = "0.10.4";
 const BUF_VERSION: &str = "1.75.0";
 /// What the OCSF validator kit (`../shared/ocsf/validate.py`) needs; checked with 4.26.0.
 const JSONSCHEMA: &str = "jsonschema==4.26.0";
+/// Builds the Debian package (`cargo xtask package`).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// Everything: what building needs and the engines the tests drive (`cargo xtask setup`,
 /// `cargo xtask test`).
 pub fn setup(root: &Path) -> anyhow::Result<()> {
     build_prerequisites(root)?;
+    // The package check: cargo-deb builds the package, lintian judges it, systemd-analyze the
+    // unit; the least-privilege test runs the sensor under setpriv (util-linux) and strace.
+    ensure_cargo_deb(root)?;
+    ensure_package_tools()?;
+    ensure_apt("strace", "strace")?;
     // The tests validate OCSF output with the kit in ../shared/ocsf.
     ensure_ocsf_validator(root)?;
     crate::engines::ensure_engines(root)
+}
+
+/// cargo-deb, installed into target/tools (built once per clone, reused after).
+pub fn ensure_cargo_deb(root: &Path) -> anyhow::Result<PathBuf> {
+    let bin = root.join("target/tools/bin/cargo-deb");
+    if output(Command::new(&bin).arg("--version")).is_some_and(|v| v.contains(CARGO_DEB_VERSION)) {
+        return Ok(bin);
+    }
+    println!("setup: installing cargo-deb {CARGO_DEB_VERSION} into target/tools (a few minutes, once)");
+    run(crate::cargo()
+        .args(["install", &format!("cargo-deb@{CARGO_DEB_VERSION}"), "--locked", "--force", "--root"])
+        .arg(root.join("target/tools")))?;
+    Ok(bin)
+}
+
+/// What checking the package needs from Debian: lintian; dpkg-shlibdeps for the package's
+/// library dependencies; systemd-analyze for the unit, and man, which `verify` runs on the
+/// unit's `Documentation=` pages.
+pub fn ensure_package_tools() -> anyhow::Result<()> {
+    ensure_apt("lintian", "lintian")?;
+    ensure_apt("dpkg-shlibdeps", "dpkg-dev")?;
+    ensure_apt("systemd-analyze", "systemd")?;
+    ensure_apt("man", "man-db")
 }
 
 /// What building the sensor needs (`cargo xtask run` and `bench` install no test engines).

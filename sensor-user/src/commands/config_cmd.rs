@@ -11,7 +11,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             println!("{}: ok", path.display());
         }
         // `--default`, or nothing: the defaults are what there is to show.
-        (None, _) => print!("{}", Config::default_toml()),
+        (None, _) => print!("{}", Config::default_toml()?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,26 +13,37 @@ use crate::cli::{Cli, Command};
 pub const EXIT_CONFIG: u8 = 2;
 
 pub fn dispatch(cli: Cli) -> ExitCode {
-    init_logging(&cli.log);
+    crate::logging::init(&cli.log, cli.log_format);
+    let json_log = cli.log_format == crate::logging::LogFormat::Json;
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Status(args) => status::run(args),
         Command::Scan(cmd) => scan(&cmd),
         Command::Config(args) => config_cmd::run(args),
+        Command::Completions(args) => completions(args.shell),
+        Command::Manpages(args) => manpages(&args.dir),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
-            // Errors quote paths and text from outside: they reach a terminal too.
-            eprintln!("modelwatch: {}", crate::output::sanitize(&format!("{e:#}")));
+            // Errors quote paths and text from outside: they reach a terminal too. One line,
+            // in the log's format (the journal keeps a line per entry).
+            let message = crate::output::sanitize(&format!("{e:#}"));
+            if json_log {
+                tracing::error!("{message}");
+            } else {
+                eprintln!("modelwatch: {message}");
+            }
             if e.downcast_ref::<crate::config::ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE
             }
         }
-    }
+    };
+    crate::logging::flush_suppressed();
+    code
 }
 
 fn scan(cmd: &crate::cli::ScanCmd) -> anyhow::Result<ExitCode> {
@@ -68,6 +79,35 @@ fn print_scan(args: &crate::cli::ScanArgs, cfg: &modelwatch_artifact::ArtifactCo
     Ok(out.summary.exit_code)
 }
 
+/// Prints the completion script of `shell` for the whole command line.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "modelwatch", &mut std::io::stdout().lock());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one man page per command (`modelwatch.1`, `modelwatch-run.1`, ...) into `dir`.
+fn manpages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    fn write(cmd: clap::Command, dir: &std::path::Path) -> anyhow::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            write(sub, dir)?;
+        }
+        let man = clap_mangen::Man::new(cmd)
+            .source(format!("modelwatch {}", env!("CARGO_PKG_VERSION")))
+            .manual("modelwatch manual");
+        man.generate_to(dir).with_context(|| format!("writing a man page into {}", dir.display()))?;
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Whether to colour output: `auto` colours terminals unless NO_COLOR is set.
 pub fn use_color(choice: &str) -> bool {
     use std::io::IsTerminal as _;
@@ -82,21 +122,6 @@ pub fn use_color(choice: &str) -> bool {
 pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
-}
-
-fn init_logging(filter: &str) {
-    let (env_filter, bad) = match tracing_subscriber::EnvFilter::try_new(filter) {
-        Ok(f) => (f, None),
-        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-    if let Some(e) = bad {
-        tracing::warn!("log filter `{filter}` is not valid ({e}); logging at info");
-    }
 }
 
 /// Loads the sensor configuration: the named file, or the default path (built-in defaults

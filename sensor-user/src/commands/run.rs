@@ -21,6 +21,9 @@ const SINK_QUEUE: usize = 1 << 14;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(args.config.as_deref())?;
+    // Every capability the sensor needs, named when missing: without some of them it would
+    // run and silently see less.
+    crate::privileges::require(crate::privileges::SENSOR)?;
     // Whatever the sensor creates (state, event files, the API socket before its chmod) is
     // never open to other users.
     // SAFETY: umask cannot fail; no other thread exists yet.
@@ -59,7 +62,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             None
         };
         tracing::info!("modelwatch running; stop with Ctrl-C or SIGTERM");
-        let result = sensor.run(ring, shutdown_signal()).await;
+        // READY once the loop answers, then WATCHDOG and STATUS while it does.
+        let notifier = crate::notify::spawn(sensor.stats_requests(), sensor.status(), bus.clone());
+        let result = sensor
+            .run(ring, async {
+                shutdown_signal().await;
+                crate::notify::stopping();
+            })
+            .await;
+        if let Some(n) = notifier {
+            n.abort();
+        }
         // Closing the bus ends every Tail stream, so the server can stop promptly.
         bus.close();
         let _ = stop_api.send(());
