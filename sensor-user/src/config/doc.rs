@@ -52,6 +52,10 @@ const ROWS: &[Row] = &[
         "Once a file's content shows it is no model, filter its opens in the kernel until it changes",
     ),
     row(
+        "files.runtime_process_opens_per_sec",
+        "Opens per second of an inference-runtime process judged whatever their name and size (0: off)",
+    ),
+    row(
         "files.report_non_models",
         "Also report candidates whose content is no model (to tune the filter); else count them",
     ),
@@ -70,6 +74,11 @@ const ROWS: &[Row] = &[
     row("sensor.exit_grace_ms", "How long an exited process stays known for late events, in ms (at most 600000)"),
     row("sensor.housekeeping_ms", "Interval of housekeeping (new model directories and devices, /proc walks), in ms"),
     row("sensor.state_dir", "Where state that survives restarts is kept (the digest cache)"),
+    row(
+        "sensor.file_events_per_sec",
+        "File records per second each process may put into the kernel's ring, on average (0: no limit)",
+    ),
+    row("sensor.file_events_burst", "File records a process may put into the ring at once, above that rate"),
     row("output", "Where events go, besides the local API"),
     row("output.stdout", "Write events to standard output (the journal, under systemd)"),
     row(
