@@ -326,8 +326,9 @@ impl CandidateGate {
                 self.reject(&h.c, why);
                 None
             }
+            Verdict::Unknown(summary) if self.report_non_models => Some(release(h, summary.map(|s| *s), false)),
             Verdict::Unknown(summary) => {
-                if self.report_non_models || strong(&h.c) {
+                if strong(&h.c) {
                     self.unidentified += 1;
                     Some(release(h, summary.map(|s| *s), true))
                 } else {
