@@ -52,6 +52,8 @@ pub const POSITION_FILE: &str = "delivered";
 pub const MIN_MAX_SIZE: u64 = 64 << 10;
 /// How often a spool that could not be opened is tried again.
 const RETRY_OPEN: Duration = Duration::from_secs(2);
+/// Write failures are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How a spool is laid out and bounded.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +196,7 @@ struct State {
     last_persist: Instant,
     unsynced: u64,
     last_sync: Instant,
+    last_warning: Option<Instant>,
     stats: SpoolStats,
 }
 
@@ -367,6 +370,7 @@ impl Spool {
             last_persist: now,
             unsynced: 0,
             last_sync: now,
+            last_warning: None,
             stats: SpoolStats::default(),
         };
         state.recover();
@@ -471,7 +475,12 @@ impl State {
         match &mut self.stats.error {
             Some((m, _)) => *m = message,
             None => {
-                tracing::warn!(spool = %self.settings.dir.display(), "{message}");
+                // A disk that is nearly full fails and works by turns: one line per WARN_EVERY
+                // (status and the health events carry the rest).
+                if self.last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    self.last_warning = Some(Instant::now());
+                    tracing::warn!(spool = %self.settings.dir.display(), "{message} (events are counted as lost)");
+                }
                 self.stats.error = Some((message, SystemTime::now()));
             }
         }
@@ -479,7 +488,7 @@ impl State {
 
     fn clear_error(&mut self) {
         if self.stats.error.take().is_some() {
-            tracing::info!(spool = %self.settings.dir.display(), "spool writable again");
+            tracing::debug!(spool = %self.settings.dir.display(), "spool writable again");
         }
     }
 
@@ -880,8 +889,11 @@ impl State {
         }
         self.delivered = end;
         self.delivered_at = (last.segment, last.end);
-        // Fully delivered segments go, except the one being written.
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.end() <= self.delivered) {
+        // Fully delivered segments go, except the one being written (on a full disk that
+        // frees the space the next append needs).
+        while (self.segments.len() > 1 || self.active.is_none())
+            && self.segments.front().is_some_and(|s| s.end() <= self.delivered)
+        {
             if let Some(seg) = self.segments.pop_front() {
                 let _ = std::fs::remove_file(self.path(seg.first));
                 self.stats.disk_bytes = self.stats.disk_bytes.saturating_sub(seg.bytes);

@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod delivery;
+
 /// How long a test waits for an event it caused before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -140,6 +142,32 @@ impl RunningSensor {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The API socket (unless the test's configuration named another).
+    pub fn socket(&self) -> PathBuf {
+        self._dir.path().join("api.sock")
+    }
+
+    /// `modelwatch status --format json` of this sensor.
+    pub fn status(&self) -> Value {
+        let out = Command::new(binary())
+            .args(["status", "--format", "json", "--socket"])
+            .arg(self.socket())
+            .output()
+            .expect("run modelwatch status");
+        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// Kills the sensor with SIGKILL and returns every event it had written to stdout.
+    pub fn kill(mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.events()
     }
 
     /// A snapshot of every event received so far.

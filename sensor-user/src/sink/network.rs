@@ -325,10 +325,14 @@ fn intake(mut sub: Subscription, spool: &Spool, mut limiter: Option<RateLimiter>
         let stored = spool.append(&batch) as u64;
         batch.clear();
         spool.maybe_sync();
+        // Status shows the spool as of now, also while delivery waits on a slow destination.
+        let snapshot = spool.stats();
         update(stats, |s| {
             s.written += stored;
+            let d = delivery_mut(s);
+            d.spool = snapshot;
             if let Some(l) = &limiter {
-                delivery_mut(s).rate_limited.clone_from(l.held());
+                d.rate_limited.clone_from(l.held());
             }
         });
     }
