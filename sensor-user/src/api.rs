@@ -159,6 +159,7 @@ fn sink_status(s: SinkStats, dropped: u64) -> SinkStatus {
         st.rate_limited = d.rate_limited.into_iter().collect();
         st.spool_dir = d.spool_dir;
         st.spool_bytes = d.spool.disk_bytes;
+        st.spool_written_bytes = d.spool.appended_bytes;
         st.spool_error = d.spool.error.map(|(m, _)| m).unwrap_or_default();
     }
     st

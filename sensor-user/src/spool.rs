@@ -113,6 +113,8 @@ impl DropReason {
 pub struct SpoolStats {
     /// Records stored since start.
     pub appended: u64,
+    /// Bytes written for them (record headers included).
+    pub appended_bytes: u64,
     /// Records not acknowledged yet (including those being sent).
     pub pending_events: u64,
     /// Their bytes on disk (record headers included).
@@ -659,6 +661,7 @@ impl State {
         let full = seg.bytes >= self.settings.segment_size();
         self.next += n as u64;
         self.stats.appended += n as u64;
+        self.stats.appended_bytes += need;
         self.stats.disk_bytes += need;
         self.unsynced += n as u64;
         self.clear_error();

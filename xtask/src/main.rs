@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's entry points.
 //!
-//! - `setup`  installs what the build needs (nightly rust-src, bpf-linker, buf), idempotently;
+//! - `setup`  installs what the build and the tests need (nightly rust-src, bpf-linker, buf,
+//!   cmake, rsyslog, the tansu broker), idempotently;
 //! - `build`  builds the sensor;
 //! - `run`    builds and runs the sensor as root with the built-in defaults;
 //! - `test`   runs every test: unit, root integration, schema lint and breaking-change checks;
@@ -69,7 +70,10 @@ fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.cmd {
-        Cmd::Setup => setup::setup(&root),
+        Cmd::Setup => {
+            setup::setup(&root)?;
+            setup::setup_delivery(&root)
+        }
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => {
             setup::setup(&root)?;
@@ -143,6 +147,8 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask test (the integration tests)")?;
     // The btrfs test formats a loop-mounted image.
     setup::ensure_apt("mkfs.btrfs", "btrfs-progs")?;
+    // The network sinks' tests run a broker and rsyslog.
+    setup::setup_delivery(root)?;
     lint(root)?;
     // The integration tests run the real binary.
     build(false)?;

@@ -43,8 +43,8 @@ const INTAKE_PAUSE: Duration = Duration::from_millis(1);
 /// While spooled data waits for its sync and nothing arrives, the intake looks again after this.
 const IDLE_SYNC_NAP: Duration = Duration::from_millis(5);
 /// A delivery batch: records and bytes, at most.
-const BATCH_RECORDS: usize = 512;
-const BATCH_BYTES: u64 = 1 << 20;
+const BATCH_RECORDS: usize = 2048;
+const BATCH_BYTES: u64 = 2 << 20;
 /// How long delivery waits for records before looking at its stop flag again.
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 /// Retry backoff after a failed attempt.
@@ -339,10 +339,14 @@ fn intake(mut sub: Subscription, spool: &Spool, mut limiter: Option<RateLimiter>
     spool.sync_all();
 }
 
-/// Decodes a spooled record and renders it; `None` when it cannot be (counted).
+/// Decodes a spooled record (the transports need its fields) and renders it.
 fn outgoing(record: &Record, format: PayloadFormat) -> Result<Outgoing, String> {
     let event = Event::decode(record.payload.as_slice()).map_err(|e| format!("undecodable spool record: {e}"))?;
-    let payload = render_payload(&event, format)?;
+    let payload = match format {
+        // The spool holds exactly this encoding already.
+        PayloadFormat::Protobuf => record.payload.clone(),
+        _ => render_payload(&event, format)?,
+    };
     Ok(Outgoing { event, payload })
 }
 

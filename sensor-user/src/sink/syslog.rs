@@ -335,7 +335,7 @@ fn timestamp(ts: &pbjson_types::Timestamp) -> String {
 
 /// A header field: printable US-ASCII without spaces, at most `max` bytes, else `-`.
 fn header_field(s: &str, max: usize) -> String {
-    let clean: String = s.chars().filter(|c| c.is_ascii_graphic()).take(max).collect();
+    let clean: String = s.chars().filter(char::is_ascii_graphic).take(max).collect();
     if clean.is_empty() { "-".into() } else { clean }
 }
 
@@ -358,8 +358,7 @@ pub fn format_message(ev: &Event, payload: &[u8], facility: u8, procid: &str) ->
     let host = ev.host.as_ref().map_or("", |h| h.hostname.as_str());
     let kind = kind_name(ev);
     let severity = Severity::try_from(ev.severity)
-        .map(|s| s.as_str_name().trim_start_matches("SEVERITY_").to_ascii_lowercase())
-        .unwrap_or_else(|_| "info".into());
+        .map_or_else(|_| "info".into(), |s| s.as_str_name().trim_start_matches("SEVERITY_").to_ascii_lowercase());
     let mut msg = format!(
         "<{pri}>1 {ts} {} {APP_NAME} {procid} {} [{SD_ID} kind=\"{}\" severity=\"{}\" event_id=\"{}\" run_id=\"{}\" seq=\"{}\"] ",
         header_field(host, 255),
