@@ -605,7 +605,7 @@ struct SinkCounts {
     delivered: u64,
     spooled: u64,
     spool_bytes_written: u64,
-    spool_bytes: u64,
+    pending_bytes: u64,
 }
 
 fn sink_counts(bin: &Path, sock: &Path) -> anyhow::Result<SinkCounts> {
@@ -619,7 +619,7 @@ fn sink_counts(bin: &Path, sock: &Path) -> anyhow::Result<SinkCounts> {
         delivered: num(&k["delivered"]),
         spooled: num(&k["written"]),
         spool_bytes_written: num(&k["spool_written_bytes"]),
-        spool_bytes: num(&k["spool_bytes"]),
+        pending_bytes: num(&k["pending_bytes"]),
     })
 }
 
@@ -727,7 +727,7 @@ fn kafka(bin: &Path, driver: &Path, dir: &Path, tansu: &Path, quick: bool) -> an
     let backlog = json!({
         "events": events,
         "simulates": format!("one hour at {} events/s", per_hour / 3600),
-        "spool_bytes": queued.spool_bytes,
+        "spool_bytes": queued.pending_bytes,
         "drain_seconds": drain,
         "drain_rate": events as f64 / drain.max(0.001),
         "dropped": (after.spool_dropped - before.spool_dropped) + (after.queue_dropped - before.queue_dropped),
