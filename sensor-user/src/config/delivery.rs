@@ -315,11 +315,9 @@ fn check_selection(prefix: &str, s: &dyn Selection) -> Result<(), Bad> {
             }
         }
     }
-    if s.format() == PayloadFormat::Ocsf {
-        return Err((
-            format!("{prefix}.format"),
-            "`ocsf` is not built yet in this build; use `json` or `protobuf`".into(),
-        ));
+    // The renderer says which formats this build has (OCSF lands separately).
+    if let Err(e) = crate::sink::network::render_payload(&crate::proto::v1::Event::default(), s.format()) {
+        return Err((format!("{prefix}.format"), format!("{e} in this build; use `json` or `protobuf`")));
     }
     let sp = s.spool();
     if !sp.dir.as_os_str().is_empty() && !sp.dir.is_absolute() {
