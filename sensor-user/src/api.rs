@@ -120,12 +120,9 @@ impl Service {
             nvml: view.nvml,
             sinks: sinks
                 .into_iter()
-                .map(|s| SinkStatus {
-                    dropped: internal.iter().filter(|i| i.name == s.name).map(|i| i.dropped).sum(),
-                    name: s.name,
-                    written: s.written,
-                    failed: s.failed,
-                    last_error: s.last_error,
+                .map(|s| {
+                    let dropped = internal.iter().filter(|i| i.name == s.name).map(|i| i.dropped).sum();
+                    sink_status(s, dropped)
                 })
                 .collect(),
             decode_errors: view.decode_errors,
@@ -136,6 +133,39 @@ impl Service {
             model_events_unidentified: view.model_events_unidentified,
         }
     }
+}
+
+/// A sink's counters as the schema shows them.
+fn sink_status(s: SinkStats, dropped: u64) -> SinkStatus {
+    let mut st = SinkStatus {
+        dropped,
+        name: s.name,
+        written: s.written,
+        failed: s.failed,
+        last_error: s.last_error,
+        last_error_time: s.last_error_time.map(timestamp),
+        ..Default::default()
+    };
+    if let Some(d) = s.delivery {
+        st.spool_dropped = d
+            .losses()
+            .into_iter()
+            .filter(|(r, n)| *n > 0 && *r != "rate_limited")
+            .map(|(r, n)| (r.to_owned(), n))
+            .collect();
+        st.destination = d.destination;
+        st.delivered = d.delivered;
+        st.pending_events = d.spool.pending_events;
+        st.pending_bytes = d.spool.pending_bytes;
+        st.oldest_pending = d.spool.oldest_pending.map(timestamp);
+        st.retries = d.retries;
+        st.rate_limited = d.rate_limited.into_iter().collect();
+        st.spool_dir = d.spool_dir;
+        st.spool_bytes = d.spool.disk_bytes;
+        st.spool_written_bytes = d.spool.appended_bytes;
+        st.spool_error = d.spool.error.map(|(m, _)| m).unwrap_or_default();
+    }
+    st
 }
 
 type TailStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Event, Status>> + Send>>;

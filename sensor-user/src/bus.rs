@@ -1,5 +1,5 @@
-//! The event bus: the one place events get their sequence number and id, and the fan-out to
-//! sinks and API subscribers.
+//! The event bus: the one place events get their run id, sequence number and id, and the
+//! fan-out to sinks and API subscribers.
 //!
 //! Every subscriber has its own bounded queue and filter. Publishing never waits: when a
 //! subscriber's queue is full the event is dropped *for that subscriber only*, counted, and the
@@ -33,6 +33,8 @@ pub struct Bus {
 
 #[derive(Default)]
 struct Inner {
+    /// This run of the sensor (UUIDv7): `seq` counts within it.
+    run_id: RunId,
     ids: EventIds,
     seq: u64,
     next_id: u64,
@@ -98,6 +100,7 @@ impl Bus {
         let mut inner = self.lock();
         inner.seq += 1;
         ev.seq = inner.seq;
+        ev.run_id.clone_from(&inner.run_id.0);
         ev.schema_version = SCHEMA_VERSION;
         ev.event_id = inner.ids.next().to_string();
         ev.observed_time = Some(timestamp(SystemTime::now()));
@@ -139,6 +142,11 @@ impl Bus {
         self.lock().subscribers.clear();
     }
 
+    /// This run's id, as every event carries it.
+    pub fn run_id(&self) -> String {
+        self.lock().run_id.0.clone()
+    }
+
     pub fn last_seq(&self) -> u64 {
         self.lock().seq
     }
@@ -153,6 +161,15 @@ impl Bus {
         let (internal, api): (Vec<&Subscriber>, Vec<&Subscriber>) =
             inner.subscribers.iter().filter(|s| !s.tx.is_closed()).partition(|s| s.internal);
         (api.into_iter().map(|s| s.stats.clone()).collect(), internal.into_iter().map(|s| s.stats.clone()).collect())
+    }
+}
+
+/// The run id: a UUIDv7, so runs of one host sort by their start.
+struct RunId(String);
+
+impl Default for RunId {
+    fn default() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
     }
 }
 
@@ -199,6 +216,7 @@ fn lost_event(next: &Event, count: u64) -> Event {
         schema_version: SCHEMA_VERSION,
         event_id: uuid::Uuid::new_v4().to_string(),
         seq: next.seq,
+        run_id: next.run_id.clone(),
         event_time: next.observed_time,
         observed_time: next.observed_time,
         host: next.host.clone(),
@@ -229,8 +247,12 @@ mod tests {
         for _ in 0..3 {
             bus.publish(exit_event());
         }
-        let seqs: Vec<u64> = (0..3).map(|_| sub.rx.try_recv().unwrap().seq).collect();
-        assert_eq!(seqs, [1, 2, 3]);
+        let got: Vec<SharedEvent> = (0..3).map(|_| sub.rx.try_recv().unwrap()).collect();
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        // One run id for the whole run, a new one for the next.
+        assert!(got.iter().all(|e| e.run_id == bus.run_id()));
+        assert_eq!(uuid::Uuid::parse_str(&bus.run_id()).unwrap().get_version_num(), 7);
+        assert_ne!(Bus::new().run_id(), bus.run_id());
         assert_eq!(bus.last_seq(), 3);
         assert_eq!(bus.counts_by_kind()["process_exit"], 3);
     }

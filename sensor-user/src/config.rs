@@ -17,6 +17,11 @@ mod doc;
 pub mod trace;
 
 pub use doc::DocError;
+mod delivery;
+pub use delivery::{
+    FACILITIES, KafkaConfig, PayloadFormat, RateLimitConfig, SEVERITIES, SaslConfig, Selection, SpoolConfig,
+    SyslogConfig, TlsConfig, host_port,
+};
 
 pub const DEFAULT_PATH: &str = "/etc/modelwatch/modelwatch.toml";
 
@@ -279,6 +284,10 @@ pub struct OutputConfig {
     pub format: OutputFormat,
     /// A JSON-lines file sink with size-based rotation; unset means none.
     pub jsonl: Option<JsonlConfig>,
+    /// Kafka sink, with a spool on local disk.
+    pub kafka: KafkaConfig,
+    /// Syslog sink (RFC 5424 over TCP or TLS), with a spool on local disk.
+    pub syslog: SyslogConfig,
 }
 
 /// A JSON-lines file, rotated by size: `events.jsonl` → `events.jsonl.1` → … .
@@ -423,7 +432,14 @@ impl Default for SensorConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { stdout: true, format: OutputFormat::Compact, jsonl: None }
+        Self {
+            stdout: true,
+            format: OutputFormat::Compact,
+            jsonl: None,
+            // Printed by `config --default` so every key is documented; off until configured.
+            kafka: KafkaConfig { enabled: false, ..Default::default() },
+            syslog: SyslogConfig { enabled: false, ..Default::default() },
+        }
     }
 }
 
@@ -551,6 +567,9 @@ impl Config {
             if j.max_size.0 < 4096 {
                 return Err(bad("output.jsonl.max_size".into(), "must be at least 4KiB".into()));
             }
+        }
+        if let Err((key, message)) = delivery::validate(&self.output.kafka, &self.output.syslog) {
+            return Err(bad(key, message));
         }
         if !self.api.socket.is_absolute() {
             return Err(bad("api.socket".into(), format!("`{}` must be an absolute path", self.api.socket.display())));

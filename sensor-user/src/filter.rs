@@ -13,6 +13,8 @@ pub struct Filter {
     process_names: Vec<String>,
     models: Vec<String>,
     min_severity: i32,
+    /// `sensor_health` and `events_lost` pass whatever the rest says (sinks).
+    meta_passes: bool,
 }
 
 /// Values per filter list, and bytes per value: a client's filter is checked against every
@@ -65,7 +67,16 @@ impl Filter {
             process_names: req.process_names.clone(),
             models: req.models.iter().map(|m| m.to_lowercase()).collect(),
             min_severity: req.min_severity,
+            meta_passes: false,
         })
+    }
+
+    /// A sink's selection: `kinds` and `min_severity` as in `tail`, except that
+    /// `sensor_health` and `events_lost` always pass, so a sink is told about losses and the
+    /// sensor's state whatever it selects.
+    pub fn for_sink(kinds: &[String], min_severity: Severity) -> Result<Self, FilterError> {
+        let req = TailRequest { kinds: kinds.to_vec(), min_severity: min_severity as i32, ..Default::default() };
+        Ok(Self { meta_passes: true, ..Self::from_request(&req)? })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,6 +84,9 @@ impl Filter {
     }
 
     pub fn matches(&self, ev: &Event) -> bool {
+        if self.meta_passes && matches!(ev.payload, Some(Payload::SensorHealth(_) | Payload::EventsLost(_))) {
+            return true;
+        }
         // Events without a severity (older captures) count as INFO.
         if ev.severity.max(Severity::Info as i32) < self.min_severity {
             return false;
@@ -243,6 +257,18 @@ mod tests {
         // Events without a process never match a pid or name filter.
         let exit = Event { payload: Some(Payload::ProcessExit(ProcessExit::default())), ..Default::default() };
         assert!(!filter(TailRequest { pids: vec![1], ..Default::default() }).matches(&exit));
+    }
+
+    #[test]
+    fn a_sink_filter_always_lets_health_and_losses_through() {
+        let f = Filter::for_sink(&["policy_finding".into()], Severity::High).unwrap();
+        assert!(!f.matches(&opened(1, "a", "/m.gguf", "")));
+        for p in [Payload::EventsLost(Default::default()), Payload::SensorHealth(Default::default())] {
+            let ev = Event { severity: Severity::Info as i32, payload: Some(p), ..Default::default() };
+            assert!(f.matches(&ev), "{ev:?}");
+            assert!(!filter(TailRequest { kinds: vec!["policy_finding".into()], ..Default::default() }).matches(&ev));
+        }
+        assert!(Filter::for_sink(&["bogus".into()], Severity::Info).is_err());
     }
 
     #[test]

@@ -25,5 +25,6 @@ pub mod proto;
 pub mod sensor;
 pub mod session;
 pub mod sink;
+pub mod spool;
 pub mod status;
 pub mod telemetry;

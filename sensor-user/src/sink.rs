@@ -1,10 +1,20 @@
-//! Sinks: where the event stream is written (stdout, a rotated JSON-lines file; a networked
-//! sink with an on-disk spool drops in here).
+//! Sinks: where the event stream is written (stdout, a rotated JSON-lines file, and the network
+//! sinks: Kafka and syslog, each behind a spool on local disk).
 //!
 //! A sink is a [`Sink`] implementation driven by its own thread from its own bus
 //! subscription, so blocking I/O in one sink never delays the sensor or another sink, and
 //! every event a sink sees has already been numbered by the bus. What a sink cannot keep up
 //! with is counted by the bus and arrives as an `EventsLost` event in the sink's own output.
+//!
+//! The network sinks ([`network`]) are built differently: their intake thread appends to the
+//! spool ([`crate::spool`]) and a delivery thread sends from it through a [`network::Transport`]
+//! ([`kafka`], [`syslog`]); [`report`] turns their losses and spool trouble into `EventsLost`
+//! and health events.
+
+pub mod kafka;
+pub mod network;
+pub mod report;
+pub mod syslog;
 
 use std::{
     fs::{File, OpenOptions},
@@ -53,6 +63,9 @@ pub struct SinkStats {
     pub written: u64,
     pub failed: u64,
     pub last_error: String,
+    pub last_error_time: Option<std::time::SystemTime>,
+    /// Network sinks: delivery and spool.
+    pub delivery: Option<network::DeliveryStats>,
 }
 
 pub struct SinkHandle {
@@ -94,6 +107,7 @@ pub fn spawn(bus: &Bus, mut sink: Box<dyn Sink>, capacity: usize) -> Result<Sink
                         Err(e) => {
                             s.failed += 1;
                             s.last_error = e.to_string();
+                            s.last_error_time = Some(std::time::SystemTime::now());
                         }
                     }
                 }

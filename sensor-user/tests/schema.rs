@@ -243,6 +243,7 @@ fn samples() -> Vec<Event> {
             schema_version: 1,
             event_id: format!("01a21660-0000-7000-8000-{i:012}"),
             seq: i as u64 + 1,
+            run_id: "01a215f0-0000-7000-8000-0000000c0ffe".into(),
             event_time: ts(1_795_000_000 + i as i64),
             observed_time: ts(1_795_000_001 + i as i64),
             host: Some(Host {

@@ -15,6 +15,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod delivery;
 pub mod engines;
 
 /// How long a test waits for an event it caused before failing.
@@ -220,6 +221,32 @@ impl RunningSensor {
         self.child.id()
     }
 
+    /// The API socket (unless the test's configuration named another).
+    pub fn socket(&self) -> PathBuf {
+        self._dir.path().join("api.sock")
+    }
+
+    /// `modelwatch status --format json` of this sensor.
+    pub fn status(&self) -> Value {
+        let out = Command::new(binary())
+            .args(["status", "--format", "json", "--socket"])
+            .arg(self.socket())
+            .output()
+            .expect("run modelwatch status");
+        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// Kills the sensor with SIGKILL and returns every event it had written to stdout.
+    pub fn kill(mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.events()
+    }
+
     /// A snapshot of every event received so far.
     pub fn events(&self) -> Vec<Value> {
         self.events.lock().unwrap().clone()
@@ -337,8 +364,8 @@ impl Drop for RunningSensor {
 
 /// The payload name of an event (the one key that is not an envelope field).
 pub fn kind(e: &Value) -> &str {
-    const ENVELOPE: [&str; 8] =
-        ["schema_version", "event_id", "seq", "event_time", "observed_time", "host", "process", "severity"];
+    const ENVELOPE: [&str; 9] =
+        ["schema_version", "event_id", "seq", "event_time", "observed_time", "host", "process", "severity", "run_id"];
     e.as_object().and_then(|o| o.keys().find(|k| !ENVELOPE.contains(&k.as_str()))).map_or("", String::as_str)
 }
 

@@ -11,6 +11,11 @@
 //! 3. Memory: collector RSS and peak RSS at idle and after the highest loss-free rate; BPF map
 //!    memory from the sensor's fdinfo.
 //! 4. Artifact hashing throughput on a page-cached 1 GiB file.
+//! 5. The Kafka sink, against a local tansu broker (when `cargo xtask setup` installed it):
+//!    events per second delivered with zero loss, collector CPU per event with the sink on,
+//!    spool bytes written per event, and how long the backlog of a simulated one-hour outage
+//!    takes to drain. `--only kafka` runs just this step (and prints it, leaving BENCHMARKS.md
+//!    alone).
 //!
 //! Writes BENCHMARKS.md and a JSON file with the raw figures (`--compare OLD.json` prints the
 //! differences against an earlier run). `--before OLD_BINARY` makes it an A/B run: an earlier
@@ -57,6 +62,9 @@ pub struct BenchArgs {
     /// A/B: an earlier `modelwatch` binary measured in the same run as configuration `before`.
     #[arg(long, value_name = "OLD_BINARY")]
     before: Option<PathBuf>,
+    /// Run one step only and print its table (`kafka`); BENCHMARKS.md is left as it is.
+    #[arg(long, value_name = "STEP", value_parser = ["kafka"])]
+    only: Option<String>,
 }
 
 /// Analysis appended to the generated report.
@@ -98,10 +106,25 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let bin = root.join("target/release/modelwatch");
     let driver = root.join("target/release/mw-bench");
     let dir = tempdir()?;
-    fixtures(&dir)?;
+    fixtures(&dir, args.only.is_none())?;
     let rounds = if args.quick { 2 } else { args.rounds.max(1) };
     let scale = if args.quick { args.scale * 0.2 } else { args.scale };
 
+    if args.only.as_deref() == Some("kafka") {
+        let tansu = crate::setup::tansu_path(root);
+        if !tansu.exists() {
+            bail!("{} not found: run `cargo xtask setup`", tansu.display());
+        }
+        let k = kafka(&bin, &driver, &dir, &tansu, args.quick)?;
+        let results = json!({ "date": now_utc(), "machine": machine(), "quick": args.quick, "kafka": k });
+        let out = root.join("docs/bench/kafka-latest.json");
+        std::fs::write(&out, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("{}", kafka_section(&k, args.quick));
+        println!("bench: wrote {} in {:.0?} (BENCHMARKS.md left as it is)", out.display(), started.elapsed());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     if let Some(b) = &args.before
         && !b.is_file()
     {
@@ -115,6 +138,13 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     };
     println!("bench: hashing");
     let hashing = json_out(Command::new(&driver).arg("hash").arg(dir.join("random-1g.bin")))?;
+    let tansu = crate::setup::tansu_path(root);
+    let kafka_results = if tansu.exists() {
+        kafka(&bin, &driver, &dir, &tansu, args.quick)?
+    } else {
+        println!("bench: {} not found (`cargo xtask setup` installs it): no Kafka sink figures", tansu.display());
+        Value::Null
+    };
     let results = json!({
         "date": now_utc(),
         "machine": machine(),
@@ -126,6 +156,7 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         "throughput_before": before,
         "before_binary": args.before.as_ref().map(|b| b.display().to_string()),
         "hashing": hashing,
+        "kafka": kafka_results,
         "wall_seconds": started.elapsed().as_secs(),
     });
     if let Some(parent) = args.json.parent() {
@@ -170,7 +201,7 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn fixtures(dir: &Path) -> anyhow::Result<()> {
+fn fixtures(dir: &Path, hashing: bool) -> anyhow::Result<()> {
     std::fs::write(dir.join("small.txt"), b"not a model\n")?;
     std::fs::write(dir.join("model.gguf"), b"GGUF\x03\x00\x00\x00")?;
     std::fs::write(dir.join("burst.mwbench"), b"x")?;
@@ -178,7 +209,7 @@ fn fixtures(dir: &Path) -> anyhow::Result<()> {
     f.set_len(1 << 30)?;
     // Real bytes for hashing (a sparse file would hash holes, not the page cache).
     let random = dir.join("random-1g.bin");
-    if !random.exists() {
+    if hashing && !random.exists() {
         run(Command::new("dd")
             .args(["if=/dev/urandom", "bs=1M", "count=1024", "status=none"])
             .arg(format!("of={}", random.display())))?;
@@ -528,6 +559,191 @@ fn throughput(bin: &Path, driver: &Path, dir: &Path, quick: bool) -> anyhow::Res
     Ok(json!({ "steps": results, "highest_loss_free_rate": best_loss_free, "memory": memory }))
 }
 
+/// A tansu broker for the Kafka step.
+struct Tansu {
+    child: Child,
+}
+
+impl Tansu {
+    fn start(tansu: &Path, port: u16) -> anyhow::Result<Self> {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tansu")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("tansu did not listen on {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A producer that reached the broker first may have created the topic already.
+        let out = Command::new(tansu)
+            .args(["topic", "create", KAFKA_TOPIC, "--partitions", "1", "--broker", &url])
+            .output()
+            .context("tansu topic create")?;
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() && !said.contains("already exists") {
+            bail!("tansu topic create: {said}");
+        }
+        Ok(Self { child })
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const KAFKA_TOPIC: &str = "modelwatch.bench";
+
+/// The kafka sink's counters and the sensor's, from `status`.
+#[derive(Debug, Clone, Copy, Default)]
+struct SinkCounts {
+    published: u64,
+    kernel_dropped: u64,
+    queue_dropped: u64,
+    spool_dropped: u64,
+    delivered: u64,
+    spooled: u64,
+    spool_bytes_written: u64,
+    pending_bytes: u64,
+}
+
+fn sink_counts(bin: &Path, sock: &Path) -> anyhow::Result<SinkCounts> {
+    let s = json_out(Command::new(bin).args(["status", "--format", "json", "--socket"]).arg(sock))?;
+    let k = s["sinks"].as_array().and_then(|a| a.iter().find(|k| k["name"] == "kafka")).context("no kafka sink")?;
+    Ok(SinkCounts {
+        published: num(&s["last_seq"]),
+        kernel_dropped: num(&s["kernel"]["dropped"]),
+        queue_dropped: num(&k["dropped"]),
+        spool_dropped: k["spool_dropped"].as_object().map_or(0, |m| m.values().map(num).sum()),
+        delivered: num(&k["delivered"]),
+        spooled: num(&k["written"]),
+        spool_bytes_written: num(&k["spool_written_bytes"]),
+        pending_bytes: num(&k["pending_bytes"]),
+    })
+}
+
+/// Waits until the kafka sink has delivered (or dropped) every event it had spooled when the
+/// load ended; returns how long that took. (The machine's own activity keeps a few events in
+/// flight all the time, so an empty spool is not the test.)
+fn wait_drained(bin: &Path, sock: &Path, limit: Duration) -> anyhow::Result<(f64, SinkCounts, bool)> {
+    let t = Instant::now();
+    // The intake takes the last events from its queue in well under this.
+    std::thread::sleep(Duration::from_millis(300));
+    let target = sink_counts(bin, sock)?;
+    loop {
+        let c = sink_counts(bin, sock)?;
+        let drained = c.delivered + c.spool_dropped >= target.spooled;
+        if drained || t.elapsed() > limit {
+            return Ok((t.elapsed().as_secs_f64(), c, drained));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The Kafka sink step: stepped rates against a local broker, then the backlog of an outage.
+fn kafka(bin: &Path, driver: &Path, dir: &Path, tansu: &Path, quick: bool) -> anyhow::Result<Value> {
+    println!("bench: kafka sink");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = std::fs::read_to_string(dir.join("throughput.toml"))?;
+    let cfg = dir.join("kafka.toml");
+    let spool = dir.join("kafka-spool");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}[output.kafka]\nbrokers = [\"127.0.0.1:{port}\"]\ntopic = \"{KAFKA_TOPIC}\"\n\
+             [output.kafka.spool]\ndir = \"{}\"\nmax_size = \"4GiB\"\n",
+            spool.display()
+        ),
+    )?;
+    let broker = Tansu::start(tansu, port)?;
+    let sock = dir.join("api.sock");
+    let sensor = start_pinned(
+        bin,
+        &["run", "--format", "json", "--config", cfg.to_str().context("path")?],
+        Ready::Socket(bin, &sock),
+    )?;
+    let pid = sensor.pid();
+    std::thread::sleep(Duration::from_secs(if quick { 1 } else { 5 }));
+    let steps: Vec<(f64, f64)> = if quick {
+        vec![(5_000.0, 3.0), (20_000.0, 3.0)]
+    } else {
+        vec![(10_000.0, 30.0), (30_000.0, 30.0), (60_000.0, 30.0), (100_000.0, 30.0)]
+    };
+    let file = dir.join("burst.mwbench");
+    let mut results = Vec::new();
+    let mut best = 0.0f64;
+    for (rate, secs) in steps {
+        let before = sink_counts(bin, &sock)?;
+        let cpu0 = cpu_ns(pid);
+        let gen_ = json_out(
+            Command::new(driver).args(["generate", "1"]).arg(&file).args([rate.to_string(), secs.to_string()]),
+        )?;
+        let (drain, after, drained) = wait_drained(bin, &sock, Duration::from_secs(300))?;
+        let cpu = cpu_ns(pid) - cpu0;
+        let published = after.published - before.published;
+        let delivered = after.delivered - before.delivered;
+        let (kd, qd, sd) = (
+            after.kernel_dropped - before.kernel_dropped,
+            after.queue_dropped - before.queue_dropped,
+            after.spool_dropped - before.spool_dropped,
+        );
+        let spooled = (after.spooled - before.spooled).max(1);
+        let achieved = gen_["rate"].as_f64().unwrap_or(0.0);
+        let loss_free = kd == 0 && qd == 0 && sd == 0 && drained;
+        if loss_free && achieved > best {
+            best = achieved;
+        }
+        println!(
+            "  target {rate:>7.0} /s for {secs:>3.0} s: {achieved:.0}/s, published {published}, delivered {delivered}, dropped {kd}/{qd}/{sd}, drained after {drain:.1} s, {:.2} us CPU/event",
+            cpu as f64 / 1000.0 / published.max(1) as f64
+        );
+        results.push(json!({
+            "target_rate": rate, "seconds": secs, "achieved_rate": achieved, "published": published,
+            "delivered": delivered, "kernel_dropped": kd, "queue_dropped": qd, "spool_dropped": sd,
+            "drain_seconds": drain, "loss_free": loss_free,
+            "collector_us_per_event": cpu as f64 / 1000.0 / published.max(1) as f64,
+            "spool_bytes_per_event": (after.spool_bytes_written - before.spool_bytes_written) as f64 / spooled as f64,
+        }));
+    }
+    // An outage of one hour, simulated by count: what a busy workstation reports in an hour
+    // (100 events/s) is spooled while the broker is away, then drained.
+    let per_hour: u64 = if quick { 36_000 } else { 360_000 };
+    broker.stop();
+    let before = sink_counts(bin, &sock)?;
+    let rate = 40_000.0;
+    json_out(
+        Command::new(driver)
+            .args(["generate", "1"])
+            .arg(&file)
+            .args([rate.to_string(), format!("{:.1}", per_hour as f64 / rate)]),
+    )?;
+    // Let the spool take the last of them.
+    std::thread::sleep(Duration::from_secs(2));
+    let queued = sink_counts(bin, &sock)?;
+    let broker = Tansu::start(tansu, port)?;
+    let (drain, after, drained) = wait_drained(bin, &sock, Duration::from_secs(1800))?;
+    let events = queued.spooled - queued.delivered;
+    let backlog = json!({
+        "events": events,
+        "simulates": format!("one hour at {} events/s", per_hour / 3600),
+        "spool_bytes": queued.pending_bytes,
+        "drain_seconds": drain,
+        "drain_rate": events as f64 / drain.max(0.001),
+        "dropped": (after.spool_dropped - before.spool_dropped) + (after.queue_dropped - before.queue_dropped),
+        "drained": drained,
+    });
+    println!("  backlog of {events} events drained in {drain:.1} s");
+    sensor.stop();
+    broker.stop();
+    Ok(json!({ "steps": results, "highest_loss_free_rate": best, "backlog": backlog }))
+}
+
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -638,6 +854,53 @@ pub fn markdown(r: &Value) -> String {
         "\n## Artifact hashing\n\nSHA-256 of a page-cached 1 GiB file on one thread: {:.2} GB/s (the implementation alone, in memory: {:.2} GB/s; CPU SHA extensions: {}).\n",
         f(&h["file_gb_per_s"]), f(&h["memory_gb_per_s"]), h["sha_extensions"]
     ));
+    if !r["kafka"].is_null() {
+        o.push('\n');
+        o.push_str(&kafka_section(&r["kafka"], r["quick"].as_bool() == Some(true)));
+    }
+    o
+}
+
+/// The Kafka sink's section of the report.
+fn kafka_section(k: &Value, quick: bool) -> String {
+    let mut o = String::new();
+    o.push_str(&format!(
+        "## Kafka sink{}\n\nA local tansu broker (memory storage) on 127.0.0.1; reportable opens generated on CPU 1, collector on CPU 0 with the Kafka sink (protobuf, zstd, idempotent, acks=all) and JSON to /dev/null. \"delivered\" counts what the broker acknowledged; a step is loss-free when nothing was dropped anywhere (kernel, sink queue, spool) and the spool drained.\n\n",
+        if quick { " (quick run: not figures to quote)" } else { "" }
+    ));
+    o.push_str("| target rate /s | seconds | achieved /s | events published | delivered | dropped (kernel / queue / spool) | drained after | loss-free | collector µs CPU / event | spool bytes / event |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for s in k["steps"].as_array().into_iter().flatten() {
+        o.push_str(&format!(
+            "| {:.0} | {} | {:.0} | {} | {} | {} / {} / {} | {:.1} s | {} | {:.2} | {:.0} |\n",
+            f(&s["target_rate"]),
+            s["seconds"],
+            f(&s["achieved_rate"]),
+            s["published"],
+            s["delivered"],
+            s["kernel_dropped"],
+            s["queue_dropped"],
+            s["spool_dropped"],
+            f(&s["drain_seconds"]),
+            s["loss_free"],
+            f(&s["collector_us_per_event"]),
+            f(&s["spool_bytes_per_event"]),
+        ));
+    }
+    o.push_str(&format!(
+        "\nHighest loss-free rate delivered to the broker: {:.0} events/s.\n",
+        f(&k["highest_loss_free_rate"])
+    ));
+    let b = &k["backlog"];
+    if !b.is_null() {
+        o.push_str(&format!(
+            "\nOutage backlog: {} events ({}; {:.1} MiB of spool) queued while the broker was down drained in {:.1} s once it was back ({:.0} events/s).\n",
+            b["events"],
+            b["simulates"].as_str().unwrap_or(""),
+            num(&b["spool_bytes"]) as f64 / (1u64 << 20) as f64,
+            f(&b["drain_seconds"]),
+            f(&b["drain_rate"]),
+        ));
+    }
     o
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's entry points.
 //!
-//! - `setup`  installs what the build and the tests need (nightly rust-src, bpf-linker, buf, and
-//!   the real inference engines under target/engines/), idempotently;
+//! - `setup`  installs what the build and the tests need (nightly rust-src, bpf-linker, buf,
+//!   cmake, rsyslog, the tansu broker, and the real inference engines under target/engines/),
+//!   idempotently;
 //! - `build`  builds the sensor;
 //! - `run`    builds and runs the sensor as root with the built-in defaults;
 //! - `test`   runs every test: unit, root integration, schema lint and breaking-change checks;
@@ -89,7 +90,10 @@ fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.cmd {
-        Cmd::Setup => setup::setup(&root),
+        Cmd::Setup => {
+            setup::setup(&root)?;
+            setup::setup_delivery(&root)
+        }
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => {
             setup::build_prerequisites(&root)?;
@@ -176,6 +180,8 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     // one filesystem whose open-by-handle writes change no timestamp).
     setup::ensure_apt("mkfs.btrfs", "btrfs-progs")?;
     setup::ensure_apt("mkfs.xfs", "xfsprogs")?;
+    // The network sinks' tests run a broker and rsyslog.
+    setup::setup_delivery(root)?;
     lint(root)?;
     // The integration tests run the real binary.
     build(false)?;

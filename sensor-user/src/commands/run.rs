@@ -24,6 +24,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Every capability the sensor needs, named when missing: without some of them it would
     // run and silently see less.
     crate::privileges::require(crate::privileges::SENSOR)?;
+    let cfg_path = args.config.clone().unwrap_or_else(|| std::path::PathBuf::from(crate::config::DEFAULT_PATH));
+    // Network sinks are checked against the machine before any probe is loaded: a name that
+    // does not resolve or a missing certificate is a configuration error, not a silent drop.
+    let network_sinks = sink::network::build_all(&cfg, &cfg_path)?;
     // Whatever the sensor creates (state, event files, the API socket before its chmod) is
     // never open to other users.
     // SAFETY: umask cannot fail; no other thread exists yet.
@@ -45,8 +49,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let file = JsonlFileSink::open_as(&j.path, j.max_size.0, j.keep, j.format)?;
             sinks.push(sink::spawn(&bus, Box::new(file), SINK_QUEUE)?);
         }
-        let sink_stats: api::SharedSinks = Arc::new(Mutex::new(sinks.iter().map(|s| s.stats.clone()).collect()));
+        let mut network = Vec::new();
+        for spec in network_sinks {
+            let name = spec.name.clone();
+            let queue = SINK_QUEUE;
+            network.push(sink::network::spawn(&bus, spec, queue)?);
+            tracing::info!(sink = %name, "network sink started");
+        }
+        let mut all_stats: Vec<_> = sinks.iter().map(|s| s.stats.clone()).collect();
+        all_stats.extend(network.iter().map(|s| s.stats.clone()));
+        let sink_stats: api::SharedSinks = Arc::new(Mutex::new(all_stats));
         let (sensor, ring) = Sensor::start(cfg.clone(), bus.clone())?;
+        let reporter = if network.is_empty() {
+            None
+        } else {
+            let stats = network.iter().map(|s| s.stats.clone()).collect();
+            Some(
+                sink::report::spawn(bus.clone(), sensor.status(), sensor.host(), stats)
+                    .context("starting the sink reports")?,
+            )
+        };
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = if cfg.api.enabled {
             let service =
@@ -73,6 +95,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(n) = notifier {
             n.abort();
         }
+        // The sinks' last loss reports go out before the bus closes.
+        if let Some(r) = reporter {
+            r.stop();
+        }
         // Closing the bus ends every Tail stream, so the server can stop promptly.
         bus.close();
         let _ = stop_api.send(());
@@ -82,6 +108,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             tracing::warn!("API server did not stop within 5 s");
         }
         for s in sinks {
+            s.join();
+        }
+        for s in network {
             s.join();
         }
         result?;

@@ -96,16 +96,53 @@ pub fn text(s: &SensorStatus) -> String {
         let _ = writeln!(o, "  #{} delivered {} dropped {}", c.id, c.delivered, c.dropped);
     }
     let _ = writeln!(o, "sinks:");
+    let now = std::time::SystemTime::now();
+    let age = |t: &Option<pbjson_types::Timestamp>| {
+        t.as_ref().map_or_else(String::new, |t| {
+            let then = std::time::UNIX_EPOCH + std::time::Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32);
+            format!("{}s", now.duration_since(then).unwrap_or_default().as_secs())
+        })
+    };
     for k in &s.sinks {
+        if k.destination.is_empty() {
+            let _ = writeln!(
+                o,
+                "  {} written {} dropped {} failed {}{}",
+                k.name,
+                k.written,
+                k.dropped,
+                k.failed,
+                if k.last_error.is_empty() { String::new() } else { format!(" ({})", k.last_error) }
+            );
+            continue;
+        }
+        // A network sink: delivery and its spool.
+        let _ = writeln!(o, "  {} → {}", k.name, k.destination);
+        let oldest = if k.pending_events == 0 { String::new() } else { format!(", oldest {}", age(&k.oldest_pending)) };
         let _ = writeln!(
             o,
-            "  {} written {} dropped {} failed {}{}",
-            k.name,
-            k.written,
-            k.dropped,
-            k.failed,
-            if k.last_error.is_empty() { String::new() } else { format!(" ({})", k.last_error) }
+            "    delivered {}, pending {} ({}){oldest}, retries {}",
+            k.delivered,
+            k.pending_events,
+            human_bytes(k.pending_bytes),
+            k.retries
         );
+        let mut dropped: Vec<String> = vec![format!("queue {}", k.dropped)];
+        let mut reasons: Vec<_> = k.spool_dropped.iter().collect();
+        reasons.sort();
+        dropped.extend(reasons.into_iter().map(|(r, n)| format!("{r} {n}")));
+        let mut limited: Vec<_> = k.rate_limited.iter().collect();
+        limited.sort();
+        dropped.extend(limited.into_iter().map(|(kind, n)| format!("rate_limited {kind} {n}")));
+        let _ = writeln!(o, "    dropped: {}", dropped.join(", "));
+        let _ =
+            writeln!(o, "    spool {} ({} on disk, {} spooled)", k.spool_dir, human_bytes(k.spool_bytes), k.written);
+        if !k.spool_error.is_empty() {
+            let _ = writeln!(o, "    SPOOL ERROR: {}", k.spool_error);
+        }
+        if !k.last_error.is_empty() {
+            let _ = writeln!(o, "    last error ({} ago): {}", age(&k.last_error_time), k.last_error);
+        }
     }
     let _ = writeln!(o, "memory:   {} RSS", human_bytes(s.rss_bytes));
     o

@@ -90,6 +90,98 @@ const ROWS: &[Row] = &[
     row("output.jsonl.max_size", "Rotate when the file would exceed this size"),
     row("output.jsonl.keep", "Rotated files kept (events.jsonl.1, .2, ...)"),
     row("output.jsonl.format", "What each line is: json (proto3 JSON mapping) or ocsf (OCSF 1.8.0)"),
+    row("output.kafka", "The Kafka sink (unset: none): an idempotent producer with acks=all, on a spool"),
+    row("output.kafka.enabled", "A table written in the file is enabled unless this says false"),
+    row("output.kafka.brokers", "Bootstrap brokers, host:port"),
+    row("output.kafka.topic", "The topic events go to (message key: the host id, so each host stays in order)"),
+    row("output.kafka.findings_topic", "Policy findings go to this topic instead, when set"),
+    row("output.kafka.format", "Message value: protobuf (an encoded modelwatch.v1.Event), json or ocsf"),
+    row("output.kafka.compression", "none, gzip, snappy, lz4 or zstd"),
+    row("output.kafka.linger_ms", "How long the producer waits to fill a batch, in milliseconds"),
+    row(
+        "output.kafka.delivery_timeout_ms",
+        "How long a message may wait for its acknowledgement before it is sent again",
+    ),
+    row("output.kafka.client_id", "The client id the brokers see"),
+    row("output.kafka.kinds", "Only these event kinds (as in tail --kind); empty: all (health and losses always pass)"),
+    row("output.kafka.min_severity", "Lowest severity sent: info, low, medium, high or critical"),
+    row("output.kafka.rate_limit", "Holds back part of high-volume kinds, counted (unset: nothing held back)"),
+    example("output.kafka.rate_limit.kinds", "The kinds limited", "[\"session_updated\", \"accelerator_activity\"]"),
+    example("output.kafka.rate_limit.per_second", "Events per second let through, per kind", "10"),
+    example("output.kafka.rate_limit.burst", "Events let through at once after a quiet spell, per kind", "50"),
+    row("output.kafka.tls", "TLS to the brokers (unset: plain TCP)"),
+    example(
+        "output.kafka.tls.ca",
+        "CA certificates to trust (unset: the system's)",
+        "\"/etc/modelwatch/kafka-ca.pem\"",
+    ),
+    example("output.kafka.tls.cert", "Client certificate, PEM", "\"/etc/modelwatch/kafka-client.pem\""),
+    example("output.kafka.tls.key", "Its private key, PEM", "\"/etc/modelwatch/kafka-client.key\""),
+    example("output.kafka.tls.server_name", "Name to verify the broker's certificate against", "\"kafka.example.com\""),
+    row("output.kafka.sasl", "SASL authentication (unset: none)"),
+    example("output.kafka.sasl.mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", "\"SCRAM-SHA-512\""),
+    example("output.kafka.sasl.username", "The user", "\"modelwatch\""),
+    example("output.kafka.sasl.password", "The password (better: password_file)", "\"secret\""),
+    example("output.kafka.sasl.password_file", "A file holding the password", "\"/etc/modelwatch/kafka.password\""),
+    row("output.kafka.spool", "The write-ahead spool on disk under the sink"),
+    row("output.kafka.spool.dir", "Its directory; empty: <sensor.state_dir>/spool/<sink>"),
+    row(
+        "output.kafka.spool.max_size",
+        "Most disk it takes; when full the oldest undelivered events are dropped, counted",
+    ),
+    row(
+        "output.kafka.spool.max_age_s",
+        "Undelivered events older than this many seconds are dropped, counted (0: kept)",
+    ),
+    row(
+        "output.kafka.spool.sync_interval_ms",
+        "Spooled events reach the disk at least this often (what a power cut can lose)",
+    ),
+    row("output.kafka.spool.sync_events", "... and after this many events"),
+    row("output.kafka.properties", "Further librdkafka producer properties (those the sink sets itself are refused)"),
+    row("output.syslog", "The syslog sink (unset: none): RFC 5424, octet-counted, over TCP or TLS, on a spool"),
+    row("output.syslog.enabled", "A table written in the file is enabled unless this says false"),
+    row("output.syslog.address", "The receiver, host:port"),
+    row("output.syslog.transport", "tcp or tls"),
+    row("output.syslog.format", "Message text: json or ocsf"),
+    row("output.syslog.facility", "Syslog facility: kern, user, ... local0 ... local7"),
+    row(
+        "output.syslog.kinds",
+        "Only these event kinds (as in tail --kind); empty: all (health and losses always pass)",
+    ),
+    row("output.syslog.min_severity", "Lowest severity sent: info, low, medium, high or critical"),
+    row("output.syslog.rate_limit", "Holds back part of high-volume kinds, counted (unset: nothing held back)"),
+    example("output.syslog.rate_limit.kinds", "The kinds limited", "[\"session_updated\", \"accelerator_activity\"]"),
+    example("output.syslog.rate_limit.per_second", "Events per second let through, per kind", "10"),
+    example("output.syslog.rate_limit.burst", "Events let through at once after a quiet spell, per kind", "50"),
+    row("output.syslog.tls", "With transport = \"tls\": the CA to trust and the client certificate"),
+    example(
+        "output.syslog.tls.ca",
+        "CA certificates to trust (unset: the system's)",
+        "\"/etc/modelwatch/syslog-ca.pem\"",
+    ),
+    example("output.syslog.tls.cert", "Client certificate, PEM", "\"/etc/modelwatch/syslog-client.pem\""),
+    example("output.syslog.tls.key", "Its private key, PEM", "\"/etc/modelwatch/syslog-client.key\""),
+    example(
+        "output.syslog.tls.server_name",
+        "Name to verify the receiver's certificate against",
+        "\"siem.example.com\"",
+    ),
+    row("output.syslog.spool", "The write-ahead spool on disk under the sink"),
+    row("output.syslog.spool.dir", "Its directory; empty: <sensor.state_dir>/spool/<sink>"),
+    row(
+        "output.syslog.spool.max_size",
+        "Most disk it takes; when full the oldest undelivered events are dropped, counted",
+    ),
+    row(
+        "output.syslog.spool.max_age_s",
+        "Undelivered events older than this many seconds are dropped, counted (0: kept)",
+    ),
+    row(
+        "output.syslog.spool.sync_interval_ms",
+        "Spooled events reach the disk at least this often (what a power cut can lose)",
+    ),
+    row("output.syslog.spool.sync_events", "... and after this many events"),
     row("api", "The local gRPC API on a Unix socket: modelwatch tail, modelwatch status"),
     row("api.enabled", "Serve the API"),
     row("api.socket", "Socket path; mode 0660, group modelwatch when that group exists"),
@@ -396,9 +488,9 @@ mod tests {
     #[test]
     fn a_key_without_a_row_is_named() {
         let mut keys = trace::keys::<Config>().unwrap();
-        keys.push(trace::Key { path: "output.kafka.brokers".into(), table: false, optional: true });
+        keys.push(trace::Key { path: "output.nosuch.brokers".into(), table: false, optional: true });
         let e = check_rows(&keys).unwrap_err().to_string();
-        assert!(e.contains("`output.kafka.brokers` has no documentation") && e.contains("config/doc.rs"), "{e}");
+        assert!(e.contains("`output.nosuch.brokers` has no documentation") && e.contains("config/doc.rs"), "{e}");
     }
 
     #[test]
