@@ -1,5 +1,6 @@
-//! The local API: a tonic gRPC server on a Unix socket (`ModelwatchService`: `Tail`, `Status`),
-//! and the client side used by `modelwatch tail` and `modelwatch status`.
+//! The local API: a tonic gRPC server on a Unix socket (`ModelwatchService`: `Tail`, `Status`,
+//! `Config`), and the client side used by `modelwatch tail`, `modelwatch status` and
+//! `modelwatch config --effective`.
 //!
 //! Socket clients are untrusted: filters are validated, every subscriber gets a bounded queue
 //! on the bus (a stalled client loses events and is told, the sensor never waits), and the
@@ -25,7 +26,8 @@ use crate::{
     filter::Filter,
     host::timestamp,
     proto::v1::{
-        Event, Host, SensorStatus, SinkStatus, StatusRequest, SubscriberStatus, TailRequest,
+        ConfigRequest, Event, Host, SensorConfig, SensorStatus, SinkStatus, StatusRequest, SubscriberStatus,
+        TailRequest,
         modelwatch_service_client::ModelwatchServiceClient,
         modelwatch_service_server::{ModelwatchService, ModelwatchServiceServer},
     },
@@ -189,6 +191,19 @@ impl ModelwatchService for Service {
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<SensorStatus>, Status> {
         let live = self.live_kernel_stats().await;
         Ok(Response::new(self.status_with(live)))
+    }
+
+    async fn config(&self, _request: Request<ConfigRequest>) -> Result<Response<SensorConfig>, Status> {
+        let view = self.status.lock().ok().and_then(|v| v.config.clone());
+        let Some(c) = view else {
+            return Err(Status::unavailable("the sensor has not loaded its configuration yet"));
+        };
+        Ok(Response::new(SensorConfig {
+            toml: c.toml,
+            path: c.path.display().to_string(),
+            loaded_at: c.loaded_at.map(timestamp),
+            restart_pending: c.restart_pending,
+        }))
     }
 }
 

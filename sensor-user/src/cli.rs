@@ -210,11 +210,19 @@ impl ScanArgs {
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// Print the built-in default configuration.
-    #[arg(long, conflicts_with = "check")]
+    #[arg(long, conflicts_with_all = ["check", "effective"])]
     pub default: bool,
     /// Validate a configuration file.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "effective")]
     pub check: Option<PathBuf>,
+    /// Print the running sensor's configuration in force (asked over its API socket), as TOML:
+    /// the file as of the start or the last reload (SIGHUP); settings a reload could not apply
+    /// keep their running value and are listed in a comment.
+    #[arg(long)]
+    pub effective: bool,
+    /// The sensor's API socket (for --effective).
+    #[arg(long, default_value = crate::config::DEFAULT_SOCKET, env = "MODELWATCH_SOCKET")]
+    pub socket: PathBuf,
 }
 
 #[cfg(test)]

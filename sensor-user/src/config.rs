@@ -27,10 +27,15 @@ pub const DEFAULT_PATH: &str = "/etc/modelwatch/modelwatch.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    // The OS error is part of this message, not a `source`: a chain printed with `{:#}` would
+    // say it twice.
+    #[error("cannot read config {path}: {reason}")]
+    Read { path: PathBuf, reason: std::io::Error },
+    /// A syntax error, an unknown key or a value of the wrong type: where it is, what is wrong,
+    /// and the line with a caret under the spot (`snippet`, two lines; empty when TOML gave no
+    /// position).
+    #[error("config {path}{at}: {message}{snippet}", at = location(*line, *column), snippet = snippet_block(snippet))]
+    Parse { path: PathBuf, line: usize, column: usize, message: String, snippet: String },
     #[error("config {path}: key `{key}`: {message}")]
     Invalid { path: PathBuf, key: String, message: String },
 }
@@ -452,16 +457,13 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(Self::default());
             }
-            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+            Err(reason) => return Err(ConfigError::Read { path: path.to_owned(), reason }),
         };
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -605,6 +607,52 @@ impl Config {
     pub fn exit_grace(&self) -> Duration {
         Duration::from_millis(self.sensor.exit_grace_ms)
     }
+}
+
+/// serde's words for what a file's author calls keys and numbers.
+fn plain(message: &str) -> String {
+    let mut m = message.replace("unknown field", "unknown key");
+    for (ty, words) in [
+        ("u8", "a whole number"),
+        ("u16", "a whole number"),
+        ("u32", "a whole number"),
+        ("u64", "a whole number"),
+        ("usize", "a whole number"),
+        ("i64", "a whole number"),
+        ("f64", "a number"),
+    ] {
+        m = m.replace(&format!("expected {ty}"), &format!("expected {words}"));
+    }
+    m
+}
+
+/// `, line L, column C` (1-based), or nothing when TOML gave no position.
+fn location(line: usize, column: usize) -> String {
+    if line == 0 { String::new() } else { format!(", line {line}, column {column}") }
+}
+
+fn snippet_block(snippet: &str) -> String {
+    if snippet.is_empty() { String::new() } else { format!("\n{snippet}") }
+}
+
+/// TOML's error with its position as line and column, and the offending line with a caret
+/// under the span (TOML's own rendering, with the message first and on one line).
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = plain(&e.message().trim().replace('\n', "; "));
+    let Some(span) = e.span() else {
+        return ConfigError::Parse { path: path.to_owned(), line: 0, column: 0, message, snippet: String::new() };
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let source_line = &text[line_start..line_end];
+    let width = text.get(start..span.end.min(line_end)).map_or(0, |s| s.chars().count()).max(1);
+    let caret = format!("{}{}", " ".repeat(column - 1), "^".repeat(width));
+    let gutter = " ".repeat(line.to_string().len());
+    let snippet = format!("{line} | {source_line}\n{gutter} | {caret}");
+    ConfigError::Parse { path: path.to_owned(), line, column, message, snippet }
 }
 
 /// Expands `~/` in a configured directory to every local home directory (from /etc/passwd,

@@ -538,11 +538,17 @@ impl KernelMaps {
         })
     }
 
+    /// Makes the kernel's extension filter exactly `exts`: new ones are added first, then those
+    /// no longer listed removed (a configuration reload), so no listed extension is ever out.
     pub fn set_extensions<'a>(&mut self, exts: impl IntoIterator<Item = &'a str>) -> Result<(), LoaderError> {
-        for ext in exts {
-            if let Some(key) = sensor_ebpf::ext_key(ext) {
-                self.extensions.insert(key, 1, 0).map_err(|source| LoaderError::Map { map: "EXTENSIONS", source })?;
-            }
+        let wanted: Vec<ExtKey> = exts.into_iter().filter_map(sensor_ebpf::ext_key).collect();
+        for key in &wanted {
+            self.extensions.insert(key, 1, 0).map_err(|source| LoaderError::Map { map: "EXTENSIONS", source })?;
+        }
+        let stale: Vec<ExtKey> =
+            self.extensions.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+        for key in stale {
+            self.extensions.remove(&key).map_err(|source| LoaderError::Map { map: "EXTENSIONS", source })?;
         }
         Ok(())
     }
@@ -551,13 +557,29 @@ impl KernelMaps {
         &mut self,
         prefixes: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), LoaderError> {
-        for prefix in prefixes {
-            let bytes = prefix.as_bytes();
-            let n = bytes.len().min(LIB_PREFIX_MAX);
-            let mut data = [0u8; LIB_PREFIX_MAX];
-            data[..n].copy_from_slice(&bytes[..n]);
-            let key = Key::new((n * 8) as u32, data);
+        let wanted: Vec<(u32, [u8; LIB_PREFIX_MAX])> = prefixes
+            .into_iter()
+            .map(|prefix| {
+                let bytes = prefix.as_bytes();
+                let n = bytes.len().min(LIB_PREFIX_MAX);
+                let mut data = [0u8; LIB_PREFIX_MAX];
+                data[..n].copy_from_slice(&bytes[..n]);
+                ((n * 8) as u32, data)
+            })
+            .collect();
+        for &(bits, data) in &wanted {
+            let key = Key::new(bits, data);
             self.runtime_libs.insert(&key, 1, 0).map_err(|source| LoaderError::Map { map: "RUNTIME_LIBS", source })?;
+        }
+        // Those no longer listed (a configuration reload) go after the new ones are in.
+        let stale: Vec<Key<[u8; LIB_PREFIX_MAX]>> = self
+            .runtime_libs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.iter().any(|&(bits, data)| k.prefix_len() == bits && k.data() == data))
+            .collect();
+        for key in stale {
+            self.runtime_libs.remove(&key).map_err(|source| LoaderError::Map { map: "RUNTIME_LIBS", source })?;
         }
         Ok(())
     }
@@ -590,6 +612,27 @@ impl KernelMaps {
             return (0, Err(LoaderError::Map { map: "MODEL_DIRS_PRESENT", source }));
         }
         (added, result)
+    }
+
+    /// Takes model directories out of the filter (a configuration reload dropped them) and
+    /// forgets cached per-directory verdicts, which may now be wrong. Returns how many were in
+    /// the map.
+    pub fn remove_model_dirs(&mut self, dirs: &[FileId]) -> Result<usize, LoaderError> {
+        let mut removed = 0u32;
+        for id in dirs {
+            if self.model_dirs.remove(id).is_ok() {
+                removed += 1;
+            }
+        }
+        let keys: Vec<FileId> = self.dir_verdict.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = self.dir_verdict.remove(&k);
+        }
+        self.model_dir_count = self.model_dir_count.saturating_sub(removed);
+        self.model_dirs_present
+            .set(0, self.model_dir_count, 0)
+            .map_err(|source| LoaderError::Map { map: "MODEL_DIRS_PRESENT", source })?;
+        Ok(removed as usize)
     }
 
     /// Marks a process as holding a watched device (found in /proc at start): its ioctls are

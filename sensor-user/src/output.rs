@@ -81,6 +81,12 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
+/// [`sanitize`] for text of several lines: each line on its own, the line breaks kept (a
+/// TOML error's caret line, a configuration shown as TOML).
+pub fn sanitize_lines(s: &str) -> String {
+    s.split('\n').map(sanitize).collect::<Vec<_>>().join("\n")
+}
+
 /// A file's path for display: its exact bytes when they are not UTF-8 (each invalid byte as
 /// `\xNN`, which [`sanitize`] keeps as text), else the path.
 pub fn display_path(f: &FileRef) -> String {

@@ -296,6 +296,11 @@ impl Tracker {
         Self { cfg, procs: HashMap::new(), untracked: 0 }
     }
 
+    /// New settings (a configuration reload): they apply to what is observed from now on.
+    pub fn set_config(&mut self, cfg: SessionConfig) {
+        self.cfg = cfg;
+    }
+
     /// Number of running sessions.
     #[cfg(test)]
     fn active(&self) -> usize {

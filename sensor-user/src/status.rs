@@ -25,6 +25,21 @@ pub struct StatusView {
     pub model_events_folded: u64,
     /// Model events reported without a content verdict.
     pub model_events_unidentified: u64,
+    /// The configuration in force (set at start and by each reload).
+    pub config: Option<ConfigView>,
+}
+
+/// The configuration in force, as `modelwatch config --effective` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigView {
+    /// The file it was read from (or would have been: the default path when absent).
+    pub path: std::path::PathBuf,
+    /// The configuration as TOML, secrets left out.
+    pub toml: String,
+    /// When it was loaded (start or the last reload).
+    pub loaded_at: Option<SystemTime>,
+    /// Settings the file changes that keep their running value until a restart.
+    pub restart_pending: Vec<String>,
 }
 
 pub type SharedStatus = Arc<Mutex<StatusView>>;

@@ -1,5 +1,5 @@
-//! SIGHUP reloads the approved-model manifest. In its own test binary: the signal goes to the
-//! whole process.
+//! SIGHUP reloads the approved-model manifest and reads the configuration file again. In its
+//! own test binary: the signal goes to the whole process.
 
 use std::time::Duration;
 
@@ -17,7 +17,9 @@ async fn sighup_reloads_the_manifest() {
     let cfg = ArtifactConfig { manifest: Some(manifest.clone()), manifest_poll_secs: 0, ..Default::default() };
     let (tx, rx) = std::sync::mpsc::channel();
     let h = Analyzer::start(&cfg, dir.path(), tx).expect("start");
-    modelwatch::sensor::reload_manifest_on_sighup(&h);
+    // The default path, absent: the configuration read again is the defaults.
+    let source = modelwatch::sensor::ConfigSource { path: dir.path().join("absent.toml"), explicit: false };
+    let mut reloads = modelwatch::sensor::reload_on_sighup(source, Some(h.clone()));
     std::fs::write(&manifest, format!(r#"{{"model": [], "deny": [{{"sha256": "{}"}}]}}"#, "d".repeat(64)))
         .expect("write");
     // SAFETY: raising a signal the sensor handles.
@@ -33,6 +35,8 @@ async fn sighup_reloads_the_manifest() {
     .await
     .expect("join");
     assert_eq!(denied, 1);
+    let reloaded = tokio::time::timeout(Duration::from_secs(120), reloads.recv()).await.expect("hang guard");
+    assert_eq!(reloaded.expect("sender alive").expect("valid"), modelwatch::config::Config::default());
     assert_eq!(h.stats().manifest_reloads, 1);
     h.shutdown();
 }

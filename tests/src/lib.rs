@@ -221,6 +221,12 @@ impl RunningSensor {
         self.child.id()
     }
 
+    /// The configuration file the sensor was started with (a test may rewrite it and send
+    /// SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("modelwatch.toml")
+    }
+
     /// The API socket (unless the test's configuration named another).
     pub fn socket(&self) -> PathBuf {
         self._dir.path().join("api.sock")

@@ -39,7 +39,8 @@ fn bad_config_exits_2_naming_the_key() {
     std::fs::write(&cfg, "[files]\nsize_threshold = \"lots\"\n").unwrap();
     let (code, _, err) = run(&["run", "--config", cfg.to_str().unwrap()], &[], None);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("size_threshold") && err.lines().count() == 1, "{err}");
+    // The message's line, then the offending line of the file and a caret under the value.
+    assert!(err.contains("size_threshold") && err.lines().count() == 3, "{err}");
     std::fs::write(&cfg, "[sensor]\nring_buffer_kib = 100\n").unwrap();
     let (code, _, err) = run(&["config", "--check", cfg.to_str().unwrap()], &[], None);
     assert_eq!(code, 2);
@@ -47,6 +48,49 @@ fn bad_config_exits_2_naming_the_key() {
     let (code, _, err) = run(&["run", "--config", "/nonexistent/modelwatch.toml"], &[], None);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/modelwatch.toml"), "{err}");
+}
+
+/// What `run --config` and `config --check` print for a bad file: TOML's line and column and
+/// the offending line with a caret under the spot, the OS error once.
+#[test]
+fn config_errors_are_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let cases = [
+        ("syntax.toml", "[files\n", "line 1, column 7: unclosed table, expected `]`\n1 | [files\n  |       ^\n"),
+        (
+            "unknown.toml",
+            "[files]\nbogus = 1\n",
+            "line 2, column 1: unknown key `bogus`, expected one of `extensions`, `size_threshold`, \
+             `model_dirs`, `runtime_libraries`, `suppress_known_non_models`, `report_non_models`, \
+             `fold_window_ms`, `runtime_process_opens_per_sec`\n2 | bogus = 1\n  | ^^^^^\n",
+        ),
+        (
+            "value.toml",
+            "[files]\nfold_window_ms = \"soon\"\n",
+            "line 2, column 18: invalid type: string \"soon\", expected a whole number\n\
+             2 | fold_window_ms = \"soon\"\n  |                  ^^^^^^\n",
+        ),
+        (
+            "range.toml",
+            "[sensor]\nring_buffer_kib = 1000\n",
+            "key `sensor.ring_buffer_kib`: 1000 must be a power of two between 64 and 1048576\n",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        std::fs::write(p(name), text).unwrap();
+        let sep = if expected.starts_with("line") { ", " } else { ": " };
+        let want = format!("modelwatch: config {}{sep}{expected}", p(name));
+        for args in [["run", "--config"], ["config", "--check"]] {
+            let (code, _, err) = run(&[args[0], args[1], &p(name)], &[], None);
+            assert_eq!((code, err.as_str()), (2, want.as_str()), "{args:?} {name}");
+        }
+    }
+    let want = format!("modelwatch: cannot read config {}: No such file or directory (os error 2)\n", p("absent.toml"));
+    for args in [["run", "--config"], ["config", "--check"]] {
+        let (code, _, err) = run(&[args[0], args[1], &p("absent.toml")], &[], None);
+        assert_eq!((code, err.as_str()), (2, want.as_str()), "{args:?}");
+    }
 }
 
 #[test]

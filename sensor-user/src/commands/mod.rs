@@ -27,9 +27,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            // Errors quote paths and text from outside: they reach a terminal too. One line,
-            // in the log's format (the journal keeps a line per entry).
-            let message = crate::output::sanitize(&format!("{e:#}"));
+            // Errors quote paths and text from outside: they reach a terminal too. In the
+            // log's format; as text, a configuration error keeps its second and third line
+            // (the offending line and a caret under the spot).
+            let message = crate::output::sanitize_lines(&format!("{e:#}"));
             if json_log {
                 tracing::error!("{message}");
             } else {

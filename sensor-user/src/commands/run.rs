@@ -12,7 +12,7 @@ use crate::{
     api::{self, Service},
     bus::Bus,
     cli::RunArgs,
-    sensor::Sensor,
+    sensor::{ConfigSource, Sensor},
     sink::{self, JsonlFileSink, StdoutSink},
 };
 
@@ -59,7 +59,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut all_stats: Vec<_> = sinks.iter().map(|s| s.stats.clone()).collect();
         all_stats.extend(network.iter().map(|s| s.stats.clone()));
         let sink_stats: api::SharedSinks = Arc::new(Mutex::new(all_stats));
-        let (sensor, ring) = Sensor::start(cfg.clone(), bus.clone())?;
+        let source = ConfigSource { path: cfg_path.clone(), explicit: args.config.is_some() };
+        let (sensor, ring) = Sensor::start(cfg.clone(), source, bus.clone())?;
         let reporter = if network.is_empty() {
             None
         } else {

@@ -238,7 +238,9 @@ const HEADER: &str = "\
 # so does a missing file. Lines `# key = value` are unset by default; remove the `# ` to set
 # them (in a commented `# [table]`, together with the table's header).
 # `modelwatch config --check FILE` validates a file; `modelwatch config --default` prints
-# this text. The sensor reads the file at start.
+# this text. The sensor reads the file at start and again on SIGHUP (`systemctl reload
+# modelwatch`); which settings apply then and which need a restart: docs/configuration.md;
+# `modelwatch config --effective` shows what the running sensor has in force.
 ";
 
 /// Inline arrays longer than this are written one element per line.

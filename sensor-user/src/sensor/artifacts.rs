@@ -83,31 +83,6 @@ impl UpdateSink for LoopUpdates {
     }
 }
 
-/// Re-reads the approved-model manifest on SIGHUP. Registered before the sensor reports ready,
-/// so a SIGHUP right after start is neither missed nor fatal (its default action terminates).
-pub fn reload_manifest_on_sighup(analyzer: &AnalyzerHandle) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        tracing::debug!("no async runtime: the manifest reloads on change only");
-        return;
-    };
-    let registered = {
-        let _enter = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    };
-    match registered {
-        Ok(mut sig) => {
-            let analyzer = analyzer.clone();
-            rt.spawn(async move {
-                while sig.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading the model manifest");
-                    analyzer.reload_manifest();
-                }
-            });
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; the manifest reloads on change only"),
-    }
-}
-
 /// What the process holds of the file, for when its path does not lead to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handle {
@@ -295,6 +270,12 @@ pub struct ArtifactLink {
 }
 
 impl ArtifactLink {
+    /// Whether later opens of non-models are filtered in the kernel from now on (a
+    /// configuration reload); marks already set stay until their file changes.
+    pub fn set_mark_non_models(&mut self, on: bool) {
+        self.mark_non_models = on;
+    }
+
     /// `analysis_capacity`: the analyzer's queue length (`artifact.analysis_queue`).
     pub fn new(analyzer: AnalyzerHandle, mark_non_models: bool, analysis_capacity: usize) -> Self {
         Self {

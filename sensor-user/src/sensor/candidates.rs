@@ -193,6 +193,12 @@ impl CandidateGate {
         Self { report_non_models, fold, ..Self::default() }
     }
 
+    /// New settings (a configuration reload): events held now keep the deadline they have.
+    pub fn configure(&mut self, report_non_models: bool, fold: Duration) {
+        self.report_non_models = report_non_models;
+        self.fold = fold;
+    }
+
     /// Takes a candidate event with what is known of its file now. Returns it at once when it
     /// is judged already and nothing folds.
     pub fn offer(&mut self, c: Candidate, verdict: Verdict, now: Instant) -> Option<Released> {

@@ -15,6 +15,7 @@
 //! - [`resolver::Resolver`]: stat(2)s off the loop, for the first and the fourth;
 //! - [`proc_scan::Scanner`]: walks of /proc for what the probes could not see happen (files
 //!   loaded before the sensor started, model descriptors passed between processes);
+//! - [`reload`]: what a configuration reloaded on SIGHUP changes, and its application;
 //! - `session::Tracker` (its own module): inference sessions.
 //!
 //! A new kernel event kind gets one arm in [`Sensor::on_event`].
@@ -27,6 +28,7 @@ mod model_dirs;
 mod proc_scan;
 mod rate_limit;
 mod reads;
+mod reload;
 mod resolver;
 mod usage;
 
@@ -44,7 +46,7 @@ use tokio::{
     sync::mpsc::Receiver,
 };
 
-pub use self::artifacts::reload_manifest_on_sighup;
+pub use self::reload::{ConfigSource, LIVE as LIVE_SETTINGS, on_sighup as reload_on_sighup};
 use self::{
     artifacts::{ARTIFACT_UPDATES, ArtifactLink, ArtifactNews, Handle, LoopUpdates, Sighting},
     candidates::{Candidate, CandidateGate, Released, Verdict},
@@ -100,10 +102,14 @@ struct Inbox {
     answers: Receiver<Answer>,
     stats: Receiver<StatsRequest>,
     found: Receiver<Found>,
+    /// Configurations read again on SIGHUP (or why they could not be).
+    reloads: Receiver<Result<Config, crate::config::ConfigError>>,
 }
 
 pub struct Sensor {
+    /// The configuration in force: the start's, then each reload's live settings.
     cfg: Config,
+    config_source: ConfigSource,
     maps: KernelMaps,
     probes: Probes,
     table: ProcessTable,
@@ -150,7 +156,7 @@ fn session_config(cfg: &Config) -> SessionConfig {
 
 impl Sensor {
     /// Loads the probes and prepares every kernel map from the configuration.
-    pub fn start(cfg: Config, bus: Bus) -> Result<(Self, RingBuf<MapData>), SensorError> {
+    pub fn start(cfg: Config, config_source: ConfigSource, bus: Bus) -> Result<(Self, RingBuf<MapData>), SensorError> {
         let settings = LoadSettings {
             size_threshold: cfg.files.size_threshold.0,
             runtime_budget: cfg.files.runtime_process_opens_per_sec,
@@ -174,14 +180,14 @@ impl Sensor {
             probes_attached: probes.attached.clone(),
             probes_skipped: probes.skipped.clone(),
             nvml: "not sampled".into(),
+            config: Some(reload::view(&cfg, &config_source, Vec::new())),
             ..Default::default()
         }));
         let (stats_tx, stats) = tokio::sync::mpsc::channel(16);
         let (updates, artifact_rx) = tokio::sync::mpsc::channel(ARTIFACT_UPDATES);
         let analyzer = Analyzer::start(&cfg.artifact, &cfg.sensor.state_dir, LoopUpdates(updates))?;
-        if cfg.artifact.manifest.is_some() {
-            reload_manifest_on_sighup(&analyzer);
-        }
+        let reloads =
+            reload::on_sighup(config_source.clone(), cfg.artifact.manifest.is_some().then(|| analyzer.clone()));
         let (resolver, answers) = Resolver::start()
             .map_err(|e| SensorError::EventLoop { what: "starting the file lookup thread", source: e.into() })?;
         let (scanner, found) = Scanner::start(std::process::id())
@@ -195,6 +201,7 @@ impl Sensor {
             gate: CandidateGate::new(cfg.files.report_non_models, Duration::from_millis(cfg.files.fold_window_ms)),
             tracker: Tracker::new(session_config(&cfg)),
             cfg,
+            config_source,
             maps,
             probes,
             table,
@@ -237,7 +244,7 @@ impl Sensor {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
-        sensor.inbox = Some(Inbox { artifacts: artifact_rx, answers, stats, found });
+        sensor.inbox = Some(Inbox { artifacts: artifact_rx, answers, stats, found, reloads });
         // The probes are attached: what was loaded before is found by walking /proc once.
         let f = &sensor.cfg.files;
         let rules = Rules::new(&f.extensions, f.size_threshold.0, sensor.model_dirs.paths(), &f.runtime_libraries);
@@ -819,6 +826,16 @@ impl Sensor {
         unsafe { libc::malloc_trim(0) };
     }
 
+    /// The loop's configured timers: kernel counter drains, housekeeping, usage samples.
+    fn timers(&self) -> [tokio::time::Interval; 3] {
+        [
+            self.cfg.drain_interval(),
+            Duration::from_millis(self.cfg.sensor.housekeeping_ms),
+            Duration::from_millis(self.cfg.telemetry.interval_ms),
+        ]
+        .map(interval)
+    }
+
     /// Runs until `shutdown` resolves, then drains what the kernel still holds.
     pub async fn run(mut self, ring: RingBuf<MapData>, shutdown: impl Future<Output = ()>) -> Result<(), SensorError> {
         // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
@@ -826,14 +843,8 @@ impl Sensor {
             SensorError::EventLoop { what: "registering the ring buffer with the event loop", source: e.into() }
         })?;
         self.publish(self.health(HealthState::Ok));
-        let mut drain = tokio::time::interval(self.cfg.drain_interval());
-        let mut housekeeping = tokio::time::interval(Duration::from_millis(self.cfg.sensor.housekeeping_ms));
-        let mut health = tokio::time::interval(Duration::from_secs(60));
-        let mut usage = tokio::time::interval(Duration::from_millis(self.cfg.telemetry.interval_ms));
-        for t in [&mut drain, &mut housekeeping, &mut health, &mut usage] {
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t.reset();
-        }
+        let mut health = interval(Duration::from_secs(60));
+        let [mut drain, mut housekeeping, mut usage] = self.timers();
         tokio::pin!(shutdown);
         let Some(mut inbox) = self.inbox.take() else {
             return Err(SensorError::EventLoop { what: "starting the event loop", source: "run twice".into() });
@@ -882,6 +893,11 @@ impl Sensor {
                 }
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = health.tick() => self.publish(self.health(HealthState::Ok)),
+                Some(loaded) = inbox.reloads.recv() => {
+                    if self.on_reload(loaded) {
+                        [drain, housekeeping, usage] = self.timers();
+                    }
+                }
                 _ = usage.tick() => self.sample_usage(),
                 () = sleep_until(self.gate.next_deadline()), if self.gate.held() > 0 => self.release_candidates(),
                 () = &mut shutdown => break,
@@ -917,6 +933,14 @@ impl Sensor {
         self.publish(self.health(HealthState::Stopping));
         Ok(())
     }
+}
+
+/// A timer whose first tick is one period from now, and that does not catch up missed ticks.
+fn interval(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t.reset();
+    t
 }
 
 /// Sleeps until `at`; for ever when there is nothing to wait for.

@@ -28,6 +28,30 @@ impl ModelDirs {
         }
     }
 
+    /// Takes the directories in force that `specs` no longer name out of the kernel's filter
+    /// (a configuration reload); those it names that are not in force yet come with the next
+    /// [`ModelDirs::look_for`].
+    pub fn retain(&mut self, specs: &[String], maps: &mut KernelMaps) -> Result<(), LoaderError> {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let named: Vec<PathBuf> = specs.iter().flat_map(|spec| config::expand_home(spec, &passwd)).collect();
+        let gone = self.dropped(&named);
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<FileId> = gone.iter().map(|(_, id)| *id).collect();
+        maps.remove_model_dirs(&ids)?;
+        for (dir, _) in &gone {
+            tracing::info!(dir = %dir.display(), "no longer watching model directory");
+        }
+        self.in_force.retain(|(_, id)| !ids.contains(id));
+        Ok(())
+    }
+
+    /// The directories in force whose path is not in `named`.
+    fn dropped(&self, named: &[PathBuf]) -> Vec<(PathBuf, FileId)> {
+        self.in_force.iter().filter(|(p, _)| !named.contains(p)).cloned().collect()
+    }
+
     /// The directories in force.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.in_force.iter().map(|(p, _)| p.clone()).collect()
@@ -67,6 +91,16 @@ mod tests {
 
     fn id(ino: u64) -> FileId {
         FileId { dev: 1, _pad0: 0, ino }
+    }
+
+    #[test]
+    fn directories_no_longer_named_are_dropped() {
+        let mut dirs = ModelDirs::default();
+        dirs.in_force.push((PathBuf::from("/a"), id(1)));
+        dirs.in_force.push((PathBuf::from("/b"), id(2)));
+        let gone = dirs.dropped(&[PathBuf::from("/b"), PathBuf::from("/c")]);
+        assert_eq!(gone, vec![(PathBuf::from("/a"), id(1))]);
+        assert!(dirs.dropped(&[PathBuf::from("/a"), PathBuf::from("/b")]).is_empty());
     }
 
     #[test]
