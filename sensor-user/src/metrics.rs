@@ -199,6 +199,8 @@ fn gauges<V: prometheus_client::encoding::EncodeGaugeValue>(
     help: &str,
     samples: impl IntoIterator<Item = (Labels, V)>,
 ) -> std::fmt::Result {
+    // The method path is tied to one encoder lifetime; the closure takes any.
+    #[allow(clippy::redundant_closure_for_method_calls)]
     family(enc, name, help, MetricType::Gauge, samples, |m, v| m.encode_gauge(v))
 }
 

@@ -92,7 +92,7 @@ fn the_endpoint_shows_exact_counts_and_passes_promtool() {
     // Every model-file open the sensor published was one of ours (only our extension is
     // reportable); anyone else's would be named here.
     let others: Vec<_> =
-        sensor.matching(|e| kind(e) == "model_file_opened" && !mine(e)).iter().map(|e| e.to_string()).collect();
+        sensor.matching(|e| kind(e) == "model_file_opened" && !mine(e)).iter().map(ToString::to_string).collect();
     assert_eq!(get("modelwatch_events_total{kind=\"model_file_opened\"}"), OPENS as f64, "others: {others:?}");
 
     // Every probe is attached, and they are the ones the API names.
