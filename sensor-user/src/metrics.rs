@@ -650,6 +650,19 @@ mod tests {
         handle.await.unwrap();
     }
 
+    // The clock is paused and moves on whenever everything waits: the timeouts pass at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_finishes_its_request_is_cut_off() {
+        let (addr, stop, handle) = server().await;
+        let started = tokio::time::Instant::now();
+        let slow = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+        assert!(!slow.contains("200 OK"), "{slow}");
+        let waited = started.elapsed();
+        assert!(waited >= HEAD_TIMEOUT && waited < CONNECTION_TIMEOUT, "{waited:?}");
+        let _ = stop.send(());
+        handle.await.unwrap();
+    }
+
     #[tokio::test]
     async fn connections_beyond_the_limit_are_closed_unanswered() {
         let (addr, stop, handle) = server().await;
