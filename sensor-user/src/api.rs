@@ -55,6 +55,8 @@ pub const MAX_SUBSCRIBERS: usize = 64;
 /// Counters of the sinks, for Status.
 pub type SharedSinks = Arc<Mutex<Vec<Arc<Mutex<SinkStats>>>>>;
 
+/// The Status call's view of the sensor; also what the metrics endpoint exports (a clone).
+#[derive(Clone)]
 pub struct Service {
     bus: Bus,
     status: SharedStatus,
@@ -86,6 +88,17 @@ impl Service {
             rx.await.ok()
         };
         tokio::time::timeout(std::time::Duration::from_secs(2), ask).await.ok()?
+    }
+
+    /// The Status answer: kernel counters read live when the loop answers.
+    pub async fn snapshot(&self) -> SensorStatus {
+        let live = self.live_kernel_stats().await;
+        self.status_with(live)
+    }
+
+    /// The shared view Status is built from (for what the schema's status does not carry).
+    pub fn view(&self) -> crate::status::StatusView {
+        self.status.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     fn status_with(&self, live: Option<crate::loader::KernelStats>) -> SensorStatus {
@@ -189,8 +202,7 @@ impl ModelwatchService for Service {
     }
 
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<SensorStatus>, Status> {
-        let live = self.live_kernel_stats().await;
-        Ok(Response::new(self.status_with(live)))
+        Ok(Response::new(self.snapshot().await))
     }
 
     async fn config(&self, _request: Request<ConfigRequest>) -> Result<Response<SensorConfig>, Status> {

@@ -48,6 +48,7 @@ pub struct Config {
     pub sensor: SensorConfig,
     pub output: OutputConfig,
     pub api: ApiConfig,
+    pub metrics: MetricsConfig,
     pub sessions: SessionsConfig,
     pub telemetry: TelemetryConfig,
     /// Model artifact analysis: identification, digests, pickle safety, approval, licences.
@@ -355,6 +356,38 @@ impl Default for ApiConfig {
     }
 }
 
+/// The Prometheus endpoint (`GET /metrics`). Off unless an address is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `IP:port` to serve on; unset or empty: no endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The address to serve on, when the endpoint is on. Validated at load, so a bad address
+    /// here (a `Config` built in code) is treated as off.
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        parse_metrics_address(self.address.as_deref()?).ok().flatten()
+    }
+}
+
+/// `None` for "off" (empty), the address, or why it is not one.
+fn parse_metrics_address(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        format!("`{text}` is not an IP address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\" (no host names)")
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("`{text}`: port 0 would be a random port nobody knows to scrape"));
+    }
+    Ok(Some(addr))
+}
+
 pub const DEFAULT_SOCKET: &str = "/run/modelwatch/modelwatch.sock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -576,6 +609,11 @@ impl Config {
         if !self.api.socket.is_absolute() {
             return Err(bad("api.socket".into(), format!("`{}` must be an absolute path", self.api.socket.display())));
         }
+        if let Some(a) = &self.metrics.address
+            && let Err(message) = parse_metrics_address(a)
+        {
+            return Err(bad("metrics.address".into(), message));
+        }
         if !(16..=1 << 20).contains(&self.api.subscriber_queue) {
             return Err(bad("api.subscriber_queue".into(), "must be between 16 and 1048576".into()));
         }
@@ -735,6 +773,10 @@ mod tests {
             ("[output.jsonl]\npath = \"rel.jsonl\"", "output.jsonl.path"),
             ("[api]\nsocket = \"x.sock\"", "api.socket"),
             ("[api]\nsubscriber_queue = 1", "api.subscriber_queue"),
+            ("[metrics]\naddress = \"localhost:9464\"", "metrics.address"),
+            ("[metrics]\naddress = \"127.0.0.1\"", "metrics.address"),
+            ("[metrics]\naddress = \"127.0.0.1:0\"", "metrics.address"),
+            ("[metrics]\naddress = \"127.0.0.1:99999\"", "metrics.address"),
             ("[devices]\nextra = [{ path = \"/dev/null\", driver = \"voodoo\" }]", "devices.extra[0].driver"),
             ("[sessions]\ncpu_busy_percent = -1.0", "sessions.cpu_busy_percent"),
             ("[telemetry]\ninterval_ms = 1", "telemetry.interval_ms"),
@@ -752,6 +794,18 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = parse("[files\n").unwrap_err().to_string();
         assert!(e.contains("test.toml"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_set() {
+        assert_eq!(parse("").unwrap().metrics.socket_addr(), None);
+        assert_eq!(parse("[metrics]\naddress = \"\"").unwrap().metrics.socket_addr(), None);
+        let c = parse("[metrics]\naddress = \"127.0.0.1:9464\"").unwrap();
+        assert_eq!(c.metrics.socket_addr(), Some("127.0.0.1:9464".parse().unwrap()));
+        let c = parse("[metrics]\naddress = \"[::1]:9464\"").unwrap();
+        assert_eq!(c.metrics.socket_addr(), Some("[::1]:9464".parse().unwrap()));
+        let e = parse("[metrics]\naddress = \"localhost:9464\"").unwrap_err().to_string();
+        assert!(e.contains("no host names"), "{e}");
     }
 
     #[test]

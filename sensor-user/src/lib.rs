@@ -14,6 +14,7 @@ pub mod filter;
 pub mod host;
 pub mod loader;
 pub mod logging;
+pub mod metrics;
 pub mod mounts;
 pub mod notify;
 pub mod ocsf;

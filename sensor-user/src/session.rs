@@ -302,8 +302,7 @@ impl Tracker {
     }
 
     /// Number of running sessions.
-    #[cfg(test)]
-    fn active(&self) -> usize {
+    pub fn active(&self) -> usize {
         self.procs.values().filter(|p| p.session.is_some()).count()
     }
 

@@ -7,7 +7,7 @@ use std::{
     time::SystemTime,
 };
 
-use crate::loader::KernelStats;
+use crate::{loader::KernelStats, proto::v1::LossSource};
 
 /// Shared, read-mostly view of the sensor for the API's Status call.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +27,13 @@ pub struct StatusView {
     pub model_events_unidentified: u64,
     /// The configuration in force (set at start and by each reload).
     pub config: Option<ConfigView>,
+    /// Every loss counter of the sensor's loss ledger with the total reported so far (what
+    /// the stream's `EventsLost` events add up to), zero for those that never grew.
+    pub losses: Vec<(LossSource, &'static str, u64)>,
+    /// Files waiting for the analyzer (identification).
+    pub artifacts_queued: u64,
+    /// Inference sessions running now.
+    pub sessions_active: u64,
 }
 
 /// The configuration in force, as `modelwatch config --effective` shows it.

