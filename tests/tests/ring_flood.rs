@@ -32,7 +32,11 @@ fn a_flooding_process_does_not_starve_another_users_model() {
             p.to_str().unwrap().to_owned()
         })
         .collect();
-    let sensor = RunningSensor::start("[files]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\n");
+    // The flood's files hold no model: reported anyway, one event per open (not folded), so
+    // that every open is delivered or counted.
+    let sensor = RunningSensor::start(
+        "[files]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nreport_non_models = true\nfold_window_ms = 0\n",
+    );
     let mut flooder = Worker::spawn(WORKER, None);
     let mut other = Worker::spawn(WORKER, Some(NOBODY));
     let signal = |sig| {

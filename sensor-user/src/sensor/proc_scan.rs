@@ -124,6 +124,9 @@ pub struct FileFound {
     pub ino: u64,
     pub size: u64,
     pub mode: u32,
+    /// The inode's ctime: with size, the content version the kernel's records carry, so what
+    /// a walk finds is looked up under the same key as what the kernel reported.
+    pub ctime: (i64, u32),
     /// The kernel's reason bits.
     pub reasons: u32,
 }
@@ -179,6 +182,8 @@ pub fn open_record(p: &ProcessInfo, file: &FileFound, fd: i32, flags: u32, ktime
             mode: file.mode,
             fd,
             reasons: file.reasons,
+            ctime_sec: file.ctime.0,
+            ctime_nsec: file.ctime.1,
             ..Default::default()
         },
         path: file.path.clone(),
@@ -211,6 +216,8 @@ pub fn mmap_record(
             flags,
             fd: -1,
             reasons: file.reasons,
+            ctime_sec: file.ctime.0,
+            ctime_nsec: file.ctime.1,
             ..Default::default()
         },
         path: file.path.clone(),
@@ -346,6 +353,7 @@ struct Stat {
     ino: u64,
     size: u64,
     mode: u32,
+    ctime: (i64, u32),
 }
 
 struct Walker<'a> {
@@ -520,6 +528,7 @@ fn file_found(target: &[u8], st: Stat, reasons: u32) -> FileFound {
         ino: st.ino,
         size: st.size,
         mode: st.mode,
+        ctime: st.ctime,
         reasons,
     }
 }
@@ -593,7 +602,7 @@ fn stat_link(link: &Path) -> Option<Stat> {
     let c = CString::new(link.as_os_str().as_bytes()).ok()?;
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mask = libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO | libc::STATX_SIZE;
+    let mask = libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO | libc::STATX_SIZE | libc::STATX_CTIME;
     // SAFETY: c is a NUL-terminated path and stx a writable statx buffer.
     let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_STATX_DONT_SYNC, mask, &mut stx) };
     (rc == 0).then(|| Stat {
@@ -601,6 +610,7 @@ fn stat_link(link: &Path) -> Option<Stat> {
         ino: stx.stx_ino,
         size: stx.stx_size,
         mode: u32::from(stx.stx_mode),
+        ctime: (stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec),
     })
 }
 
