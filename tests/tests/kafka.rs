@@ -26,11 +26,12 @@ use serde_json::Value;
 const TOPIC: &str = "modelwatch.events";
 const READ_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Only opens of our own extension are reported (other activity on the machine still makes
-/// process events).
-fn config(broker: &str, extra: &str) -> String {
+/// Only opens of the test's own extension are reported (other activity on the machine still
+/// makes process events): the tests of this file run at once, and one test's stream must not
+/// flow into another's sink.
+fn config(ext: &str, broker: &str, extra: &str) -> String {
     format!(
-        "[files]\nextensions = [\".mwkafka\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
+        "[files]\nextensions = [\"{ext}\"]\nsize_threshold = \"1024GiB\"\nmodel_dirs = []\nsuppress_known_non_models = false\n\
          report_non_models = true\nfold_window_ms = 0\n\
          [output.kafka]\nbrokers = [\"{broker}\"]\ntopic = \"{TOPIC}\"\ndelivery_timeout_ms = 3000\n{extra}"
     )
@@ -116,10 +117,10 @@ fn a_steady_stream_is_delivered_whole_and_every_message_decodes() {
     let broker = Broker::start();
     broker.create_topic(TOPIC);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("steady.mwkafka");
+    let file = dir.path().join("steady.mwksteady");
     make_file(&file, b"", 16);
     let path = real(&file);
-    let sensor = RunningSensor::start(&config(&broker.address(), ""));
+    let sensor = RunningSensor::start(&config(".mwksteady", &broker.address(), ""));
     opens(&file, 2000);
     read_topic(broker.port, TOPIC, READ_TIMEOUT, |m| count_opens(m, &path) == 2000);
     let stdout = sensor.stop();
@@ -154,14 +155,14 @@ fn a_broker_outage_delays_delivery_and_loses_nothing() {
     let port = broker.port;
     broker.create_topic(TOPIC);
     let dir = tempfile::tempdir().unwrap();
-    let files: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| dir.path().join(format!("{n}.mwkafka"))).collect();
+    let files: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| dir.path().join(format!("{n}.mwkoutage"))).collect();
     for f in &files {
         make_file(f, b"", 16);
     }
     let paths: Vec<String> = files.iter().map(|f| real(f)).collect();
     // Only the opens (health and losses always pass): nothing else is in flight when the
     // broker goes, so what the test read before is what the old broker had.
-    let sensor = RunningSensor::start(&config(&broker.address(), "kinds = [\"model_file_opened\"]\n"));
+    let sensor = RunningSensor::start(&config(".mwkoutage", &broker.address(), "kinds = [\"model_file_opened\"]\n"));
     opens(&files[0], 300);
     let before = read_topic(port, TOPIC, READ_TIMEOUT, |m| count_opens(m, &paths[0]) == 300);
     broker.stop();
@@ -200,10 +201,10 @@ fn a_sigkill_mid_stream_loses_nothing_spooled_and_repeats_only_the_unacknowledge
     broker.create_topic(TOPIC);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let file = dir.path().join("k.mwkafka");
+    let file = dir.path().join("k.mwkkill");
     make_file(&file, b"", 16);
     let path = real(&file);
-    let cfg = format!("{}[sensor]\nstate_dir = \"{}\"\n", config(&broker.address(), ""), state.display());
+    let cfg = format!("{}[sensor]\nstate_dir = \"{}\"\n", config(".mwkkill", &broker.address(), ""), state.display());
     let sensor = RunningSensor::start(&cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let opener = {
@@ -257,11 +258,11 @@ fn a_sigkill_mid_stream_loses_nothing_spooled_and_repeats_only_the_unacknowledge
 fn a_full_spool_drops_the_oldest_and_reports_exactly_how_many() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cap.mwkafka");
+    let file = dir.path().join("cap.mwkcap");
     make_file(&file, b"", 16);
     let path = real(&file);
     // No broker yet: everything waits in a spool of 64 KiB (about 150 events).
-    let cfg = config(&format!("127.0.0.1:{port}"), "[output.kafka.spool]\nmax_size = \"64KiB\"\n");
+    let cfg = config(".mwkcap", &format!("127.0.0.1:{port}"), "[output.kafka.spool]\nmax_size = \"64KiB\"\n");
     let mut sensor = RunningSensor::start(&cfg);
     opens(&file, 3000);
     sensor.wait_until("the opens on stdout", READ_TIMEOUT, |evs| {
@@ -340,14 +341,15 @@ fn a_spool_on_a_full_disk_degrades_health_counts_losses_and_the_sensor_keeps_run
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let _tmpfs = Tmpfs::mount(&spool, "96k");
-    let file = dir.path().join("full.mwkafka");
+    let file = dir.path().join("full.mwkfull");
     make_file(&file, b"", 16);
-    let later = dir.path().join("later.mwkafka");
+    let later = dir.path().join("later.mwkfull");
     make_file(&later, b"", 16);
     // Only the opens (with health and losses) go to this sink: once the test stops opening, the
     // spool stops growing, so the disk stays usable after the broker is back (a disk smaller than
     // one segment fills again under a steady stream).
     let cfg = config(
+        ".mwkfull",
         &format!("127.0.0.1:{port}"),
         &format!("kinds = [\"model_file_opened\"]\n[output.kafka.spool]\ndir = \"{}\"\n", spool.display()),
     );
@@ -412,10 +414,14 @@ fn a_corrupt_spool_segment_is_cut_at_the_last_good_record_and_counted() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let file = dir.path().join("c.mwkafka");
+    let file = dir.path().join("c.mwkcorrupt");
     make_file(&file, b"", 16);
     let path = real(&file);
-    let cfg = format!("{}[sensor]\nstate_dir = \"{}\"\n", config(&format!("127.0.0.1:{port}"), ""), state.display());
+    let cfg = format!(
+        "{}[sensor]\nstate_dir = \"{}\"\n",
+        config(".mwkcorrupt", &format!("127.0.0.1:{port}"), ""),
+        state.display()
+    );
     // Run A spools while the broker is away, and stops.
     let mut sensor = RunningSensor::start(&cfg);
     opens(&file, 200);

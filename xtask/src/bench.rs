@@ -335,7 +335,7 @@ fn start_config(
         "off" => None,
         "empty" => Some(start_pinned(driver, &["baseline"], Ready::Line("attached"))?),
         "modelwatch" => {
-            let cfg = dir.join("overhead.toml");
+            let cfg = config_for(bin, &dir.join("overhead.toml"))?;
             let sock = dir.join("api.sock");
             Some(start_pinned(
                 bin,
@@ -349,6 +349,56 @@ fn start_config(
         }
         other => bail!("unknown configuration {other}"),
     })
+}
+
+/// `config` as `bin` takes it: an earlier build (`--before`) refuses keys added since, so they
+/// are left out one by one as it names them (their defaults then are what that build did
+/// anyway: it had no such setting) and said on the console. The current build takes the file
+/// as it is.
+fn config_for(bin: &Path, config: &Path) -> anyhow::Result<PathBuf> {
+    let mut text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut dropped = Vec::new();
+    let mut path = config.to_path_buf();
+    loop {
+        let out = Command::new(bin)
+            .args(["config", "--check"])
+            .arg(&path)
+            .output()
+            .with_context(|| format!("running {} config --check", bin.display()))?;
+        if out.status.success() {
+            if !dropped.is_empty() {
+                println!(
+                    "bench: {} does not know {}: left out of its {}",
+                    bin.display(),
+                    dropped.join(", "),
+                    config.display()
+                );
+            }
+            return Ok(path);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let unknown = err
+            .split("unknown field `")
+            .nth(1)
+            .or_else(|| err.split("unknown key `").nth(1))
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned);
+        let Some(key) = unknown.filter(|k| !dropped.contains(k)) else {
+            bail!("{} refuses {}: {err}", bin.display(), path.display());
+        };
+        text = text.lines().filter(|l| l.split('=').next().map(str::trim) != Some(key.as_str())).fold(
+            String::new(),
+            |mut t, l| {
+                t.push_str(l);
+                t.push('\n');
+                t
+            },
+        );
+        dropped.push(key);
+        let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("config");
+        path = config.with_file_name(format!("{stem}-compatible.toml"));
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
 }
 
 /// The attach points modelwatch uses on this kernel, in bpftrace's syntax (bpftrace 0.17 has
@@ -487,7 +537,7 @@ fn counts(bin: &Path, sock: &Path) -> anyhow::Result<Counts> {
 
 fn throughput(bin: &Path, driver: &Path, dir: &Path, quick: bool) -> anyhow::Result<Value> {
     println!("bench: throughput");
-    let cfg = dir.join("throughput.toml");
+    let cfg = config_for(bin, &dir.join("throughput.toml"))?;
     let sock = dir.join("api.sock");
     let sensor = start_pinned(
         bin,
