@@ -221,8 +221,8 @@ fn cuda_library_path(root: &Path) -> String {
 }
 
 fn kind(e: &Value) -> &str {
-    const ENVELOPE: [&str; 8] =
-        ["schema_version", "event_id", "seq", "event_time", "observed_time", "host", "process", "severity"];
+    const ENVELOPE: [&str; 9] =
+        ["schema_version", "event_id", "seq", "event_time", "observed_time", "host", "process", "severity", "run_id"];
     e.as_object().and_then(|o| o.keys().find(|k| !ENVELOPE.contains(&k.as_str()))).map_or("", String::as_str)
 }
 
