@@ -430,6 +430,18 @@ pub fn real(path: &Path) -> String {
     std::fs::canonicalize(path).expect("canonicalize").to_string_lossy().into_owned()
 }
 
+/// A sensor configuration for session tests: `/dev/null` watched as an amdgpu device (the
+/// worker's ioctls on it are accelerator work), GPU samples replayed from `replay` (the test
+/// appends lines), fast drains, samples and session updates, no idle end.
+pub fn replay_session_config(replay: &Path) -> String {
+    format!(
+        "[devices]\nextra = [{{ path = \"/dev/null\", driver = \"amdgpu\" }}]\ndrain_interval_ms = 100\n\
+         [telemetry]\nreplay = \"{}\"\ninterval_ms = 100\n\
+         [sessions]\nupdate_interval_ms = 300\nidle_timeout_ms = 60000\n",
+        replay.display()
+    )
+}
+
 /// A small, valid GGUF v3 file: three string and two integer metadata keys and one 4x8 F32
 /// tensor (model name `tiny-test-model`).
 pub fn tiny_gguf() -> Vec<u8> {

@@ -5,45 +5,9 @@
 
 use std::{os::unix::fs::MetadataExt as _, path::Path};
 
-use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, open_close, pid, real, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, open_close, pid, real, tiny_gguf, u64_of};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-
-/// A small, valid GGUF v3 file: five metadata keys and one 4x8 F32 tensor.
-fn gguf() -> Vec<u8> {
-    fn s(out: &mut Vec<u8>, v: &str) {
-        out.extend((v.len() as u64).to_le_bytes());
-        out.extend(v.as_bytes());
-    }
-    let mut b = Vec::new();
-    b.extend(b"GGUF");
-    b.extend(3u32.to_le_bytes());
-    b.extend(1u64.to_le_bytes()); // tensors
-    b.extend(5u64.to_le_bytes()); // metadata keys
-    for (k, v) in
-        [("general.architecture", "llama"), ("general.name", "tiny-test-model"), ("general.license", "apache-2.0")]
-    {
-        s(&mut b, k);
-        b.extend(8u32.to_le_bytes()); // string
-        s(&mut b, v);
-    }
-    for (k, v) in [("general.file_type", 0u32), ("llama.context_length", 2048u32)] {
-        s(&mut b, k);
-        b.extend(4u32.to_le_bytes()); // uint32
-        b.extend(v.to_le_bytes());
-    }
-    s(&mut b, "token_embd.weight");
-    b.extend(2u32.to_le_bytes());
-    b.extend(4u64.to_le_bytes());
-    b.extend(8u64.to_le_bytes());
-    b.extend(0u32.to_le_bytes()); // F32
-    b.extend(0u64.to_le_bytes()); // offset in the data section
-    while b.len() % 32 != 0 {
-        b.push(0);
-    }
-    b.extend(std::iter::repeat_n(0u8, 4 * 8 * 4));
-    b
-}
 
 fn about(e: &Value, payload: &str, path: &Path) -> bool {
     kind(e) == payload && e[payload]["file"]["path"] == real(path).as_str()
@@ -65,7 +29,7 @@ fn mmap_small(path: &Path) {
 fn live_sensor_identifies_fingerprints_judges_and_attaches() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    let bytes = gguf();
+    let bytes = tiny_gguf();
     std::fs::write(&model, &bytes).unwrap();
     let sha = format!("{:x}", Sha256::digest(&bytes));
     let evil = dir.path().join("evil.pkl");
@@ -164,7 +128,7 @@ fn live_sensor_identifies_fingerprints_judges_and_attaches() {
 fn a_model_in_another_mount_namespace_is_read_through_the_process_root() {
     let dir = tempfile::tempdir().unwrap();
     let staged = tempfile::tempdir().unwrap();
-    let bytes = gguf();
+    let bytes = tiny_gguf();
     let sha = format!("{:x}", Sha256::digest(&bytes));
     std::fs::write(staged.path().join("model.data"), &bytes).unwrap();
     let model = dir.path().join("ns.gguf");
@@ -218,7 +182,7 @@ fn a_model_in_another_mount_namespace_is_read_through_the_process_root() {
 fn a_model_gone_before_its_lookup_is_reported_as_not_analysed() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("short-lived.gguf");
-    std::fs::write(&model, gguf()).unwrap();
+    std::fs::write(&model, tiny_gguf()).unwrap();
     let path = real(&model);
     let mut sensor = RunningSensor::start("");
     let signal = |sig| {

@@ -11,7 +11,8 @@ use std::{
 };
 
 use modelwatch_tests::{
-    EVENT_TIMEOUT, Reaper, RunningSensor, binary, check, kind, make_file, pid, real, reasons, tiny_gguf,
+    EVENT_TIMEOUT, Reaper, RunningSensor, binary, check, kind, make_file, pid, real, reasons, replay_session_config,
+    tiny_gguf,
 };
 use serde_json::Value;
 
@@ -31,12 +32,7 @@ fn a_worker_that_calls_itself_cp_still_gets_a_session() {
     make_file(&model, b"GGUF\x03\x00\x00\x00", 64 << 20);
     let replay = dir.path().join("gpu-samples.jsonl");
     std::fs::write(&replay, "").unwrap();
-    let mut sensor = RunningSensor::start(&format!(
-        "[devices]\nextra = [{{ path = \"/dev/null\", driver = \"amdgpu\" }}]\ndrain_interval_ms = 100\n\
-         [telemetry]\nreplay = \"{}\"\ninterval_ms = 100\n\
-         [sessions]\nupdate_interval_ms = 300\nidle_timeout_ms = 60000\n",
-        replay.display()
-    ));
+    let mut sensor = RunningSensor::start(&replay_session_config(&replay));
     let mut worker = Command::new(env!("CARGO_BIN_EXE_mw-worker"))
         .arg0("cp")
         .arg(&model)

@@ -10,7 +10,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use modelwatch_tests::{EVENT_TIMEOUT, EVIL_PICKLE, RunningSensor, open_close, real, tiny_gguf, validate_ocsf};
+use modelwatch_tests::{
+    EVENT_TIMEOUT, EVIL_PICKLE, RunningSensor, open_close, real, replay_session_config, tiny_gguf, validate_ocsf,
+};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -41,12 +43,7 @@ fn live_events_are_the_promised_ocsf_classes_and_all_valid() {
     std::fs::write(&evil, EVIL_PICKLE).unwrap();
     let replay = dir.path().join("gpu-samples.jsonl");
     std::fs::write(&replay, "").unwrap();
-    let mut sensor = RunningSensor::start_ocsf(&format!(
-        "[devices]\nextra = [{{ path = \"/dev/null\", driver = \"amdgpu\" }}]\ndrain_interval_ms = 100\n\
-         [telemetry]\nreplay = \"{}\"\ninterval_ms = 100\n\
-         [sessions]\nupdate_interval_ms = 300\nidle_timeout_ms = 60000\n",
-        replay.display()
-    ));
+    let mut sensor = RunningSensor::start_ocsf(&replay_session_config(&replay));
     let me = std::process::id();
 
     // The accelerator inventory at start: the configured device is the one accelerator.

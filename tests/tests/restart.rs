@@ -8,7 +8,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, pid, real, reasons, tiny_gguf, u64_of};
+use modelwatch_tests::{
+    EVENT_TIMEOUT, RunningSensor, kind, make_file, pid, real, reasons, replay_session_config, tiny_gguf, u64_of,
+};
 
 /// DRM_IOCTL_AMDGPU_CS, DRM_IOCTL_AMDGPU_GEM_CREATE and DRM_IOCTL_AMDGPU_WAIT_CS.
 const AMDGPU: [&str; 3] = ["c0186444", "c0206440", "c0206449"];
@@ -38,12 +40,7 @@ fn a_model_loaded_before_the_sensor_started_is_reported_at_start() {
     from_worker.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
 
-    let mut sensor = RunningSensor::start(&format!(
-        "[devices]\nextra = [{{ path = \"/dev/null\", driver = \"amdgpu\" }}]\ndrain_interval_ms = 100\n\
-         [telemetry]\nreplay = \"{}\"\ninterval_ms = 100\n\
-         [sessions]\nupdate_interval_ms = 300\nidle_timeout_ms = 60000\n",
-        replay.display()
-    ));
+    let mut sensor = RunningSensor::start(&replay_session_config(&replay));
     let present = |e: &serde_json::Value, payload: &str| {
         kind(e) == payload
             && pid(e) == Some(wpid)

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, pid, real, u64_of};
+use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, make_file, pid, real, replay_session_config, u64_of};
 use serde_json::Value;
 
 /// DRM_IOCTL_AMDGPU_CS and DRM_IOCTL_AMDGPU_GEM_CREATE (include/uapi/drm/amdgpu_drm.h).
@@ -28,12 +28,7 @@ fn worker_session_starts_updates_and_ends_and_cp_is_not_a_session() {
     make_file(&model, b"GGUF\x03\x00\x00\x00", 64 << 20);
     let replay = dir.path().join("gpu-samples.jsonl");
     std::fs::write(&replay, "").unwrap();
-    let mut sensor = RunningSensor::start(&format!(
-        "[devices]\nextra = [{{ path = \"/dev/null\", driver = \"amdgpu\" }}]\ndrain_interval_ms = 100\n\
-         [telemetry]\nreplay = \"{}\"\ninterval_ms = 100\n\
-         [sessions]\nupdate_interval_ms = 300\nidle_timeout_ms = 60000\n",
-        replay.display()
-    ));
+    let mut sensor = RunningSensor::start(&replay_session_config(&replay));
 
     let worker_bin = env!("CARGO_BIN_EXE_mw-worker");
     let mut worker = Command::new(worker_bin)
