@@ -10,14 +10,10 @@ fn main() -> anyhow::Result<()> {
     build_proto()
 }
 
+include!("../sensor-ebpf/build_bpf.rs");
+
 fn build_probes() -> anyhow::Result<()> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../sensor-ebpf");
-    println!("cargo:rerun-if-changed={root}/src");
-    println!("cargo:rerun-if-changed={root}/Cargo.toml");
-    aya_build::build_ebpf(
-        [aya_build::Package { name: "sensor-ebpf", root_dir: root, features: &["ebpf"], ..Default::default() }],
-        aya_build::Toolchain::default(),
-    )
+    build_bpf(&["modelwatch-probes"])
 }
 
 fn build_proto() -> anyhow::Result<()> {

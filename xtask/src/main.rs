@@ -186,8 +186,10 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     // The metrics test checks the scrape with promtool.
     setup::setup_metrics()?;
     lint(root)?;
-    // The integration tests run the real binary.
-    build(false)?;
+    // The integration tests run the real binary, target/debug/modelwatch: `cargo test` builds it
+    // (the modelwatch package has integration tests), with the features unified over the whole
+    // workspace. A `cargo build -p modelwatch` before it would resolve other features and build
+    // every dependency a second time.
     // --workspace: the root integration tests (`tests/`) are not a default member, so that a
     // contributor's plain `cargo test` runs without root; here everything runs.
     run(cargo().args(["test", "--workspace"]).args(args))?;
