@@ -70,7 +70,12 @@ impl CachedVerdict {
         }
         let mut metadata = report.metadata.clone();
         metadata.properties.remove(PATH_PROPERTY);
-        let v = Self { format: report.format, variant: report.variant.clone(), metadata, findings: report.findings.clone() };
+        let v = Self {
+            format: report.format,
+            variant: report.variant.clone(),
+            metadata,
+            findings: report.findings.clone(),
+        };
         let size = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len());
         (size <= MAX_ENTRY_BYTES).then_some(v)
     }
@@ -302,7 +307,10 @@ mod tests {
         assert_eq!((c.len(), c.get(&id(1))), (1, Some(v.clone())));
         let report = v.report(Path::new("/h/hub/models--o--m/blobs/x"), 10);
         assert!(report.from_verdict_cache);
-        assert_eq!((report.format, report.metadata.properties.get("hf_repo").map(String::as_str)), (Format::NotAModel, Some("o/m")));
+        assert_eq!(
+            (report.format, report.metadata.properties.get("hf_repo").map(String::as_str)),
+            (Format::NotAModel, Some("o/m"))
+        );
     }
 
     #[test]
