@@ -87,6 +87,12 @@ pub struct ArtifactConfig {
     pub cache_file: String,
     /// The most identities the digest cache remembers (least recently seen are evicted).
     pub cache_max_entries: usize,
+    /// The verdict cache's file name inside the sensor's state directory: "not a model" and
+    /// "unknown format" verdicts per content version, so a restart does not judge those
+    /// files again.
+    pub verdict_cache_file: String,
+    /// The most content versions the verdict cache remembers (least recently seen are evicted).
+    pub verdict_cache_max_entries: usize,
 }
 
 impl Default for ArtifactConfig {
@@ -112,6 +118,8 @@ impl Default for ArtifactConfig {
             pickle_deny: Vec::new(),
             cache_file: "artifact-digests.json".to_owned(),
             cache_max_entries: 100_000,
+            verdict_cache_file: "artifact-verdicts.json".to_owned(),
+            verdict_cache_max_entries: 100_000,
         }
     }
 }
@@ -170,12 +178,19 @@ impl ArtifactConfig {
                 }
             }
         }
-        let c = &self.cache_file;
-        if c.is_empty() || c.contains('/') || c == "." || c == ".." || c.contains('\0') {
-            return bad("cache_file", "must be a plain file name (it lives in the state directory)");
+        for (key, c) in [("cache_file", &self.cache_file), ("verdict_cache_file", &self.verdict_cache_file)] {
+            if c.is_empty() || c.contains('/') || c == "." || c == ".." || c.contains('\0') {
+                return bad(key, "must be a plain file name (it lives in the state directory)");
+            }
+        }
+        if self.cache_file == self.verdict_cache_file {
+            return bad("verdict_cache_file", "must differ from cache_file");
         }
         if self.cache_max_entries == 0 {
             return bad("cache_max_entries", "must be at least 1");
+        }
+        if self.verdict_cache_max_entries == 0 {
+            return bad("verdict_cache_max_entries", "must be at least 1");
         }
         Ok(())
     }
@@ -218,6 +233,9 @@ mod tests {
         let parse = |t: &str| toml::from_str::<ArtifactConfig>(t).expect("parse").validate();
         assert_eq!(parse("hash_workers = 0").unwrap_err().0, "hash_workers");
         assert_eq!(parse("cache_file = \"../x\"").unwrap_err().0, "cache_file");
+        assert_eq!(parse("verdict_cache_file = \"a/b\"").unwrap_err().0, "verdict_cache_file");
+        assert_eq!(parse("verdict_cache_file = \"artifact-digests.json\"").unwrap_err().0, "verdict_cache_file");
+        assert_eq!(parse("verdict_cache_max_entries = 0").unwrap_err().0, "verdict_cache_max_entries");
         assert_eq!(parse("allowed_licenses = [\"MIT\", \"\"]").unwrap_err().0, "allowed_licenses[1]");
         assert_eq!(parse("pickle_allow = [\"nodot\"]").unwrap_err().0, "pickle_allow[0]");
         assert_eq!(parse("max_parse_bytes = \"1KiB\"").unwrap_err().0, "max_parse_bytes");

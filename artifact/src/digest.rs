@@ -210,23 +210,7 @@ impl DigestCache {
     pub fn load(path: &Path, max: usize) -> Self {
         let mut c = Self::in_memory(max);
         c.path = Some(path.to_owned());
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return c,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "digest cache unreadable; starting empty");
-                return c;
-            }
-        };
-        let mut bytes = Vec::new();
-        if let Err(e) = file.take(MAX_CACHE_FILE + 1).read_to_end(&mut bytes) {
-            tracing::warn!(path = %path.display(), error = %e, "digest cache unreadable; starting empty");
-            return c;
-        }
-        if bytes.len() as u64 > MAX_CACHE_FILE {
-            tracing::warn!(path = %path.display(), "digest cache too large; starting empty");
-            return c;
-        }
+        let Some(bytes) = read_state_file(path, MAX_CACHE_FILE, "digest cache") else { return c };
         let parsed: CacheFile = match serde_json::from_slice(&bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -322,31 +306,61 @@ impl DigestCache {
                 .collect(),
         };
         let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(
-            ".{}.tmp.{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
-            std::process::id()
-        ));
-        let result = (|| -> io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result?;
+        write_atomic(&path, &bytes)?;
         self.dirty = false;
         self.last_save = Some(Instant::now());
         Ok(())
     }
+}
+
+/// The bytes of a file the analyzer keeps in the state directory, or `None` (with a warning
+/// naming `what`, except for a file that does not exist) when it cannot be read or is larger
+/// than `max`: such a file only costs work the cache would have saved.
+pub(crate) fn read_state_file(path: &Path, max: u64, what: &str) -> Option<Vec<u8>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "{what} unreadable; starting empty");
+            return None;
+        }
+    };
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(max + 1).read_to_end(&mut bytes) {
+        tracing::warn!(path = %path.display(), error = %e, "{what} unreadable; starting empty");
+        return None;
+    }
+    if bytes.len() as u64 > max {
+        tracing::warn!(path = %path.display(), "{what} too large; starting empty");
+        return None;
+    }
+    Some(bytes)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// so a crash leaves the old file or the new one, never half of one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
+        std::process::id()
+    ));
+    let result = (|| -> io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! - [`pickle_scan`] walks pickle opcodes statically and judges the imported globals (walker,
 //!   legacy torch tar members, allow/deny policy, Python 2 names); `pyint` reads integers the
 //!   way CPython does, for the walker and the parsers;
-//! - [`digest`] streams SHA-256 and keeps the persistent digest cache;
+//! - [`digest`] streams SHA-256 and keeps the persistent digest cache; [`verdicts`] the
+//!   persistent not-a-model verdicts;
 //! - [`manifest`] and [`licence`] hold the approval and licence policies;
 //! - [`service`] is the live analyzer the sensor feeds with opened files;
 //! - [`scan`] is the offline `modelwatch scan` command;
@@ -37,6 +38,7 @@ pub mod report;
 pub mod scan;
 pub mod service;
 pub mod size;
+pub mod verdicts;
 
 use std::{
     fs::File,
@@ -213,6 +215,7 @@ pub fn identify_open(path: &Path, file: &mut File, size: u64, opts: &AnalyzeOpti
         manifest_entry: None,
         license_finding: None,
         findings: id.findings,
+        from_verdict_cache: false,
     };
     report.sort_findings();
     report

@@ -445,6 +445,10 @@ pub struct ArtifactReport {
     pub license_finding: Option<LicenseFinding>,
     /// Sorted by severity, highest first.
     pub findings: Vec<Finding>,
+    /// The verdict came from the persisted verdict cache (a not-a-model or unknown-format
+    /// verdict on this very content version, from an earlier run): the content was not read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_verdict_cache: bool,
 }
 
 impl ArtifactReport {

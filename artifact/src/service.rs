@@ -18,6 +18,10 @@
 //!    when known, a digest — `verified` if the persistent cache knew this version, `claimed`
 //!    if the store's path names one — or why none will be computed, with policy and licence
 //!    evaluated on it (a claimed digest can get a model denied, never approved).
+//!    A version the persistent verdict cache ([`crate::verdicts`]) knows as not a model (or
+//!    of unknown format) is answered from it without reading the file (the report's
+//!    `from_verdict_cache`); nothing else follows for it. Models always get a fresh
+//!    identification.
 //! 2. [`ArtifactUpdate::Digest`] when hashing finishes (not sent after a cache hit), with the
 //!    verified digest (or `mismatch` and a critical finding) and the re-evaluated policy.
 //! 3. [`ArtifactUpdate::PolicyChanged`] when a manifest reload changes a known verdict.
@@ -54,6 +58,7 @@ use crate::{
     AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, Manifest, apply_digest, apply_digest_skipped, codes,
     digest::{self, DigestCache},
     evaluate, formats, identify_open, open_artifact,
+    verdicts::{CachedVerdict, VerdictCache},
 };
 
 /// A file the sensor saw opened. `path` must be openable by the sensor (for a process in
@@ -108,6 +113,9 @@ pub struct AnalyzerStats {
     pub incomplete: u64,
     pub failed: u64,
     pub cache_hits: u64,
+    /// Identifications answered from the persistent verdict cache (not a model, or unknown
+    /// format, on this very content version): the file was not read.
+    pub verdict_cache_hits: u64,
     pub hashed: u64,
     pub hashed_bytes: u64,
     pub hash_nanos: u64,
@@ -128,6 +136,7 @@ struct Counters {
     incomplete: AtomicU64,
     failed: AtomicU64,
     cache_hits: AtomicU64,
+    verdict_cache_hits: AtomicU64,
     hashed: AtomicU64,
     hashed_bytes: AtomicU64,
     hash_nanos: AtomicU64,
@@ -182,6 +191,7 @@ struct Inner {
     manifest_tx: Mutex<Option<mpsc::Sender<ManifestCmd>>>,
     updates: Box<dyn UpdateSink>,
     cache: Mutex<DigestCache>,
+    verdicts: Mutex<VerdictCache>,
     stats: Counters,
     /// Numbers identifications (see [`Slot::generation`]).
     generations: AtomicU64,
@@ -264,6 +274,7 @@ impl Analyzer {
     ) -> Result<AnalyzerHandle, ArtifactError> {
         let opts = AnalyzeOptions::from_config(cfg)?;
         let cache = DigestCache::load(&state_dir.join(&cfg.cache_file), cfg.cache_max_entries);
+        let verdicts = VerdictCache::load(&state_dir.join(&cfg.verdict_cache_file), cfg.verdict_cache_max_entries);
         let updates: Box<dyn UpdateSink> = Box::new(updates);
         let (manifest_tx, manifest_rx) = mpsc::channel::<ManifestCmd>();
         let inner = Arc::new(Inner {
@@ -276,6 +287,7 @@ impl Analyzer {
             manifest_tx: Mutex::new(Some(manifest_tx)),
             updates,
             cache: Mutex::new(cache),
+            verdicts: Mutex::new(verdicts),
             stats: Counters::default(),
             generations: AtomicU64::new(1),
             stop: Arc::new(AtomicBool::new(false)),
@@ -376,6 +388,9 @@ impl AnalyzerHandle {
         if let Ok(mut cache) = self.inner.cache.lock() {
             cache.remove(identity);
         }
+        if let Ok(mut verdicts) = self.inner.verdicts.lock() {
+            verdicts.remove(identity);
+        }
     }
 
     /// The latest report for a file version, if it has been identified.
@@ -394,6 +409,7 @@ impl AnalyzerHandle {
             incomplete: l(&c.incomplete),
             failed: l(&c.failed),
             cache_hits: l(&c.cache_hits),
+            verdict_cache_hits: l(&c.verdict_cache_hits),
             hashed: l(&c.hashed),
             hashed_bytes: l(&c.hashed_bytes),
             hash_nanos: l(&c.hash_nanos),
@@ -418,12 +434,17 @@ impl AnalyzerHandle {
         self.inner.analysis.resume();
     }
 
-    /// Writes the digest cache now.
+    /// Writes the digest and verdict caches now.
     pub fn flush_cache(&self) -> std::io::Result<()> {
-        match self.inner.cache.lock() {
+        let digests = match self.inner.cache.lock() {
             Ok(mut c) => c.save(),
             Err(_) => Ok(()),
-        }
+        };
+        let verdicts = match self.inner.verdicts.lock() {
+            Ok(mut v) => v.save(),
+            Err(_) => Ok(()),
+        };
+        digests.and(verdicts)
     }
 
     /// Stops every thread and writes the digest cache, in about a second at most: in-progress
@@ -461,7 +482,7 @@ impl AnalyzerHandle {
             );
         }
         if let Err(e) = self.flush_cache() {
-            tracing::warn!(error = %e, "cannot write the digest cache");
+            tracing::warn!(error = %e, "cannot write the digest or verdict cache");
         }
     }
 }
@@ -537,6 +558,13 @@ fn identification_loop(inner: &Inner) {
 
 fn identify_one(inner: &Inner, req: ArtifactRequest) {
     let ArtifactRequest { path, identity } = req;
+    if let Some(report) = remembered_verdict(inner, &path, &identity) {
+        inc(&inner.stats.identified);
+        inc(&inner.stats.verdict_cache_hits);
+        let report = Arc::new(report);
+        set_slot(inner, identity, Phase::Done, report.clone(), inner.generations.fetch_add(1, Ordering::Relaxed));
+        return send(inner, ArtifactUpdate::Identified { identity, report });
+    }
     let (mut file, meta) = match open_artifact(&path) {
         Ok(x) => x,
         Err(e) => return fail(inner, identity, &path, e.to_string()),
@@ -559,6 +587,14 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     if inner.stop.load(Ordering::Relaxed) {
         // Cut short by the shutdown: nobody waits for it, and it is not the file's verdict.
         return;
+    }
+    if let Some(verdict) = CachedVerdict::of(&report)
+        && let Ok(mut v) = inner.verdicts.lock()
+    {
+        v.insert(&identity, verdict);
+        if let Err(e) = v.save_if_due(CACHE_SAVE_INTERVAL) {
+            tracing::warn!(error = %e, "cannot write the verdict cache");
+        }
     }
     inc(&inner.stats.identified);
     if report.findings.iter().any(|f| f.code == codes::ANALYSIS_INCOMPLETE) {
@@ -594,6 +630,27 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
         inc(&inner.stats.hash_dropped);
         set_slot(inner, identity, Phase::HashDropped, report, generation);
     }
+}
+
+/// The report of a version the verdict cache knows, built without reading the file: the
+/// verdict is about this identity, whatever the path leads to now. A file whose path claims a
+/// digest (a store blob) is served only when its digest is known too, so a blob whose content
+/// is not what its name says is still found out.
+fn remembered_verdict(inner: &Inner, path: &Path, identity: &FileIdentity) -> Option<ArtifactReport> {
+    let verdict = inner.verdicts.lock().ok()?.get(identity)?;
+    let opts = inner.opts.read().ok()?.clone();
+    let mut report = verdict.report(path, identity.size);
+    let sha = inner.cache.lock().ok().and_then(|mut c| c.get(identity));
+    match sha {
+        Some(sha) => {
+            inc(&inner.stats.cache_hits);
+            apply_digest(&mut report, &sha);
+        }
+        None if report.digest.is_some() => return None,
+        None => {}
+    }
+    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    Some(report)
 }
 
 fn hash_loop(inner: &Inner, takes_bulk: bool) {

@@ -324,3 +324,44 @@ fn a_forgotten_version_is_analysed_again() {
     assert_eq!((s.duplicates, s.identified, s.hashed, s.cache_hits), (0, 2, 2, 0));
     h.shutdown();
 }
+
+/// After a restart, a text file's "not a model" verdict comes from the verdict cache, without
+/// the file being read; a model is identified afresh, and a rewritten text file too.
+#[test]
+fn not_a_model_verdicts_survive_a_restart_and_models_are_identified_afresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let text = dir.path().join("notes.bin");
+    std::fs::write(&text, "just notes, not a model\n").expect("write");
+    let model = dir.path().join("m.safetensors");
+    std::fs::write(&model, tiny_safetensors(Some("MIT"))).expect("write");
+    let cfg = ArtifactConfig::default();
+
+    let (h, mut rx) = start(&cfg, &state);
+    for p in [&text, &model] {
+        h.submit(request(p));
+        let (_, r) = next(&mut rx, identified);
+        assert!(!r.from_verdict_cache);
+    }
+    h.shutdown();
+    assert!(state.join(&cfg.verdict_cache_file).exists(), "verdicts written at shutdown");
+
+    let (h, mut rx) = start(&cfg, &state);
+    h.submit(request(&text));
+    let (_, r) = next(&mut rx, identified);
+    assert_eq!((r.format, r.from_verdict_cache), (Format::NotAModel, true));
+    assert!(r.findings.iter().any(|f| f.code == codes::NOT_A_MODEL), "{:?}", r.findings);
+    h.submit(request(&model));
+    let (_, r) = next(&mut rx, identified);
+    assert_eq!((r.format, r.from_verdict_cache), (Format::Safetensors, false));
+    let s = h.stats();
+    assert_eq!((s.verdict_cache_hits, s.identified), (1, 2));
+
+    // Rewritten with other text of the same size: a new version, judged afresh.
+    std::fs::write(&text, "other notes, still text\n").expect("rewrite");
+    h.submit(request(&text));
+    let (_, r) = next(&mut rx, identified);
+    assert_eq!((r.format, r.from_verdict_cache), (Format::NotAModel, false));
+    assert_eq!(h.stats().verdict_cache_hits, 1);
+    h.shutdown();
+}

@@ -146,6 +146,7 @@ impl Service {
             candidates_rejected: view.candidates_rejected.clone(),
             model_events_folded: view.model_events_folded,
             model_events_unidentified: view.model_events_unidentified,
+            verdicts_from_cache: view.verdicts_from_cache,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct StatusView {
     pub model_events_folded: u64,
     /// Model events reported without a content verdict.
     pub model_events_unidentified: u64,
+    /// Not-a-model verdicts served from the persisted verdict cache.
+    pub verdicts_from_cache: u64,
     /// The configuration in force (set at start and by each reload).
     pub config: Option<ConfigView>,
     /// Every loss counter of the sensor's loss ledger with the total reported so far (what

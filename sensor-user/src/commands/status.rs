@@ -66,9 +66,14 @@ pub fn text(s: &SensorStatus) -> String {
             k.pending_full, k.ioctl_counts_full, k.ioctl_gate_full
         );
     }
-    if !s.candidates_rejected.is_empty() {
+    if !s.candidates_rejected.is_empty() || s.verdicts_from_cache > 0 {
         let kinds: Vec<String> = s.candidates_rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(o, "not models: {} (candidates whose content was no model)", kinds.join(" "));
+        let _ = writeln!(
+            o,
+            "not models: {} (candidates whose content was no model); verdicts from the persisted cache {}",
+            if kinds.is_empty() { "none".to_owned() } else { kinds.join(" ") },
+            s.verdicts_from_cache
+        );
     }
     if k.model_reads_full + k.runtime_map_full + k.rate_map_full + k.nocmtime_full > 0 {
         let _ = writeln!(

@@ -235,6 +235,8 @@ const ROWS: &[Row] = &[
     row("artifact.pickle_deny", "More pickle globals to treat as malicious: module.name or module.*"),
     row("artifact.cache_file", "The digest cache's file name, inside sensor.state_dir"),
     row("artifact.cache_max_entries", "The most identities the digest cache remembers"),
+    row("artifact.verdict_cache_file", "The not-a-model verdict cache's file name, inside sensor.state_dir"),
+    row("artifact.verdict_cache_max_entries", "The most content versions the verdict cache remembers"),
 ];
 
 const HEADER: &str = "\

@@ -219,6 +219,7 @@ mod tests {
             manifest_entry: None,
             license_finding: None,
             findings: Vec::new(),
+            from_verdict_cache: false,
         };
         let s = summary(&r, &id);
         assert_eq!((s.digest_state, s.digest_skipped_reason.as_str()), (DigestState::Skipped as i32, "sparse"));

@@ -267,6 +267,8 @@ pub struct ArtifactLink {
     lookups_refused: u64,
     lookups_unresolved: u64,
     identifications_refused: u64,
+    /// Identifications the analyzer answered from its persisted verdict cache.
+    verdicts_from_cache: u64,
 }
 
 impl ArtifactLink {
@@ -295,6 +297,7 @@ impl ArtifactLink {
             lookups_refused: 0,
             lookups_unresolved: 0,
             identifications_refused: 0,
+            verdicts_from_cache: 0,
         }
     }
 
@@ -479,6 +482,10 @@ impl ArtifactLink {
         let (identity, report, identified) = match update {
             ArtifactUpdate::Identified { identity, report } => {
                 self.answered(&identity);
+                if report.from_verdict_cache {
+                    // Judged in an earlier run: the kernel is marked as for a fresh verdict.
+                    self.verdicts_from_cache += 1;
+                }
                 (identity, report, true)
             }
             ArtifactUpdate::Digest { identity, report } | ArtifactUpdate::PolicyChanged { identity, report } => {
@@ -589,6 +596,12 @@ impl ArtifactLink {
     /// The processes charged with analyses that did not happen, for the loss ledger.
     pub fn culprits(&mut self) -> &mut Culprits {
         &mut self.culprits
+    }
+
+    /// Verdicts the analyzer served from its persisted verdict cache (not a model, or unknown
+    /// format, on a version judged in an earlier run), since start.
+    pub fn verdicts_from_cache(&self) -> u64 {
+        self.verdicts_from_cache
     }
 
     /// Files queued for analysis but not yet identified (for the health event).

@@ -744,6 +744,7 @@ impl Sensor {
             s.candidates_rejected = self.gate.rejected().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
             s.model_events_folded = self.gate.folded();
             s.model_events_unidentified = self.gate.unidentified();
+            s.verdicts_from_cache = self.artifacts.verdicts_from_cache();
             s.losses = self.losses.totals();
             s.artifacts_queued = self.artifacts.queued();
             s.sessions_active = self.tracker.active() as u64;
