@@ -280,6 +280,12 @@ impl Collector for Snapshot {
             "Candidates the kernel selected whose content was no model, by what selected them",
             st.candidates_rejected.iter().map(|(k, v)| (vec![("candidate", k.clone())], *v)),
         )?;
+        counters(
+            &mut enc,
+            "modelwatch_verdicts_from_cache",
+            "Not-a-model verdicts answered from the persisted verdict cache, without reading the file",
+            one(st.verdicts_from_cache),
+        )?;
         gauges(
             &mut enc,
             "modelwatch_analyzer_queue_depth",
@@ -515,6 +521,7 @@ mod tests {
                     ..Default::default()
                 }),
                 candidates_rejected: [("size".to_owned(), 4)].into(),
+                verdicts_from_cache: 9,
                 sinks: vec![
                     SinkStatus { name: "stdout".into(), written: 43, dropped: 1, ..Default::default() },
                     network("kafka", 6),
@@ -547,6 +554,7 @@ mod tests {
             "modelwatch_kernel_ring_dropped_total{kind=\"file_open\"} 5",
             "modelwatch_kernel_records_total{kind=\"file_open\"} 50",
             "modelwatch_candidates_rejected_total{candidate=\"size\"} 4",
+            "modelwatch_verdicts_from_cache_total 9",
             "modelwatch_analyzer_queue_depth 2",
             "modelwatch_sessions_active 1",
             "modelwatch_sink_written_total{sink=\"stdout\"} 43",
