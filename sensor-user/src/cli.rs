@@ -188,7 +188,9 @@ pub struct ScanArgs {
     /// Files or directories to analyse (directories are walked).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Output format.
+    /// Output format: `text`, or `json`: one JSON object per file on stdout (JSON lines), each
+    /// the `artifact_identified` event's payload (proto3 JSON mapping); sharded models, errors
+    /// and the summary line go to stderr.
     #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
     pub format: ScanFormat,
     /// Approved-model manifest (TOML or JSON); overrides `artifact.manifest`.
@@ -206,6 +208,10 @@ pub struct ScanArgs {
     /// How many directory levels are walked below each PATH.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_depth: usize,
+    /// Report models that declare no licence (a `license_missing` finding, low). Off by
+    /// default: pickles and most GGUF files carry none.
+    #[arg(long)]
+    pub require_license: bool,
 }
 
 impl ScanArgs {
@@ -225,6 +231,7 @@ impl ScanArgs {
             },
             all: self.all,
             max_depth: self.max_depth,
+            require_license: self.require_license,
         }
     }
 }

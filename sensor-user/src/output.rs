@@ -275,12 +275,13 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 let _ = write!(s, " {}", short(&md.quantization, 16));
             }
             if !art.sha256.is_empty() {
-                let _ = write!(
-                    s,
-                    " sha256={}…({})",
-                    prefix(&art.sha256, 12),
+                // The schema's VERIFIED means computed: "verified" only where a claim was compared.
+                let state = if art.digest_state == DigestState::Verified as i32 && a.claimed_sha256.is_empty() {
+                    "computed".to_owned()
+                } else {
                     enum_str!(DigestState, art.digest_state, "DIGEST_STATE_")
-                );
+                };
+                let _ = write!(s, " sha256={}…({state})", prefix(&art.sha256, 12));
             }
             if !art.digest_skipped_reason.is_empty() {
                 let _ = write!(s, " digest=skipped({})", short(&art.digest_skipped_reason, 16));
@@ -484,6 +485,25 @@ mod tests {
             assert!(line.starts_with("---------- --:--:--.---Z "), "{line}");
             assert_eq!(line.find(" exit"), Some(width), "{line}");
         }
+    }
+
+    #[test]
+    fn verified_only_where_a_claim_was_compared() {
+        use crate::proto::v1::{ArtifactIdentified, ArtifactSummary};
+        let ev = |claim: &str| Event {
+            payload: Some(Payload::ArtifactIdentified(ArtifactIdentified {
+                artifact: Some(ArtifactSummary {
+                    sha256: "ab".repeat(32),
+                    digest_state: DigestState::Verified as i32,
+                    ..Default::default()
+                }),
+                claimed_sha256: claim.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert!(compact_line(&ev(""), false).contains("sha256=abababababab…(computed)"));
+        assert!(compact_line(&ev(&"ab".repeat(32)), false).contains("sha256=abababababab…(verified)"));
     }
 
     #[test]
