@@ -109,6 +109,7 @@ fn no_licence_is_no_failure_unless_asked_and_verified_means_compared() {
     assert!(stdout.contains("(verified: the store's claim)"), "{stdout}");
     let (_, stdout, _) = modelwatch(&["scan", "--format", "json", s(&blob)]);
     let a: ArtifactIdentified = serde_json::from_str(stdout.trim()).expect("one line");
+    assert_eq!(a.license_state, LicenseState::Missing as i32, "no finding, but no licence either");
     assert_eq!(a.claimed_sha256, a.artifact.expect("summary").sha256);
 }
 
