@@ -160,7 +160,7 @@ pub struct RunArgs {
     /// Configuration file; built-in defaults apply when the default file does not exist.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Output format on stdout (overrides the config's output.format).
+    /// Output format on stdout (overrides the config's output.format; `text` is `compact`).
     #[arg(long, short, value_enum)]
     pub format: Option<OutputFormat>,
     /// Colour the compact output: auto (when stdout is a terminal), always or never.
