@@ -40,11 +40,23 @@ pub struct ScanOptions {
     pub all: bool,
     /// How many directory levels are walked below each path.
     pub max_depth: usize,
+    /// Flag models that declare no licence. Off unless asked: most model formats (pickle,
+    /// most GGUF and safetensors files) carry none, and a scan should not fail a clean file
+    /// for it. The sensor's `artifact.require_license` is the running sensor's setting.
+    pub require_license: bool,
 }
 
 impl ScanOptions {
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        Self { paths, manifest: None, digest: true, fail_on: Severity::Low, all: false, max_depth: 16 }
+        Self {
+            paths,
+            manifest: None,
+            digest: true,
+            fail_on: Severity::Low,
+            all: false,
+            max_depth: 16,
+            require_license: false,
+        }
     }
 }
 
@@ -202,6 +214,7 @@ pub fn execute(args: &ScanOptions, cfg: &ArtifactConfig) -> Result<ScanOutput, A
     if let Some(m) = &args.manifest {
         cfg.manifest = Some(m.clone());
     }
+    cfg.require_license = args.require_license;
     let mut opts = AnalyzeOptions::from_config(&cfg)?;
     opts.digest = args.digest;
     let mut errors = Vec::new();
@@ -345,8 +358,11 @@ fn write_report(w: &mut dyn Write, a: &ArtifactReport) -> std::io::Result<()> {
         writeln!(w, "  model     {}", facts.join(" · "))?;
     }
     if let Some(d) = &a.digest {
+        // "verified" only where the digest was compared with a claim (a store's file name).
         let extra = match (d.state, &d.claimed_sha256_hex) {
             (DigestState::Mismatch, Some(c)) => format!(" (MISMATCH: store claims {c})"),
+            (DigestState::Verified, Some(_)) => " (verified: the store's claim)".to_owned(),
+            (DigestState::Verified, None) => " (computed)".to_owned(),
             (s, _) => format!(" ({})", s.as_str()),
         };
         writeln!(w, "  sha256    {}{extra}", d.sha256_hex)?;
@@ -386,6 +402,12 @@ pub fn write_text(w: &mut dyn Write, out: &ScanOutput) -> std::io::Result<()> {
         write_report(w, a)?;
         writeln!(w)?;
     }
+    write_trailer(w, out)
+}
+
+/// Sharded models, errors and the summary line: the end of the text report, and what the
+/// JSON-lines output writes on stderr.
+pub fn write_trailer(w: &mut dyn Write, out: &ScanOutput) -> std::io::Result<()> {
     for g in &out.sharded_models {
         writeln!(
             w,

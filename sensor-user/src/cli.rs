@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, builder::PossibleValuesParser};
 
 use crate::config::OutputFormat;
 
@@ -85,11 +85,12 @@ pub struct TailArgs {
     /// The sensor's API socket.
     #[arg(long, default_value = crate::config::DEFAULT_SOCKET, env = "MODELWATCH_SOCKET")]
     pub socket: PathBuf,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value = "compact")]
+    /// Output format (`text` is `compact`). No short option: `-f` would read as "follow",
+    /// which `tail` always does.
+    #[arg(long, value_enum, default_value = "compact")]
     pub format: OutputFormat,
-    /// Only these event kinds (payload names, e.g. model_file_opened); repeatable.
-    #[arg(long = "kind", value_name = "KIND")]
+    /// Only these event kinds (the schema's payload names); repeatable.
+    #[arg(long = "kind", value_name = "KIND", value_parser = PossibleValuesParser::new(crate::proto::PAYLOAD_NAMES))]
     pub kinds: Vec<String>,
     /// Only events of these process ids; repeatable.
     #[arg(long = "pid", value_name = "PID")]
@@ -103,10 +104,31 @@ pub struct TailArgs {
     /// Lowest severity shown.
     #[arg(long, value_enum, default_value = "info")]
     pub min_severity: SeverityArg,
+    /// Only events at or after this time (their event_time): an RFC 3339 time
+    /// (2026-12-04T13:40:00Z) or a duration back from now (90s, 10m, 2h, 1d). On the live
+    /// stream this drops only what the sensor sends; it replays nothing older.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only events of processes of this user: a name or a numeric uid; repeatable.
+    #[arg(long = "user", value_name = "USER")]
+    pub users: Vec<String>,
+    /// Only events of this inference session (an id or its prefix, as the compact lines show
+    /// it): its session events and the other events of its process from its start to its end;
+    /// repeatable.
+    #[arg(long = "session", value_name = "ID")]
+    pub sessions: Vec<String>,
+    /// Only events of processes in this container: a cgroup id (the process block's
+    /// cgroup_id, exact) or part of a container id (docker, containerd, cri-o, podman);
+    /// repeatable.
+    #[arg(long = "container", value_name = "ID")]
+    pub containers: Vec<String>,
     /// Keep following across sensor restarts.
     #[arg(long)]
     pub reconnect: bool,
-    /// Read recorded JSON lines from FILE ("-" for stdin) instead of the live socket.
+    /// Read recorded JSON lines from FILE ("-" for stdin) instead of the live socket. Lines
+    /// that are not events are named on stderr (line number and why), counted at the end, and
+    /// make the exit code 1; 0 when every line was an event. (Exit code 2: a usage error, such
+    /// as an unknown kind or a bad --since.)
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Colour: auto (when stdout is a terminal), always or never.
@@ -138,7 +160,7 @@ pub struct RunArgs {
     /// Configuration file; built-in defaults apply when the default file does not exist.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Output format on stdout (overrides the config's output.format).
+    /// Output format on stdout (overrides the config's output.format; `text` is `compact`).
     #[arg(long, short, value_enum)]
     pub format: Option<OutputFormat>,
     /// Colour the compact output: auto (when stdout is a terminal), always or never.
@@ -166,7 +188,9 @@ pub struct ScanArgs {
     /// Files or directories to analyse (directories are walked).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Output format.
+    /// Output format: `text`, or `json`: one JSON object per file on stdout (JSON lines), each
+    /// the `artifact_identified` event's payload (proto3 JSON mapping); sharded models, errors
+    /// and the summary line go to stderr.
     #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
     pub format: ScanFormat,
     /// Approved-model manifest (TOML or JSON); overrides `artifact.manifest`.
@@ -184,6 +208,10 @@ pub struct ScanArgs {
     /// How many directory levels are walked below each PATH.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_depth: usize,
+    /// Report models that declare no licence (a `license_missing` finding, low). Off by
+    /// default: pickles and most GGUF files carry none.
+    #[arg(long)]
+    pub require_license: bool,
 }
 
 impl ScanArgs {
@@ -203,6 +231,7 @@ impl ScanArgs {
             },
             all: self.all,
             max_depth: self.max_depth,
+            require_license: self.require_license,
         }
     }
 }
@@ -261,8 +290,48 @@ mod tests {
         let c = Cli::try_parse_from(["modelwatch", "run", "--format", "ocsf"]).expect("parse");
         let Command::Run(run) = c.command else { panic!("not run") };
         assert_eq!(run.format, Some(OutputFormat::Ocsf));
-        let c = Cli::try_parse_from(["modelwatch", "tail", "-f", "ocsf"]).expect("parse");
+        let c = Cli::try_parse_from(["modelwatch", "tail", "--format", "ocsf"]).expect("parse");
         let Command::Tail(tail) = c.command else { panic!("not tail") };
         assert_eq!(tail.format, OutputFormat::Ocsf);
+    }
+
+    /// `-f` reads as "follow" to anyone who knows tail(1): it is not a format option of `tail`,
+    /// and `--format text|json` works on every command that prints events or state.
+    #[test]
+    fn tail_has_no_dash_f_and_every_command_takes_text_and_json() {
+        assert!(Cli::try_parse_from(["modelwatch", "tail", "-f", "json"]).is_err());
+        for (cmd, f) in [("tail", "text"), ("tail", "json"), ("run", "text"), ("run", "json")] {
+            let c = Cli::try_parse_from(["modelwatch", cmd, "--format", f]).expect(cmd);
+            let format = match c.command {
+                Command::Tail(t) => t.format,
+                Command::Run(r) => r.format.expect("format"),
+                _ => unreachable!(),
+            };
+            let expected = if f == "text" { OutputFormat::Compact } else { OutputFormat::Json };
+            assert_eq!(format, expected, "{cmd} --format {f}");
+        }
+        for f in ["text", "json"] {
+            assert!(Cli::try_parse_from(["modelwatch", "status", "--format", f]).is_ok());
+            assert!(Cli::try_parse_from(["modelwatch", "scan", "--format", f, "x"]).is_ok());
+        }
+    }
+
+    /// The valid kinds are the schema's table, shown in the help and named when one is wrong.
+    #[test]
+    fn tail_kinds_come_from_the_schema() {
+        let c = Cli::try_parse_from(["modelwatch", "tail", "--kind", "model_read", "--kind", "session_started"])
+            .expect("parse");
+        let Command::Tail(tail) = c.command else { panic!("not tail") };
+        assert_eq!(tail.kinds, ["model_read", "session_started"]);
+        let e = Cli::try_parse_from(["modelwatch", "tail", "--kind", "model_open"]).expect_err("unknown kind");
+        let msg = e.to_string();
+        for k in crate::proto::PAYLOAD_NAMES {
+            assert!(msg.contains(k), "{k} missing from: {msg}");
+        }
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let help = cmd.find_subcommand_mut("tail").expect("tail").render_long_help().to_string();
+        for k in crate::proto::PAYLOAD_NAMES {
+            assert!(help.contains(k), "{k} missing from tail --help");
+        }
     }
 }

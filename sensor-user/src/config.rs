@@ -393,7 +393,8 @@ pub const DEFAULT_SOCKET: &str = "/run/modelwatch/modelwatch.sock";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
-    /// One readable line per event.
+    /// One readable line per event (`text` is the same, as in `status` and `scan`).
+    #[value(alias = "text")]
     Compact,
     /// One JSON object per line, the schema's proto3 JSON mapping.
     Json,

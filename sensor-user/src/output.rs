@@ -119,10 +119,37 @@ fn short(s: &str, max: usize) -> String {
     }
 }
 
-fn hms(ts: &Option<pbjson_types::Timestamp>) -> String {
-    let Some(ts) = ts else { return "--:--:--.---".into() };
-    let secs = ts.seconds.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}.{:03}", secs / 3600, (secs / 60) % 60, secs % 60, ts.nanos.max(0) / 1_000_000)
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097) as u64;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe as i64 + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The compact line's time: date, time to the millisecond and the zone, UTC (`Z`), so that
+/// lines of a capture from another day or another host's zone read unambiguously.
+fn date_time(ts: &Option<pbjson_types::Timestamp>) -> String {
+    const NONE: &str = "---------- --:--:--.---Z";
+    let Some(ts) = ts else { return NONE.into() };
+    let (days, secs) = (ts.seconds.div_euclid(86_400), ts.seconds.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return NONE.into();
+    }
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        ts.nanos.clamp(0, 999_999_999) / 1_000_000
+    )
 }
 
 /// Short enum names for the compact form: the proto name without its prefix, lower case.
@@ -169,7 +196,7 @@ pub fn compact_line(ev: &Event, color: bool) -> String {
     } else {
         String::new()
     };
-    format!("{} {:<10} {:<22} {}{}", st.paint("2", &hms(&ev.event_time)), st.paint(code, label), who, facts, sev)
+    format!("{} {:<10} {:<22} {}{}", st.paint("2", &date_time(&ev.event_time)), st.paint(code, label), who, facts, sev)
 }
 
 fn facts(ev: &Event) -> (&'static str, &'static str, String) {
@@ -248,12 +275,13 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
                 let _ = write!(s, " {}", short(&md.quantization, 16));
             }
             if !art.sha256.is_empty() {
-                let _ = write!(
-                    s,
-                    " sha256={}…({})",
-                    prefix(&art.sha256, 12),
+                // The schema's VERIFIED means computed: "verified" only where a claim was compared.
+                let state = if art.digest_state == DigestState::Verified as i32 && a.claimed_sha256.is_empty() {
+                    "computed".to_owned()
+                } else {
                     enum_str!(DigestState, art.digest_state, "DIGEST_STATE_")
-                );
+                };
+                let _ = write!(s, " sha256={}…({state})", prefix(&art.sha256, 12));
             }
             if !art.digest_skipped_reason.is_empty() {
                 let _ = write!(s, " digest=skipped({})", short(&art.digest_skipped_reason, 16));
@@ -437,6 +465,45 @@ mod tests {
             };
             assert!(compact_line(&ev, false).contains(&prefix(id, 8)));
         }
+    }
+
+    #[test]
+    fn lines_show_the_date_and_the_zone() {
+        let ev = |t: Option<(i64, i32)>| Event {
+            event_time: t.map(|(seconds, nanos)| pbjson_types::Timestamp { seconds, nanos }),
+            payload: Some(Payload::ProcessExit(crate::proto::v1::ProcessExit::default())),
+            ..Default::default()
+        };
+        // 2026-12-04T13:40:47.123456789Z
+        let line = compact_line(&ev(Some((1_796_391_647, 123_456_789))), false);
+        assert!(line.starts_with("2026-12-04 13:40:47.123Z exit "), "{line}");
+        let line = compact_line(&ev(Some((-1, 0))), false);
+        assert!(line.starts_with("1969-12-31 23:59:59.000Z "), "{line}");
+        let width = "2026-12-04 13:40:47.123Z".len();
+        for t in [None, Some((i64::MAX, 0)), Some((i64::MIN, 0))] {
+            let line = compact_line(&ev(t), false);
+            assert!(line.starts_with("---------- --:--:--.---Z "), "{line}");
+            assert_eq!(line.find(" exit"), Some(width), "{line}");
+        }
+    }
+
+    #[test]
+    fn verified_only_where_a_claim_was_compared() {
+        use crate::proto::v1::{ArtifactIdentified, ArtifactSummary};
+        let ev = |claim: &str| Event {
+            payload: Some(Payload::ArtifactIdentified(ArtifactIdentified {
+                artifact: Some(ArtifactSummary {
+                    sha256: "ab".repeat(32),
+                    digest_state: DigestState::Verified as i32,
+                    ..Default::default()
+                }),
+                claimed_sha256: claim.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert!(compact_line(&ev(""), false).contains("sha256=abababababab…(computed)"));
+        assert!(compact_line(&ev(&"ab".repeat(32)), false).contains("sha256=abababababab…(verified)"));
     }
 
     #[test]

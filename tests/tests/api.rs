@@ -207,8 +207,9 @@ fn replay_reports_lines_that_are_not_events() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("exit") && stdout.contains("code=3"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("capture.jsonl:2: not an event"), "{stderr}");
-    assert!(stderr.contains("capture.jsonl:3: not an event"), "{stderr}");
-    // Unknown fields (a newer schema) are skipped, not errors.
-    assert!(!stderr.contains("capture.jsonl:4"), "{stderr}");
+    assert!(stderr.contains("capture.jsonl line 2: not a modelwatch event"), "{stderr}");
+    assert!(stderr.contains("capture.jsonl line 3: not a modelwatch event"), "{stderr}");
+    // An event of a kind a newer schema added is skipped and said so, not an error.
+    assert!(stderr.contains("capture.jsonl line 4: an event of a kind this build does not know"), "{stderr}");
+    assert!(stderr.contains("2 of 4 non-empty lines were not modelwatch events"), "{stderr}");
 }

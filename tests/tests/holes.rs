@@ -96,7 +96,7 @@ fn bidi_controls_are_escaped_in_compact_output() {
         assert!(!stderr.contains(c), "U+{:04X} reached the terminal raw: {stderr:?}", c as u32);
     }
     assert!(stdout.contains("\\u{202e}fdp"), "{stdout}");
-    assert!(stderr.contains("not an event"), "{stderr}");
+    assert!(stderr.contains("not a modelwatch event"), "{stderr}");
 }
 
 /// An `O_PATH` descriptor cannot read the file: the open is reported with access `path`.

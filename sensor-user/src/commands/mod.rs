@@ -69,8 +69,27 @@ fn print_scan(args: &crate::cli::ScanArgs, cfg: &modelwatch_artifact::ArtifactCo
     let mut w = std::io::stdout().lock();
     match args.format {
         crate::cli::ScanFormat::Json => {
-            serde_json::to_writer_pretty(&mut w, &out).context("writing JSON")?;
-            writeln!(w).context("writing to stdout")?;
+            // One line per file, in the shape the sensor streams (`artifact_identified`), so
+            // that a scan and the event stream feed the same parser.
+            for a in &out.artifacts {
+                let id = std::fs::metadata(&a.path).map_or(
+                    modelwatch_artifact::FileIdentity {
+                        dev: 0,
+                        ino: 0,
+                        size: a.size,
+                        mtime_ns: 0,
+                        ctime_sec: 0,
+                        ctime_nsec: 0,
+                    },
+                    |m| modelwatch_artifact::FileIdentity::from_metadata(&m),
+                );
+                let payload = crate::enrich::artifact::identified(a, &id);
+                serde_json::to_writer(&mut w, &payload).context("writing JSON")?;
+                writeln!(w).context("writing to stdout")?;
+            }
+            w.flush().context("writing to stdout")?;
+            let mut err = std::io::stderr().lock();
+            modelwatch_artifact::scan::write_trailer(&mut err, &out).context("writing to stderr")?;
         }
         crate::cli::ScanFormat::Text => {
             modelwatch_artifact::scan::write_text(&mut w, &out).context("writing to stdout")?;

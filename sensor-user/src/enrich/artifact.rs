@@ -158,13 +158,25 @@ fn finding(f: &artifact::Finding) -> Finding {
     Finding { code: f.code.clone(), message: f.message.clone(), severity: severity(f.severity) as i32 }
 }
 
+/// The licence the content or the manifest names.
+fn declared_license(r: &ArtifactReport) -> Option<&str> {
+    r.metadata
+        .license
+        .as_deref()
+        .or_else(|| r.manifest_entry.as_ref().and_then(|m| m.license.as_deref()))
+        .filter(|l| !l.trim().is_empty())
+}
+
 pub fn identified(r: &ArtifactReport, id: &FileIdentity) -> ArtifactIdentified {
     let license_state = match &r.license_finding {
         Some(l) => match l.problem {
             artifact::LicenseProblem::Missing => LicenseState::Missing,
             artifact::LicenseProblem::NotAllowed => LicenseState::NotAllowed,
         },
-        None if r.format.is_model() => LicenseState::Allowed,
+        // No finding: the licence is allowed, or none is declared and none was required (the
+        // state still says it is missing, as the schema defines it).
+        None if r.format.is_model() && declared_license(r).is_some() => LicenseState::Allowed,
+        None if r.format.is_model() => LicenseState::Missing,
         None => LicenseState::Unspecified,
     };
     ArtifactIdentified {
@@ -234,5 +246,30 @@ mod tests {
         let s = summary(&r, &id);
         assert_eq!((s.digest_state, s.sha256.as_str()), (DigestState::Skipped as i32, claim.as_str()));
         assert_eq!(identified(&r, &id).claimed_sha256, claim);
+    }
+
+    /// A model that names no licence is `missing` whether or not a finding was required.
+    #[test]
+    fn licence_state_says_missing_without_a_finding_too() {
+        let id = FileIdentity { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_sec: 5, ctime_nsec: 6 };
+        let mut r = ArtifactReport {
+            path: "/m/x.gguf".into(),
+            size: 3,
+            format: artifact::Format::Gguf,
+            variant: None,
+            metadata: Default::default(),
+            digest: None,
+            digest_skipped: None,
+            pickle: None,
+            policy: artifact::PolicyVerdict::NoManifest,
+            manifest_entry: None,
+            license_finding: None,
+            findings: Vec::new(),
+        };
+        assert_eq!(identified(&r, &id).license_state, LicenseState::Missing as i32);
+        r.metadata.license = Some("MIT".into());
+        assert_eq!(identified(&r, &id).license_state, LicenseState::Allowed as i32);
+        r.format = artifact::Format::NotAModel;
+        assert_eq!(identified(&r, &id).license_state, LicenseState::Unspecified as i32);
     }
 }

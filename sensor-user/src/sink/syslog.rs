@@ -303,24 +303,10 @@ fn syslog_severity(ev: &Event) -> u8 {
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097) as u64;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe as i64 + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// RFC 5424 TIMESTAMP: UTC with microseconds.
 fn timestamp(ts: &pbjson_types::Timestamp) -> String {
     let (days, secs) = (ts.seconds.div_euclid(86_400), ts.seconds.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::output::civil_from_days(days);
     if !(0..=9999).contains(&y) {
         return "-".into();
     }
@@ -404,9 +390,9 @@ mod tests {
 
     #[test]
     fn civil_dates_are_right() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(crate::output::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(crate::output::civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(crate::output::civil_from_days(-1), (1969, 12, 31));
         assert_eq!(
             timestamp(&pbjson_types::Timestamp { seconds: 951_782_400, nanos: 5_000 }),
             "2000-02-29T00:00:00.000005Z"
