@@ -275,12 +275,23 @@ impl RunningSensor {
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; {} events received; stderr:\n{}",
+                "timed out after {timeout:?} waiting for {what}; {} events received (kept in {}); stderr:\n{}",
                 self.events.lock().unwrap().len(),
+                self.keep_events().display(),
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Writes the events received so far to a file that outlives the test (one JSON object
+    /// per line), for the message of a test that failed waiting.
+    fn keep_events(&self) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("modelwatch-test-events-{}-{}.jsonl", std::process::id(), self.pid()));
+        let text: String = self.events.lock().map(|e| e.iter().map(|v| format!("{v}\n")).collect()).unwrap_or_default();
+        let _ = std::fs::write(&path, text);
+        path
     }
 
     /// Waits until `pred` holds over the events received so far.

@@ -239,6 +239,10 @@ struct Queued {
     uid: u32,
     held: Option<File>,
     since: Instant,
+    /// The same version held open by a later opener while this analysis, submitted by path,
+    /// was on its way: if the path is gone when the analyzer gets to it (unlinked right after
+    /// the open), the analysis is made again through this descriptor.
+    spare: Option<File>,
 }
 
 pub struct ArtifactLink {
@@ -417,8 +421,12 @@ impl ArtifactLink {
     /// Queues a version for analysis within its user's share; a held file is handed over as
     /// `/proc/self/fd/<n>` and kept open until the analyzer answers.
     fn submit(&mut self, process: &ProcessInfo, identity: FileIdentity, path: PathBuf, held: Option<File>) {
-        if self.queued.contains_key(&identity) {
-            return; // on its way: its answer serves this event too
+        if let Some(q) = self.queued.get_mut(&identity) {
+            // On its way: its answer serves this event too.
+            if q.held.is_none() && q.spare.is_none() {
+                q.spare = held;
+            }
+            return;
         }
         if !self.queued_shares.admits(process.uid, self.queued.len(), self.analysis_capacity) {
             self.identifications_refused += 1;
@@ -442,7 +450,7 @@ impl ArtifactLink {
         if after.duplicates > before.duplicates {
             return;
         }
-        self.queued.insert(identity, Queued { uid: process.uid, held, since: Instant::now() });
+        self.queued.insert(identity, Queued { uid: process.uid, held, since: Instant::now(), spare: None });
         self.queued_shares.add(process.uid);
     }
 
@@ -456,6 +464,18 @@ impl ArtifactLink {
         if let Some(q) = self.queued.values_mut().filter(|q| q.held.is_some()).min_by_key(|q| q.since) {
             q.held = None;
         }
+    }
+
+    /// An analysis by path failed while another opener holds the version open: submits it
+    /// again through that descriptor (the share stays taken). Whether it did.
+    fn retry_through_spare(&mut self, identity: &FileIdentity) -> bool {
+        let Some(q) = self.queued.get_mut(identity) else { return false };
+        let Some(spare) = q.spare.take() else { return false };
+        let path = PathBuf::from(format!("/proc/self/fd/{}", spare.as_raw_fd()));
+        q.held = Some(spare);
+        self.analyzer.forget(identity);
+        self.analyzer.submit(ArtifactRequest { path, identity: *identity });
+        true
     }
 
     /// The analyzer answered about `identity`: its share is free and its held file closed.
@@ -492,6 +512,10 @@ impl ArtifactLink {
                 (identity, report, false)
             }
             ArtifactUpdate::Failed { identity, path, error } => {
+                if self.retry_through_spare(&identity) {
+                    tracing::debug!(path = %path.display(), "artifact not analysed: {error}; again through a held descriptor");
+                    return ArtifactNews::default();
+                }
                 self.answered(&identity);
                 tracing::debug!(path = %path.display(), "artifact not analysed: {error}");
                 let key = Some(self.key_of(&identity));
