@@ -36,6 +36,7 @@ mod pyint;
 pub mod report;
 pub mod scan;
 pub mod service;
+pub mod signature;
 pub mod size;
 
 use std::{

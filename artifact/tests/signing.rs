@@ -1,0 +1,386 @@
+//! Model signatures made by the real signing tool (`model_signing` 1.1.1 from PyPI, installed by
+//! `cargo xtask setup` into target/tools/model-signing-venv), with keys and a CA made by
+//! openssl: single-file and directory models, the `key` and `certificate` methods, and each way
+//! a signature goes wrong.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use modelwatch_artifact::signature::{
+    SignatureReport, SignatureVerdict, SignerKind, TrustStore, Verifier, bundle::ParseLimits, hash_file,
+    trust::key_fingerprint,
+};
+
+fn tool() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/model-signing-venv/bin/model_signing");
+    assert!(p.exists(), "{} is missing: `cargo xtask setup` installs model_signing there", p.display());
+    p
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// An EC key pair (`<name>.key`, `<name>.pub`) on `curve`.
+fn keypair(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf) {
+    let key = format!("{name}.key");
+    let public = format!("{name}.pub");
+    openssl(dir, &["ecparam", "-name", curve, "-genkey", "-noout", "-out", &key]);
+    openssl(dir, &["ec", "-in", &key, "-pubout", "-out", &public]);
+    (dir.join(key), dir.join(public))
+}
+
+/// A CA (`<name>.pem`, `<name>.key`) and a code-signing certificate it issues for `email`
+/// (`<name>-leaf.pem`, `<name>-leaf.key`).
+fn ca_and_leaf(dir: &Path, name: &str, email: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca_key, ca_pem) = (format!("{name}.key"), format!("{name}.pem"));
+    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &ca_key]);
+    #[rustfmt::skip]
+    openssl(dir, &["req", "-x509", "-new", "-key", &ca_key, "-out", &ca_pem, "-days", "30",
+        "-subj", &format!("/CN={name} Model CA"),
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    let (leaf_key, _) = keypair(dir, &format!("{name}-leaf"), "prime256v1");
+    let (csr, leaf, ext) = (format!("{name}-leaf.csr"), format!("{name}-leaf.pem"), format!("{name}-leaf.ext"));
+    openssl(dir, &["req", "-new", "-key", &leaf_key.to_string_lossy(), "-out", &csr, "-subj", "/CN=model hub"]);
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n\
+             subjectAltName=email:{email}\n"
+        ),
+    )
+    .expect("write ext");
+    #[rustfmt::skip]
+    openssl(dir, &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial",
+        "-out", &leaf, "-days", "7", "-extfile", &ext]);
+    (dir.join(ca_pem), dir.join(leaf), leaf_key)
+}
+
+fn sign_key(cwd: &Path, model: &Path, key: &Path, extra: &[&str]) {
+    run(Command::new(tool())
+        .current_dir(cwd)
+        .args(["sign", "key"])
+        .arg(model)
+        .arg("--private_key")
+        .arg(key)
+        .args(extra));
+}
+
+fn sign_cert(cwd: &Path, model: &Path, key: &Path, cert: &Path, ca: &Path) {
+    run(Command::new(tool())
+        .current_dir(cwd)
+        .args(["sign", "certificate"])
+        .arg(model)
+        .arg("--private_key")
+        .arg(key)
+        .arg("--signing_certificate")
+        .arg(cert)
+        .arg("--certificate_chain")
+        .arg(ca));
+}
+
+fn spki_der(public_pem: &Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+        .arg(public_pem)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn key_store(keys: &[(&str, &Path)]) -> TrustStore {
+    let mut t = TrustStore::default();
+    for (name, public) in keys {
+        t.add_key(name, spki_der(public)).expect("trusted key");
+    }
+    t
+}
+
+fn verifier(trust: TrustStore) -> Verifier {
+    Verifier::new(trust, None, ParseLimits::default())
+}
+
+fn verify(v: &Verifier, file: &Path) -> SignatureReport {
+    v.verify_file(file, &mut hash_file)
+}
+
+fn flip_one_byte(path: &Path) {
+    let mut b = std::fs::read(path).expect("read");
+    let i = b.len() / 2;
+    b[i] ^= 1;
+    std::fs::write(path, b).expect("write");
+}
+
+fn assert_verdict(r: &SignatureReport, want: SignatureVerdict) {
+    assert_eq!(r.verdict, want, "{r:#?}");
+}
+
+/// A directory model: `config.json`, `weights/model.safetensors`, and git files the tool
+/// leaves out by default.
+fn directory_model(dir: &Path) -> PathBuf {
+    let m = dir.join("llama-tiny");
+    std::fs::create_dir_all(m.join("weights")).expect("mkdir");
+    std::fs::create_dir_all(m.join(".git")).expect("mkdir");
+    std::fs::write(m.join("config.json"), br#"{"model_type": "llama"}"#).expect("write");
+    std::fs::write(m.join("weights/model.safetensors"), vec![7u8; 4096]).expect("write");
+    std::fs::write(m.join(".gitattributes"), b"*.safetensors filter=lfs\n").expect("write");
+    std::fs::write(m.join(".git/HEAD"), b"ref: refs/heads/main\n").expect("write");
+    m
+}
+
+#[test]
+fn key_signed_single_file_model_verifies_and_each_tampering_has_its_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (key, public) = keypair(d, "hub", "prime256v1");
+    let (other_key, _) = keypair(d, "other", "prime256v1");
+    let model = d.join("tiny.gguf");
+    std::fs::write(&model, b"GGUF\x03\x00\x00\x00 some weights").expect("write");
+    // As a hub runs it: in the model's directory, signature `model.sig` there.
+    sign_key(d, Path::new("tiny.gguf"), &key, &[]);
+    assert!(d.join("model.sig").exists());
+
+    let v = verifier(key_store(&[("hub", &public)]));
+    let r = verify(&v, &model);
+    assert_verdict(&r, SignatureVerdict::Verified);
+    let signer = r.signer.as_ref().expect("signer");
+    assert_eq!(signer.kind, SignerKind::Key);
+    assert_eq!(signer.trusted_as, "hub");
+    assert_eq!(signer.key_fingerprint, key_fingerprint(&spki_der(&public)));
+    assert_eq!(r.bundle.as_deref(), Some(d.join("model.sig").as_path()));
+    assert_eq!(r.model_root.as_deref(), Some(model.as_path()));
+    assert_eq!(r.files, 1);
+
+    // One byte of the model changed.
+    flip_one_byte(&model);
+    let r = verify(&v, &model);
+    assert_verdict(&r, SignatureVerdict::DigestMismatch);
+    assert_eq!(r.mismatched_file.as_deref(), Some("tiny.gguf"));
+    assert!(r.reason.contains("tiny.gguf"), "{}", r.reason);
+    assert!(r.signer.is_some(), "the signature itself verified");
+    flip_one_byte(&model);
+    assert_verdict(&verify(&v, &model), SignatureVerdict::Verified);
+
+    // Nobody configured; then signed by a key that is not trusted.
+    assert_verdict(&verify(&verifier(TrustStore::default()), &model), SignatureVerdict::UntrustedSigner);
+    sign_key(d, Path::new("tiny.gguf"), &other_key, &[]);
+    let r = verify(&v, &model);
+    assert_verdict(&r, SignatureVerdict::UntrustedSigner);
+    assert!(r.reason.contains("not trusted"), "{}", r.reason);
+
+    // The trusted key's bundle, truncated.
+    sign_key(d, Path::new("tiny.gguf"), &key, &[]);
+    let full = std::fs::read(d.join("model.sig")).expect("read");
+    std::fs::write(d.join("model.sig"), &full[..full.len() / 2]).expect("write");
+    assert_verdict(&verify(&v, &model), SignatureVerdict::Malformed);
+
+    // The statement rewritten (another digest) under the trusted key's hint: the signature no
+    // longer verifies.
+    let mut bundle: serde_json::Value = serde_json::from_slice(&full).expect("json");
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64.decode(bundle["dsseEnvelope"]["payload"].as_str().expect("payload")).expect("base64");
+    let forged = String::from_utf8(payload).expect("utf8").replacen("\"digest\": \"", "\"digest\": \"0", 1);
+    bundle["dsseEnvelope"]["payload"] = b64.encode(forged).into();
+    std::fs::write(d.join("model.sig"), serde_json::to_vec(&bundle).expect("json")).expect("write");
+    let r = verify(&v, &model);
+    assert_verdict(&r, SignatureVerdict::InvalidSignature);
+    assert!(r.reason.contains("`hub`"), "{}", r.reason);
+
+    // A Sigstore keyless bundle (transparency-log entries): recognised, never verified offline.
+    let mut keyless: serde_json::Value = serde_json::from_slice(&full).expect("json");
+    keyless["verificationMaterial"]["tlogEntries"] = serde_json::json!([{"logIndex": "1"}]);
+    std::fs::write(d.join("model.sig"), serde_json::to_vec(&keyless).expect("json")).expect("write");
+    let r = verify(&v, &model);
+    assert_verdict(&r, SignatureVerdict::UntrustedSigner);
+    assert!(r.reason.contains("not verified offline"), "{}", r.reason);
+
+    // No signature at all.
+    std::fs::remove_file(d.join("model.sig")).expect("rm");
+    assert_verdict(&verify(&v, &model), SignatureVerdict::Unsigned);
+}
+
+#[test]
+fn key_signed_directory_model_names_the_file_that_differs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (key, public) = keypair(d, "hub", "secp384r1");
+    let m = directory_model(d);
+    sign_key(&m, Path::new("."), &key, &[]);
+    let weights = m.join("weights/model.safetensors");
+
+    let v = verifier(key_store(&[("hub", &public)]));
+    let r = verify(&v, &weights);
+    assert_verdict(&r, SignatureVerdict::Verified);
+    assert_eq!(r.model_root.as_deref(), Some(m.as_path()));
+    assert_eq!(r.files, 2, "config.json and the weights; git files and model.sig left out");
+    // Every file of the model gets the same verdict.
+    assert_verdict(&verify(&v, &m.join("config.json")), SignatureVerdict::Verified);
+    // Git files are left out by the tool: changing them changes nothing.
+    std::fs::write(m.join(".git/HEAD"), b"ref: refs/heads/other\n").expect("write");
+    assert_verdict(&verify(&v, &weights), SignatureVerdict::Verified);
+
+    flip_one_byte(&weights);
+    let r = verify(&v, &m.join("config.json"));
+    assert_verdict(&r, SignatureVerdict::DigestMismatch);
+    assert_eq!(r.mismatched_file.as_deref(), Some("weights/model.safetensors"));
+    flip_one_byte(&weights);
+
+    std::fs::write(m.join("weights/extra.bin"), b"planted").expect("write");
+    let r = verify(&v, &weights);
+    assert_verdict(&r, SignatureVerdict::DigestMismatch);
+    assert_eq!(r.mismatched_file.as_deref(), Some("weights/extra.bin"));
+    assert!(r.reason.contains("not in the signature"), "{}", r.reason);
+    std::fs::remove_file(m.join("weights/extra.bin")).expect("rm");
+
+    std::fs::rename(m.join("config.json"), d.join("config.json")).expect("mv");
+    let r = verify(&v, &weights);
+    assert_verdict(&r, SignatureVerdict::DigestMismatch);
+    assert_eq!(r.mismatched_file.as_deref(), Some("config.json"));
+    std::fs::rename(d.join("config.json"), m.join("config.json")).expect("mv");
+    assert_verdict(&verify(&v, &weights), SignatureVerdict::Verified);
+
+    // Ignore paths chosen when signing are honoured.
+    std::fs::write(m.join("README.md"), b"# notes").expect("write");
+    assert_verdict(&verify(&v, &weights), SignatureVerdict::DigestMismatch);
+    sign_key(&m, Path::new("."), &key, &["--ignore-paths", "README.md"]);
+    assert_verdict(&verify(&v, &weights), SignatureVerdict::Verified);
+    std::fs::write(m.join("README.md"), b"# other notes").expect("write");
+    assert_verdict(&verify(&v, &weights), SignatureVerdict::Verified);
+}
+
+#[test]
+fn certificate_signed_models_report_identity_and_issuer_and_honour_constraints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (ca, leaf, leaf_key) = ca_and_leaf(d, "Hub", "models@hub.example");
+    let (rogue_ca, rogue_leaf, rogue_key) = ca_and_leaf(d, "Rogue", "models@hub.example");
+    let ca_der = |pem: &Path| {
+        let out = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(pem).output().expect("openssl");
+        out.stdout
+    };
+    let trust_for = |identities: &[&str]| {
+        let mut t = TrustStore::default();
+        t.add_ca("hub-ca", ca_der(&ca), identities.iter().map(ToString::to_string).collect()).expect("ca");
+        verifier(t)
+    };
+    let v = trust_for(&["models@hub.example"]);
+
+    // A single-file model and a directory model.
+    let model = d.join("tiny.onnx");
+    std::fs::write(&model, b"\x08\x07onnx bytes").expect("write");
+    sign_cert(d, Path::new("tiny.onnx"), &leaf_key, &leaf, &ca);
+    let r = verify(&v, &model);
+    assert_verdict(&r, SignatureVerdict::Verified);
+    let s = r.signer.as_ref().expect("signer");
+    assert_eq!(s.kind, SignerKind::Certificate);
+    assert_eq!(s.identity.as_deref(), Some("models@hub.example"));
+    assert_eq!(s.issuer.as_deref(), Some("CN=Hub Model CA"));
+    assert_eq!(s.trusted_as, "hub-ca");
+
+    let m = directory_model(d);
+    sign_cert(&m, Path::new("."), &leaf_key, &leaf, &ca);
+    let weights = m.join("weights/model.safetensors");
+    assert_verdict(&verify(&v, &weights), SignatureVerdict::Verified);
+    flip_one_byte(&weights);
+    let r = verify(&v, &weights);
+    assert_verdict(&r, SignatureVerdict::DigestMismatch);
+    assert_eq!(r.mismatched_file.as_deref(), Some("weights/model.safetensors"));
+    flip_one_byte(&weights);
+
+    // The CA vouches only for another identity.
+    let r = verify(&trust_for(&["someone@else.example"]), &weights);
+    assert_verdict(&r, SignatureVerdict::UntrustedSigner);
+    assert!(r.reason.contains("trusted only for someone@else.example"), "{}", r.reason);
+    // Any identity the CA issued.
+    assert_verdict(&verify(&trust_for(&[]), &weights), SignatureVerdict::Verified);
+
+    // The same identity from a CA that is not trusted.
+    sign_cert(&m, Path::new("."), &rogue_key, &rogue_leaf, &rogue_ca);
+    let r = verify(&v, &weights);
+    assert_verdict(&r, SignatureVerdict::UntrustedSigner);
+    assert!(r.reason.contains("Rogue Model CA"), "{}", r.reason);
+}
+
+#[test]
+fn the_signature_store_covers_models_without_a_signature_beside_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (key, public) = keypair(d, "hub", "prime256v1");
+    let store = d.join("store");
+    std::fs::create_dir(&store).expect("mkdir");
+    let models = d.join("models");
+    std::fs::create_dir(&models).expect("mkdir");
+    let model = models.join("tiny.gguf");
+    std::fs::write(&model, b"GGUF weights").expect("write");
+    sign_key(&models, Path::new("tiny.gguf"), &key, &["--signature", "../store/tiny.gguf.sig"]);
+    let v = Verifier::new(key_store(&[("hub", &public)]), Some(store.clone()), ParseLimits::default());
+    let r = verify(&v, &model);
+    assert_verdict(&r, SignatureVerdict::Verified);
+    assert_eq!(r.bundle.as_deref(), Some(store.join("tiny.gguf.sig").as_path()));
+    // Without the store configured the model is unsigned.
+    assert_verdict(&verify(&verifier(key_store(&[("hub", &public)])), &model), SignatureVerdict::Unsigned);
+}
+
+#[test]
+fn a_model_sig_of_another_single_file_does_not_cover_this_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (key, public) = keypair(d, "hub", "prime256v1");
+    std::fs::write(d.join("a.gguf"), b"GGUF a").expect("write");
+    std::fs::write(d.join("b.gguf"), b"GGUF b").expect("write");
+    sign_key(d, Path::new("a.gguf"), &key, &[]);
+    let v = verifier(key_store(&[("hub", &public)]));
+    assert_verdict(&verify(&v, &d.join("a.gguf")), SignatureVerdict::Verified);
+    assert_verdict(&verify(&v, &d.join("b.gguf")), SignatureVerdict::Unsigned);
+}
+
+/// Every truncation and many single-byte changes of real bundles (the fuzz seeds) go through
+/// the parser and the signer check without a panic, and never verify without trust.
+#[test]
+fn mutated_real_bundles_never_panic() {
+    use modelwatch_artifact::signature::{
+        SignerCheck,
+        bundle::{parse_bundle, parse_statement},
+        trust::check_signer,
+    };
+    let limits = ParseLimits::default();
+    let seeds: [&[u8]; 2] = [
+        include_bytes!("../fuzz/corpus/signature/bundle-key-directory"),
+        include_bytes!("../fuzz/corpus/signature/bundle-key-single-file"),
+    ];
+    let empty = TrustStore::default();
+    let mut parsed = 0;
+    for seed in seeds {
+        let mut inputs: Vec<Vec<u8>> = (0..seed.len()).map(|n| seed[..n].to_vec()).collect();
+        for i in (0..seed.len()).step_by(3) {
+            for b in [b'"', b'{', b'0', b'\\', 0xff] {
+                let mut m = seed.to_vec();
+                m[i] = b;
+                inputs.push(m);
+            }
+        }
+        for input in &inputs {
+            let _ = parse_statement(input, &limits);
+            if let Ok(b) = parse_bundle(input, &limits) {
+                parsed += 1;
+                let _ = parse_statement(&b.envelope.payload, &limits);
+                assert!(!matches!(check_signer(&b, &empty), SignerCheck::Verified(_)));
+            }
+        }
+    }
+    assert!(parsed > 0);
+}
