@@ -87,6 +87,8 @@ pub struct ArtifactConfig {
     pub cache_file: String,
     /// The most identities the digest cache remembers (least recently seen are evicted).
     pub cache_max_entries: usize,
+    /// Model signatures (`[artifact.signing]`, see `signature::SigningConfig`).
+    pub signing: crate::signature::SigningConfig,
 }
 
 impl Default for ArtifactConfig {
@@ -112,6 +114,7 @@ impl Default for ArtifactConfig {
             pickle_deny: Vec::new(),
             cache_file: "artifact-digests.json".to_owned(),
             cache_max_entries: 100_000,
+            signing: crate::signature::SigningConfig::default(),
         }
     }
 }
@@ -177,7 +180,7 @@ impl ArtifactConfig {
         if self.cache_max_entries == 0 {
             return bad("cache_max_entries", "must be at least 1");
         }
-        Ok(())
+        self.signing.validate()
     }
 
     /// The parsing bounds these settings describe.

@@ -139,6 +139,8 @@ pub struct AnalyzeOptions {
     pub pickle: Arc<PicklePolicy>,
     /// Set by the owner to end an identification early (the live analyzer's shutdown).
     pub stop: Option<Arc<AtomicBool>>,
+    /// Model signature verification (`artifact.signing`), unless disabled.
+    pub signing: Option<Arc<signature::Signing>>,
 }
 
 impl Default for AnalyzeOptions {
@@ -151,6 +153,7 @@ impl Default for AnalyzeOptions {
             license: LicensePolicy::default(),
             pickle: Arc::new(PicklePolicy::default()),
             stop: None,
+            signing: None,
         }
     }
 }
@@ -163,6 +166,13 @@ impl AnalyzeOptions {
             Some(p) => Some(Arc::new(Manifest::load(p)?)),
             None => None,
         };
+        let signing = if cfg.signing.enabled {
+            let verifier = signature::Verifier::from_config(&cfg.signing)
+                .map_err(|e| ArtifactError::Config { key: "signing".into(), message: e.to_string() })?;
+            Some(Arc::new(signature::Signing { verifier, require: cfg.signing.require }))
+        } else {
+            None
+        };
         Ok(Self {
             limits: cfg.limits(),
             digest: true,
@@ -171,6 +181,7 @@ impl AnalyzeOptions {
             license: LicensePolicy::new(&cfg.allowed_licenses, cfg.require_license),
             pickle: Arc::new(PicklePolicy::new(&cfg.pickle_allow, &cfg.pickle_deny)),
             stop: None,
+            signing,
         })
     }
 }
@@ -213,6 +224,7 @@ pub fn identify_open(path: &Path, file: &mut File, size: u64, opts: &AnalyzeOpti
         policy: PolicyVerdict::Unknown,
         manifest_entry: None,
         license_finding: None,
+        signature: None,
         findings: id.findings,
     };
     report.sort_findings();
@@ -343,6 +355,71 @@ pub fn evaluate(report: &mut ArtifactReport, manifest: Option<&Manifest>, licens
     report.sort_findings();
 }
 
+/// Looks for the model's signature and records its verdict (see [`signature`]), when signing
+/// is enabled and the file is a model. `hasher` computes the other files' digests of a
+/// directory model; the file's own digest, when verified, is not computed again.
+pub fn verify_signature(report: &mut ArtifactReport, opts: &AnalyzeOptions, hasher: &mut signature::Hasher<'_>) {
+    let Some(signing) = &opts.signing else { return };
+    if !report.format.is_model() {
+        return;
+    }
+    let own = report.digest.as_ref().filter(|d| d.state != DigestState::Claimed).map(|d| d.sha256_hex.clone());
+    let path = report.path.clone();
+    let mut hash = |p: &Path| match &own {
+        Some(hex) if p == path => Ok(hex.clone()),
+        _ => hasher(p),
+    };
+    let sig = signing.verifier.verify_file(&path, &mut hash);
+    apply_signature(report, sig);
+}
+
+/// Records a signature verdict and its finding (replacing an earlier verdict's).
+pub fn apply_signature(report: &mut ArtifactReport, sig: signature::SignatureReport) {
+    use signature::SignatureVerdict as V;
+    report.findings.retain(|f| !codes::SIGNATURE.contains(&f.code.as_str()));
+    let finding = match sig.verdict {
+        V::Verified | V::Unsigned => None,
+        V::DigestMismatch => Some((Severity::Critical, codes::SIGNATURE_DIGEST_MISMATCH)),
+        V::InvalidSignature => Some((Severity::High, codes::SIGNATURE_INVALID)),
+        V::Malformed => Some((Severity::Medium, codes::SIGNATURE_MALFORMED)),
+        V::UntrustedSigner => Some((Severity::Low, codes::SIGNATURE_UNTRUSTED)),
+    };
+    if let Some((sev, code)) = finding {
+        let at = sig.bundle.as_ref().map(|b| format!(" ({})", b.display())).unwrap_or_default();
+        report.findings.push(Finding::new(sev, code, format!("signature {}{at}: {}", sig.verdict, sig.reason)));
+    }
+    report.signature = Some(sig);
+    report.sort_findings();
+}
+
+/// The policy verdicts: [`evaluate`] (manifest and licence), then the signature requirement
+/// (`artifact.signing.require`): a model that must be signed and is not `verified` gets a
+/// `signature_required` finding. Idempotent.
+pub fn judge(report: &mut ArtifactReport, opts: &AnalyzeOptions) {
+    evaluate(report, opts.manifest.as_deref(), &opts.license);
+    report.findings.retain(|f| f.code != codes::SIGNATURE_REQUIRED);
+    let Some(signing) = &opts.signing else { return };
+    let required = match signing.require {
+        signature::SignatureRequirement::None => false,
+        signature::SignatureRequirement::Approved => report.policy == PolicyVerdict::Approved,
+        signature::SignatureRequirement::All => report.format.is_model(),
+    };
+    let Some(sig) = &report.signature else { return };
+    if required && sig.verdict != signature::SignatureVerdict::Verified {
+        let which = if signing.require == signature::SignatureRequirement::Approved {
+            "approved models must carry a verified signature"
+        } else {
+            "every model must carry a verified signature"
+        };
+        report.findings.push(Finding::new(
+            Severity::High,
+            codes::SIGNATURE_REQUIRED,
+            format!("{which} (artifact.signing.require); this one's signature is {}", sig.verdict),
+        ));
+        report.sort_findings();
+    }
+}
+
 /// Full analysis of one file: format, metadata, pickle verdict, digest (per `opts`), licence
 /// and manifest verdict. Synchronous; reads the whole file when hashing.
 pub fn analyze_path(path: &Path, opts: &AnalyzeOptions) -> Result<ArtifactReport, ArtifactError> {
@@ -352,7 +429,8 @@ pub fn analyze_path(path: &Path, opts: &AnalyzeOptions) -> Result<ArtifactReport
         digest_open(&mut report, &mut file, opts)
             .map_err(|source| ArtifactError::Read { path: path.to_owned(), source })?;
     }
-    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    verify_signature(&mut report, opts, &mut signature::hash_file);
+    judge(&mut report, opts);
     Ok(report)
 }
 

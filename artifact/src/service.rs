@@ -53,7 +53,7 @@ pub use crate::FileIdentity;
 use crate::{
     AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, Manifest, apply_digest, apply_digest_skipped, codes,
     digest::{self, DigestCache},
-    evaluate, formats, identify_open, open_artifact,
+    formats, identify_open, judge, open_artifact, verify_signature,
 };
 
 /// A file the sensor saw opened. `path` must be openable by the sensor (for a process in
@@ -569,7 +569,8 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     if let Some(sha) = cached {
         inc(&inner.stats.cache_hits);
         apply_digest(&mut report, &sha);
-        evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+        verify_signature(&mut report, &opts, &mut |p| cached_digest(inner, p));
+        judge(&mut report, &opts);
         let report = Arc::new(report);
         set_slot(inner, identity, Phase::Done, report.clone(), generation);
         return send(inner, ArtifactUpdate::Identified { identity, report });
@@ -577,12 +578,12 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     if let Some(skipped) = digest::skip_reason(&file, &meta, &opts.hash) {
         inc(&inner.stats.digest_skipped);
         apply_digest_skipped(&mut report, skipped);
-        evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+        judge(&mut report, &opts);
         let report = Arc::new(report);
         set_slot(inner, identity, Phase::Done, report.clone(), generation);
         return send(inner, ArtifactUpdate::Identified { identity, report });
     }
-    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    judge(&mut report, &opts);
     let report = Arc::new(report);
     // The slot and the identification before the hash job: a small file's digest can be
     // done before the push returns, and must never reach the receiver before what it updates.
@@ -594,6 +595,24 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
         inc(&inner.stats.hash_dropped);
         set_slot(inner, identity, Phase::HashDropped, report, generation);
     }
+}
+
+/// The digest of another file of a signed directory model, through the digest cache: a model
+/// loaded again costs a `stat` per file, not a read. Stopped by the shutdown like any hashing.
+fn cached_digest(inner: &Inner, path: &Path) -> std::io::Result<String> {
+    let mut file = digest::open_readonly(path)?;
+    let identity = FileIdentity::from_metadata(&file.metadata()?);
+    if let Some(sha) = inner.cache.lock().ok().and_then(|mut c| c.get(&identity)) {
+        return Ok(sha);
+    }
+    let (sha, _) = digest::sha256_until(&mut file, &inner.stop)?;
+    // Kept only when the file did not change while it was read.
+    if file.metadata().map(|m| FileIdentity::from_metadata(&m)).ok() == Some(identity)
+        && let Ok(mut c) = inner.cache.lock()
+    {
+        c.insert(&identity, &sha);
+    }
+    Ok(sha)
 }
 
 fn hash_loop(inner: &Inner, takes_bulk: bool) {
@@ -631,7 +650,8 @@ fn hash_one(inner: &Inner, mut job: HashJob) {
     };
     let mut report = (*job.report).clone();
     apply_digest(&mut report, &sha);
-    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    verify_signature(&mut report, &opts, &mut |p| cached_digest(inner, p));
+    judge(&mut report, &opts);
     let report = Arc::new(report);
     {
         let Ok(mut slots) = inner.slots.lock() else { return };
@@ -722,7 +742,7 @@ fn reload(inner: &Inner, path: &Path) {
     };
     for (identity, old) in known {
         let mut r = (*old).clone();
-        evaluate(&mut r, opts.manifest.as_deref(), &opts.license);
+        judge(&mut r, &opts);
         if r == *old {
             continue;
         }

@@ -3,6 +3,8 @@
 //! openssl: single-file and directory models, the `key` and `certificate` methods, and each way
 //! a signature goes wrong.
 
+mod generated;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -135,7 +137,7 @@ fn directory_model(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(m.join("weights")).expect("mkdir");
     std::fs::create_dir_all(m.join(".git")).expect("mkdir");
     std::fs::write(m.join("config.json"), br#"{"model_type": "llama"}"#).expect("write");
-    std::fs::write(m.join("weights/model.safetensors"), vec![7u8; 4096]).expect("write");
+    std::fs::write(m.join("weights/model.safetensors"), generated::tiny_safetensors(Some("MIT"))).expect("write");
     std::fs::write(m.join(".gitattributes"), b"*.safetensors filter=lfs\n").expect("write");
     std::fs::write(m.join(".git/HEAD"), b"ref: refs/heads/main\n").expect("write");
     m
@@ -383,4 +385,60 @@ fn mutated_real_bundles_never_panic() {
         }
     }
     assert!(parsed > 0);
+}
+
+/// `modelwatch scan` (the library under it) reports each model's signature verdict from the
+/// `[artifact.signing]` configuration, a tampered model is a critical finding, and
+/// `require = "all"` makes an unsigned model a policy finding.
+#[test]
+fn scan_reports_the_verdict_and_the_signing_policy() {
+    use modelwatch_artifact::{
+        ArtifactConfig, Severity, codes,
+        scan::{ScanOptions, execute, write_text},
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (key, public) = keypair(d, "hub", "prime256v1");
+    let m = directory_model(d);
+    sign_key(&m, Path::new("."), &key, &[]);
+    let loose = d.join("loose.gguf");
+    std::fs::write(&loose, generated::llama_gguf()).expect("write");
+    let cfg_text = format!(
+        "[signing]\nrequire = \"all\"\n[[signing.keys]]\nname = \"hub\"\npublic_key = \"{}\"\n",
+        public.display()
+    );
+    let cfg: ArtifactConfig = toml::from_str(&cfg_text).expect("config");
+    assert_eq!(cfg.validate(), Ok(()));
+    let weights = m.join("weights/model.safetensors");
+    let scan = |paths: Vec<PathBuf>| execute(&ScanOptions::new(paths), &cfg).expect("scan");
+
+    let out = scan(vec![weights.clone(), loose.clone()]);
+    let signed = &out.artifacts[0];
+    let sig = signed.signature.as_ref().expect("signature verdict");
+    assert_eq!(sig.verdict, SignatureVerdict::Verified, "{sig:#?}");
+    assert!(!signed.findings.iter().any(|f| f.code.starts_with("signature")), "{:?}", signed.findings);
+    let unsigned = &out.artifacts[1];
+    assert_eq!(unsigned.signature.as_ref().map(|s| s.verdict), Some(SignatureVerdict::Unsigned));
+    let required = unsigned.findings.iter().find(|f| f.code == codes::SIGNATURE_REQUIRED).expect("policy finding");
+    assert_eq!(required.severity, Severity::High);
+    let mut text = Vec::new();
+    write_text(&mut text, &out).expect("text");
+    let text = String::from_utf8(text).expect("utf8");
+    assert!(text.contains("signature verified by key `hub` sha256:"), "{text}");
+    assert!(text.contains("signature unsigned"), "{text}");
+
+    flip_one_byte(&m.join("config.json"));
+    let out = scan(vec![weights.clone()]);
+    let a = &out.artifacts[0];
+    assert_eq!(a.signature.as_ref().map(|s| s.verdict), Some(SignatureVerdict::DigestMismatch));
+    let f = a.findings.iter().find(|f| f.code == codes::SIGNATURE_DIGEST_MISMATCH).expect("mismatch finding");
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(f.message.contains("`config.json`"), "{}", f.message);
+    assert_eq!(out.summary.exit_code, 1);
+
+    // A configured key that cannot be read stops the scan with the file named.
+    let bad: ArtifactConfig =
+        toml::from_str("[[signing.keys]]\nname = \"x\"\npublic_key = \"/nonexistent/key.pub\"\n").expect("config");
+    let err = execute(&ScanOptions::new(vec![weights]), &bad).expect_err("unreadable key");
+    assert!(err.to_string().contains("/nonexistent/key.pub"), "{err}");
 }

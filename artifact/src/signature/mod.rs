@@ -207,6 +207,13 @@ impl SigningConfig {
     }
 }
 
+/// Signature verification as the analysis runs it: the verifier and the requirement.
+#[derive(Debug)]
+pub struct Signing {
+    pub verifier: Verifier,
+    pub require: SignatureRequirement,
+}
+
 /// Computes a file's SHA-256 (hex); the live analyzer passes its digest cache here.
 pub type Hasher<'a> = dyn FnMut(&Path) -> io::Result<String> + 'a;
 

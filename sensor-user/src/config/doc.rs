@@ -229,6 +229,24 @@ const ROWS: &[Row] = &[
     row("artifact.pickle_deny", "More pickle globals to treat as malicious: module.name or module.*"),
     row("artifact.cache_file", "The digest cache's file name, inside sensor.state_dir"),
     row("artifact.cache_max_entries", "The most identities the digest cache remembers"),
+    row("artifact.signing", "Model signatures (OpenSSF model_signing): found, verified offline, reported"),
+    row("artifact.signing.enabled", "Look for each model's signature (model.sig, <name>.sig, the store) and verify it"),
+    example(
+        "artifact.signing.store",
+        "A directory of more signatures: <name>.sig for model file or directory <name>",
+        "\"/etc/modelwatch/signatures\"",
+    ),
+    row(
+        "artifact.signing.require",
+        "Models that must carry a verified signature: none, approved (by the manifest) or all",
+    ),
+    row("artifact.signing.max_bundle_bytes", "The most bytes a signature file may have"),
+    row("artifact.signing.max_files", "The most files a signed directory model may have"),
+    row("artifact.signing.keys", "Trusted public keys: [[artifact.signing.keys]] name, public_key (PEM, P-256/P-384)"),
+    row(
+        "artifact.signing.cas",
+        "Trusted CAs: [[artifact.signing.cas]] name, certificate (PEM), identities (SAN or CN)",
+    ),
 ];
 
 const HEADER: &str = "\

@@ -218,6 +218,7 @@ mod tests {
             policy: artifact::PolicyVerdict::Unknown,
             manifest_entry: None,
             license_finding: None,
+            signature: None,
             findings: Vec::new(),
         };
         let s = summary(&r, &id);
