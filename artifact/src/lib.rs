@@ -10,6 +10,7 @@
 //!   way CPython does, for the walker and the parsers;
 //! - [`digest`] streams SHA-256 and keeps the persistent digest cache;
 //! - [`manifest`] and [`licence`] hold the approval and licence policies;
+//! - [`signature`] finds and verifies a model's OpenSSF model signature (Sigstore bundle);
 //! - [`service`] is the live analyzer the sensor feeds with opened files;
 //! - [`scan`] is the offline `modelwatch scan` command;
 //! - [`report`] is the result, shaped for the collector's protobuf messages; [`io`] the
@@ -360,14 +361,22 @@ pub fn evaluate(report: &mut ArtifactReport, manifest: Option<&Manifest>, licens
 /// directory model; the file's own digest, when verified, is not computed again.
 pub fn verify_signature(report: &mut ArtifactReport, opts: &AnalyzeOptions, hasher: &mut signature::Hasher<'_>) {
     let Some(signing) = &opts.signing else { return };
-    if !report.format.is_model() {
+    // A model whose own content is not hashed (too large, sparse) cannot be checked either.
+    if !report.format.is_model() || report.digest_skipped.is_some() {
         return;
     }
     let own = report.digest.as_ref().filter(|d| d.state != DigestState::Claimed).map(|d| d.sha256_hex.clone());
     let path = report.path.clone();
+    let max = opts.hash.max_bytes;
     let mut hash = |p: &Path| match &own {
         Some(hex) if p == path => Ok(hex.clone()),
-        _ => hasher(p),
+        // The other files of a directory model obey the same bound as any hashed file.
+        _ => match std::fs::metadata(p) {
+            Ok(m) if m.len() > max => {
+                Err(std::io::Error::other(format!("it is larger than artifact.max_hash_bytes ({max} bytes)")))
+            }
+            _ => hasher(p),
+        },
     };
     let sig = signing.verifier.verify_file(&path, &mut hash);
     apply_signature(report, sig);

@@ -442,3 +442,28 @@ fn scan_reports_the_verdict_and_the_signing_policy() {
     let err = execute(&ScanOptions::new(vec![weights]), &bad).expect_err("unreadable key");
     assert!(err.to_string().contains("/nonexistent/key.pub"), "{err}");
 }
+
+/// The other files of a signed directory model obey `max_hash_bytes` like any hashed file: a
+/// larger one leaves the model unchecked (with the reason), never `verified`.
+#[test]
+fn files_over_the_hash_bound_leave_the_model_unchecked() {
+    use modelwatch_artifact::{
+        ArtifactConfig,
+        scan::{ScanOptions, execute},
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (key, public) = keypair(d, "hub", "prime256v1");
+    let m = directory_model(d);
+    std::fs::write(m.join("big.bin"), vec![1u8; (1 << 20) + 1]).expect("write");
+    sign_key(&m, Path::new("."), &key, &[]);
+    let cfg: ArtifactConfig = toml::from_str(&format!(
+        "max_hash_bytes = \"1MiB\"\n[[signing.keys]]\nname = \"hub\"\npublic_key = \"{}\"\n",
+        public.display()
+    ))
+    .expect("config");
+    let out = execute(&ScanOptions::new(vec![m.join("weights/model.safetensors")]), &cfg).expect("scan");
+    let sig = out.artifacts[0].signature.as_ref().expect("verdict");
+    assert_eq!(sig.verdict, SignatureVerdict::Malformed, "{sig:#?}");
+    assert!(sig.reason.contains("big.bin") && sig.reason.contains("max_hash_bytes"), "{}", sig.reason);
+}

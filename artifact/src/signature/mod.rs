@@ -52,7 +52,8 @@ pub enum SignatureVerdict {
     UntrustedSigner,
     /// A trusted signer is named but the signature does not verify: altered after signing.
     InvalidSignature,
-    /// The signature file cannot be read as a model signature.
+    /// The signature file cannot be read as a model signature, or the model cannot be checked
+    /// against it (an unsupported serialization, a file over a bound, an unreadable file).
     Malformed,
     /// No signature covers the model.
     Unsigned,
