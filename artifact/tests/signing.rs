@@ -202,13 +202,13 @@ fn key_signed_single_file_model_verifies_and_each_tampering_has_its_verdict() {
     assert_verdict(&r, SignatureVerdict::InvalidSignature);
     assert!(r.reason.contains("`hub`"), "{}", r.reason);
 
-    // A Sigstore keyless bundle (transparency-log entries): recognised, never verified offline.
+    // A transparency-log entry that is not one.
     let mut keyless: serde_json::Value = serde_json::from_slice(&full).expect("json");
     keyless["verificationMaterial"]["tlogEntries"] = serde_json::json!([{"logIndex": "1"}]);
     std::fs::write(d.join("model.sig"), serde_json::to_vec(&keyless).expect("json")).expect("write");
     let r = verify(&v, &model);
-    assert_verdict(&r, SignatureVerdict::UntrustedSigner);
-    assert!(r.reason.contains("not verified offline"), "{}", r.reason);
+    assert_verdict(&r, SignatureVerdict::Malformed);
+    assert!(r.reason.contains("logId.keyId"), "{}", r.reason);
 
     // No signature at all.
     std::fs::remove_file(d.join("model.sig")).expect("rm");
@@ -360,11 +360,24 @@ fn mutated_real_bundles_never_panic() {
         trust::check_signer,
     };
     let limits = ParseLimits::default();
-    let seeds: [&[u8]; 2] = [
+    let seeds: [&[u8]; 3] = [
         include_bytes!("../fuzz/corpus/signature/bundle-key-directory"),
         include_bytes!("../fuzz/corpus/signature/bundle-key-single-file"),
+        include_bytes!("../fuzz/corpus/signature/bundle-sigstore-keyless"),
     ];
     let empty = TrustStore::default();
+    let mut sigstore = TrustStore::default();
+    let ids = [modelwatch_artifact::signature::keyless::SigstoreIdentityConfig {
+        identity: "stefanb@us.ibm.com".into(),
+        issuer: "https://sigstore.verify.ibm.com/oauth2".into(),
+    }];
+    sigstore.set_sigstore(
+        modelwatch_artifact::signature::keyless::SigstoreTrust::parse(
+            include_bytes!("data/sigstore/trusted_root.json"),
+            &ids,
+        )
+        .expect("trusted root"),
+    );
     let mut parsed = 0;
     for seed in seeds {
         let mut inputs: Vec<Vec<u8>> = (0..seed.len()).map(|n| seed[..n].to_vec()).collect();
@@ -381,6 +394,8 @@ fn mutated_real_bundles_never_panic() {
                 parsed += 1;
                 let _ = parse_statement(&b.envelope.payload, &limits);
                 assert!(!matches!(check_signer(&b, &empty), SignerCheck::Verified(_)));
+                // Some changes leave the signed parts intact: only panics matter here.
+                let _ = check_signer(&b, &sigstore);
             }
         }
     }
@@ -466,4 +481,107 @@ fn files_over_the_hash_bound_leave_the_model_unchecked() {
     let sig = out.artifacts[0].signature.as_ref().expect("verdict");
     assert_eq!(sig.verdict, SignatureVerdict::Malformed, "{sig:#?}");
     assert!(sig.reason.contains("big.bin") && sig.reason.contains("max_hash_bytes"), "{}", sig.reason);
+}
+
+/// The real keyless-signed test model of sigstore/model-transparency (see
+/// `tests/data/sigstore/README.md`), verified offline against Sigstore's trusted root: Fulcio
+/// chain at the log's time, SCT, Rekor signed entry timestamp, inclusion proof and checkpoint,
+/// identity and OIDC issuer.
+#[test]
+fn sigstore_keyless_bundles_verify_offline_against_the_trusted_root() {
+    use modelwatch_artifact::signature::keyless::{SigstoreIdentityConfig, SigstoreTrust};
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigstore");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = dir.path().join("v1.1.0-sigstore");
+    std::fs::create_dir(&m).expect("mkdir");
+    for f in ["model.sig", "signme-1", "signme-2", "ignore-me"] {
+        std::fs::copy(data.join("model-transparency-v1.1.0").join(f), m.join(f)).expect("copy");
+    }
+    let root = std::fs::read(data.join("trusted_root.json")).expect("trusted root");
+    let ibm = "https://sigstore.verify.ibm.com/oauth2";
+    let trusting = |identity: &str, issuer: &str| {
+        let ids = [SigstoreIdentityConfig { identity: identity.into(), issuer: issuer.into() }];
+        let mut t = TrustStore::default();
+        t.set_sigstore(SigstoreTrust::parse(&root, &ids).expect("trusted root"));
+        verifier(t)
+    };
+    let v = trusting("stefanb@us.ibm.com", ibm);
+    let file = m.join("signme-1");
+
+    let r = verify(&v, &file);
+    assert_verdict(&r, SignatureVerdict::Verified);
+    let s = r.signer.as_ref().expect("signer");
+    assert_eq!(s.kind, SignerKind::Sigstore);
+    assert_eq!(s.identity.as_deref(), Some("stefanb@us.ibm.com"));
+    assert_eq!(s.issuer.as_deref(), Some(ibm));
+    assert_eq!(r.files, 2);
+
+    // Another identity, another issuer, or no Sigstore trust at all: not trusted.
+    let r = verify(&trusting("someone@us.ibm.com", ibm), &file);
+    assert_verdict(&r, SignatureVerdict::UntrustedSigner);
+    assert!(r.reason.contains("not among"), "{}", r.reason);
+    assert_verdict(
+        &verify(&trusting("stefanb@us.ibm.com", "https://accounts.google.com"), &file),
+        SignatureVerdict::UntrustedSigner,
+    );
+    let r = verify(&verifier(TrustStore::default()), &file);
+    assert_verdict(&r, SignatureVerdict::UntrustedSigner);
+    assert!(r.reason.contains("no Sigstore trusted root"), "{}", r.reason);
+
+    // A file of the model altered.
+    std::fs::write(m.join("signme-2"), b"signme-X").expect("write");
+    let r = verify(&v, &file);
+    assert_verdict(&r, SignatureVerdict::DigestMismatch);
+    assert_eq!(r.mismatched_file.as_deref(), Some("signme-2"));
+    std::fs::write(m.join("signme-2"), b"signme-2").expect("write");
+
+    // Each piece of the log's evidence altered in turn.
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.join("model.sig")).expect("read")).expect("json");
+    let tampered = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut b = original.clone();
+        edit(&mut b);
+        std::fs::write(m.join("model.sig"), serde_json::to_vec(&b).expect("json")).expect("write");
+        verify(&v, &file)
+    };
+    let flip = |s: &str| -> String {
+        use base64::Engine as _;
+        let e = base64::engine::general_purpose::STANDARD;
+        let mut raw = e.decode(s).expect("base64");
+        let i = raw.len() / 2;
+        raw[i] ^= 1;
+        e.encode(raw)
+    };
+    let entry = |b: &mut serde_json::Value| b["verificationMaterial"]["tlogEntries"][0].clone();
+    type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
+    let cases: [(&str, Edit<'_>); 5] = [
+        ("signed entry timestamp", &|b| {
+            let set = flip(entry(b)["inclusionPromise"]["signedEntryTimestamp"].as_str().expect("set"));
+            b["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]["signedEntryTimestamp"] = set.into();
+        }),
+        ("inclusion proof", &|b| {
+            let h = flip(entry(b)["inclusionProof"]["hashes"][3].as_str().expect("hash"));
+            b["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"][3] = h.into();
+        }),
+        ("integrated time", &|b| {
+            b["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = "1760062341".into();
+        }),
+        ("checkpoint", &|b| {
+            let c = entry(b)["inclusionProof"]["checkpoint"]["envelope"]
+                .as_str()
+                .expect("note")
+                .replacen("rekor", "rekoR", 1);
+            b["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"] = c.into();
+        }),
+        ("certificate", &|b| {
+            let c = flip(b["verificationMaterial"]["certificate"]["rawBytes"].as_str().expect("cert"));
+            b["verificationMaterial"]["certificate"]["rawBytes"] = c.into();
+        }),
+    ];
+    for (what, edit) in cases {
+        let r = tampered(edit);
+        assert!(matches!(r.verdict, SignatureVerdict::UntrustedSigner | SignatureVerdict::Malformed), "{what}: {r:#?}");
+    }
+    std::fs::write(m.join("model.sig"), serde_json::to_vec(&original).expect("json")).expect("write");
+    assert_verdict(&verify(&v, &file), SignatureVerdict::Verified);
 }

@@ -65,8 +65,101 @@ pub enum Material {
     PublicKey { hint: Option<String> },
     /// The `certificate` method: the signing certificate first, then the chain (DER).
     Chain(Vec<Vec<u8>>),
-    /// A Sigstore keyless signature: a short-lived certificate and transparency-log entries.
-    Keyless { certificate: Option<Vec<u8>>, tlog_entries: usize },
+    /// A Sigstore keyless signature: a short-lived certificate (the first of a chain in older
+    /// bundles) and transparency-log entries.
+    Keyless { certificate: Option<Vec<u8>>, tlog: Vec<TlogEntry> },
+}
+
+/// A transparency-log (Rekor) entry of a keyless bundle; nothing in it is trusted yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlogEntry {
+    /// The entry's index in the whole log (what the signed entry timestamp names).
+    pub log_index: u64,
+    /// SHA-256 of the log's public key (SubjectPublicKeyInfo, DER).
+    pub key_id: Vec<u8>,
+    pub kind: String,
+    pub version: String,
+    /// When the log says it included the entry (seconds since the epoch).
+    pub integrated_time: i64,
+    /// The log's signed promise of inclusion (signature over the entry and its time).
+    pub signed_entry_timestamp: Option<Vec<u8>>,
+    pub inclusion_proof: Option<InclusionProof>,
+    /// The entry as the log stored it (JSON).
+    pub canonicalized_body: Vec<u8>,
+}
+
+/// A Merkle inclusion proof with the log's signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The entry's index in the tree the proof is for (a log shard).
+    pub log_index: u64,
+    pub root_hash: Vec<u8>,
+    pub tree_size: u64,
+    pub hashes: Vec<Vec<u8>>,
+    /// The signed note that commits to `root_hash` and `tree_size`.
+    pub checkpoint: String,
+}
+
+/// Most transparency-log entries and proof hashes looked at.
+const MAX_TLOG_ENTRIES: usize = 8;
+const MAX_PROOF_HASHES: usize = 64;
+
+/// Protobuf JSON writes 64-bit integers as strings; numbers are accepted too.
+fn int(v: &serde_json::Value, field: &str) -> Result<i64, Malformed> {
+    match v {
+        serde_json::Value::String(s) => s.parse().or_else(|_| bad(format!("`{field}` is not an integer"))),
+        serde_json::Value::Number(n) => n.as_i64().map_or_else(|| bad(format!("`{field}` is not an integer")), Ok),
+        serde_json::Value::Null => Ok(0),
+        _ => bad(format!("`{field}` is not an integer")),
+    }
+}
+
+fn uint(v: &serde_json::Value, field: &str) -> Result<u64, Malformed> {
+    u64::try_from(int(v, field)?).or_else(|_| bad(format!("`{field}` is negative")))
+}
+
+fn b64_field(v: &serde_json::Value, field: &str, max: usize) -> Result<Vec<u8>, Malformed> {
+    match v.as_str() {
+        Some(s) => b64(field, s, max),
+        None => bad(format!("`{field}` is missing or not a string")),
+    }
+}
+
+fn parse_tlog_entry(v: &serde_json::Value) -> Result<TlogEntry, Malformed> {
+    let proof = match v.get("inclusionProof") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(p) => {
+            let hashes = p.get("hashes").and_then(|h| h.as_array()).map(Vec::as_slice).unwrap_or_default();
+            if hashes.len() > MAX_PROOF_HASHES {
+                return bad("the inclusion proof has too many hashes");
+            }
+            let checkpoint = p["checkpoint"]["envelope"].as_str().unwrap_or_default();
+            if checkpoint.len() > 16 << 10 {
+                return bad("the checkpoint is too long");
+            }
+            Some(InclusionProof {
+                log_index: uint(&p["logIndex"], "inclusionProof.logIndex")?,
+                root_hash: b64_field(&p["rootHash"], "inclusionProof.rootHash", 64)?,
+                tree_size: uint(&p["treeSize"], "inclusionProof.treeSize")?,
+                hashes: hashes.iter().map(|h| b64_field(h, "inclusionProof.hashes", 64)).collect::<Result<_, _>>()?,
+                checkpoint: checkpoint.to_owned(),
+            })
+        }
+    };
+    let set = match v["inclusionPromise"]["signedEntryTimestamp"].as_str() {
+        Some(s) => Some(b64("signedEntryTimestamp", s, MAX_BLOB_BYTES)?),
+        None => None,
+    };
+    Ok(TlogEntry {
+        log_index: uint(&v["logIndex"], "logIndex")?,
+        key_id: b64_field(&v["logId"]["keyId"], "logId.keyId", 64)?,
+        kind: v["kindVersion"]["kind"].as_str().unwrap_or_default().chars().take(64).collect(),
+        version: v["kindVersion"]["version"].as_str().unwrap_or_default().chars().take(64).collect(),
+        integrated_time: int(&v["integratedTime"], "integratedTime")?,
+        signed_entry_timestamp: set,
+        inclusion_proof: proof,
+        canonicalized_body: b64_field(&v["canonicalizedBody"], "canonicalizedBody", 1 << 20)?,
+    })
 }
 
 /// The DSSE envelope.
@@ -168,11 +261,19 @@ pub fn parse_bundle(bytes: &[u8], limits: &ParseLimits) -> Result<Bundle, Malfor
         return bad("the bundle has no dsseEnvelope");
     };
     let material = if vm.certificate.is_some() || !vm.tlog_entries.is_empty() {
-        let certificate = match vm.certificate.and_then(|c| c.raw_bytes) {
+        let raw = vm
+            .certificate
+            .and_then(|c| c.raw_bytes)
+            .or_else(|| vm.x509_certificate_chain.and_then(|c| c.certificates.into_iter().next()?.raw_bytes));
+        let certificate = match raw {
             Some(c) => Some(b64("certificate.rawBytes", &c, MAX_BLOB_BYTES)?),
             None => None,
         };
-        Material::Keyless { certificate, tlog_entries: vm.tlog_entries.len() }
+        if vm.tlog_entries.len() > MAX_TLOG_ENTRIES {
+            return bad(format!("more than {MAX_TLOG_ENTRIES} transparency-log entries"));
+        }
+        let tlog = vm.tlog_entries.iter().map(parse_tlog_entry).collect::<Result<_, _>>()?;
+        Material::Keyless { certificate, tlog }
     } else if let Some(chain) = vm.x509_certificate_chain {
         if chain.certificates.is_empty() {
             return bad("x509CertificateChain holds no certificate");

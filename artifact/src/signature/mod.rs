@@ -4,16 +4,18 @@
 //!
 //! - [`bundle`] parses the bundle, the envelope and the statement (hostile input, bounded);
 //! - [`trust`] holds the trusted keys and CAs and checks a bundle's signature;
+//! - [`keyless`] verifies Sigstore keyless bundles against a configured trusted root;
 //! - this file locates signatures ([`Verifier::verify_file`]), compares the model on disk with
 //!   the statement, and owns the verdict, the report and the `[artifact.signing]` settings.
 //!
 //! What is verified offline: the `key` and `certificate` methods completely (signature, chain
 //! to a configured CA at the signing certificate's notBefore, identity constraints, every
-//! file's SHA-256). Sigstore keyless bundles are recognised but not verified (no Fulcio
-//! chain, SCT or transparency-log check): their verdict is `untrusted_signer`, never
+//! file's SHA-256); Sigstore keyless bundles when a trusted root and identities are configured
+//! (see [`keyless`] for what that covers), otherwise they are `untrusted_signer`, never
 //! `verified`.
 
 pub mod bundle;
+pub mod keyless;
 pub mod trust;
 
 use std::{
@@ -160,6 +162,13 @@ pub struct SigningConfig {
     pub keys: Vec<TrustedKeyConfig>,
     /// Trusted CAs (`[[artifact.signing.cas]]`: `name`, `certificate`, `identities`).
     pub cas: Vec<TrustedCaConfig>,
+    /// Sigstore's `trusted_root.json` (Fulcio CAs, Rekor and CT log keys): keyless signatures
+    /// are verified offline against it. Unset: they are `untrusted_signer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigstore_trusted_root: Option<PathBuf>,
+    /// Keyless signers trusted (`[[artifact.signing.sigstore_identities]]`: `identity`,
+    /// `issuer`).
+    pub sigstore_identities: Vec<keyless::SigstoreIdentityConfig>,
 }
 
 impl Default for SigningConfig {
@@ -172,6 +181,8 @@ impl Default for SigningConfig {
             max_files: 100_000,
             keys: Vec::new(),
             cas: Vec::new(),
+            sigstore_trusted_root: None,
+            sigstore_identities: Vec::new(),
         }
     }
 }
@@ -198,6 +209,11 @@ impl SigningConfig {
         for (i, c) in self.cas.iter().enumerate() {
             if c.name.trim().is_empty() {
                 return Err((format!("signing.cas[{i}].name"), "must not be empty".into()));
+            }
+        }
+        for (i, t) in self.sigstore_identities.iter().enumerate() {
+            if t.identity.trim().is_empty() || t.issuer.trim().is_empty() {
+                return Err((format!("signing.sigstore_identities[{i}]"), "identity and issuer must be set".into()));
             }
         }
         Ok(())
@@ -249,7 +265,11 @@ impl Verifier {
 
     /// Loads the trusted keys and CAs of the configuration.
     pub fn from_config(cfg: &SigningConfig) -> Result<Self, TrustError> {
-        Ok(Self::new(TrustStore::load(&cfg.keys, &cfg.cas)?, cfg.store.clone(), cfg.parse_limits()))
+        let mut trust = TrustStore::load(&cfg.keys, &cfg.cas)?;
+        if let Some(root) = &cfg.sigstore_trusted_root {
+            trust.set_sigstore(keyless::SigstoreTrust::load(root, &cfg.sigstore_identities)?);
+        }
+        Ok(Self::new(trust, cfg.store.clone(), cfg.parse_limits()))
     }
 
     /// The signature files that may cover `file`, nearest first: for the file itself

@@ -34,6 +34,9 @@ pub enum SignerKind {
     Key,
     /// A certificate chaining to a trusted CA (the `certificate` method).
     Certificate,
+    /// A Sigstore keyless signature (Fulcio certificate, Rekor entry) verified against the
+    /// configured trusted root and identities.
+    Sigstore,
 }
 
 impl SignerKind {
@@ -41,6 +44,7 @@ impl SignerKind {
         match self {
             Self::Key => "key",
             Self::Certificate => "certificate",
+            Self::Sigstore => "sigstore",
         }
     }
 }
@@ -58,7 +62,7 @@ pub struct Signer {
     /// common name, else its subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    /// The certificate's issuer (RFC 4514).
+    /// The certificate's issuer (RFC 4514); for Sigstore the OIDC issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
 }
@@ -117,6 +121,7 @@ struct TrustedCa {
 pub struct TrustStore {
     keys: Vec<TrustedKey>,
     cas: Vec<TrustedCa>,
+    sigstore: Option<super::keyless::SigstoreTrust>,
 }
 
 impl std::fmt::Debug for TrustStore {
@@ -142,7 +147,7 @@ fn read_small(path: &Path) -> Result<Vec<u8>, TrustError> {
 
 /// The verification algorithm model_signing pairs with a key: ECDSA with SHA-256 for P-256,
 /// SHA-384 for P-384; Ed25519 for completeness. P-521 is not supported by ring.
-fn alg_for_spki(spki: &[u8]) -> Result<&'static dyn SignatureVerificationAlgorithm, String> {
+pub(crate) fn alg_for_spki(spki: &[u8]) -> Result<&'static dyn SignatureVerificationAlgorithm, String> {
     let info = SubjectPublicKeyInfoRef::from_der(spki).map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
     let oid = info.algorithm.oid;
     if oid == ID_ED25519 {
@@ -228,8 +233,13 @@ impl TrustStore {
         Ok(())
     }
 
+    /// Trusts Sigstore keyless signatures of the identities the trust names.
+    pub fn set_sigstore(&mut self, trust: super::keyless::SigstoreTrust) {
+        self.sigstore = Some(trust);
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.cas.is_empty()
+        self.keys.is_empty() && self.cas.is_empty() && self.sigstore.is_none()
     }
 }
 
@@ -253,20 +263,25 @@ pub fn check_signer(bundle: &Bundle, trust: &TrustStore) -> SignerCheck {
     match &bundle.material {
         Material::PublicKey { hint } => check_key(hint.as_deref(), &signed, &env.signatures, trust),
         Material::Chain(certs) => check_chain(certs, &signed, &env.signatures, trust),
-        Material::Keyless { certificate, tlog_entries } => {
-            let who = certificate
-                .as_deref()
-                .and_then(|c| Certificate::from_der(c).ok())
-                .map(|c| {
-                    let (id, issuer) = identity_of(&c);
-                    format!(" (certificate for {} issued by {issuer})", id.unwrap_or_else(|| "?".into()))
-                })
-                .unwrap_or_default();
-            SignerCheck::Untrusted(format!(
-                "Sigstore keyless signature{who} with {tlog_entries} transparency-log entries: its Fulcio chain, SCT \
-                 and log inclusion are not verified offline by modelwatch, so the signer is not trusted"
-            ))
-        }
+        Material::Keyless { certificate, tlog } => match &trust.sigstore {
+            Some(st) => super::keyless::check_keyless(certificate.as_deref(), tlog, env, &signed, st),
+            None => {
+                let who = certificate
+                    .as_deref()
+                    .and_then(|c| Certificate::from_der(c).ok())
+                    .map(|c| {
+                        let (id, issuer) = identity_of(&c);
+                        format!(" (certificate for {} issued by {issuer})", id.unwrap_or_else(|| "?".into()))
+                    })
+                    .unwrap_or_default();
+                SignerCheck::Untrusted(format!(
+                    "Sigstore keyless signature{who} with {} transparency-log entries: no Sigstore trusted root is \
+                     configured (artifact.signing.sigstore_trusted_root), so its Fulcio chain, SCT and log inclusion \
+                     are not verified offline and the signer is not trusted",
+                    tlog.len()
+                ))
+            }
+        },
     }
 }
 

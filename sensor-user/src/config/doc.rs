@@ -247,6 +247,15 @@ const ROWS: &[Row] = &[
         "artifact.signing.cas",
         "Trusted CAs: [[artifact.signing.cas]] name, certificate (PEM), identities (SAN or CN)",
     ),
+    example(
+        "artifact.signing.sigstore_trusted_root",
+        "Sigstore's trusted_root.json: keyless signatures are verified offline against it",
+        "\"/etc/modelwatch/sigstore-trusted-root.json\"",
+    ),
+    row(
+        "artifact.signing.sigstore_identities",
+        "Trusted keyless signers: [[artifact.signing.sigstore_identities]] identity, issuer (OIDC)",
+    ),
 ];
 
 const HEADER: &str = "\
