@@ -567,13 +567,25 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     let generation = inner.generations.fetch_add(1, Ordering::Relaxed);
     let cached = inner.cache.lock().ok().and_then(|mut c| c.get(&identity));
     if let Some(sha) = cached {
-        inc(&inner.stats.cache_hits);
-        apply_digest(&mut report, &sha);
-        verify_signature(&mut report, &opts, &mut |p| cached_digest(inner, p));
-        judge(&mut report, &opts);
-        let report = Arc::new(report);
-        set_slot(inner, identity, Phase::Done, report.clone(), generation);
-        return send(inner, ArtifactUpdate::Identified { identity, report });
+        // The signature of a directory model needs its other files' digests: from the cache
+        // here, since an analysis worker must not spend minutes hashing. One not cached sends
+        // the model to the hash workers like a cache miss.
+        let mut done = report.clone();
+        apply_digest(&mut done, &sha);
+        let missed = std::cell::Cell::new(false);
+        verify_signature(&mut done, &opts, &mut |p| {
+            cached_only(inner, p).ok_or_else(|| {
+                missed.set(true);
+                std::io::Error::new(std::io::ErrorKind::WouldBlock, "not in the digest cache")
+            })
+        });
+        if !missed.get() {
+            inc(&inner.stats.cache_hits);
+            judge(&mut done, &opts);
+            let report = Arc::new(done);
+            set_slot(inner, identity, Phase::Done, report.clone(), generation);
+            return send(inner, ArtifactUpdate::Identified { identity, report });
+        }
     }
     if let Some(skipped) = digest::skip_reason(&file, &meta, &opts.hash) {
         inc(&inner.stats.digest_skipped);
@@ -595,6 +607,13 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
         inc(&inner.stats.hash_dropped);
         set_slot(inner, identity, Phase::HashDropped, report, generation);
     }
+}
+
+/// The cached digest of a file as it is now, if any.
+fn cached_only(inner: &Inner, path: &Path) -> Option<String> {
+    let file = digest::open_readonly(path).ok()?;
+    let identity = FileIdentity::from_metadata(&file.metadata().ok()?);
+    inner.cache.lock().ok()?.get(&identity)
 }
 
 /// The digest of another file of a signed directory model, through the digest cache: a model
