@@ -585,3 +585,79 @@ fn sigstore_keyless_bundles_verify_offline_against_the_trusted_root() {
     std::fs::write(m.join("model.sig"), serde_json::to_vec(&original).expect("json")).expect("write");
     assert_verdict(&verify(&v, &file), SignatureVerdict::Verified);
 }
+
+/// The live analyzer: a signed directory model's verdict comes with the digest; after a
+/// restart a model whose files are all in the digest cache is verified from it at once, and
+/// one with a file the cache does not know (changed since) goes through hashing and names it.
+#[test]
+fn the_live_analyzer_verifies_through_the_digest_cache() {
+    use modelwatch_artifact::{
+        ArtifactConfig, ArtifactReport, FileIdentity,
+        service::{Analyzer, ArtifactRequest, ArtifactUpdate},
+    };
+    use std::{sync::Arc, time::Duration};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let state = d.join("state");
+    let (key, public) = keypair(d, "hub", "prime256v1");
+    let m = d.join("model");
+    std::fs::create_dir(&m).expect("mkdir");
+    std::fs::write(m.join("part-1.gguf"), generated::llama_gguf()).expect("write");
+    let mut second = generated::llama_gguf();
+    second.extend_from_slice(b"tail");
+    std::fs::write(m.join("part-2.gguf"), second).expect("write");
+    std::fs::write(m.join("config.json"), br#"{"a": 1}"#).expect("write");
+    sign_key(&m, Path::new("."), &key, &[]);
+    let cfg: ArtifactConfig =
+        toml::from_str(&format!("[[signing.keys]]\nname = \"hub\"\npublic_key = \"{}\"\n", public.display()))
+            .expect("config");
+    let request = |p: &Path| ArtifactRequest {
+        path: p.to_owned(),
+        identity: FileIdentity::from_metadata(&std::fs::metadata(p).expect("stat")),
+    };
+    // The first update about `p` that carries a signature verdict, and whether it came with
+    // the identification (a cache hit) or after hashing.
+    let verdict = |rx: &std::sync::mpsc::Receiver<ArtifactUpdate>, p: &Path| -> (Arc<ArtifactReport>, bool) {
+        loop {
+            let u = rx.recv_timeout(Duration::from_secs(120)).expect("no update within the hang guard");
+            let (report, at_identification) = match u {
+                ArtifactUpdate::Identified { report, .. } => (report, true),
+                ArtifactUpdate::Digest { report, .. } => (report, false),
+                _ => continue,
+            };
+            if report.path == p && report.signature.is_some() {
+                return (report, at_identification);
+            }
+        }
+    };
+    let first = m.join("part-1.gguf");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let h = Analyzer::start(&cfg, &state, tx).expect("start");
+    h.submit(request(&first));
+    let (r, cached) = verdict(&rx, &first);
+    assert_eq!(r.signature.as_ref().map(|s| s.verdict), Some(SignatureVerdict::Verified), "{r:#?}");
+    assert!(!cached, "hashed first");
+    h.shutdown();
+
+    // Restarted: part-2 and config.json were hashed for the signature and are in the cache.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let h = Analyzer::start(&cfg, &state, tx).expect("start");
+    let part2 = m.join("part-2.gguf");
+    h.submit(request(&part2));
+    let (r, cached) = verdict(&rx, &part2);
+    assert_eq!(r.signature.as_ref().map(|s| s.verdict), Some(SignatureVerdict::Verified), "{r:#?}");
+    assert!(cached, "verified from the digest cache, with the identification");
+    h.shutdown();
+
+    // Restarted after config.json changed: not in the cache, so the model is hashed again and
+    // the change is named.
+    std::fs::write(m.join("config.json"), br#"{"a": 2}"#).expect("write");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let h = Analyzer::start(&cfg, &state, tx).expect("start");
+    h.submit(request(&first));
+    let (r, cached) = verdict(&rx, &first);
+    let sig = r.signature.as_ref().expect("verdict");
+    assert_eq!((sig.verdict, sig.mismatched_file.as_deref()), (SignatureVerdict::DigestMismatch, Some("config.json")));
+    assert!(!cached, "hashed, not judged from the cache");
+    h.shutdown();
+}
