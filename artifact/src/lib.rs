@@ -413,13 +413,27 @@ pub fn judge(report: &mut ArtifactReport, opts: &AnalyzeOptions) {
         signature::SignatureRequirement::Approved => report.policy == PolicyVerdict::Approved,
         signature::SignatureRequirement::All => report.format.is_model(),
     };
-    let Some(sig) = &report.signature else { return };
+    let which = if signing.require == signature::SignatureRequirement::Approved {
+        "approved models must carry a verified signature"
+    } else {
+        "every model must carry a verified signature"
+    };
+    let Some(sig) = &report.signature else {
+        // Not checked yet (the digest is pending), unless it never will be.
+        if required && let Some(s) = &report.digest_skipped {
+            report.findings.push(Finding::new(
+                Severity::High,
+                codes::SIGNATURE_REQUIRED,
+                format!(
+                    "{which} (artifact.signing.require); this one's cannot be checked: its digest is skipped ({})",
+                    s.reason
+                ),
+            ));
+            report.sort_findings();
+        }
+        return;
+    };
     if required && sig.verdict != signature::SignatureVerdict::Verified {
-        let which = if signing.require == signature::SignatureRequirement::Approved {
-            "approved models must carry a verified signature"
-        } else {
-            "every model must carry a verified signature"
-        };
         report.findings.push(Finding::new(
             Severity::High,
             codes::SIGNATURE_REQUIRED,

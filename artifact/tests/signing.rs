@@ -239,6 +239,12 @@ fn key_signed_directory_model_names_the_file_that_differs() {
     let r = verify(&v, &m.join("config.json"));
     assert_verdict(&r, SignatureVerdict::DigestMismatch);
     assert_eq!(r.mismatched_file.as_deref(), Some("weights/model.safetensors"));
+    // A planted signature nearer the file does not hide the trusted one further out.
+    std::fs::write(m.join("weights/model.safetensors.sig"), b"{}").expect("write");
+    let r = verify(&v, &weights);
+    assert_verdict(&r, SignatureVerdict::DigestMismatch);
+    assert_eq!(r.bundle.as_deref(), Some(m.join("model.sig").as_path()));
+    std::fs::remove_file(m.join("weights/model.safetensors.sig")).expect("rm");
     flip_one_byte(&weights);
 
     std::fs::write(m.join("weights/extra.bin"), b"planted").expect("write");
@@ -660,4 +666,25 @@ fn the_live_analyzer_verifies_through_the_digest_cache() {
     assert_eq!((sig.verdict, sig.mismatched_file.as_deref()), (SignatureVerdict::DigestMismatch, Some("config.json")));
     assert!(!cached, "hashed, not judged from the cache");
     h.shutdown();
+}
+
+/// With `require`, a model whose digest is skipped (too large) cannot be checked, and says so.
+#[test]
+fn a_required_signature_on_an_unhashed_model_is_a_finding() {
+    use modelwatch_artifact::{
+        ArtifactConfig, codes,
+        scan::{ScanOptions, execute},
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big.gguf");
+    let mut bytes = generated::llama_gguf();
+    bytes.resize((1 << 20) + 64, 0);
+    std::fs::write(&big, bytes).expect("write");
+    let cfg: ArtifactConfig =
+        toml::from_str("max_hash_bytes = \"1MiB\"\n[signing]\nrequire = \"all\"\n").expect("config");
+    let out = execute(&ScanOptions::new(vec![big]), &cfg).expect("scan");
+    let a = &out.artifacts[0];
+    assert!(a.digest_skipped.is_some() && a.signature.is_none(), "{a:#?}");
+    let f = a.findings.iter().find(|f| f.code == codes::SIGNATURE_REQUIRED).expect("finding");
+    assert!(f.message.contains("digest is skipped"), "{}", f.message);
 }

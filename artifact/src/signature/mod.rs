@@ -311,13 +311,21 @@ impl Verifier {
 
     /// The signature verdict for a model file that was opened (or scanned): finds the
     /// signature that covers it and verifies it (see [`Verifier::verify_bundle`]).
+    ///
+    /// A signature that no trusted signer made does not hide one further out that a trusted
+    /// signer did (a planted `<file>.sig` must not turn a digest mismatch into a mere untrusted
+    /// signer): the first signature whose signer verifies decides; failing that, the nearest.
     pub fn verify_file(&self, file: &Path, hasher: &mut Hasher<'_>) -> SignatureReport {
         let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut nearest: Option<SignatureReport> = None;
         for c in self.candidates(file) {
             let bytes = match read_bounded(&c.bundle, self.limits.max_bundle_bytes) {
                 Ok(None) => continue,
                 Ok(Some(b)) => b,
-                Err(e) => return SignatureReport::about(SignatureVerdict::Malformed, e, &c.bundle, file),
+                Err(e) => {
+                    nearest.get_or_insert(SignatureReport::about(SignatureVerdict::Malformed, e, &c.bundle, file));
+                    continue;
+                }
             };
             // Which model this signature is about is read before verifying, only to choose the
             // root; the verdict below rests on the verified statement alone.
@@ -346,7 +354,14 @@ impl Verifier {
                     }
                 }
             };
-            return self.verify_bytes(&bytes, &c.bundle, &root, hasher);
+            let report = self.verify_bytes(&bytes, &c.bundle, &root, hasher);
+            if report.signer.is_some() {
+                return report;
+            }
+            nearest.get_or_insert(report);
+        }
+        if let Some(report) = nearest {
+            return report;
         }
         SignatureReport::unsigned(format!(
             "no signature found (`{file_name}.sig`, `{DEFAULT_SIGNATURE_NAME}` in its directory or up to {} above{})",
@@ -508,8 +523,17 @@ fn compare(
         ignored.retain(|c| !c.is_empty());
         let is_ignored = |rel: &[String]| ignored.iter().any(|ig| rel.starts_with(ig));
         let mut walk = walkdir::WalkDir::new(root).follow_links(false).max_depth(64).sort_by_file_name().into_iter();
+        // Directories and ignored entries count too: a tree of empty directories costs a walk.
+        let mut visited = 0usize;
         while let Some(entry) = walk.next() {
             let entry = entry.map_err(|e| CompareError::Unverifiable(format!("cannot list the model: {e}")))?;
+            visited += 1;
+            if visited > max_files.saturating_mul(4) {
+                return Err(CompareError::Unverifiable(format!(
+                    "the model directory has more than {} entries",
+                    max_files.saturating_mul(4)
+                )));
+            }
             if entry.depth() == 0 {
                 continue;
             }
