@@ -93,6 +93,8 @@ pub struct ArtifactConfig {
     pub verdict_cache_file: String,
     /// The most content versions the verdict cache remembers (least recently seen are evicted).
     pub verdict_cache_max_entries: usize,
+    /// Model signatures (`[artifact.signing]`, see `signature::SigningConfig`).
+    pub signing: crate::signature::SigningConfig,
 }
 
 impl Default for ArtifactConfig {
@@ -120,6 +122,7 @@ impl Default for ArtifactConfig {
             cache_max_entries: 100_000,
             verdict_cache_file: "artifact-verdicts.json".to_owned(),
             verdict_cache_max_entries: 100_000,
+            signing: crate::signature::SigningConfig::default(),
         }
     }
 }
@@ -192,7 +195,7 @@ impl ArtifactConfig {
         if self.verdict_cache_max_entries == 0 {
             return bad("verdict_cache_max_entries", "must be at least 1");
         }
-        Ok(())
+        self.signing.validate()
     }
 
     /// The parsing bounds these settings describe.

@@ -11,6 +11,7 @@
 //! - [`digest`] streams SHA-256 and keeps the persistent digest cache; [`verdicts`] the
 //!   persistent not-a-model verdicts;
 //! - [`manifest`] and [`licence`] hold the approval and licence policies;
+//! - [`signature`] finds and verifies a model's OpenSSF model signature (Sigstore bundle);
 //! - [`service`] is the live analyzer the sensor feeds with opened files;
 //! - [`scan`] is the offline `modelwatch scan` command;
 //! - [`report`] is the result, shaped for the collector's protobuf messages; [`io`] the
@@ -37,6 +38,7 @@ mod pyint;
 pub mod report;
 pub mod scan;
 pub mod service;
+pub mod signature;
 pub mod size;
 pub mod verdicts;
 
@@ -140,6 +142,8 @@ pub struct AnalyzeOptions {
     pub pickle: Arc<PicklePolicy>,
     /// Set by the owner to end an identification early (the live analyzer's shutdown).
     pub stop: Option<Arc<AtomicBool>>,
+    /// Model signature verification (`artifact.signing`), unless disabled.
+    pub signing: Option<Arc<signature::Signing>>,
 }
 
 impl Default for AnalyzeOptions {
@@ -152,6 +156,7 @@ impl Default for AnalyzeOptions {
             license: LicensePolicy::default(),
             pickle: Arc::new(PicklePolicy::default()),
             stop: None,
+            signing: None,
         }
     }
 }
@@ -164,6 +169,13 @@ impl AnalyzeOptions {
             Some(p) => Some(Arc::new(Manifest::load(p)?)),
             None => None,
         };
+        let signing = if cfg.signing.enabled {
+            let verifier = signature::Verifier::from_config(&cfg.signing)
+                .map_err(|e| ArtifactError::Config { key: "signing".into(), message: e.to_string() })?;
+            Some(Arc::new(signature::Signing { verifier, require: cfg.signing.require }))
+        } else {
+            None
+        };
         Ok(Self {
             limits: cfg.limits(),
             digest: true,
@@ -172,6 +184,7 @@ impl AnalyzeOptions {
             license: LicensePolicy::new(&cfg.allowed_licenses, cfg.require_license),
             pickle: Arc::new(PicklePolicy::new(&cfg.pickle_allow, &cfg.pickle_deny)),
             stop: None,
+            signing,
         })
     }
 }
@@ -214,6 +227,7 @@ pub fn identify_open(path: &Path, file: &mut File, size: u64, opts: &AnalyzeOpti
         policy: PolicyVerdict::Unknown,
         manifest_entry: None,
         license_finding: None,
+        signature: None,
         findings: id.findings,
         from_verdict_cache: false,
     };
@@ -345,6 +359,93 @@ pub fn evaluate(report: &mut ArtifactReport, manifest: Option<&Manifest>, licens
     report.sort_findings();
 }
 
+/// Looks for the model's signature and records its verdict (see [`signature`]), when signing
+/// is enabled and the file is a model. `hasher` computes the other files' digests of a
+/// directory model; the file's own digest, when verified, is not computed again.
+pub fn verify_signature(report: &mut ArtifactReport, opts: &AnalyzeOptions, hasher: &mut signature::Hasher<'_>) {
+    let Some(signing) = &opts.signing else { return };
+    // A model whose own content is not hashed (too large, sparse) cannot be checked either.
+    if !report.format.is_model() || report.digest_skipped.is_some() {
+        return;
+    }
+    let own = report.digest.as_ref().filter(|d| d.state != DigestState::Claimed).map(|d| d.sha256_hex.clone());
+    let path = report.path.clone();
+    let max = opts.hash.max_bytes;
+    let mut hash = |p: &Path| match &own {
+        Some(hex) if p == path => Ok(hex.clone()),
+        // The other files of a directory model obey the same bound as any hashed file.
+        _ => match std::fs::metadata(p) {
+            Ok(m) if m.len() > max => {
+                Err(std::io::Error::other(format!("it is larger than artifact.max_hash_bytes ({max} bytes)")))
+            }
+            _ => hasher(p),
+        },
+    };
+    let sig = signing.verifier.verify_file(&path, &mut hash);
+    apply_signature(report, sig);
+}
+
+/// Records a signature verdict and its finding (replacing an earlier verdict's).
+pub fn apply_signature(report: &mut ArtifactReport, sig: signature::SignatureReport) {
+    use signature::SignatureVerdict as V;
+    report.findings.retain(|f| !codes::SIGNATURE.contains(&f.code.as_str()));
+    let finding = match sig.verdict {
+        V::Verified | V::Unsigned => None,
+        V::DigestMismatch => Some((Severity::Critical, codes::SIGNATURE_DIGEST_MISMATCH)),
+        V::InvalidSignature => Some((Severity::High, codes::SIGNATURE_INVALID)),
+        V::Malformed => Some((Severity::Medium, codes::SIGNATURE_MALFORMED)),
+        V::UntrustedSigner => Some((Severity::Low, codes::SIGNATURE_UNTRUSTED)),
+    };
+    if let Some((sev, code)) = finding {
+        let at = sig.bundle.as_ref().map(|b| format!(" ({})", b.display())).unwrap_or_default();
+        report.findings.push(Finding::new(sev, code, format!("signature {}{at}: {}", sig.verdict, sig.reason)));
+    }
+    report.signature = Some(sig);
+    report.sort_findings();
+}
+
+/// The policy verdicts: [`evaluate`] (manifest and licence), then the signature requirement
+/// (`artifact.signing.require`): a model that must be signed and is not `verified` gets a
+/// `signature_required` finding. Idempotent.
+pub fn judge(report: &mut ArtifactReport, opts: &AnalyzeOptions) {
+    evaluate(report, opts.manifest.as_deref(), &opts.license);
+    report.findings.retain(|f| f.code != codes::SIGNATURE_REQUIRED);
+    let Some(signing) = &opts.signing else { return };
+    let required = match signing.require {
+        signature::SignatureRequirement::None => false,
+        signature::SignatureRequirement::Approved => report.policy == PolicyVerdict::Approved,
+        signature::SignatureRequirement::All => report.format.is_model(),
+    };
+    let which = if signing.require == signature::SignatureRequirement::Approved {
+        "approved models must carry a verified signature"
+    } else {
+        "every model must carry a verified signature"
+    };
+    let Some(sig) = &report.signature else {
+        // Not checked yet (the digest is pending), unless it never will be.
+        if required && let Some(s) = &report.digest_skipped {
+            report.findings.push(Finding::new(
+                Severity::High,
+                codes::SIGNATURE_REQUIRED,
+                format!(
+                    "{which} (artifact.signing.require); this one's cannot be checked: its digest is skipped ({})",
+                    s.reason
+                ),
+            ));
+            report.sort_findings();
+        }
+        return;
+    };
+    if required && sig.verdict != signature::SignatureVerdict::Verified {
+        report.findings.push(Finding::new(
+            Severity::High,
+            codes::SIGNATURE_REQUIRED,
+            format!("{which} (artifact.signing.require); this one's signature is {}", sig.verdict),
+        ));
+        report.sort_findings();
+    }
+}
+
 /// Full analysis of one file: format, metadata, pickle verdict, digest (per `opts`), licence
 /// and manifest verdict. Synchronous; reads the whole file when hashing.
 pub fn analyze_path(path: &Path, opts: &AnalyzeOptions) -> Result<ArtifactReport, ArtifactError> {
@@ -354,7 +455,8 @@ pub fn analyze_path(path: &Path, opts: &AnalyzeOptions) -> Result<ArtifactReport
         digest_open(&mut report, &mut file, opts)
             .map_err(|source| ArtifactError::Read { path: path.to_owned(), source })?;
     }
-    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    verify_signature(&mut report, opts, &mut signature::hash_file);
+    judge(&mut report, opts);
     Ok(report)
 }
 

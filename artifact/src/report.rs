@@ -159,6 +159,19 @@ pub mod codes {
     pub const MODEL_DENIED: &str = "model_denied";
     pub const NOT_A_MODEL: &str = "not_a_model";
     pub const SHARD_INCOMPLETE: &str = "shard_incomplete";
+    /// A trusted signature covers the model but a file differs from what was signed.
+    pub const SIGNATURE_DIGEST_MISMATCH: &str = "signature_digest_mismatch";
+    /// A trusted signer is named but the signature does not verify.
+    pub const SIGNATURE_INVALID: &str = "signature_invalid";
+    /// The signature was made by nobody configured as trusted (or cannot be checked offline).
+    pub const SIGNATURE_UNTRUSTED: &str = "signature_untrusted";
+    /// The signature file cannot be read as a model signature.
+    pub const SIGNATURE_MALFORMED: &str = "signature_malformed";
+    /// `artifact.signing.require` asks for a verified signature and the model has none.
+    pub const SIGNATURE_REQUIRED: &str = "signature_required";
+    /// The codes of a signature verdict, replaced whenever the model is verified again.
+    pub const SIGNATURE: [&str; 4] =
+        [SIGNATURE_DIGEST_MISMATCH, SIGNATURE_INVALID, SIGNATURE_UNTRUSTED, SIGNATURE_MALFORMED];
 
     /// Codes that [`crate::evaluate`] owns and recomputes whenever the digest or the
     /// manifest changes.
@@ -443,6 +456,9 @@ pub struct ArtifactReport {
     pub manifest_entry: Option<ManifestMatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_finding: Option<LicenseFinding>,
+    /// The model's signature (`artifact.signing`); unset when not looked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::SignatureReport>,
     /// Sorted by severity, highest first.
     pub findings: Vec<Finding>,
     /// The verdict came from the persisted verdict cache (a not-a-model or unknown-format

@@ -22,8 +22,12 @@ use serde::Serialize;
 
 use crate::{
     AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, DigestState, PolicyVerdict, Severity, codes,
-    digest_open, evaluate, formats, identify_open, open_artifact, report::Finding,
+    digest_open, formats, identify_open, judge, open_artifact, report::Finding, signature, verify_signature,
 };
+
+/// Digests computed during one scan, so that the files of a signed directory model are hashed
+/// once, not once per model file in it.
+type ScanDigests = Mutex<std::collections::HashMap<PathBuf, String>>;
 
 /// What to scan and how (the CLI's `modelwatch scan` arguments, without the output format).
 #[derive(Debug, Clone)]
@@ -131,7 +135,12 @@ fn collect(args: &ScanOptions, errors: &mut Vec<ScanError>) -> Vec<Target> {
 }
 
 /// Analyses one target; `None` when a walked file is not worth reporting.
-fn analyze(t: &Target, opts: &AnalyzeOptions, all: bool) -> Result<Option<ArtifactReport>, String> {
+fn analyze(
+    t: &Target,
+    opts: &AnalyzeOptions,
+    all: bool,
+    digests: &ScanDigests,
+) -> Result<Option<ArtifactReport>, String> {
     let (mut file, meta) = open_artifact(&t.path).map_err(|e| e.to_string())?;
     let mut report = identify_open(&t.path, &mut file, meta.len(), opts);
     if !(t.explicit || all || report.format.is_model() || formats::has_model_extension(&t.path)) {
@@ -139,8 +148,25 @@ fn analyze(t: &Target, opts: &AnalyzeOptions, all: bool) -> Result<Option<Artifa
     }
     if opts.digest {
         digest_open(&mut report, &mut file, opts).map_err(|e| format!("cannot read {}: {e}", t.path.display()))?;
+        if let (Some(d), Ok(mut m)) = (&report.digest, digests.lock())
+            && d.state != DigestState::Claimed
+        {
+            m.insert(t.path.clone(), d.sha256_hex.clone());
+        }
+        // Without digests (`--no-digest`) nothing is hashed, so signatures are not checked.
+        let mut hasher = |p: &Path| {
+            if let Some(hex) = digests.lock().ok().and_then(|m| m.get(p).cloned()) {
+                return Ok(hex);
+            }
+            let hex = signature::hash_file(p)?;
+            if let Ok(mut m) = digests.lock() {
+                m.insert(p.to_owned(), hex.clone());
+            }
+            Ok(hex)
+        };
+        verify_signature(&mut report, opts, &mut hasher);
     }
-    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    judge(&mut report, opts);
     Ok(Some(report))
 }
 
@@ -223,6 +249,7 @@ pub fn execute(args: &ScanOptions, cfg: &ArtifactConfig) -> Result<ScanOutput, A
     type Outcome = (usize, Result<Option<ArtifactReport>, String>);
     let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
+    let digests = ScanDigests::default();
     let workers = cfg.hash_workers.clamp(1, 64).min(targets.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -230,7 +257,7 @@ pub fn execute(args: &ScanOptions, cfg: &ArtifactConfig) -> Result<ScanOutput, A
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(t) = targets.get(i) else { break };
-                    let r = analyze(t, &opts, args.all);
+                    let r = analyze(t, &opts, args.all, &digests);
                     if let Ok(mut v) = results.lock() {
                         v.push((i, r));
                     }
@@ -384,6 +411,19 @@ fn write_report(w: &mut dyn Write, a: &ArtifactReport) -> std::io::Result<()> {
         if !p.globals.is_empty() {
             writeln!(w, "  globals   {}", p.globals.join(", "))?;
         }
+    }
+    if let Some(sig) = &a.signature {
+        let mut line = sig.verdict.as_str().to_owned();
+        if let Some(s) = &sig.signer {
+            line.push_str(&format!(" by {}", signature::describe(s)));
+        }
+        if let Some(f) = &sig.mismatched_file {
+            line.push_str(&format!(": `{f}` differs"));
+        }
+        if let Some(b) = &sig.bundle {
+            line.push_str(&format!(" [{}]", b.display()));
+        }
+        writeln!(w, "  signature {line}")?;
     }
     if a.policy != PolicyVerdict::NoManifest {
         let name =

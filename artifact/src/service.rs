@@ -57,8 +57,9 @@ pub use crate::FileIdentity;
 use crate::{
     AnalyzeOptions, ArtifactConfig, ArtifactError, ArtifactReport, Manifest, apply_digest, apply_digest_skipped, codes,
     digest::{self, DigestCache},
-    evaluate, formats, identify_open, open_artifact,
+    evaluate, formats, identify_open, judge, open_artifact,
     verdicts::{CachedVerdict, VerdictCache},
+    verify_signature,
 };
 
 /// A file the sensor saw opened. `path` must be openable by the sensor (for a process in
@@ -603,22 +604,35 @@ fn identify_one(inner: &Inner, req: ArtifactRequest) {
     let generation = inner.generations.fetch_add(1, Ordering::Relaxed);
     let cached = inner.cache.lock().ok().and_then(|mut c| c.get(&identity));
     if let Some(sha) = cached {
-        inc(&inner.stats.cache_hits);
-        apply_digest(&mut report, &sha);
-        evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
-        let report = Arc::new(report);
-        set_slot(inner, identity, Phase::Done, report.clone(), generation);
-        return send(inner, ArtifactUpdate::Identified { identity, report });
+        // The signature of a directory model needs its other files' digests: from the cache
+        // here, since an analysis worker must not spend minutes hashing. One not cached sends
+        // the model to the hash workers like a cache miss.
+        let mut done = report.clone();
+        apply_digest(&mut done, &sha);
+        let missed = std::cell::Cell::new(false);
+        verify_signature(&mut done, &opts, &mut |p| {
+            cached_only(inner, p).ok_or_else(|| {
+                missed.set(true);
+                std::io::Error::new(std::io::ErrorKind::WouldBlock, "not in the digest cache")
+            })
+        });
+        if !missed.get() {
+            inc(&inner.stats.cache_hits);
+            judge(&mut done, &opts);
+            let report = Arc::new(done);
+            set_slot(inner, identity, Phase::Done, report.clone(), generation);
+            return send(inner, ArtifactUpdate::Identified { identity, report });
+        }
     }
     if let Some(skipped) = digest::skip_reason(&file, &meta, &opts.hash) {
         inc(&inner.stats.digest_skipped);
         apply_digest_skipped(&mut report, skipped);
-        evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+        judge(&mut report, &opts);
         let report = Arc::new(report);
         set_slot(inner, identity, Phase::Done, report.clone(), generation);
         return send(inner, ArtifactUpdate::Identified { identity, report });
     }
-    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    judge(&mut report, &opts);
     let report = Arc::new(report);
     // The slot and the identification before the hash job: a small file's digest can be
     // done before the push returns, and must never reach the receiver before what it updates.
@@ -651,6 +665,31 @@ fn remembered_verdict(inner: &Inner, path: &Path, identity: &FileIdentity) -> Op
     }
     evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
     Some(report)
+}
+
+/// The cached digest of a file as it is now, if any.
+fn cached_only(inner: &Inner, path: &Path) -> Option<String> {
+    let file = digest::open_readonly(path).ok()?;
+    let identity = FileIdentity::from_metadata(&file.metadata().ok()?);
+    inner.cache.lock().ok()?.get(&identity)
+}
+
+/// The digest of another file of a signed directory model, through the digest cache: a model
+/// loaded again costs a `stat` per file, not a read. Stopped by the shutdown like any hashing.
+fn cached_digest(inner: &Inner, path: &Path) -> std::io::Result<String> {
+    let mut file = digest::open_readonly(path)?;
+    let identity = FileIdentity::from_metadata(&file.metadata()?);
+    if let Some(sha) = inner.cache.lock().ok().and_then(|mut c| c.get(&identity)) {
+        return Ok(sha);
+    }
+    let (sha, _) = digest::sha256_until(&mut file, &inner.stop)?;
+    // Kept only when the file did not change while it was read.
+    if file.metadata().map(|m| FileIdentity::from_metadata(&m)).ok() == Some(identity)
+        && let Ok(mut c) = inner.cache.lock()
+    {
+        c.insert(&identity, &sha);
+    }
+    Ok(sha)
 }
 
 fn hash_loop(inner: &Inner, takes_bulk: bool) {
@@ -688,7 +727,8 @@ fn hash_one(inner: &Inner, mut job: HashJob) {
     };
     let mut report = (*job.report).clone();
     apply_digest(&mut report, &sha);
-    evaluate(&mut report, opts.manifest.as_deref(), &opts.license);
+    verify_signature(&mut report, &opts, &mut |p| cached_digest(inner, p));
+    judge(&mut report, &opts);
     let report = Arc::new(report);
     {
         let Ok(mut slots) = inner.slots.lock() else { return };
@@ -779,7 +819,7 @@ fn reload(inner: &Inner, path: &Path) {
     };
     for (identity, old) in known {
         let mut r = (*old).clone();
-        evaluate(&mut r, opts.manifest.as_deref(), &opts.license);
+        judge(&mut r, &opts);
         if r == *old {
             continue;
         }

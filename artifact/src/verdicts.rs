@@ -104,6 +104,8 @@ impl CachedVerdict {
             manifest_entry: None,
             license_finding: None,
             findings: self.findings.clone(),
+            // Signatures are about models; this cache holds none.
+            signature: None,
             from_verdict_cache: true,
         };
         report.sort_findings();

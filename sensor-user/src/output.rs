@@ -14,7 +14,8 @@ pub use modelwatch_artifact::size::human_bytes;
 
 use crate::proto::v1::{
     AcceleratorKind, ApprovalVerdict, ArtifactFormat, DigestState, Event, FileRef, HealthState, IoctlCategory,
-    LossSource, MatchReason, PickleVerdict, SessionEndReason, SessionEngine, Severity, event::Payload,
+    LossSource, MatchReason, PickleVerdict, SessionEndReason, SessionEngine, Severity, SignatureVerdict,
+    event::Payload,
 };
 
 /// Output format of the CLI and of stdout/file sinks.
@@ -292,6 +293,16 @@ fn facts(ev: &Event) -> (&'static str, &'static str, String) {
             }
             if !art.license.is_empty() {
                 let _ = write!(s, " license={}", short(&art.license, 32));
+            }
+            if let Some(sig) = &a.signature {
+                let _ = write!(s, " signature={}", enum_str!(SignatureVerdict, sig.verdict, "SIGNATURE_VERDICT_"));
+                let by = if sig.identity.is_empty() { &sig.trusted_as } else { &sig.identity };
+                if !by.is_empty() {
+                    let _ = write!(s, "({})", short(by, 48));
+                }
+                if !sig.mismatched_file.is_empty() {
+                    let _ = write!(s, " differs={}", short(&sig.mismatched_file, 60));
+                }
             }
             ("artifact", "35", s)
         }

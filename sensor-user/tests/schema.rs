@@ -58,6 +58,7 @@ fn artifact() -> ArtifactSummary {
         pickle: PickleVerdict::Unspecified as i32,
         license: "llama3.1".into(),
         digest_skipped_reason: String::new(),
+        signature: SignatureVerdict::Unspecified as i32,
     }
 }
 
@@ -142,6 +143,7 @@ fn samples() -> Vec<Event> {
             }],
             pickle_streams: vec![],
             pickle_complete: false,
+            signature: None,
         }),
         P::PolicyFinding(PolicyFinding {
             file: Some(FileRef { path: "/tmp/evil.pt".into(), size: 1024, ..Default::default() }),

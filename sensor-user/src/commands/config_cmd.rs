@@ -14,6 +14,11 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             // The network sinks against this machine: names resolve, files read, librdkafka
             // accepts its properties.
             crate::sink::network::check(&cfg, path)?;
+            // The trusted signing keys and CA certificates read and are usable.
+            if cfg.artifact.signing.enabled {
+                modelwatch_artifact::signature::Verifier::from_config(&cfg.artifact.signing)
+                    .map_err(|e| anyhow::anyhow!("{}: artifact.signing: {e}", path.display()))?;
+            }
             println!("{}: ok", path.display());
         }
         (None, true) => print!("{}", effective(&args.socket)?),

@@ -237,6 +237,33 @@ const ROWS: &[Row] = &[
     row("artifact.cache_max_entries", "The most identities the digest cache remembers"),
     row("artifact.verdict_cache_file", "The not-a-model verdict cache's file name, inside sensor.state_dir"),
     row("artifact.verdict_cache_max_entries", "The most content versions the verdict cache remembers"),
+    row("artifact.signing", "Model signatures (OpenSSF model_signing): found, verified offline, reported"),
+    row("artifact.signing.enabled", "Look for each model's signature (model.sig, <name>.sig, the store) and verify it"),
+    example(
+        "artifact.signing.store",
+        "A directory of more signatures: <name>.sig for model file or directory <name>",
+        "\"/etc/modelwatch/signatures\"",
+    ),
+    row(
+        "artifact.signing.require",
+        "Models that must carry a verified signature: none, approved (by the manifest) or all",
+    ),
+    row("artifact.signing.max_bundle_bytes", "The most bytes a signature file may have"),
+    row("artifact.signing.max_files", "The most files a signed directory model may have"),
+    row("artifact.signing.keys", "Trusted public keys: [[artifact.signing.keys]] name, public_key (PEM, P-256/P-384)"),
+    row(
+        "artifact.signing.cas",
+        "Trusted CAs: [[artifact.signing.cas]] name, certificate (PEM), identities (SAN or CN)",
+    ),
+    example(
+        "artifact.signing.sigstore_trusted_root",
+        "Sigstore's trusted_root.json: keyless signatures are verified offline against it",
+        "\"/etc/modelwatch/sigstore-trusted-root.json\"",
+    ),
+    row(
+        "artifact.signing.sigstore_identities",
+        "Trusted keyless signers: [[artifact.signing.sigstore_identities]] identity, issuer (OIDC)",
+    ),
 ];
 
 const HEADER: &str = "\

@@ -5,7 +5,7 @@ use modelwatch_artifact::{self as artifact, ArtifactReport, FileIdentity};
 
 use crate::proto::v1::{
     ApprovalVerdict, ArtifactFormat, ArtifactIdentified, ArtifactSummary, DigestState, FileRef, Finding, LicenseState,
-    ManifestEntry, ModelMetadata, PickleVerdict, PolicyFinding, Severity,
+    ManifestEntry, ModelMetadata, ModelSignature, PickleVerdict, PolicyFinding, Severity, SignatureVerdict,
 };
 
 /// The schema's format for a report: the schema splits some formats by variant.
@@ -63,6 +63,39 @@ fn pickle(s: artifact::Safety) -> PickleVerdict {
     }
 }
 
+fn signature_verdict(r: &ArtifactReport) -> SignatureVerdict {
+    use artifact::signature::SignatureVerdict as V;
+    match r.signature.as_ref().map(|s| s.verdict) {
+        None => SignatureVerdict::Unspecified,
+        Some(V::Verified) => SignatureVerdict::Verified,
+        Some(V::DigestMismatch) => SignatureVerdict::DigestMismatch,
+        Some(V::UntrustedSigner) => SignatureVerdict::UntrustedSigner,
+        Some(V::InvalidSignature) => SignatureVerdict::InvalidSignature,
+        Some(V::Malformed) => SignatureVerdict::Malformed,
+        Some(V::Unsigned) => SignatureVerdict::Unsigned,
+    }
+}
+
+fn signature(r: &ArtifactReport) -> Option<ModelSignature> {
+    let s = r.signature.as_ref()?;
+    let path =
+        |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let signer = s.signer.as_ref();
+    Some(ModelSignature {
+        verdict: signature_verdict(r) as i32,
+        reason: s.reason.clone(),
+        bundle_path: path(&s.bundle),
+        model_root: path(&s.model_root),
+        signer_method: signer.map(|g| g.kind.as_str().to_owned()).unwrap_or_default(),
+        trusted_as: signer.map(|g| g.trusted_as.clone()).unwrap_or_default(),
+        key_fingerprint: signer.map(|g| g.key_fingerprint.clone()).unwrap_or_default(),
+        identity: signer.and_then(|g| g.identity.clone()).unwrap_or_default(),
+        issuer: signer.and_then(|g| g.issuer.clone()).unwrap_or_default(),
+        mismatched_file: s.mismatched_file.clone().unwrap_or_default(),
+        files: s.files,
+    })
+}
+
 /// Stable artifact id: the digest once known, else the file version.
 pub fn artifact_id(r: &ArtifactReport, id: &FileIdentity) -> String {
     match &r.digest {
@@ -103,6 +136,7 @@ pub fn summary(r: &ArtifactReport, id: &FileIdentity) -> ArtifactSummary {
         pickle: r.pickle.as_ref().map_or(0, |p| pickle(p.verdict) as i32),
         license,
         digest_skipped_reason: r.digest_skipped.as_ref().map(|s| s.reason.as_str().to_owned()).unwrap_or_default(),
+        signature: signature_verdict(r) as i32,
     }
 }
 
@@ -196,6 +230,7 @@ pub fn identified(r: &ArtifactReport, id: &FileIdentity) -> ArtifactIdentified {
         findings: r.findings.iter().map(finding).collect(),
         pickle_streams: r.pickle.as_ref().map(|p| p.streams.clone()).unwrap_or_default(),
         pickle_complete: r.pickle.as_ref().is_some_and(|p| p.complete),
+        signature: signature(r),
     }
 }
 
@@ -230,6 +265,7 @@ mod tests {
             policy: artifact::PolicyVerdict::Unknown,
             manifest_entry: None,
             license_finding: None,
+            signature: None,
             findings: Vec::new(),
             from_verdict_cache: false,
         };
