@@ -300,7 +300,9 @@ mod tests {
             policy: artifact::PolicyVerdict::NoManifest,
             manifest_entry: None,
             license_finding: None,
+            signature: None,
             findings: Vec::new(),
+            from_verdict_cache: false,
         };
         assert_eq!(identified(&r, &id).license_state, LicenseState::Missing as i32);
         r.metadata.license = Some("MIT".into());
