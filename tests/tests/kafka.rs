@@ -74,15 +74,27 @@ fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until the sink's spool is empty and every loss it counted for `reason` has been
-/// reported in the stream; says what it saw when it gives up.
+/// Waits until every loss the sink counted for `reason` has been reported in the stream and
+/// everything the spool held by then is delivered or dropped; says what it saw when it gives
+/// up. The spool is never empty for long: the sensor's own process events (the `status` calls
+/// of this wait among them) keep arriving, so "drained" means drained up to a point.
 fn wait_drained_and_reported(sensor: &RunningSensor, reason: &str) {
     let deadline = Instant::now() + READ_TIMEOUT;
+    let mut written_when_reported = None;
     loop {
         let st = kafka_status(sensor);
         let reported = sink_losses(&sensor.events(), reason);
         let counted = u64_of(&st["spool_dropped"][reason]);
-        if u64_of(&st["pending_events"]) == 0
+        if written_when_reported.is_none() && reported == counted {
+            written_when_reported = Some(u64_of(&st["written"]));
+        }
+        // Records that never reached the spool (`spool_unwritable`) are not in `written`.
+        let out = u64_of(&st["delivered"])
+            + st["spool_dropped"]
+                .as_object()
+                .map(|m| m.iter().filter(|(r, _)| *r != "spool_unwritable").map(|(_, n)| u64_of(n)).sum())
+                .unwrap_or(0);
+        if written_when_reported.is_some_and(|w| out >= w)
             && st["spool_error"].as_str().unwrap_or_default().is_empty()
             && reported == counted
         {
