@@ -29,3 +29,4 @@ pub mod sink;
 pub mod spool;
 pub mod status;
 pub mod telemetry;
+pub mod users;

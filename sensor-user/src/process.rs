@@ -23,7 +23,10 @@ use sha2::{Digest, Sha256};
 
 use sensor_ebpf::EventHeader;
 
-use crate::decode::{self, ProcessExec, ProcessFork};
+use crate::{
+    decode::{self, ProcessExec, ProcessFork},
+    users::{Answer, UserNames},
+};
 
 /// Most bytes of /proc/<pid>/cmdline kept (the kernel captures argv up to the same bound).
 const CMDLINE_MAX: usize = sensor_ebpf::ARGS_MAX;
@@ -75,7 +78,7 @@ pub struct ProcessTable {
     /// Keys in `exited`: a second exit record for the same process is a duplicate.
     exiting: HashSet<Key>,
     grace: Duration,
-    users: Users,
+    users: UserNames,
     containers: HashMap<u64, String>,
     /// When a process's parent was last read again from /proc (its recorded parent is gone).
     reparent_checks: HashMap<Key, Instant>,
@@ -98,7 +101,7 @@ impl ProcessTable {
             exited: VecDeque::new(),
             exiting: HashSet::new(),
             grace,
-            users: Users::load(Path::new("/etc/passwd")),
+            users: UserNames::local(Path::new("/etc/passwd")),
             containers: HashMap::new(),
             reparent_checks: HashMap::new(),
         }
@@ -106,8 +109,24 @@ impl ProcessTable {
 
     /// Uses `passwd` text for user names instead of /etc/passwd (tests).
     pub fn with_passwd(mut self, passwd: &str) -> Self {
-        self.users = Users::parse(passwd, None);
+        self.users = UserNames::fixed(passwd);
         self
+    }
+
+    /// Names users that /etc/passwd does not know through the name service's lookup thread.
+    pub fn with_user_lookups(mut self, lookups: std::sync::mpsc::SyncSender<u32>) -> Self {
+        self.users = self.users.with_lookups(lookups);
+        self
+    }
+
+    /// Takes the name service's answer about a uid: processes of that uid that were recorded
+    /// without a name get it (their later events carry it).
+    pub fn user_named(&mut self, answer: Answer) {
+        let uid = answer.uid;
+        let Some(name) = self.users.answer(answer) else { return };
+        for p in self.procs.values_mut().filter(|p| p.uid == uid && p.user != name) {
+            Arc::make_mut(p).user.clone_from(&name);
+        }
     }
 
     fn ticks(&self, boottime_ns: u64) -> u64 {
@@ -462,48 +481,6 @@ pub fn container_id(cgroup: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// uid → user name from /etc/passwd, reloaded (at most every 10 s) when a uid is unknown.
-struct Users {
-    names: HashMap<u32, String>,
-    source: Option<PathBuf>,
-    loaded: Instant,
-}
-
-impl Users {
-    fn load(path: &Path) -> Self {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        Self::parse(&text, Some(path.to_owned()))
-    }
-
-    fn parse(text: &str, source: Option<PathBuf>) -> Self {
-        let names = text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let uid = f.nth(1)?.parse().ok()?;
-                Some((uid, name.to_owned()))
-            })
-            .collect();
-        Self { names, source, loaded: Instant::now() }
-    }
-
-    fn name(&mut self, uid: u32) -> String {
-        if let Some(n) = self.names.get(&uid) {
-            return n.clone();
-        }
-        if let Some(src) = self.source.clone()
-            && self.loaded.elapsed() > Duration::from_secs(10)
-        {
-            *self = Self::load(&src);
-            if let Some(n) = self.names.get(&uid) {
-                return n.clone();
-            }
-        }
-        String::new()
-    }
 }
 
 #[cfg(test)]

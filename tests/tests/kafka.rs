@@ -92,8 +92,7 @@ fn wait_drained_and_reported(sensor: &RunningSensor, reason: &str) {
         let out = u64_of(&st["delivered"])
             + st["spool_dropped"]
                 .as_object()
-                .map(|m| m.iter().filter(|(r, _)| *r != "spool_unwritable").map(|(_, n)| u64_of(n)).sum())
-                .unwrap_or(0);
+                .map_or(0, |m| m.iter().filter(|(r, _)| *r != "spool_unwritable").map(|(_, n)| u64_of(n)).sum());
         if written_when_reported.is_some_and(|w| out >= w)
             && st["spool_error"].as_str().unwrap_or_default().is_empty()
             && reported == counted

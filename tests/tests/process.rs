@@ -1,6 +1,10 @@
 //! Process lifecycle: exec, fork and exit of real children.
 
-use std::process::Command;
+use std::{
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use modelwatch_tests::{EVENT_TIMEOUT, RunningSensor, kind, pid, u64_of};
 
@@ -81,4 +85,70 @@ fn thread_group_exits_once(mode: &str) {
         let n = events.iter().filter(|e| kind(e) == "process_exit" && pid(e) == Some(p)).count();
         assert_eq!(n, 1, "{mode}: exit events for {p}");
     }
+}
+
+/// A user record only the name service knows (a systemd-userdb drop-in under /run/userdb, read
+/// by nss-systemd: no line in /etc/passwd, as with LDAP or SSSD users); removed when dropped.
+struct DirectoryUser {
+    files: [PathBuf; 2],
+}
+
+impl DirectoryUser {
+    fn create(uid: u32, name: &str) -> Self {
+        let dir = Path::new("/run/userdb");
+        std::fs::create_dir_all(dir).unwrap();
+        let record = dir.join(format!("{name}.user"));
+        let by_uid = dir.join(format!("{uid}.user"));
+        let json = serde_json::json!({
+            "userName": name, "uid": uid, "gid": uid,
+            "homeDirectory": "/nonexistent", "shell": "/usr/sbin/nologin", "disposition": "regular",
+        });
+        std::fs::write(&record, json.to_string()).unwrap();
+        let _ = std::fs::remove_file(&by_uid);
+        std::os::unix::fs::symlink(record.file_name().unwrap(), &by_uid).unwrap();
+        Self { files: [record, by_uid] }
+    }
+}
+
+impl Drop for DirectoryUser {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+#[test]
+fn a_user_only_the_name_service_knows_is_named() {
+    let uid = 61_000 + std::process::id() % 1000;
+    let name = format!("mwdir{uid}");
+    let _user = DirectoryUser::create(uid, &name);
+    assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains(&name));
+    let getent = Command::new("getent").args(["passwd", &uid.to_string()]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&getent.stdout).starts_with(&format!("{name}:")),
+        "the machine's name service (nsswitch.conf: passwd: files systemd) does not know the test user: {getent:?}"
+    );
+    let mut sensor = RunningSensor::start("");
+    let run_as =
+        |script: &str| Command::new("/bin/sh").args(["-c", script]).uid(uid).gid(uid).current_dir("/").spawn().unwrap();
+    // The first process of the user may be reported before the name service has answered; it
+    // has its name by the time it exits.
+    let mut first = run_as("sleep 1; exit 3");
+    let first_pid = first.id();
+    assert_eq!(first.wait().unwrap().code(), Some(3));
+    let exit = sensor.wait_for("exit of the user's first process", EVENT_TIMEOUT, |e| {
+        kind(e) == "process_exit" && pid(e) == Some(first_pid)
+    });
+    assert_eq!(exit["process"]["uid"], uid);
+    assert_eq!(exit["process"]["user"], name.as_str(), "{exit}");
+    // Later processes are named from the cache at once.
+    let mut second = run_as("exit 4");
+    let second_pid = second.id();
+    assert_eq!(second.wait().unwrap().code(), Some(4));
+    let exec = sensor.wait_for("exec of the user's second process", EVENT_TIMEOUT, |e| {
+        kind(e) == "process_exec" && pid(e) == Some(second_pid)
+    });
+    assert_eq!(exec["process"]["user"], name.as_str(), "{exec}");
+    sensor.stop();
 }

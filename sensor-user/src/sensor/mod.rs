@@ -104,6 +104,8 @@ struct Inbox {
     found: Receiver<Found>,
     /// Configurations read again on SIGHUP (or why they could not be).
     reloads: Receiver<Result<Config, crate::config::ConfigError>>,
+    /// The name service's answers about uids /etc/passwd does not know.
+    users: Receiver<crate::users::Answer>,
 }
 
 pub struct Sensor {
@@ -172,7 +174,12 @@ impl Sensor {
         maps.set_extensions(cfg.files.extensions.iter().map(String::as_str))?;
         maps.set_runtime_libraries(cfg.files.runtime_libraries.iter().map(String::as_str))?;
         let host_info = host::host_info();
-        let mut table = ProcessTable::new(host_info.boot_id.clone(), PathBuf::from("/proc"), cfg.exit_grace());
+        let (user_answers, users) = tokio::sync::mpsc::channel(64);
+        let lookups =
+            crate::users::spawn_lookups(crate::users::name_service, move |a| user_answers.blocking_send(a).is_ok())
+                .map_err(|e| SensorError::EventLoop { what: "starting the user name lookups", source: e.into() })?;
+        let mut table = ProcessTable::new(host_info.boot_id.clone(), PathBuf::from("/proc"), cfg.exit_grace())
+            .with_user_lookups(lookups);
         let seeded = table.seed();
         tracing::debug!(processes = seeded, "process table seeded from /proc");
         let status = Arc::new(Mutex::new(StatusView {
@@ -244,7 +251,7 @@ impl Sensor {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
-        sensor.inbox = Some(Inbox { artifacts: artifact_rx, answers, stats, found, reloads });
+        sensor.inbox = Some(Inbox { artifacts: artifact_rx, answers, stats, found, reloads, users });
         // The probes are attached: what was loaded before is found by walking /proc once.
         let f = &sensor.cfg.files;
         let rules = Rules::new(&f.extensions, f.size_threshold.0, sensor.model_dirs.paths(), &f.runtime_libraries);
@@ -873,6 +880,7 @@ impl Sensor {
                     self.on_found(found);
                 }
                 Some(update) = inbox.artifacts.recv() => self.on_artifact(update),
+                Some(answer) = inbox.users.recv() => self.table.user_named(answer),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(|e| SensorError::EventLoop { what: "waiting on the ring buffer", source: e.into() })?;
                     let rb = guard.get_inner_mut();
