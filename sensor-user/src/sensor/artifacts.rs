@@ -174,6 +174,14 @@ pub struct ArtifactNews {
     pub manifest_error: Option<String>,
 }
 
+/// A probe looks the mark up before it reads the clock for its record: a record whose lookup
+/// came just before the mark was written can carry a time just after it. Such a record is not
+/// evidence that the mark was dropped. (Without this margin, a file opened many thousand times
+/// a second was taken for changed at almost every verdict, analysed again, and its events held
+/// for the new verdict, over and over.) A probe runs in well under a microsecond; the margin is
+/// generous.
+const MARK_RACE_NS: u64 = 1_000_000;
+
 /// A mark the collector set in the kernel: for which version, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MarkSet {
@@ -378,7 +386,7 @@ impl ArtifactLink {
         }
         let (kdev, ino, size, ctime_sec, ctime_nsec) = s.key;
         self.marks.peek(&(kdev, ino)).is_some_and(|m| {
-            m.size == size && m.ctime == (ctime_sec, ctime_nsec) && s.ktime_ns > m.at_ns && s.mark == 0
+            m.size == size && m.ctime == (ctime_sec, ctime_nsec) && s.ktime_ns > m.at_ns + MARK_RACE_NS && s.mark == 0
         })
     }
 
@@ -388,7 +396,8 @@ impl ArtifactLink {
         self.analyzer.lookup(identity).map(|report| art::summary(&report, identity))
     }
 
-    /// The sensor recorded `mark` in the kernel at `at_ns` (`CLOCK_BOOTTIME`).
+    /// The sensor recorded `mark` in the kernel; `at_ns` (`CLOCK_BOOTTIME`) was read after the
+    /// write.
     pub fn mark_set(&mut self, id: FileId, mark: &InodeMark, at_ns: u64) {
         let set = MarkSet { size: mark.size, ctime: (mark.ctime_sec, mark.ctime_nsec), at_ns };
         self.marks.put((id.dev, id.ino), set);
@@ -719,8 +728,13 @@ mod tests {
         let later = Sighting { mark: sensor_ebpf::mark::MODEL, ktime_ns: 11, ..seen };
         assert!(link.summary(&mut resolver, &p, &later).is_some());
         assert!(answers.try_recv().is_err(), "no new lookup while the kernel vouches for the version");
+        // A record whose probe looked before the mark was written, with a time just after it:
+        // the same version, not a change.
+        let raced = Sighting { mark: 0, ktime_ns: 10 + MARK_RACE_NS, ..seen };
+        assert!(link.summary(&mut resolver, &p, &raced).is_some());
+        assert!(answers.try_recv().is_err(), "no new lookup for a record that raced the mark");
         // The mark gone (a write open) before a record of the same version: analysed again.
-        let changed = Sighting { mark: 0, ktime_ns: 12, ..seen };
+        let changed = Sighting { mark: 0, ktime_ns: 11 + MARK_RACE_NS, ..seen };
         assert!(link.summary(&mut resolver, &p, &changed).is_none());
         drop(kpath);
         link.shutdown();

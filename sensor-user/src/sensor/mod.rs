@@ -536,9 +536,9 @@ impl Sensor {
             self.publish(health);
         }
         if let Some((id, m)) = mark {
-            let at = host::boottime_ns();
             match self.maps.mark_inode(id, m) {
-                Ok(()) => self.artifacts.mark_set(id, &m, at),
+                // After the write: a record made earlier cannot have seen the mark.
+                Ok(()) => self.artifacts.mark_set(id, &m, host::boottime_ns()),
                 Err(e) => tracing::warn!("cannot mark inode: {e}"),
             }
         }
