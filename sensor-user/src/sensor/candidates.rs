@@ -23,7 +23,7 @@
 //! publishes nothing itself: the sensor offers events, passes verdicts and takes what is ready.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -147,7 +147,8 @@ pub struct CandidateGate {
     /// The held event that later ones of the same process, file and kind fold into.
     folding: HashMap<Fold, u64>,
     /// Held events per file version, for its verdict.
-    by_key: HashMap<FileKey, Vec<u64>>,
+    /// (Ordered sets: a popular file can have thousands held, and each leaves on its own.)
+    by_key: HashMap<FileKey, BTreeSet<u64>>,
     next_id: u64,
     rejected: BTreeMap<&'static str, u64>,
     unidentified: u64,
@@ -233,7 +234,7 @@ impl CandidateGate {
         if !self.fold.is_zero() {
             self.folding.insert(fold, id);
         }
-        self.by_key.entry(c.key).or_default().push(id);
+        self.by_key.entry(c.key).or_default().insert(id);
         self.order.push_back(id);
         self.held.insert(id, Held { c, since: now, verdict, repeats: 0, fold });
         None
@@ -246,7 +247,7 @@ impl CandidateGate {
             self.folding.remove(&h.fold);
         }
         if let Some(ids) = self.by_key.get_mut(&h.c.key) {
-            ids.retain(|i| *i != id);
+            ids.remove(&id);
             if ids.is_empty() {
                 self.by_key.remove(&h.c.key);
             }
@@ -299,10 +300,16 @@ impl CandidateGate {
     /// The decided events of one file version, at once (its verdict just came: the fold window
     /// of an event that waited for it has long passed).
     pub fn release_key(&mut self, key: FileKey) -> Vec<Released> {
-        let ids: Vec<u64> = self.by_key.get(&key).cloned().unwrap_or_default();
-        let decided: Vec<u64> =
-            ids.into_iter().filter(|id| self.held.get(id).is_some_and(|h| h.verdict != Verdict::Pending)).collect();
-        self.order.retain(|id| !decided.contains(id));
+        let decided: Vec<u64> = self
+            .by_key
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| self.held.get(id).is_some_and(|h| h.verdict != Verdict::Pending))
+            .collect();
+        let gone: HashSet<u64> = decided.iter().copied().collect();
+        self.order.retain(|id| !gone.contains(id));
         self.settle_all(decided)
     }
 
