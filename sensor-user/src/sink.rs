@@ -145,11 +145,17 @@ pub struct StdoutSink {
     format: OutputFormat,
     color: bool,
     out: BufWriter<std::io::Stdout>,
+    buf: Vec<u8>,
 }
 
 impl StdoutSink {
     pub fn new(format: OutputFormat, color: bool) -> Self {
-        Self { format, color, out: BufWriter::with_capacity(64 * 1024, std::io::stdout()) }
+        Self {
+            format,
+            color,
+            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            buf: Vec::with_capacity(4096),
+        }
     }
 }
 
@@ -163,8 +169,10 @@ impl Sink for StdoutSink {
         match self.format {
             // Straight into the buffered writer: no intermediate String per event.
             OutputFormat::Json => {
-                serde_json::to_writer(&mut self.out, &**ev).map_err(|e| io(e.into()))?;
-                self.out.write_all(b"\n").map_err(io)
+                self.buf.clear();
+                crate::output::write_json(&mut self.buf, ev);
+                self.buf.push(b'\n');
+                self.out.write_all(&self.buf).map_err(io)
             }
             OutputFormat::Compact | OutputFormat::Ocsf => {
                 writeln!(self.out, "{}", render(ev, self.format, self.color)).map_err(io)

@@ -302,6 +302,8 @@ fn json_round_trip_is_lossless_and_matches_golden_files() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for ev in samples() {
         let json = serde_json::to_string_pretty(&ev).unwrap();
+        // The sensor's own writer gives serde_json's text, byte for byte.
+        assert_eq!(modelwatch::output::json_line(&ev), serde_json::to_string(&ev).unwrap(), "{}", kind_name(&ev));
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, ev, "{}", kind_name(&ev));
         let path = dir.join(format!("{}.json", kind_name(&ev)));
