@@ -5,13 +5,16 @@
 //! 1. Syscall overhead: loops pinned to CPU 1 (`mw-bench loops`), the sensor pinned to CPU 0,
 //!    configurations alternated round by round, CPU time per call from the loop thread's CPU
 //!    clock. Minimum and median over the rounds.
-//! 2. Throughput without loss: `mw-bench generate` opens a reportable file at stepped rates;
+//! 2. Overhead on real work (`workloads`): Python start-up, extracting a tarball, grep, C
+//!    compilation and git on a tmpfs, measured as the CPU time of each workload's process tree
+//!    under the same configurations. `--only workloads` runs just this step.
+//! 3. Throughput without loss: `mw-bench generate` opens a reportable file at stepped rates;
 //!    the kernel's produced/dropped counters and the collector's published count must
 //!    reconcile exactly; collector CPU per event from /proc.
-//! 3. Memory: collector RSS and peak RSS at idle and after the highest loss-free rate; BPF map
+//! 4. Memory: collector RSS and peak RSS at idle and after the highest loss-free rate; BPF map
 //!    memory from the sensor's fdinfo.
-//! 4. Artifact hashing throughput on a page-cached 1 GiB file.
-//! 5. The Kafka sink, against a local tansu broker (when `cargo xtask setup` installed it):
+//! 5. Artifact hashing throughput on a page-cached 1 GiB file.
+//! 6. The Kafka sink, against a local tansu broker (when `cargo xtask setup` installed it):
 //!    events per second delivered with zero loss, collector CPU per event with the sink on,
 //!    spool bytes written per event, and how long the backlog of a simulated one-hour outage
 //!    takes to drain. `--only kafka` runs just this step (and prints it, leaving BENCHMARKS.md
@@ -19,7 +22,8 @@
 //!
 //! Writes BENCHMARKS.md and a JSON file with the raw figures (`--compare OLD.json` prints the
 //! differences against an earlier run). `--before OLD_BINARY` makes it an A/B run: an earlier
-//! build of the sensor is one more configuration of the same rounds (alternated with the others)
+//! build of the sensor is one more configuration of the same rounds (alternated with the others,
+//! in the syscall loops and the workloads)
 //! and its throughput is measured right after the current one's, so a change is judged against
 //! the run-to-run spread on the same warm machine, not against another day's figures.
 
@@ -35,6 +39,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::{cargo, run};
+
+mod workloads;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -62,8 +68,9 @@ pub struct BenchArgs {
     /// A/B: an earlier `modelwatch` binary measured in the same run as configuration `before`.
     #[arg(long, value_name = "OLD_BINARY")]
     before: Option<PathBuf>,
-    /// Run one step only and print its table (`kafka`); BENCHMARKS.md is left as it is.
-    #[arg(long, value_name = "STEP", value_parser = ["kafka"])]
+    /// Run one step only and print its table (`kafka`, `workloads`); BENCHMARKS.md is left as
+    /// it is.
+    #[arg(long, value_name = "STEP", value_parser = ["kafka", "workloads"])]
     only: Option<String>,
 }
 
@@ -110,6 +117,23 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let rounds = if args.quick { 2 } else { args.rounds.max(1) };
     let scale = if args.quick { args.scale * 0.2 } else { args.scale };
 
+    if let Some(b) = &args.before
+        && !b.is_file()
+    {
+        bail!("--before {}: no such binary", b.display());
+    }
+    if args.only.as_deref() == Some("workloads") {
+        let tracepoints = attach_points(&bin, &dir)?;
+        let w = workloads::workloads(&bin, &driver, &dir, rounds, args.quick, args.before.as_deref(), &tracepoints)?;
+        let results = json!({ "date": now_utc(), "machine": machine(), "quick": args.quick, "workloads": w });
+        let out = root.join("docs/bench/workloads-latest.json");
+        std::fs::write(&out, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("{}", workloads::section(&w, args.quick));
+        println!("bench: wrote {} in {:.0?} (BENCHMARKS.md left as it is)", out.display(), started.elapsed());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     if args.only.as_deref() == Some("kafka") {
         let tansu = crate::setup::tansu_path(root);
         if !tansu.exists() {
@@ -125,12 +149,9 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
-    if let Some(b) = &args.before
-        && !b.is_file()
-    {
-        bail!("--before {}: no such binary", b.display());
-    }
-    let overhead = syscall_overhead(&bin, &driver, &dir, rounds, scale, args.before.as_deref())?;
+    let tracepoints = attach_points(&bin, &dir)?;
+    let overhead = syscall_overhead(&bin, &driver, &dir, rounds, scale, args.before.as_deref(), &tracepoints)?;
+    let work = workloads::workloads(&bin, &driver, &dir, rounds, args.quick, args.before.as_deref(), &tracepoints)?;
     let after = throughput(&bin, &driver, &dir, args.quick)?;
     let before = match &args.before {
         Some(b) => throughput(b, &driver, &dir, args.quick)?,
@@ -152,6 +173,7 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         "scale": scale,
         "quick": args.quick,
         "overhead": overhead,
+        "workloads": work,
         "throughput": after,
         "throughput_before": before,
         "before_binary": args.before.as_ref().map(|b| b.display().to_string()),
@@ -334,21 +356,24 @@ fn start_config(
     Ok(match config {
         "off" => None,
         "empty" => Some(start_pinned(driver, &["baseline"], Ready::Line("attached"))?),
-        "modelwatch" => {
-            let cfg = config_for(bin, &dir.join("overhead.toml"))?;
-            let sock = dir.join("api.sock");
-            Some(start_pinned(
-                bin,
-                &["run", "--format", "json", "--config", cfg.to_str().context("path")?],
-                Ready::Socket(bin, &sock),
-            )?)
-        }
+        "modelwatch" => Some(start_sensor(bin, dir, "overhead.toml")?),
         "bpftrace" => {
             let script = format!("{} {{ @[pid] = count(); }}", tracepoints.join(", "));
             Some(start_pinned(Path::new("bpftrace"), &["-e", &script], Ready::Line("Attaching"))?)
         }
         other => bail!("unknown configuration {other}"),
     })
+}
+
+/// The sensor `bin` pinned to CPU 0 with the configuration `dir/config`, once its API answers.
+fn start_sensor(bin: &Path, dir: &Path, config: &str) -> anyhow::Result<Running> {
+    let cfg = config_for(bin, &dir.join(config))?;
+    let sock = dir.join("api.sock");
+    start_pinned(
+        bin,
+        &["run", "--format", "json", "--config", cfg.to_str().context("path")?],
+        Ready::Socket(bin, &sock),
+    )
 }
 
 /// `config` as `bin` takes it: an earlier build (`--before`) refuses keys added since, so they
@@ -426,8 +451,8 @@ fn syscall_overhead(
     rounds: usize,
     scale: f64,
     before: Option<&Path>,
+    tracepoints: &[String],
 ) -> anyhow::Result<Value> {
-    let tracepoints = attach_points(bin, dir)?;
     let mut configs = CONFIGS.to_vec();
     if before.is_some() {
         configs.insert(3, BEFORE);
@@ -444,8 +469,8 @@ fn syscall_overhead(
         for config in order {
             // `before` is the sensor too, from the earlier binary.
             let running = match (config, before) {
-                (BEFORE, Some(old)) => start_config("modelwatch", old, driver, dir, &tracepoints)?,
-                _ => start_config(config, bin, driver, dir, &tracepoints)?,
+                (BEFORE, Some(old)) => start_config("modelwatch", old, driver, dir, tracepoints)?,
+                _ => start_config(config, bin, driver, dir, tracepoints)?,
             };
             let out = json_out(Command::new(driver).args(["loops", "1"]).arg(dir).arg(scale.to_string()));
             if let Some(r) = running {
@@ -854,6 +879,10 @@ pub fn markdown(r: &Value) -> String {
             tp.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
         ));
     }
+    if !r["workloads"].is_null() {
+        o.push('\n');
+        o.push_str(&workloads::section(&r["workloads"], r["quick"].as_bool() == Some(true)));
+    }
     let t = &r["throughput"];
     o.push_str(
         "\n## Throughput without loss (reportable opens generated on CPU 1, collector on CPU 0, JSON to /dev/null)\n\n",
@@ -1018,5 +1047,8 @@ fn compare(old: &Value, new: &Value) -> String {
         num(&new["throughput"]["memory"]["idle"]["rss_kib"]) as f64,
     );
     row("hashing GB/s".into(), f(&old["hashing"]["file_gb_per_s"]), f(&new["hashing"]["file_gb_per_s"]));
+    for (name, a, b) in workloads::compare_rows(old, new) {
+        row(name, a, b);
+    }
     o
 }
