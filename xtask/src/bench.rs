@@ -68,9 +68,9 @@ pub struct BenchArgs {
     /// A/B: an earlier `modelwatch` binary measured in the same run as configuration `before`.
     #[arg(long, value_name = "OLD_BINARY")]
     before: Option<PathBuf>,
-    /// Run one step only and print its table (`kafka`, `workloads`); BENCHMARKS.md is left as
-    /// it is.
-    #[arg(long, value_name = "STEP", value_parser = ["kafka", "workloads"])]
+    /// Run one step only and print its table (`kafka`, `workloads`, `probes`); BENCHMARKS.md is
+    /// left as it is.
+    #[arg(long, value_name = "STEP", value_parser = ["kafka", "workloads", "probes"])]
     only: Option<String>,
 }
 
@@ -134,6 +134,12 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
+    if args.only.as_deref() == Some("probes") {
+        let c = probe_costs(&bin, args.before.as_deref(), &driver, &dir, scale)?;
+        println!("{}", probe_costs_section(&c));
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     if args.only.as_deref() == Some("kafka") {
         let tansu = crate::setup::tansu_path(root);
         if !tansu.exists() {
@@ -151,6 +157,7 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
     let tracepoints = attach_points(&bin, &dir)?;
     let overhead = syscall_overhead(&bin, &driver, &dir, rounds, scale, args.before.as_deref(), &tracepoints)?;
+    let costs = probe_costs(&bin, args.before.as_deref(), &driver, &dir, scale)?;
     let work = workloads::workloads(&bin, &driver, &dir, rounds, args.quick, args.before.as_deref(), &tracepoints)?;
     let after = throughput(&bin, &driver, &dir, args.quick)?;
     let before = match &args.before {
@@ -173,6 +180,7 @@ pub fn run_bench(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         "scale": scale,
         "quick": args.quick,
         "overhead": overhead,
+        "probe_costs": costs,
         "workloads": work,
         "throughput": after,
         "throughput_before": before,
@@ -442,6 +450,98 @@ fn attach_points(bin: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
             None => format!("tracepoint:{}", p.replace('/', ":")),
         })
         .collect())
+}
+
+/// Run time of each of the sensor's BPF programs over one pass of the syscall loops, from the
+/// kernel's own accounting (`kernel.bpf_stats_enabled`, on only for this step: it adds two clock
+/// reads to every program run), for this build and the earlier one.
+fn probe_costs(bin: &Path, before: Option<&Path>, driver: &Path, dir: &Path, scale: f64) -> anyhow::Result<Value> {
+    println!("bench: per-program run time (bpf_stats)");
+    let knob = Path::new("/proc/sys/kernel/bpf_stats_enabled");
+    let was = std::fs::read_to_string(knob).with_context(|| format!("reading {}", knob.display()))?;
+    std::fs::write(knob, "1").with_context(|| format!("writing {}", knob.display()))?;
+    let measure = |bin: &Path| -> anyhow::Result<Value> {
+        let sensor = start_config("modelwatch", bin, driver, dir, &[])?.context("sensor")?;
+        let pid = sensor.pid();
+        let start = prog_stats(pid);
+        let out = json_out(Command::new(driver).args(["loops", "1"]).arg(dir).arg(scale.to_string()));
+        let end = prog_stats(pid);
+        sensor.stop();
+        out?;
+        let (start, end) = (start?, end?);
+        Ok(end
+            .iter()
+            .map(|(name, (ns, runs))| {
+                let (ns0, runs0) = start.get(name).copied().unwrap_or_default();
+                let (ns, runs) = (ns - ns0, runs - runs0);
+                (name.clone(), json!({ "runs": runs, "run_time_ns": ns, "ns_per_run": ns as f64 / runs.max(1) as f64 }))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into())
+    };
+    let after = measure(bin);
+    let earlier = before.map(measure).transpose();
+    let _ = std::fs::write(knob, was.trim());
+    Ok(json!({ "after": after?, "before": earlier? }))
+}
+
+/// Cumulative (run time ns, runs) of the BPF programs that process `pid` holds (their
+/// descriptors' fdinfo), by name (the kernel keeps 15 characters of it: programs whose names
+/// share them are added up).
+fn prog_stats(pid: u32) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+    let names: BTreeMap<u64, String> = json_out(Command::new("bpftool").args(["-j", "prog", "show"]))?
+        .as_array()
+        .context("bpftool prog show: not an array")?
+        .iter()
+        .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_owned())))
+        .collect();
+    let fdinfo = PathBuf::from(format!("/proc/{pid}/fdinfo"));
+    let mut per_prog: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for entry in std::fs::read_dir(&fdinfo).with_context(|| format!("reading {}", fdinfo.display()))? {
+        let Ok(text) = std::fs::read_to_string(entry?.path()) else { continue };
+        let field =
+            |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse::<u64>().ok());
+        // Program descriptors (not links, which name a program too) carry the run counters.
+        if let (Some(id), Some(ns), Some(runs)) = (field("prog_id:"), field("run_time_ns:"), field("run_cnt:")) {
+            per_prog.insert(id, (ns, runs));
+        }
+    }
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (id, (ns, runs)) in per_prog {
+        let e = out.entry(names.get(&id).cloned().unwrap_or_else(|| format!("prog {id}"))).or_default();
+        e.0 += ns;
+        e.1 += runs;
+    }
+    Ok(out)
+}
+
+/// The per-program table of the report.
+fn probe_costs_section(c: &Value) -> String {
+    let Some(after) = c["after"].as_object() else { return String::new() };
+    let before = c["before"].as_object();
+    let mut o = String::from(
+        "## Per-program run time (kernel.bpf_stats_enabled, one pass of the loops above)\n\n\
+         Mean run time of each of modelwatch's programs per invocation, as the kernel accounts it \
+         (the programs' own work, without the tracepoint's entry cost that *empty* measures).\n\n",
+    );
+    let ns = |v: &Value| format!("{:.0}", f(&v["ns_per_run"]));
+    if before.is_some() {
+        o.push_str("| program | runs | ns / run | before: runs | before: ns / run |\n|---|---|---|---|---|\n");
+    } else {
+        o.push_str("| program | runs | ns / run |\n|---|---|---|\n");
+    }
+    for (name, v) in after {
+        o.push_str(&format!("| {name} | {} | {}", num(&v["runs"]), ns(v)));
+        if let Some(b) = before {
+            match b.get(name) {
+                Some(bv) => o.push_str(&format!(" | {} | {}", num(&bv["runs"]), ns(bv))),
+                None => o.push_str(" | - | -"),
+            }
+        }
+        o.push_str(" |\n");
+    }
+    o.push('\n');
+    o
 }
 
 fn syscall_overhead(
@@ -878,6 +978,10 @@ pub fn markdown(r: &Value) -> String {
             "\nAttach points: {}.\n",
             tp.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
         ));
+    }
+    if !r["probe_costs"].is_null() {
+        o.push('\n');
+        o.push_str(&probe_costs_section(&r["probe_costs"]));
     }
     if !r["workloads"].is_null() {
         o.push('\n');
