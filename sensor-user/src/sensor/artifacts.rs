@@ -408,7 +408,7 @@ impl ArtifactLink {
     pub fn on_identity(&mut self, key: FileKey, found: Option<Found>) -> Option<ArtifactUpdate> {
         let Pending { process, mut name } = self.pending.remove(&key)?;
         self.pending_shares.remove(process.uid);
-        let Some(Found { identity, path, held, name: link_target }) = found else {
+        let Some(Found { identity, path, held, name: link_target, spare }) = found else {
             self.lookups_unresolved += 1;
             self.identities.pop(&key);
             return None;
@@ -421,19 +421,29 @@ impl ArtifactLink {
             Some(report) if first => Some(ArtifactUpdate::Identified { identity, report }),
             Some(_) => None,
             None => {
-                self.submit(&process, identity, path, held);
+                self.submit(&process, identity, path, held, spare);
                 None
             }
         }
     }
 
     /// Queues a version for analysis within its user's share; a held file is handed over as
-    /// `/proc/self/fd/<n>` and kept open until the analyzer answers.
-    fn submit(&mut self, process: &ProcessInfo, identity: FileIdentity, path: PathBuf, held: Option<File>) {
+    /// `/proc/self/fd/<n>` and kept open until the analyzer answers. A `spare` (the same
+    /// version, opened by the resolver next to a path) is kept for a retry should the path go.
+    fn submit(
+        &mut self,
+        process: &ProcessInfo,
+        identity: FileIdentity,
+        path: PathBuf,
+        held: Option<File>,
+        spare: Option<File>,
+    ) {
+        // Spares are a fallback: within the descriptor budget only.
+        let spare = spare.filter(|_| self.held_count() < MAX_HELD);
         if let Some(q) = self.queued.get_mut(&identity) {
             // On its way: its answer serves this event too.
             if q.held.is_none() && q.spare.is_none() {
-                q.spare = held;
+                q.spare = held.or(spare);
             }
             return;
         }
@@ -459,18 +469,22 @@ impl ArtifactLink {
         if after.duplicates > before.duplicates {
             return;
         }
-        self.queued.insert(identity, Queued { uid: process.uid, held, since: Instant::now(), spare: None });
+        let spare = if held.is_some() { None } else { spare };
+        self.queued.insert(identity, Queued { uid: process.uid, held, since: Instant::now(), spare });
         self.queued_shares.add(process.uid);
     }
 
+    /// Descriptors kept for queued analyses (held files and spares).
     fn held_count(&self) -> usize {
-        self.queued.values().filter(|q| q.held.is_some()).count()
+        self.queued.values().map(|q| usize::from(q.held.is_some()) + usize::from(q.spare.is_some())).sum()
     }
 
-    /// Closes the oldest held file; its analysis then fails (counted as failed) unless the
-    /// analyzer opened it already.
+    /// Closes the oldest spare, or else the oldest held file (whose analysis then fails, counted
+    /// as failed, unless the analyzer opened it already).
     fn release_oldest_held(&mut self) {
-        if let Some(q) = self.queued.values_mut().filter(|q| q.held.is_some()).min_by_key(|q| q.since) {
+        if let Some(q) = self.queued.values_mut().filter(|q| q.spare.is_some()).min_by_key(|q| q.since) {
+            q.spare = None;
+        } else if let Some(q) = self.queued.values_mut().filter(|q| q.held.is_some()).min_by_key(|q| q.since) {
             q.held = None;
         }
     }
@@ -478,12 +492,27 @@ impl ArtifactLink {
     /// An analysis by path failed while another opener holds the version open: submits it
     /// again through that descriptor (the share stays taken). Whether it did.
     fn retry_through_spare(&mut self, identity: &FileIdentity) -> bool {
-        let Some(q) = self.queued.get_mut(identity) else { return false };
+        if self.queued.get(identity).is_none_or(|q| q.spare.is_none()) {
+            return false;
+        }
+        let Some(mut q) = self.queued.remove(identity) else { return false };
         let Some(spare) = q.spare.take() else { return false };
+        // The version as the file is now: the unlink that made the path fail changed its ctime,
+        // and the analyzer checks what it reads against the version it is asked about. The
+        // events' key leads to the version analysed from now on.
+        let now = spare.metadata().map_or(*identity, |m| FileIdentity::from_metadata(&m));
+        if now != *identity {
+            let key = self.key_of(identity);
+            if let Some(o) = self.openers.peek(identity).cloned() {
+                self.openers.put(now, o);
+            }
+            self.identities.put(key, now);
+        }
         let path = PathBuf::from(format!("/proc/self/fd/{}", spare.as_raw_fd()));
         q.held = Some(spare);
         self.analyzer.forget(identity);
-        self.analyzer.submit(ArtifactRequest { path, identity: *identity });
+        self.analyzer.submit(ArtifactRequest { path, identity: now });
+        self.queued.insert(now, q);
         true
     }
 
@@ -778,6 +807,46 @@ mod tests {
         assert!(link.summary(&mut resolver, &p, &seen).is_none());
         assert!(link.on_identity((1, 2, 3, 0, 0), None).is_none());
         assert_eq!(link.losses(&resolver).file_not_found, 1);
+        link.shutdown();
+    }
+
+    /// The path found, then unlinked before the analyzer gets to it (the process that opened
+    /// it holds it, but no later event brings its descriptor): analysed through the file the
+    /// resolver opened next to the path.
+    #[tokio::test]
+    async fn a_file_unlinked_between_its_lookup_and_its_analysis_is_analysed_all_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("gone.gguf");
+        std::fs::write(&model, gguf()).expect("write");
+        let md = std::fs::metadata(&model).expect("stat");
+        let key = key_of(&md);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let analyzer = Analyzer::start(&ArtifactConfig::default(), state.path(), tx).expect("analyzer");
+        let mut link = ArtifactLink::new(analyzer, true, 1024);
+        let (mut resolver, mut answers) = Resolver::start().expect("resolver");
+        let p = process(42);
+        let kpath = kernel_path(model.to_str().expect("utf-8"));
+        // A descriptor number that is not the file: only the path leads to it.
+        let seen = Sighting { handle: Handle::Fd(-1), ..seen(&kpath, key, 0, 1) };
+        assert!(link.summary(&mut resolver, &p, &seen).is_none());
+        let Some(super::super::resolver::Answer::Identity { key: k, found }) = answers.recv().await else {
+            panic!("no identity answer")
+        };
+        std::fs::remove_file(&model).expect("unlink");
+        assert!(link.on_identity(k, found).is_none());
+        let news = loop {
+            match next_update(&rx) {
+                u @ ArtifactUpdate::Identified { .. } => break link.on_update(u),
+                u @ ArtifactUpdate::Failed { .. } => {
+                    let news = link.on_update(u);
+                    assert!(!news.failed, "failed for good: no retry through the file held next to the path");
+                }
+                _ => {}
+            }
+        };
+        assert!(news.events.iter().any(|(_, payload, _)| matches!(payload, Payload::ArtifactIdentified(_))));
+        assert_eq!(news.mark.map(|(_, m)| m.verdict), Some(sensor_ebpf::mark::MODEL));
         link.shutdown();
     }
 

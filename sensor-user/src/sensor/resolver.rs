@@ -80,6 +80,10 @@ pub struct Found {
     pub held: Option<File>,
     /// Where the process's descriptor or mapping says the file is (`readlink`), for a held file.
     pub name: Option<PathBuf>,
+    /// For a file found by path: the file opened here too. The analyzer reads it by path (its
+    /// neighbours, a licence or a model card, are found from there); if the path is gone by
+    /// then (unlinked right after the open), it reads this instead.
+    pub spare: Option<File>,
 }
 
 pub enum Answer {
@@ -160,20 +164,23 @@ fn is_reported(mounts: &mut MountDevs, path: &Path, m: &std::fs::Metadata, (kdev
 }
 
 /// Opens a `/proc` link to a file a process holds and keeps it if it is the reported file.
-fn open_held(mounts: &mut MountDevs, link: PathBuf, key: FileKey) -> Option<Found> {
+/// Opens `path` and checks it is the version the kernel reported.
+fn open_checked(mounts: &mut MountDevs, path: &Path, key: FileKey) -> Option<(File, std::fs::Metadata)> {
     // Non-blocking: a FIFO or a device would otherwise hang the open (the inode check below
     // rejects them anyway).
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&link)
+        .open(path)
         .ok()?;
     let m = file.metadata().ok()?;
-    if !is_reported(mounts, &link, &m, key) {
-        return None;
-    }
+    is_reported(mounts, path, &m, key).then_some((file, m))
+}
+
+fn open_held(mounts: &mut MountDevs, link: PathBuf, key: FileKey) -> Option<Found> {
+    let (file, m) = open_checked(mounts, &link, key)?;
     let name = std::fs::read_link(&link).ok();
-    Some(Found { identity: FileIdentity::from_metadata(&m), path: link, held: Some(file), name })
+    Some(Found { identity: FileIdentity::from_metadata(&m), path: link, held: Some(file), name, spare: None })
 }
 
 /// The `/proc/<pid>/map_files` entry of the mapping that contains `addr`: the exact range when
@@ -205,10 +212,12 @@ const MAX_MAPS_LINES: usize = 65_536;
 fn find(mounts: &mut MountDevs, key: FileKey, candidates: Vec<Candidate>) -> Option<Found> {
     for c in candidates {
         let found = match c {
-            Candidate::Path(path) => std::fs::metadata(&path)
-                .ok()
-                .filter(|m| is_reported(mounts, &path, m, key))
-                .map(|m| Found { identity: FileIdentity::from_metadata(&m), path, held: None, name: None }),
+            Candidate::Path(path) => {
+                std::fs::metadata(&path).ok().filter(|m| is_reported(mounts, &path, m, key)).map(|m| {
+                    let spare = open_checked(mounts, &path, key).map(|(f, _)| f);
+                    Found { identity: FileIdentity::from_metadata(&m), path, held: None, name: None, spare }
+                })
+            }
             Candidate::Descriptor { pid, fd } if fd >= 0 => {
                 open_held(mounts, PathBuf::from(format!("/proc/{pid}/fd/{fd}")), key)
             }
@@ -255,7 +264,8 @@ mod tests {
         assert!(r.submit(Job::Identity { key, candidates }));
         let Some(Answer::Identity { key: k, found: Some(found) }) = answers.recv().await else { panic!("no identity") };
         assert_eq!((k, found.identity.ino, found.path), (key, md.ino(), file.clone()));
-        assert!(found.held.is_none(), "a path is opened by the analyzer, not here");
+        assert!(found.held.is_none(), "a path is read by the analyzer, by its path");
+        assert!(found.spare.is_some(), "and held here in case the path goes");
         // Another inode under the same name is not the file the kernel reported.
         let candidates = vec![Candidate::Path(file.clone()), Candidate::Path(file.clone())];
         assert!(r.submit(Job::Identity { key: (key.0, key.1 + 1, 4, 0, 0), candidates }));
