@@ -29,8 +29,9 @@ pub fn json_line(ev: &Event) -> String {
 }
 
 /// Appends `ev` as one line of JSON (no newline) to `buf`: the same text serde_json writes
-/// (a schema test holds them equal), through sonic-rs, whose SIMD string escaping was a sixth of
-/// the collector's time less under load (BENCHMARKS.md).
+/// (a schema test holds them equal), through sonic-rs: serde_json's byte-at-a-time string
+/// escaping alone was 13-17 % of the collector's CPU under load, sonic-rs's whole
+/// serialisation is 11 % (BENCHMARKS.md, performance pass).
 pub fn write_json(buf: &mut Vec<u8>, ev: &Event) {
     let start = buf.len();
     // Serialising generated types into memory cannot fail: no maps with non-string keys and no
