@@ -247,9 +247,9 @@ struct Queued {
     uid: u32,
     held: Option<File>,
     since: Instant,
-    /// The same version held open by a later opener while this analysis, submitted by path,
-    /// was on its way: if the path is gone when the analyzer gets to it (unlinked right after
-    /// the open), the analysis is made again through this descriptor.
+    /// The same version held open, for an analysis submitted by path: opened by the resolver
+    /// next to the path, or a later opener's descriptor. If the path is gone when the analyzer
+    /// gets to it (unlinked right after the open), the analysis is made again through this.
     spare: Option<File>,
 }
 
@@ -489,8 +489,8 @@ impl ArtifactLink {
         }
     }
 
-    /// An analysis by path failed while another opener holds the version open: submits it
-    /// again through that descriptor (the share stays taken). Whether it did.
+    /// An analysis by path failed while a spare of the version is held: submits it again
+    /// through that descriptor (the share stays taken). Whether it did.
     fn retry_through_spare(&mut self, identity: &FileIdentity) -> bool {
         if self.queued.get(identity).is_none_or(|q| q.spare.is_none()) {
             return false;
