@@ -180,15 +180,49 @@ const CACHE_VERSION: u32 = 1;
 /// A cache file larger than this is not read (100 000 entries take about 20 MB).
 const MAX_CACHE_FILE: u64 = 256 << 20;
 
+/// How a cache in the state directory is saved: where, whether it has unsaved changes, and
+/// when it was last written (the digest and the verdict caches share it).
+#[derive(Debug, Default)]
+pub(crate) struct SaveState {
+    /// `None`: never written (an in-memory cache).
+    path: Option<PathBuf>,
+    dirty: bool,
+    last_save: Option<Instant>,
+}
+
+impl SaveState {
+    pub(crate) fn at(path: &Path) -> Self {
+        Self { path: Some(path.to_owned()), ..Self::default() }
+    }
+
+    pub(crate) fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Unsaved changes, and the last save at least `min_interval` old.
+    pub(crate) fn due(&self, min_interval: std::time::Duration) -> bool {
+        self.dirty && self.last_save.is_none_or(|t| t.elapsed() >= min_interval)
+    }
+
+    /// Writes what `encode` gives atomically (see [`write_atomic`]); an in-memory cache only
+    /// forgets that it changed.
+    pub(crate) fn write(&mut self, encode: impl FnOnce() -> io::Result<Vec<u8>>) -> io::Result<()> {
+        if let Some(path) = &self.path {
+            write_atomic(path, &encode()?)?;
+            self.last_save = Some(Instant::now());
+        }
+        self.dirty = false;
+        Ok(())
+    }
+}
+
 /// Digests by file identity, persisted in the state directory.
 #[derive(Debug)]
 pub struct DigestCache {
-    path: Option<PathBuf>,
+    save: SaveState,
     /// (ctime seconds and nanoseconds, digest, last seen).
     entries: HashMap<Key, ((i64, i64), String, u64)>,
     max: usize,
-    dirty: bool,
-    last_save: Option<Instant>,
 }
 
 fn now_secs() -> u64 {
@@ -202,14 +236,14 @@ fn key(id: &FileIdentity) -> Key {
 impl DigestCache {
     /// A cache that is never written (for one-off scans and tests).
     pub fn in_memory(max: usize) -> Self {
-        Self { path: None, entries: HashMap::new(), max: max.max(1), dirty: false, last_save: None }
+        Self { save: SaveState::default(), entries: HashMap::new(), max: max.max(1) }
     }
 
     /// Loads `path`; a missing file is an empty cache, an unreadable or corrupt one is ignored
     /// with a warning (it will be replaced at the next save).
     pub fn load(path: &Path, max: usize) -> Self {
         let mut c = Self::in_memory(max);
-        c.path = Some(path.to_owned());
+        c.save = SaveState::at(path);
         let Some(bytes) = read_state_file(path, MAX_CACHE_FILE, "digest cache") else { return c };
         let parsed: CacheFile = match serde_json::from_slice(&bytes) {
             Ok(p) => p,
@@ -263,20 +297,20 @@ impl DigestCache {
             }
         }
         self.entries.insert(key(id), ((id.ctime_sec, id.ctime_nsec), sha256.to_owned(), now_secs()));
-        self.dirty = true;
+        self.save.changed();
     }
 
     /// Forgets the digest of `id`: its content may have changed without its identity showing it
     /// (a write that changed no timestamp).
     pub fn remove(&mut self, id: &FileIdentity) {
         if self.entries.remove(&key(id)).is_some() {
-            self.dirty = true;
+            self.save.changed();
         }
     }
 
     /// Saves if there are unsaved changes and the last save is at least `min_interval` old.
     pub fn save_if_due(&mut self, min_interval: std::time::Duration) -> io::Result<()> {
-        if self.dirty && self.last_save.is_none_or(|t| t.elapsed() >= min_interval) {
+        if self.save.due(min_interval) {
             self.save()?;
         }
         Ok(())
@@ -284,11 +318,7 @@ impl DigestCache {
 
     /// Writes the cache atomically: a temporary file in the same directory, fsync, rename.
     pub fn save(&mut self) -> io::Result<()> {
-        let Some(path) = self.path.clone() else {
-            self.dirty = false;
-            return Ok(());
-        };
-        let file = CacheFile {
+        let file = || CacheFile {
             version: CACHE_VERSION,
             entries: self
                 .entries
@@ -305,11 +335,7 @@ impl DigestCache {
                 })
                 .collect(),
         };
-        let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
-        write_atomic(&path, &bytes)?;
-        self.dirty = false;
-        self.last_save = Some(Instant::now());
-        Ok(())
+        self.save.write(|| serde_json::to_vec(&file()).map_err(io::Error::other))
     }
 }
 

@@ -22,15 +22,15 @@
 use std::{
     collections::HashMap,
     io,
-    path::{Path, PathBuf},
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     ArtifactReport, FileIdentity, Finding, Format, ModelMetadata, PolicyVerdict, Severity,
-    digest::{self, read_state_file, write_atomic},
+    digest::{self, SaveState, read_state_file},
 };
 
 /// What a verdict keeps of the identification: enough to rebuild the report the analyzer
@@ -139,12 +139,10 @@ struct Entry {
 
 /// Not-a-model and unknown-format verdicts by content version, persisted in the state directory.
 pub struct VerdictCache {
-    path: Option<PathBuf>,
+    save: SaveState,
     entries: HashMap<FileIdentity, Entry>,
     max: usize,
     tick: u64,
-    dirty: bool,
-    last_save: Option<Instant>,
 }
 
 fn now_secs() -> u64 {
@@ -158,7 +156,7 @@ fn analyzer_version() -> &'static str {
 impl VerdictCache {
     /// A cache that is never written (tests).
     pub fn in_memory(max: usize) -> Self {
-        Self { path: None, entries: HashMap::new(), max: max.max(1), tick: 0, dirty: false, last_save: None }
+        Self { save: SaveState::default(), entries: HashMap::new(), max: max.max(1), tick: 0 }
     }
 
     /// Loads `path`; a missing file is an empty cache, an unreadable, corrupt or oversized one,
@@ -169,7 +167,7 @@ impl VerdictCache {
 
     fn load_bounded(path: &Path, max: usize, max_file: u64) -> Self {
         let mut c = Self::in_memory(max);
-        c.path = Some(path.to_owned());
+        c.save = SaveState::at(path);
         let Some(bytes) = read_state_file(path, max_file, "verdict cache") else { return c };
         let parsed: VerdictFile = match serde_json::from_slice(&bytes) {
             Ok(p) => p,
@@ -235,32 +233,28 @@ impl VerdictCache {
         }
         self.tick += 1;
         self.entries.insert(*id, Entry { verdict, seen: now_secs(), tick: self.tick });
-        self.dirty = true;
+        self.save.changed();
     }
 
     /// Forgets the verdict on `id`: its content may have changed without its identity showing
     /// it (a write that changed no timestamp).
     pub fn remove(&mut self, id: &FileIdentity) {
         if self.entries.remove(id).is_some() {
-            self.dirty = true;
+            self.save.changed();
         }
     }
 
     /// Saves if there are unsaved changes and the last save is at least `min_interval` old.
     pub fn save_if_due(&mut self, min_interval: std::time::Duration) -> io::Result<()> {
-        if self.dirty && self.last_save.is_none_or(|t| t.elapsed() >= min_interval) {
+        if self.save.due(min_interval) {
             self.save()?;
         }
         Ok(())
     }
 
-    /// Writes the cache atomically (see [`write_atomic`]).
+    /// Writes the cache atomically (see [`digest::write_atomic`]).
     pub fn save(&mut self) -> io::Result<()> {
-        let Some(path) = self.path.clone() else {
-            self.dirty = false;
-            return Ok(());
-        };
-        let file = VerdictFile {
+        let file = || VerdictFile {
             version: VERSION,
             analyzer: analyzer_version().to_owned(),
             entries: self
@@ -269,11 +263,7 @@ impl VerdictCache {
                 .map(|(id, e)| Stored { identity: *id, verdict: e.verdict.clone(), seen: e.seen })
                 .collect(),
         };
-        let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
-        write_atomic(&path, &bytes)?;
-        self.dirty = false;
-        self.last_save = Some(Instant::now());
-        Ok(())
+        self.save.write(|| serde_json::to_vec(&file()).map_err(io::Error::other))
     }
 }
 
